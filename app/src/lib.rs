@@ -1,0 +1,71 @@
+//! NeuroVol's user interface: routes, pages and the server functions they call.
+//!
+//! Built twice: with `ssr` into the server binary (renders HTML, runs server functions) and
+//! with `hydrate` into the browser's WASM (makes the same HTML interactive).
+
+pub mod auth_rules;
+mod pages;
+pub mod session;
+
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::components::{A, Route, Router, Routes};
+use leptos_router::path;
+
+pub use session::{PrivacyFacts, SessionInfo, UserInfo};
+
+/// The HTML document around the app, rendered on the server only.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="referrer" content="same-origin"/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    // Who is signed in and the CSRF token, resolved before the page streams so the
+    // server-rendered HTML and the hydrated page agree.
+    let session = Resource::new_blocking(|| (), |_| session::get_session_info());
+    provide_context(session);
+
+    view! {
+        <Stylesheet id="neurovol" href="/pkg/neurovol.css"/>
+        <Title text="NeuroVol"/>
+        <Router>
+            <header class="site-header">
+                <A href="/" attr:class="brand">"NeuroVol"</A>
+                <nav>
+                    <A href="/privacy">"Privacy"</A>
+                    <pages::AccountNav/>
+                </nav>
+            </header>
+            <main>
+                <Routes fallback=pages::NotFound>
+                    <Route path=path!("/") view=pages::Landing/>
+                    <Route path=path!("/signup") view=pages::SignUp/>
+                    <Route path=path!("/login") view=pages::LogIn/>
+                    <Route path=path!("/home") view=pages::Home/>
+                    <Route path=path!("/privacy") view=pages::Privacy/>
+                </Routes>
+            </main>
+            <footer class="site-footer">
+                <p>
+                    "NeuroVol reports research-grade volumetry. It is not a medical device and does not give a diagnosis."
+                </p>
+            </footer>
+        </Router>
+    }
+}

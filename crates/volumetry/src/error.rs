@@ -1,0 +1,17 @@
+//! Typed errors. Every variant carries a one-line, user-presentable reason (no paths of
+//! patient data are ever put in them beyond the file name the caller gave us).
+
+#[derive(Debug, thiserror::Error)]
+pub enum VolumetryError {
+    /// The input image cannot be segmented (wrong format, 4D, truncated, ...).
+    #[error("unusable input: {0}")]
+    BadInput(String),
+    /// A model folder is missing files or they are inconsistent.
+    #[error("model problem: {0}")]
+    Model(String),
+    /// Reading or writing a file failed.
+    #[error("{0}")]
+    Io(String),
+}
+
+pub type Result<T> = std::result::Result<T, VolumetryError>;

@@ -1,0 +1,209 @@
+//! One typed configuration for every `neurovol` command.
+//!
+//! Sources, later ones winning: embedded defaults → optional TOML file (`NEUROVOL_CONFIG`) →
+//! environment variables. The defaults run the whole product on one machine with no set-up:
+//! SQLite under the data directory, a local object store, a local CPU worker.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Every piece of state the server keeps (database file, objects, temp files) lives here.
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// `None` means the embedded SQLite file `<data_dir>/neurovol.db`.
+    pub database_url: Option<String>,
+    /// Folder laid out like `shared/`: `models/`, `normative/`.
+    pub assets_dir: PathBuf,
+    /// Built site (hydrate WASM, CSS, public files).
+    pub site_root: PathBuf,
+    /// Where users reach the app; decides `Secure` cookies and the allowed `Origin`.
+    pub public_url: String,
+    pub session_days: u32,
+    pub login_max_failures_per_account: u32,
+    pub login_max_failures_per_ip: u32,
+    pub login_window_secs: u64,
+    /// Take the client IP from `X-Forwarded-For` (only behind a trusted reverse proxy).
+    pub trust_forwarded_for: bool,
+}
+
+/// The TOML file's shape: every key optional, same names as the fields above.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    database_url: Option<String>,
+    assets_dir: Option<PathBuf>,
+    site_root: Option<PathBuf>,
+    public_url: Option<String>,
+    session_days: Option<u32>,
+    login_max_failures_per_account: Option<u32>,
+    login_max_failures_per_ip: Option<u32>,
+    login_window_secs: Option<u64>,
+    trust_forwarded_for: Option<bool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid value for {name}: {message}")]
+    Env { name: &'static str, message: String },
+}
+
+impl Config {
+    /// Reads the process environment (and the file it may name).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Same as [`Config::from_env`] with an injectable environment, for tests.
+    pub fn from_lookup(env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let file = match env("NEUROVOL_CONFIG") {
+            Some(path) => {
+                let path = PathBuf::from(path);
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| ConfigError::Parse { path, message: e.to_string() })?
+            }
+            None => FileConfig::default(),
+        };
+
+        let data_dir = env("NEUROVOL_DATA_DIR").map(PathBuf::from).or(file.data_dir).unwrap_or_else(|| "data".into());
+        let listen = match env("LEPTOS_SITE_ADDR") {
+            Some(v) => v.parse().map_err(|e: std::net::AddrParseError| ConfigError::Env {
+                name: "LEPTOS_SITE_ADDR",
+                message: e.to_string(),
+            })?,
+            None => file.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
+        };
+        let database_url = env("NEUROVOL_DATABASE_URL").or(file.database_url).filter(|s| !s.is_empty());
+        let assets_dir = env("NEUROVOL_ASSETS").map(PathBuf::from).or(file.assets_dir).unwrap_or_else(|| "assets".into());
+        let site_root = env("LEPTOS_SITE_ROOT").map(PathBuf::from).or(file.site_root).unwrap_or_else(default_site_root);
+        let public_url = env("NEUROVOL_PUBLIC_URL")
+            .or(file.public_url)
+            .unwrap_or_else(|| format!("http://{listen}"))
+            .trim_end_matches('/')
+            .to_string();
+
+        Ok(Config {
+            data_dir,
+            listen,
+            database_url,
+            assets_dir,
+            site_root,
+            public_url,
+            session_days: parse_env(&env, "NEUROVOL_SESSION_DAYS")?.or(file.session_days).unwrap_or(7),
+            login_max_failures_per_account: parse_env(&env, "NEUROVOL_LOGIN_MAX_FAILURES_PER_ACCOUNT")?
+                .or(file.login_max_failures_per_account)
+                .unwrap_or(5),
+            login_max_failures_per_ip: parse_env(&env, "NEUROVOL_LOGIN_MAX_FAILURES_PER_IP")?
+                .or(file.login_max_failures_per_ip)
+                .unwrap_or(20),
+            login_window_secs: parse_env(&env, "NEUROVOL_LOGIN_WINDOW_SECS")?.or(file.login_window_secs).unwrap_or(15 * 60),
+            trust_forwarded_for: parse_env(&env, "NEUROVOL_TRUST_FORWARDED_FOR")?.or(file.trust_forwarded_for).unwrap_or(false),
+        })
+    }
+
+    /// The database URL actually used: the configured one or the embedded SQLite file.
+    pub fn effective_database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}?mode=rwc", self.data_dir.join("neurovol.db").display()),
+        }
+    }
+
+    pub fn uses_postgres(&self) -> bool {
+        self.database_url.as_deref().is_some_and(|u| u.starts_with("postgres"))
+    }
+
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.data_dir.join("tmp")
+    }
+}
+
+fn parse_env<T: std::str::FromStr>(env: &impl Fn(&str) -> Option<String>, name: &'static str) -> Result<Option<T>, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    env(name)
+        .map(|v| v.trim().parse::<T>().map_err(|e| ConfigError::Env { name, message: e.to_string() }))
+        .transpose()
+}
+
+/// The build script writes the site next to the binary's profile folder
+/// (`<target>/site` beside `<target>/release/neurovol`); fall back to `target/site`.
+fn default_site_root() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().and_then(Path::parent).map(|p| p.join("site")))
+        .filter(|p| p.is_dir())
+        .unwrap_or_else(|| "target/site".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(move |k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn embedded_defaults() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("data"));
+        assert_eq!(c.listen.to_string(), "127.0.0.1:3000");
+        assert!(c.database_url.is_none());
+        assert_eq!(c.effective_database_url(), "sqlite://data/neurovol.db?mode=rwc");
+        assert!(!c.uses_postgres());
+        assert!(!c.secure_cookies());
+        assert_eq!(c.public_url, "http://127.0.0.1:3000");
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let dir = std::env::temp_dir().join(format!("nv-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("neurovol.toml");
+        std::fs::write(&file, "data_dir = \"/srv/nv\"\nsession_days = 3\npublic_url = \"https://nv.example/\"\n").unwrap();
+        let c = cfg(&[("NEUROVOL_CONFIG", file.to_str().unwrap()), ("NEUROVOL_SESSION_DAYS", "9")]).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/srv/nv"));
+        assert_eq!(c.session_days, 9);
+        assert_eq!(c.public_url, "https://nv.example");
+        assert!(c.secure_cookies());
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = cfg(&[("LEPTOS_SITE_ADDR", "not-an-addr")]).unwrap_err();
+        assert!(err.to_string().contains("LEPTOS_SITE_ADDR"), "{err}");
+        let err = cfg(&[("NEUROVOL_SESSION_DAYS", "many")]).unwrap_err();
+        assert!(err.to_string().contains("NEUROVOL_SESSION_DAYS"), "{err}");
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let dir = std::env::temp_dir().join(format!("nv-config-test2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("neurovol.toml");
+        std::fs::write(&file, "databse_url = \"typo\"\n").unwrap();
+        let err = cfg(&[("NEUROVOL_CONFIG", file.to_str().unwrap())]).unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
+    }
+}

@@ -1,0 +1,106 @@
+//! `neurovol`: the NeuroVol server and its command-line tools.
+
+mod auth;
+mod config;
+mod db;
+mod web;
+
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::Config;
+
+#[derive(Parser)]
+#[command(name = "neurovol", version, about = "Brain MRI volumetry with privacy by design")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the web app (applies pending database migrations first).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+}
+
+fn init_logging() {
+    // JSON lines when NEUROVOL_LOG_FORMAT=json (for collectors), readable text otherwise.
+    let filter = EnvFilter::try_from_env("NEUROVOL_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let json = std::env::var("NEUROVOL_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json { builder.json().init() } else { builder.with_ansi(false).init() }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("neurovol: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("neurovol: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve => serve(config).await,
+            Command::Migrate => {
+                let db = db::connect(&config).await?;
+                db::migrate(&db).await?;
+                println!("migrations applied ({})", db::redact_url(&config.effective_database_url()));
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("neurovol: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let db = db::connect(&config).await?;
+    db::migrate(&db).await?;
+    auth::warm_up().await;
+    let config = Arc::new(config);
+    tracing::info!(
+        database = if config.uses_postgres() { "postgres" } else { "sqlite" },
+        data_dir = %config.data_dir.display(),
+        site_root = %config.site_root.display(),
+        "starting"
+    );
+    // Hourly clean-up of expired sessions and throttle counters.
+    {
+        let (db, config) = (db.clone(), config.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
+            loop {
+                tick.tick().await;
+                if let Err(e) = auth::purge_expired(&db, &config).await {
+                    tracing::warn!(error = %e, "session clean-up failed");
+                }
+            }
+        });
+    }
+    let state = web::AppState {
+        leptos: web::leptos_options(&config),
+        privacy: Arc::new(web::privacy::facts(&config)),
+        db,
+        config,
+    };
+    web::serve(state).await
+}

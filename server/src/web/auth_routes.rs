@@ -1,0 +1,124 @@
+//! `/auth/*`: the account forms' endpoints. They answer with `303 See Other` redirects
+//! (Post/Redirect/Get); errors travel as a code in the query, never as user data.
+
+use std::net::SocketAddr;
+
+use axum::Form;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use app::auth_rules::AuthNotice;
+
+use super::AppState;
+use super::security::{CSRF_COOKIE, SESSION_COOKIE, cookie_value, set_cookie};
+use crate::auth::{self, LogInError, SignUpError};
+
+#[derive(Deserialize)]
+pub struct SignUpForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    password_confirm: String,
+}
+
+#[derive(Deserialize)]
+pub struct LogInForm {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+}
+
+fn see_other(location: &str) -> Response {
+    let mut resp = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    resp
+}
+
+fn internal_error(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "account request failed");
+    (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on our side. Please try again in a moment.").into_response()
+}
+
+/// Sets the session cookie and rotates the CSRF token (a token seen before sign-in is
+/// never reused after it).
+async fn start_session(state: &AppState, user_id: &str) -> Response {
+    let token = match auth::create_session(&state.db, user_id, state.config.session_days).await {
+        Ok(t) => t,
+        Err(e) => return internal_error(e),
+    };
+    let mut resp = see_other("/home");
+    let max_age = state.config.session_days as i64 * 86_400;
+    resp.headers_mut().append(header::SET_COOKIE, set_cookie(state, SESSION_COOKIE, &token, Some(max_age)));
+    resp.headers_mut().append(header::SET_COOKIE, set_cookie(state, CSRF_COOKIE, &auth::random_token(), None));
+    resp
+}
+
+pub async fn sign_up(State(state): State<AppState>, Form(form): Form<SignUpForm>) -> Response {
+    match auth::sign_up(&state.db, &form.email, &form.password, &form.password_confirm).await {
+        Ok(user) => {
+            tracing::info!(account = %user.id, "account created");
+            start_session(&state, &user.id).await
+        }
+        Err(SignUpError::Rejected(notice)) => see_other(&format!("/signup?error={}", notice.code())),
+        Err(SignUpError::Internal(e)) => internal_error(e),
+    }
+}
+
+fn client_ip(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> String {
+    if state.config.trust_forwarded_for {
+        if let Some(first) = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+            .filter(|s| s.parse::<std::net::IpAddr>().is_ok())
+        {
+            return first.to_string();
+        }
+    }
+    peer.ip().to_string()
+}
+
+pub async fn log_in(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<LogInForm>,
+) -> Response {
+    let ip = client_ip(&state, peer, &headers);
+    match auth::log_in(&state.db, &state.config, &form.email, &form.password, &ip).await {
+        Ok(user) => {
+            tracing::info!(account = %user.id, "signed in");
+            start_session(&state, &user.id).await
+        }
+        Err(LogInError::InvalidCredentials) => {
+            tracing::info!("sign-in refused");
+            see_other(&format!("/login?error={}", AuthNotice::InvalidCredentials.code()))
+        }
+        Err(LogInError::Throttled) => {
+            tracing::warn!("sign-in throttled");
+            let mut resp = see_other(&format!("/login?error={}", AuthNotice::Throttled.code()));
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(state.config.login_window_secs));
+            resp
+        }
+        Err(LogInError::Internal(e)) => internal_error(e),
+    }
+}
+
+pub async fn log_out(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = cookie_value(&headers, SESSION_COOKIE) {
+        if let Err(e) = auth::end_session(&state.db, token).await {
+            return internal_error(e);
+        }
+    }
+    let mut resp = see_other(&format!("/login?notice={}", AuthNotice::SignedOut.code()));
+    resp.headers_mut().append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, "", Some(0)));
+    resp
+}

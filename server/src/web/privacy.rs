@@ -1,0 +1,55 @@
+//! The facts the Privacy page shows, derived from the running configuration.
+
+use app::PrivacyFacts;
+
+use crate::config::Config;
+
+/// DESIGN.md's privacy list: removed from every file at every nesting level.
+/// (The de-identification crate applies these and, by default, the wider PS3.15 profile.)
+pub const REMOVED_ATTRIBUTES: &[&str] = &[
+    "PatientName", "PatientID", "PatientBirthDate", "PatientBirthTime", "PatientAddress",
+    "PatientTelephoneNumbers", "PatientMotherBirthName", "OtherPatientIDs", "OtherPatientNames",
+    "ReferringPhysicianName", "ReferringPhysicianAddress", "ReferringPhysicianTelephoneNumbers",
+    "PhysiciansOfRecord", "PerformingPhysicianName", "OperatorsName", "NameOfPhysiciansReadingStudy",
+    "RequestingPhysician", "ResponsiblePerson", "AccessionNumber", "StudyID", "InstitutionName",
+    "InstitutionAddress", "InstitutionalDepartmentName", "StationName", "DeviceSerialNumber",
+    "StudyDescription", "SeriesDescription", "ProtocolName", "RequestedProcedureDescription",
+    "ReasonForStudy", "AdmittingDiagnosesDescription", "ImageComments",
+];
+
+pub fn facts(config: &Config) -> PrivacyFacts {
+    let database = if config.uses_postgres() {
+        "a PostgreSQL database run by this service's operator".to_string()
+    } else {
+        "an SQLite database file on this server, inside its data directory".to_string()
+    };
+    PrivacyFacts {
+        removed_attributes: REMOVED_ATTRIBUTES.iter().map(|s| s.to_string()).collect(),
+        removed_also: vec![
+            "Every private (vendor) element, including private sequences and elements of unknown type.".into(),
+            "Every overlay (groups 6000–60FF), which can hold burnt-in names.".into(),
+            "Other identifying attributes of the DICOM PS3.15 Basic Confidentiality Profile (for example procedure codes and IDs).".into(),
+            "Every study, series, instance and frame-of-reference UID is replaced with a new random one.".into(),
+            "File and folder names from your ZIP; files are renamed by position.".into(),
+        ],
+        kept_facts: vec![
+            "Your age in years at the scan (computed from the birth date before the birth date is removed, when no age is recorded).".into(),
+            "Your sex as one letter (M, F, O) or unknown.".into(),
+            "The study date.".into(),
+            "Your email address and a bcrypt hash of your password, for signing in.".into(),
+        ],
+        database,
+        object_store: format!(
+            "a private folder on this server ({}), reached only through short-lived signed links",
+            config.data_dir.join("objects").display()
+        ),
+        segmentation: "on this server's own processor, by NeuroVol's segmentation worker on the loopback interface".into(),
+        session_days: config.session_days,
+        retention: vec![
+            "The raw upload is never stored: only the de-identified files are.".into(),
+            "Temporary files are deleted as soon as a step finishes or fails.".into(),
+            "Signed-out and expired sessions are deleted.".into(),
+        ],
+        logging: "Logs record request ids, routes, status codes, timings and your random account id — never your email, file contents, DICOM values or file names.".into(),
+    }
+}
