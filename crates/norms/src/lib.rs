@@ -67,8 +67,14 @@ pub const REGION_MAP: &[(&str, Option<&str>)] = &[
     ("Right-VentralDC", Some("Right-VentralDC")),
     ("Left-Cerebellum-Cortex", Some("Left-Cerebellum-Cortex")),
     ("Right-Cerebellum-Cortex", Some("Right-Cerebellum-Cortex")),
-    ("Left-Cerebellum-White-Matter", Some("Left-Cerebellum-White-Matter")),
-    ("Right-Cerebellum-White-Matter", Some("Right-Cerebellum-White-Matter")),
+    (
+        "Left-Cerebellum-White-Matter",
+        Some("Left-Cerebellum-White-Matter"),
+    ),
+    (
+        "Right-Cerebellum-White-Matter",
+        Some("Right-Cerebellum-White-Matter"),
+    ),
     ("Left-Cerebral-White-Matter", None),
     ("Right-Cerebral-White-Matter", None),
     ("Left-Cerebral-Cortex", None),
@@ -77,7 +83,10 @@ pub const REGION_MAP: &[(&str, Option<&str>)] = &[
     ("4th-Ventricle", Some("4th-Ventricle")),
     ("Brain-Stem", Some("Brain-Stem")),
     // FreeSurfer eTIV (atlas-scaling estimate), not a segmented TIV: see PROVENANCE.md caveats.
-    ("TotalIntracranialVolume", Some("EstimatedTotalIntraCranialVol")),
+    (
+        "TotalIntracranialVolume",
+        Some("EstimatedTotalIntraCranialVol"),
+    ),
 ];
 
 /// Sex as the model codes it (F = 0, M = 1). Serialised as the one-letter DICOM code.
@@ -168,7 +177,10 @@ impl SiteCalibration {
             let mu_w = *model.site_offsets_w.get(site)?;
             offsets.insert(name.clone(), SiteOffset { mu_w, s2_w: 0.0 });
         }
-        Some(SiteCalibration { label: format!("braincharts training site {site}"), offsets })
+        Some(SiteCalibration {
+            label: format!("braincharts training site {site}"),
+            offsets,
+        })
     }
 }
 
@@ -333,11 +345,14 @@ impl Norms {
         NORMS.get_or_init(|| {
             // The embedded file is a build-time constant checked by the tests, so failing here
             // is a build defect, not bad input.
-            Norms::from_json(EMBEDDED_PARAMS_JSON).expect("embedded braincharts_params.json is valid")
+            Norms::from_json(EMBEDDED_PARAMS_JSON)
+                .expect("embedded braincharts_params.json is valid")
         })
     }
 
     /// Parses and validates a `neurovol-normative-braincharts-v1` parameter file.
+    // negated comparisons on purpose: NaN must fail them
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     pub fn from_json(json: &str) -> Result<Norms, NormsError> {
         let file: ParamsFile = serde_json::from_str(json)?;
         let bad = |m: String| Err(NormsError::Invalid(m));
@@ -357,12 +372,23 @@ impl Norms {
         let n = N_FIXED + bs.n_basis;
         let mut regions = BTreeMap::new();
         for (name, r) in file.regions {
-            let finite = r.w.iter().chain(r.sigma.iter().flatten()).all(|v| v.is_finite());
-            if r.w.len() != n || r.sigma.len() != n || r.sigma.iter().any(|row| row.len() != n) || !finite {
-                return bad(format!("region {name}: weights/covariance are not {n}-dimensional and finite"));
+            let finite =
+                r.w.iter()
+                    .chain(r.sigma.iter().flatten())
+                    .all(|v| v.is_finite());
+            if r.w.len() != n
+                || r.sigma.len() != n
+                || r.sigma.iter().any(|row| row.len() != n)
+                || !finite
+            {
+                return bad(format!(
+                    "region {name}: weights/covariance are not {n}-dimensional and finite"
+                ));
             }
             if !(r.warp.b > 0.0 && r.warp.eps.is_finite() && r.s2_noise > 0.0) {
-                return bad(format!("region {name}: warp b and noise variance must be positive"));
+                return bad(format!(
+                    "region {name}: warp b and noise variance must be positive"
+                ));
             }
             let model = RegionModel {
                 name: name.clone(),
@@ -377,7 +403,13 @@ impl Norms {
             };
             regions.insert(name, model);
         }
-        Ok(Norms { knots: file.bspline.knot_vector, degree: file.bspline.degree, age_min, age_max, regions })
+        Ok(Norms {
+            knots: file.bspline.knot_vector,
+            degree: file.bspline.degree,
+            age_min,
+            age_max,
+            regions,
+        })
     }
 
     /// The ages (years, inclusive) the reference covers; outside them there is no percentile.
@@ -400,9 +432,13 @@ impl Norms {
     /// (`Hippocampus`: a bilateral sum has no reference) give [`NoPercentile::NoModel`].
     pub fn model(&self, region: &str) -> Result<&RegionModel, NoPercentile> {
         let name = region.trim().trim_end_matches('*');
-        let no_model = || NoPercentile::NoModel { region: name.to_string() };
+        let no_model = || NoPercentile::NoModel {
+            region: name.to_string(),
+        };
         if let Some((_, target)) = REGION_MAP.iter().find(|(n, _)| *n == name) {
-            return target.and_then(|t| self.regions.get(t)).ok_or_else(no_model);
+            return target
+                .and_then(|t| self.regions.get(t))
+                .ok_or_else(no_model);
         }
         if let Some(m) = self.regions.get(name) {
             return Ok(m);
@@ -411,10 +447,16 @@ impl Norms {
             let full = format!("{side}-{name}");
             REGION_MAP.iter().any(|(n, _)| *n == full) || self.regions.contains_key(&full)
         };
-        if name.starts_with("ctx-lh-") || name.starts_with("ctx-rh-") || name.starts_with("CC_") || lateral("Left") {
+        if name.starts_with("ctx-lh-")
+            || name.starts_with("ctx-rh-")
+            || name.starts_with("CC_")
+            || lateral("Left")
+        {
             return Err(no_model());
         }
-        Err(NoPercentile::UnknownRegion { region: name.to_string() })
+        Err(NoPercentile::UnknownRegion {
+            region: name.to_string(),
+        })
     }
 
     /// Cubic (in general degree-p) B-spline basis at `age` by Cox–de Boor with half-open
@@ -423,12 +465,21 @@ impl Norms {
         let t = &self.knots;
         let m = t.len();
         // degree 0: indicator of [t_i, t_{i+1})
-        let mut n: Vec<f64> = (0..m - 1).map(|i| if t[i] <= age && age < t[i + 1] { 1.0 } else { 0.0 }).collect();
+        let mut n: Vec<f64> = (0..m - 1)
+            .map(|i| {
+                if t[i] <= age && age < t[i + 1] {
+                    1.0
+                } else {
+                    0.0
+                }
+            })
+            .collect();
         for p in 1..=self.degree {
             let ratio = |num: f64, den: f64| if den == 0.0 { 0.0 } else { num / den };
             n = (0..m - 1 - p)
                 .map(|i| {
-                    ratio(age - t[i], t[i + p] - t[i]) * n[i] + ratio(t[i + p + 1] - age, t[i + p + 1] - t[i + 1]) * n[i + 1]
+                    ratio(age - t[i], t[i + p] - t[i]) * n[i]
+                        + ratio(t[i + p + 1] - age, t[i + p + 1] - t[i + 1]) * n[i + 1]
                 })
                 .collect();
         }
@@ -439,24 +490,42 @@ impl Norms {
     pub fn check_age(&self, age: f64) -> Result<bool, NoPercentile> {
         // written so that NaN fails the range test
         if !(age >= self.age_min && age <= self.age_max) {
-            return Err(NoPercentile::AgeOutOfRange { age, min: self.age_min, max: self.age_max });
+            return Err(NoPercentile::AgeOutOfRange {
+                age,
+                min: self.age_min,
+                max: self.age_max,
+            });
         }
-        Ok(age < LOW_CONFIDENCE_BELOW_AGE || age > LOW_CONFIDENCE_ABOVE_AGE)
+        Ok(!(LOW_CONFIDENCE_BELOW_AGE..=LOW_CONFIDENCE_ABOVE_AGE).contains(&age))
     }
 
     /// Warped mean and SD for (region, sex, age, site).
-    pub fn predict(&self, region: &str, sex: Sex, age: f64, site: &Site) -> Result<WarpedPrediction, NoPercentile> {
+    pub fn predict(
+        &self,
+        region: &str,
+        sex: Sex,
+        age: f64,
+        site: &Site,
+    ) -> Result<WarpedPrediction, NoPercentile> {
         let model = self.model(region)?;
         self.check_age(age)?;
         Ok(self.predict_model(model, sex, age, site))
     }
 
-    fn predict_model(&self, model: &RegionModel, sex: Sex, age: f64, site: &Site) -> WarpedPrediction {
+    fn predict_model(
+        &self,
+        model: &RegionModel,
+        sex: Sex,
+        age: f64,
+        site: &Site,
+    ) -> WarpedPrediction {
         let mut x = vec![1.0, age, sex.covariate(), 1.0];
         x.extend(self.bspline_basis(age));
         let n = x.len();
         let mu: f64 = x.iter().zip(&model.w).map(|(a, b)| a * b).sum();
-        let quad: f64 = (0..n).map(|i| x[i] * (0..n).map(|j| model.sigma[i * n + j] * x[j]).sum::<f64>()).sum();
+        let quad: f64 = (0..n)
+            .map(|i| x[i] * (0..n).map(|j| model.sigma[i * n + j] * x[j]).sum::<f64>())
+            .sum();
         let offset = match site {
             Site::TrainingAverage => None,
             Site::Calibrated(c) => c.offsets.get(&model.name).copied(),
@@ -470,7 +539,14 @@ impl Norms {
     }
 
     /// The exact percentile of `volume_mm3` for (region, sex, age).
-    pub fn percentile(&self, region: &str, sex: Sex, age: f64, volume_mm3: f64, site: &Site) -> Result<Percentile, NoPercentile> {
+    pub fn percentile(
+        &self,
+        region: &str,
+        sex: Sex,
+        age: f64,
+        volume_mm3: f64,
+        site: &Site,
+    ) -> Result<Percentile, NoPercentile> {
         let model = self.model(region)?;
         if !(volume_mm3.is_finite() && volume_mm3 >= 0.0) {
             return Err(NoPercentile::InvalidVolume);
@@ -478,11 +554,23 @@ impl Norms {
         let low_confidence = self.check_age(age)?;
         let pred = self.predict_model(model, sex, age, site);
         let z = (model.warp(volume_mm3) - pred.mu_w) / pred.sigma_w;
-        Ok(Percentile { percentile: 100.0 * normal_cdf(z), z, low_confidence, site_calibrated: pred.site_calibrated })
+        Ok(Percentile {
+            percentile: 100.0 * normal_cdf(z),
+            z,
+            low_confidence,
+            site_calibrated: pred.site_calibrated,
+        })
     }
 
     /// The volume (mm³) at `centile` (0 < centile < 100) for (region, sex, age).
-    pub fn centile_volume(&self, region: &str, sex: Sex, age: f64, centile: f64, site: &Site) -> Result<f64, NoPercentile> {
+    pub fn centile_volume(
+        &self,
+        region: &str,
+        sex: Sex,
+        age: f64,
+        centile: f64,
+        site: &Site,
+    ) -> Result<f64, NoPercentile> {
         let model = self.model(region)?;
         let zq = centile_z(centile)?;
         self.check_age(age)?;
@@ -501,15 +589,25 @@ impl Norms {
         site: &Site,
     ) -> Result<Vec<CentileCurve>, NoPercentile> {
         let model = self.model(region)?;
-        let zs = centiles.iter().map(|&c| centile_z(c)).collect::<Result<Vec<_>, _>>()?;
-        let mut curves: Vec<CentileCurve> =
-            centiles.iter().map(|&centile| CentileCurve { centile, points: Vec::with_capacity(ages.len()) }).collect();
+        let zs = centiles
+            .iter()
+            .map(|&c| centile_z(c))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut curves: Vec<CentileCurve> = centiles
+            .iter()
+            .map(|&centile| CentileCurve {
+                centile,
+                points: Vec::with_capacity(ages.len()),
+            })
+            .collect();
         for &age in ages {
             self.check_age(age)?;
             // one prediction per age, shared by all centiles
             let pred = self.predict_model(model, sex, age, site);
             for (curve, zq) in curves.iter_mut().zip(&zs) {
-                curve.points.push([age, model.unwarp(pred.mu_w + pred.sigma_w * zq)]);
+                curve
+                    .points
+                    .push([age, model.unwarp(pred.mu_w + pred.sigma_w * zq)]);
             }
         }
         Ok(curves)
@@ -517,7 +615,14 @@ impl Norms {
 
     /// Volume plus percentile or the typed reason for none. Checks in the order region,
     /// volume, sex, age, so an unmodelled region reports `no_model` even without age or sex.
-    pub fn assess(&self, region: &str, volume_mm3: f64, sex: Option<Sex>, age: Option<f64>, site: &Site) -> RegionNorm {
+    pub fn assess(
+        &self,
+        region: &str,
+        volume_mm3: f64,
+        sex: Option<Sex>,
+        age: Option<f64>,
+        site: &Site,
+    ) -> RegionNorm {
         let result = (|| -> Result<Percentile, NoPercentile> {
             self.model(region)?;
             if !(volume_mm3.is_finite() && volume_mm3 >= 0.0) {
@@ -528,10 +633,24 @@ impl Norms {
             self.percentile(region, sex, age, volume_mm3, site)
         })();
         let (percentile, z, low_confidence, site_calibrated, no_percentile) = match result {
-            Ok(p) => (Some(p.percentile), Some(p.z), p.low_confidence, p.site_calibrated, None),
+            Ok(p) => (
+                Some(p.percentile),
+                Some(p.z),
+                p.low_confidence,
+                p.site_calibrated,
+                None,
+            ),
             Err(e) => (None, None, false, false, Some(e)),
         };
-        RegionNorm { region: region.to_string(), volume_mm3, percentile, z, low_confidence, site_calibrated, no_percentile }
+        RegionNorm {
+            region: region.to_string(),
+            volume_mm3,
+            percentile,
+            z,
+            low_confidence,
+            site_calibrated,
+            no_percentile,
+        }
     }
 }
 
@@ -558,11 +677,17 @@ pub fn normal_quantile(p: f64) -> f64 {
         -3.969683028665376e+01,
         2.209460984245205e+02,
         -2.759285104469687e+02,
-        1.383577518672690e+02,
+        1.38357751867269e+02,
         -3.066479806614716e+01,
         2.506628277459239e+00,
     ];
-    const B: [f64; 5] = [-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02, 6.680131188771972e+01, -1.328068155288572e+01];
+    const B: [f64; 5] = [
+        -5.447609879822406e+01,
+        1.615858368580409e+02,
+        -1.556989798598866e+02,
+        6.680131188771972e+01,
+        -1.328068155288572e+01,
+    ];
     const C: [f64; 6] = [
         -7.784894002430293e-03,
         -3.223964580411365e-01,
@@ -571,10 +696,16 @@ pub fn normal_quantile(p: f64) -> f64 {
         4.374664141464968e+00,
         2.938163982698783e+00,
     ];
-    const D: [f64; 4] = [7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00, 3.754408661907416e+00];
+    const D: [f64; 4] = [
+        7.784695709041462e-03,
+        3.224671290700398e-01,
+        2.445134137142996e+00,
+        3.754408661907416e+00,
+    ];
     const P_LOW: f64 = 0.02425;
     let tail = |q: f64| {
-        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5]) / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
     };
     let x = if p < P_LOW {
         tail((-2.0 * p.ln()).sqrt())
@@ -601,11 +732,26 @@ mod tests {
         assert!((normal_quantile(0.975) - 1.959963984540054).abs() < 1e-14);
         assert!((normal_quantile(0.01) + 2.3263478740408408).abs() < 1e-13);
         assert_eq!(normal_quantile(0.5), 0.0);
-        for &p in &[1e-12, 1e-6, 0.001, 0.02425, 0.1, 0.3, 0.5, 0.77, 0.97575, 0.999, 1.0 - 1e-9] {
+        for &p in &[
+            1e-12,
+            1e-6,
+            0.001,
+            0.02425,
+            0.1,
+            0.3,
+            0.5,
+            0.77,
+            0.97575,
+            0.999,
+            1.0 - 1e-9,
+        ] {
             let x = normal_quantile(p);
             let back = normal_cdf(x);
             let tol = 1e-13 * p.min(1.0 - p).max(1e-3);
-            assert!((back - p).abs() <= tol.max(1e-15), "p={p} x={x} back={back}");
+            assert!(
+                (back - p).abs() <= tol.max(1e-15),
+                "p={p} x={x} back={back}"
+            );
         }
         for bad in [0.0, 1.0, -0.1, f64::NAN] {
             assert!(normal_quantile(bad).is_nan());

@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use norms::{NoPercentile, Norms, Sex, Site, SiteCalibration, REGION_MAP};
+use norms::{NoPercentile, Norms, REGION_MAP, Sex, Site, SiteCalibration};
 use serde::Deserialize;
 
 fn assets() -> PathBuf {
@@ -53,14 +53,18 @@ struct Vector {
 
 #[test]
 fn embedded_params_match_shared_copy() {
-    assert_eq!(norms::EMBEDDED_PARAMS_JSON, read("normative/braincharts_params.json"));
+    assert_eq!(
+        norms::EMBEDDED_PARAMS_JSON,
+        read("normative/braincharts_params.json")
+    );
 }
 
 #[test]
 fn worked_examples_within_0_01_percentile_points() {
     let norms = Norms::embedded();
     let site = Site::default();
-    let vectors: Vectors = serde_json::from_str(&read("normative/braincharts_test_vectors.json")).unwrap();
+    let vectors: Vectors =
+        serde_json::from_str(&read("normative/braincharts_test_vectors.json")).unwrap();
     assert_eq!(vectors.vectors.len(), 20);
     let mut worst = 0.0f64;
     for v in &vectors.vectors {
@@ -69,19 +73,48 @@ fn worked_examples_within_0_01_percentile_points() {
         let basis = norms.bspline_basis(v.age);
         assert_eq!(basis.len(), v.bspline_basis.len(), "{what}");
         for (a, b) in basis.iter().zip(&v.bspline_basis) {
-            assert!((a - b).abs() < 1e-12, "{what}: basis {basis:?} vs {:?}", v.bspline_basis);
+            assert!(
+                (a - b).abs() < 1e-12,
+                "{what}: basis {basis:?} vs {:?}",
+                v.bspline_basis
+            );
         }
         let pred = norms.predict(&v.region, sex(&v.sex), v.age, &site).unwrap();
-        assert!((pred.mu_w - v.mu_w).abs() < 1e-9, "{what}: mu_w {} vs {}", pred.mu_w, v.mu_w);
-        assert!((pred.sigma_w - v.sigma_w).abs() < 1e-9, "{what}: sigma_w {} vs {}", pred.sigma_w, v.sigma_w);
+        assert!(
+            (pred.mu_w - v.mu_w).abs() < 1e-9,
+            "{what}: mu_w {} vs {}",
+            pred.mu_w,
+            v.mu_w
+        );
+        assert!(
+            (pred.sigma_w - v.sigma_w).abs() < 1e-9,
+            "{what}: sigma_w {} vs {}",
+            pred.sigma_w,
+            v.sigma_w
+        );
         let model = norms.model(&v.region).unwrap();
-        assert!((model.warp(v.volume_mm3) - v.warped_volume).abs() < 1e-9, "{what}: warp");
+        assert!(
+            (model.warp(v.volume_mm3) - v.warped_volume).abs() < 1e-9,
+            "{what}: warp"
+        );
 
-        let p = norms.percentile(&v.region, sex(&v.sex), v.age, v.volume_mm3, &site).unwrap();
+        let p = norms
+            .percentile(&v.region, sex(&v.sex), v.age, v.volume_mm3, &site)
+            .unwrap();
         let err = (p.percentile - v.expected_percentile).abs();
         worst = worst.max(err);
-        assert!(err < 0.01, "{what}: percentile {} vs {}", p.percentile, v.expected_percentile);
-        assert!((p.z - v.expected_z).abs() < 1e-8, "{what}: z {} vs {}", p.z, v.expected_z);
+        assert!(
+            err < 0.01,
+            "{what}: percentile {} vs {}",
+            p.percentile,
+            v.expected_percentile
+        );
+        assert!(
+            (p.z - v.expected_z).abs() < 1e-8,
+            "{what}: z {} vs {}",
+            p.z,
+            v.expected_z
+        );
         assert_eq!(p.low_confidence, v.age < 5.0 || v.age > 85.0, "{what}");
         assert!(!p.site_calibrated);
     }
@@ -101,7 +134,9 @@ fn every_tabulated_centile_reproduced_by_inverse() {
         assert_eq!(f.len(), 5, "{line}");
         let num = |s: &str| s.parse::<f64>().unwrap_or_else(|e| panic!("{line}: {e}"));
         let (age, centile, expected) = (num(f[2]), num(f[3]), num(f[4]));
-        let v = norms.centile_volume(f[0], sex(f[1]), age, centile, &site).unwrap_or_else(|e| panic!("{line}: {e}"));
+        let v = norms
+            .centile_volume(f[0], sex(f[1]), age, centile, &site)
+            .unwrap_or_else(|e| panic!("{line}: {e}"));
         let err = (v - expected).abs();
         worst = worst.max(err);
         assert!(err <= 0.5, "{line}: inverse gives {v}");
@@ -118,20 +153,34 @@ fn curves_agree_with_pointwise_inverse_and_percentile() {
     let site = Site::default();
     let ages: Vec<f64> = (0..=98).map(|i| 2.0 + i as f64).collect();
     let centiles = [1.0, 50.0, 99.0];
-    let curves = norms.centile_curves("Left-Hippocampus", Sex::Male, &centiles, &ages, &site).unwrap();
+    let curves = norms
+        .centile_curves("Left-Hippocampus", Sex::Male, &centiles, &ages, &site)
+        .unwrap();
     assert_eq!(curves.len(), 3);
     for curve in &curves {
         assert_eq!(curve.points.len(), ages.len());
         for &[age, vol] in &curve.points {
-            let v = norms.centile_volume("Left-Hippocampus", Sex::Male, age, curve.centile, &site).unwrap();
+            let v = norms
+                .centile_volume("Left-Hippocampus", Sex::Male, age, curve.centile, &site)
+                .unwrap();
             assert_eq!(v, vol);
-            let p = norms.percentile("Left-Hippocampus", Sex::Male, age, vol, &site).unwrap();
-            assert!((p.percentile - curve.centile).abs() < 1e-9, "age {age}: {} vs {}", p.percentile, curve.centile);
+            let p = norms
+                .percentile("Left-Hippocampus", Sex::Male, age, vol, &site)
+                .unwrap();
+            assert!(
+                (p.percentile - curve.centile).abs() < 1e-9,
+                "age {age}: {} vs {}",
+                p.percentile,
+                curve.centile
+            );
         }
     }
     // centiles are ordered at every age (the warp is increasing)
     for i in 0..ages.len() {
-        assert!(curves[0].points[i][1] < curves[1].points[i][1] && curves[1].points[i][1] < curves[2].points[i][1]);
+        assert!(
+            curves[0].points[i][1] < curves[1].points[i][1]
+                && curves[1].points[i][1] < curves[2].points[i][1]
+        );
     }
 }
 
@@ -151,7 +200,12 @@ fn region_map_matches_shared_csv() {
             }
             "no" => {
                 assert!(REGION_MAP.contains(&(neurovol, None)), "{line}");
-                assert_eq!(norms.model(neurovol), Err(NoPercentile::NoModel { region: neurovol.into() }));
+                assert_eq!(
+                    norms.model(neurovol),
+                    Err(NoPercentile::NoModel {
+                        region: neurovol.into()
+                    })
+                );
             }
             "extra" => assert_eq!(norms.model(model).unwrap().name, model, "{line}"),
             other => panic!("unexpected coverage {other:?}"),
@@ -168,16 +222,44 @@ fn age_limits_and_low_confidence() {
     let site = Site::default();
     let p = |age: f64| norms.percentile("Left-Hippocampus", Sex::Female, age, 3900.0, &site);
     for age in [1.99, 100.01, -1.0, f64::NAN, f64::INFINITY] {
-        assert!(matches!(p(age), Err(NoPercentile::AgeOutOfRange { min: 2.0, max: 100.0, .. })), "age {age}");
-        assert!(norms.centile_volume("Left-Hippocampus", Sex::Female, age, 50.0, &site).is_err());
+        assert!(
+            matches!(
+                p(age),
+                Err(NoPercentile::AgeOutOfRange {
+                    min: 2.0,
+                    max: 100.0,
+                    ..
+                })
+            ),
+            "age {age}"
+        );
+        assert!(
+            norms
+                .centile_volume("Left-Hippocampus", Sex::Female, age, 50.0, &site)
+                .is_err()
+        );
     }
-    for (age, low) in [(2.0, true), (4.99, true), (5.0, false), (40.0, false), (85.0, false), (85.01, true), (100.0, true)] {
+    for (age, low) in [
+        (2.0, true),
+        (4.99, true),
+        (5.0, false),
+        (40.0, false),
+        (85.0, false),
+        (85.01, true),
+        (100.0, true),
+    ] {
         let r = p(age).unwrap();
         assert_eq!(r.low_confidence, low, "age {age}");
         assert!(r.percentile > 0.0 && r.percentile < 100.0);
     }
     let err = norms
-        .centile_curves("Left-Hippocampus", Sex::Female, &[50.0], &[40.0, 101.0], &site)
+        .centile_curves(
+            "Left-Hippocampus",
+            Sex::Female,
+            &[50.0],
+            &[40.0, 101.0],
+            &site,
+        )
         .unwrap_err();
     assert!(matches!(err, NoPercentile::AgeOutOfRange { .. }));
 }
@@ -187,22 +269,64 @@ fn region_names() {
     let norms = Norms::embedded();
     let site = Site::default();
     // FreeSurfer 7, FreeSurfer <= 6 and model21_104class spellings all reach the same model
-    for name in ["Left-Thalamus", "Left-Thalamus-Proper", "Left-Thalamus-Proper*", " Left-Thalamus "] {
-        assert_eq!(norms.model(name).unwrap().name, "Left-Thalamus-Proper", "{name}");
+    for name in [
+        "Left-Thalamus",
+        "Left-Thalamus-Proper",
+        "Left-Thalamus-Proper*",
+        " Left-Thalamus ",
+    ] {
+        assert_eq!(
+            norms.model(name).unwrap().name,
+            "Left-Thalamus-Proper",
+            "{name}"
+        );
     }
-    assert_eq!(norms.model("TotalIntracranialVolume").unwrap().name, "EstimatedTotalIntraCranialVol");
+    assert_eq!(
+        norms.model("TotalIntracranialVolume").unwrap().name,
+        "EstimatedTotalIntraCranialVol"
+    );
     assert_eq!(norms.model("CSF").unwrap().name, "CSF");
-    for name in ["Left-Cerebral-Cortex", "Right-Cerebral-White-Matter", "ctx-lh-precuneus", "CC_Central", "Hippocampus", "Lateral-Ventricle"] {
-        assert!(matches!(norms.model(name), Err(NoPercentile::NoModel { .. })), "{name}");
+    for name in [
+        "Left-Cerebral-Cortex",
+        "Right-Cerebral-White-Matter",
+        "ctx-lh-precuneus",
+        "CC_Central",
+        "Hippocampus",
+        "Lateral-Ventricle",
+    ] {
+        assert!(
+            matches!(norms.model(name), Err(NoPercentile::NoModel { .. })),
+            "{name}"
+        );
     }
-    for name in ["", "Unknown", "left-hippocampus", "Left-Hippo", "Left-Hippocampus-extra"] {
-        assert!(matches!(norms.model(name), Err(NoPercentile::UnknownRegion { .. })), "{name:?}");
+    for name in [
+        "",
+        "Unknown",
+        "left-hippocampus",
+        "Left-Hippo",
+        "Left-Hippocampus-extra",
+    ] {
+        assert!(
+            matches!(norms.model(name), Err(NoPercentile::UnknownRegion { .. })),
+            "{name:?}"
+        );
     }
     // an unmodelled region still gets its volume, with a typed reason and no percentile
-    let r = norms.assess("Left-Cerebral-Cortex", 250_000.0, Some(Sex::Male), Some(40.0), &site);
+    let r = norms.assess(
+        "Left-Cerebral-Cortex",
+        250_000.0,
+        Some(Sex::Male),
+        Some(40.0),
+        &site,
+    );
     assert_eq!(r.volume_mm3, 250_000.0);
     assert_eq!(r.percentile, None);
-    assert_eq!(r.no_percentile, Some(NoPercentile::NoModel { region: "Left-Cerebral-Cortex".into() }));
+    assert_eq!(
+        r.no_percentile,
+        Some(NoPercentile::NoModel {
+            region: "Left-Cerebral-Cortex".into()
+        })
+    );
     let json = serde_json::to_value(&r).unwrap();
     assert_eq!(json["no_percentile"]["reason"], "no_model");
     assert_eq!(json["percentile"], serde_json::Value::Null);
@@ -223,18 +347,35 @@ fn sex_codes_and_missing_covariates() {
     assert_eq!(Sex::Male.code(), "M");
 
     // sex matters: same volume, different percentile
-    let f = norms.percentile("Left-Hippocampus", Sex::Female, 40.0, 4000.0, &site).unwrap();
-    let m = norms.percentile("Left-Hippocampus", Sex::Male, 40.0, 4000.0, &site).unwrap();
+    let f = norms
+        .percentile("Left-Hippocampus", Sex::Female, 40.0, 4000.0, &site)
+        .unwrap();
+    let m = norms
+        .percentile("Left-Hippocampus", Sex::Male, 40.0, 4000.0, &site)
+        .unwrap();
     assert!(f.percentile > m.percentile);
 
-    let a = |sex, age| norms.assess("Left-Hippocampus", 4000.0, sex, age, &site).no_percentile;
+    let a = |sex, age| {
+        norms
+            .assess("Left-Hippocampus", 4000.0, sex, age, &site)
+            .no_percentile
+    };
     assert_eq!(a(None, Some(40.0)), Some(NoPercentile::SexUnknown));
     assert_eq!(a(Some(Sex::Female), None), Some(NoPercentile::AgeUnknown));
     assert_eq!(a(Some(Sex::Female), Some(40.0)), None);
-    let r = norms.assess("Left-Hippocampus", 4000.0, Some(Sex::Female), Some(3.0), &site);
+    let r = norms.assess(
+        "Left-Hippocampus",
+        4000.0,
+        Some(Sex::Female),
+        Some(3.0),
+        &site,
+    );
     assert!(r.low_confidence && r.percentile.is_some());
     // region problems outrank missing covariates
-    assert!(matches!(norms.assess("Nope", 1.0, None, None, &site).no_percentile, Some(NoPercentile::UnknownRegion { .. })));
+    assert!(matches!(
+        norms.assess("Nope", 1.0, None, None, &site).no_percentile,
+        Some(NoPercentile::UnknownRegion { .. })
+    ));
 }
 
 #[test]
@@ -242,13 +383,30 @@ fn bad_volumes_and_centiles() {
     let norms = Norms::embedded();
     let site = Site::default();
     for v in [-1.0, f64::NAN, f64::INFINITY] {
-        assert_eq!(norms.percentile("Brain-Stem", Sex::Male, 50.0, v, &site), Err(NoPercentile::InvalidVolume));
-        assert_eq!(norms.assess("Brain-Stem", v, Some(Sex::Male), Some(50.0), &site).no_percentile, Some(NoPercentile::InvalidVolume));
+        assert_eq!(
+            norms.percentile("Brain-Stem", Sex::Male, 50.0, v, &site),
+            Err(NoPercentile::InvalidVolume)
+        );
+        assert_eq!(
+            norms
+                .assess("Brain-Stem", v, Some(Sex::Male), Some(50.0), &site)
+                .no_percentile,
+            Some(NoPercentile::InvalidVolume)
+        );
     }
     // an empty structure is a valid (very low) measurement; judging it is the quality check's job
-    assert!(norms.percentile("Brain-Stem", Sex::Male, 50.0, 0.0, &site).unwrap().percentile < 1e-6);
+    assert!(
+        norms
+            .percentile("Brain-Stem", Sex::Male, 50.0, 0.0, &site)
+            .unwrap()
+            .percentile
+            < 1e-6
+    );
     for c in [0.0, 100.0, -5.0, 150.0, f64::NAN] {
-        assert_eq!(norms.centile_volume("Brain-Stem", Sex::Male, 50.0, c, &site), Err(NoPercentile::InvalidCentile));
+        assert_eq!(
+            norms.centile_volume("Brain-Stem", Sex::Male, 50.0, c, &site),
+            Err(NoPercentile::InvalidCentile)
+        );
     }
 }
 
@@ -260,8 +418,12 @@ fn calibrated_site_offsets() {
     assert!(SiteCalibration::training_site(norms, "NOT_A_SITE").is_none());
     let offset = cal.offsets["Left-Hippocampus"].mu_w;
     let site = Site::Calibrated(cal);
-    let a = norms.predict("Left-Hippocampus", Sex::Female, 30.0, &avg).unwrap();
-    let c = norms.predict("Left-Hippocampus", Sex::Female, 30.0, &site).unwrap();
+    let a = norms
+        .predict("Left-Hippocampus", Sex::Female, 30.0, &avg)
+        .unwrap();
+    let c = norms
+        .predict("Left-Hippocampus", Sex::Female, 30.0, &site)
+        .unwrap();
     assert!((c.mu_w - (a.mu_w + offset)).abs() < 1e-12);
     assert_eq!(c.sigma_w, a.sigma_w);
     assert!(c.site_calibrated && !a.site_calibrated);
@@ -269,16 +431,30 @@ fn calibrated_site_offsets() {
     // a region the calibration does not cover falls back to the average, and says so
     let partial = Site::Calibrated(SiteCalibration {
         label: "test".into(),
-        offsets: [("Brain-Stem".to_string(), norms::SiteOffset { mu_w: 0.1, s2_w: 0.01 })].into(),
+        offsets: [(
+            "Brain-Stem".to_string(),
+            norms::SiteOffset {
+                mu_w: 0.1,
+                s2_w: 0.01,
+            },
+        )]
+        .into(),
     });
-    let p = norms.percentile("Left-Hippocampus", Sex::Female, 30.0, 4000.0, &partial).unwrap();
+    let p = norms
+        .percentile("Left-Hippocampus", Sex::Female, 30.0, 4000.0, &partial)
+        .unwrap();
     assert!(!p.site_calibrated);
-    let q = norms.percentile("Brain-Stem", Sex::Female, 30.0, 20000.0, &partial).unwrap();
+    let q = norms
+        .percentile("Brain-Stem", Sex::Female, 30.0, 20000.0, &partial)
+        .unwrap();
     assert!(q.site_calibrated);
     // the Site type round-trips through JSON (it will be stored as configuration)
     let json = serde_json::to_string(&partial).unwrap();
     assert_eq!(serde_json::from_str::<Site>(&json).unwrap(), partial);
-    assert_eq!(serde_json::to_string(&Site::TrainingAverage).unwrap(), r#"{"kind":"training_average"}"#);
+    assert_eq!(
+        serde_json::to_string(&Site::TrainingAverage).unwrap(),
+        r#"{"kind":"training_average"}"#
+    );
 }
 
 #[test]
@@ -291,5 +467,8 @@ fn rejects_malformed_parameter_files() {
     let mut v: serde_json::Value = serde_json::from_str(norms::EMBEDDED_PARAMS_JSON).unwrap();
     v["regions"]["CSF"]["warp"]["b"] = serde_json::json!(0.0);
     assert!(Norms::from_json(&v.to_string()).is_err());
-    assert_eq!(&Norms::from_json(norms::EMBEDDED_PARAMS_JSON).unwrap(), Norms::embedded());
+    assert_eq!(
+        &Norms::from_json(norms::EMBEDDED_PARAMS_JSON).unwrap(),
+        Norms::embedded()
+    );
 }
