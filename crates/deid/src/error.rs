@@ -1,0 +1,45 @@
+//! User-facing errors. Display texts are plain language and never contain a DICOM
+//! value or a name from the archive (folder names can hold patient names); positions are
+//! 1-based counts of files in the archive.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DeidError {
+    #[error("The file is not a ZIP archive. Please upload a .zip file that contains the DICOM files of one scan.")]
+    NotAZip,
+    #[error("The ZIP archive is damaged and cannot be read.")]
+    CorruptZip,
+    #[error("The ZIP archive is empty.")]
+    EmptyZip,
+    #[error("The ZIP archive contains a file with an unsafe path (an absolute path or one that leads outside the archive), so it was refused.")]
+    UnsafePath,
+    #[error("The ZIP archive contains encrypted (password-protected) files, which are not supported. Please upload an unencrypted ZIP.")]
+    EncryptedEntries,
+    #[error("The ZIP archive contains another ZIP archive. Please upload one ZIP with the DICOM files directly inside.")]
+    NestedZip,
+    #[error("The ZIP archive uses a compression method that is not supported. Please create the ZIP with standard (deflate) compression.")]
+    UnsupportedCompression,
+    #[error("The ZIP archive contains too many files ({count}; the limit is {limit}).")]
+    TooManyEntries { count: u64, limit: u64 },
+    #[error("The archive is too large when extracted (the limit is {limit_mib} MiB).")]
+    TooLargeWhenExtracted { limit_mib: u64 },
+    #[error("{count} DICOM file(s) in the archive are truncated or corrupt (the first is file number {first_position}). Please export the scan again.")]
+    TruncatedOrCorruptDicom { count: u64, first_position: u64 },
+    #[error("No DICOM images were found in the archive.")]
+    NoDicomImages,
+    #[error("The archive holds {count} different image series. Please choose the one series to use.")]
+    MultipleSeries { count: u64 },
+    #[error("The chosen series is not in the archive.")]
+    SeriesNotFound,
+    #[error("The file is not a DICOM Part 10 file.")]
+    NotDicomPart10,
+    #[error("The DICOM file is truncated or corrupt.")]
+    CorruptDicom,
+    #[error("The DICOM files use an encoding (transfer syntax) that is not supported.")]
+    UnsupportedTransferSyntax,
+    #[error("Writing the de-identified archive failed.")]
+    Output,
+}
