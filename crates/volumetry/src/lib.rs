@@ -1,1 +1,190 @@
-//! placeholder
+//! NeuroVol volumetry: NIfTI I/O, brainchop-compatible conform, MeshNet inference on the
+//! CPU, and per-region volumes with quality signals.
+//!
+//! Pipeline (shared/models/RECIPE.md §10): conform → uint8 256³ LIA → P quantile
+//! normalisation → MeshNet → argmax → largest 26-connected component → labels on the
+//! conformed grid, plus a nearest-neighbour reslice to the input grid.
+
+pub mod conform;
+pub mod engine;
+pub mod error;
+pub mod model;
+pub mod nifti;
+pub mod post;
+pub mod volumes;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use engine::{Box3, CpuEngine, Engine, RunOptions};
+pub use error::{Result, VolumetryError};
+pub use model::{GeluForm, Model, ModelId};
+pub use nifti::Volume;
+pub use volumes::{Grid, VolumeReport, VolumesJson, report, report_on, volumes_json};
+
+/// The assets folder: `$NEUROVOL_ASSETS`, else `<this crate>/../../../shared` (dev layout).
+pub fn assets_dir() -> PathBuf {
+    std::env::var_os("NEUROVOL_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+}
+
+/// How much of the cube the region model evaluates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldOfView {
+    /// Labels only inside the bounding box of the non-zero normalised head (+2 voxels);
+    /// outside it the input is all background and labels are 0. Inside the box the
+    /// result equals the full-cube computation exactly (each layer is evaluated on the box
+    /// grown by the receptive radius still ahead of it). Default.
+    #[default]
+    HeadBox,
+    /// Evaluate all 256³ voxels, as upstream P does.
+    FullCube,
+}
+
+#[derive(Clone)]
+pub struct SegmentOptions {
+    pub model: ModelId,
+    /// Also run mindgrab for the brain mask / ICV.
+    pub brain_mask: bool,
+    pub field_of_view: FieldOfView,
+    pub gelu: GeluForm,
+    /// Inference engine; `None` = [`CpuEngine`] with the best ISA of this CPU.
+    pub engine: Option<Arc<dyn Engine>>,
+}
+
+impl Default for SegmentOptions {
+    fn default() -> Self {
+        SegmentOptions { model: ModelId::Model21_104class, brain_mask: true, field_of_view: FieldOfView::HeadBox, gelu: GeluForm::Exact, engine: None }
+    }
+}
+
+/// Wall time of each step (seconds).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Timings {
+    pub conform_s: f64,
+    pub model_s: f64,
+    pub mask_s: f64,
+    pub post_s: f64,
+    pub total_s: f64,
+}
+
+/// Result of [`segment`].
+#[derive(Clone, Debug)]
+pub struct Segmentation {
+    pub model: String,
+    /// `label_names[v]` = upstream name of label value v.
+    pub label_names: Vec<String>,
+    /// Region labels on the conformed grid (256³ uint8, LIA, 1 mm, intent LABEL).
+    pub labels: Volume<u8>,
+    /// The same labels resliced (nearest neighbour) to the input grid.
+    pub labels_native: Volume<u8>,
+    /// mindgrab brain mask (0/1) on the conformed grid, when requested.
+    pub brain_mask: Option<Volume<u8>>,
+    pub engine: String,
+    pub timings: Timings,
+}
+
+/// Bounding box of non-zero voxels, grown by `margin`; None if all zero.
+pub fn nonzero_box(v: &[f32], dims: [usize; 3], margin: usize) -> Option<Box3> {
+    let [nx, ny, nz] = dims;
+    let mut lo = [usize::MAX; 3];
+    let mut hi = [0usize; 3];
+    for z in 0..nz {
+        for y in 0..ny {
+            let row = &v[nx * (y + ny * z)..nx * (y + ny * z) + nx];
+            let Some(f) = row.iter().position(|&x| x != 0.0) else { continue };
+            let l = row.iter().rposition(|&x| x != 0.0).unwrap_or(f);
+            lo = [lo[0].min(f), lo[1].min(y), lo[2].min(z)];
+            hi = [hi[0].max(l + 1), hi[1].max(y + 1), hi[2].max(z + 1)];
+        }
+    }
+    (lo[0] != usize::MAX).then(|| Box3([lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]]).grow(margin, dims))
+}
+
+/// Run one model on a conformed volume: normalise, infer, argmax, largest component.
+/// Returns labels on the conformed grid (same header, intent LABEL).
+pub fn run_model(model: &Model, conformed: &Volume<u8>, engine: &dyn Engine, fov: FieldOfView, gelu: GeluForm) -> Result<Volume<u8>> {
+    let x = post::normalize_quantile(&conformed.data);
+    let region = match fov {
+        FieldOfView::FullCube => None,
+        FieldOfView::HeadBox => Some(nonzero_box(&x, conformed.dims, 2).ok_or_else(|| VolumetryError::BadInput("the image is empty after intensity scaling".into()))?),
+    };
+    let mut labels = engine.run(model, &x, conformed.dims, &RunOptions { region, gelu })?;
+    drop(x);
+    post::keep_largest_component(&mut labels, conformed.dims);
+    let mut header = conformed.header.clone();
+    header.intent_code = nifti::INTENT_LABEL;
+    header.cal_min = 0.0;
+    header.cal_max = (model.n_classes() - 1) as f32;
+    Ok(Volume { dims: conformed.dims, data: labels, header })
+}
+
+/// Segment a native-space volume with the chosen region model (and mindgrab if asked).
+pub fn segment(input: &Volume<f32>, assets: &Path, opts: &SegmentOptions) -> Result<Segmentation> {
+    let t0 = Instant::now();
+    if opts.model == ModelId::Mindgrab && opts.brain_mask {
+        // one run is enough: the region model *is* the mask
+    }
+    let engine: Arc<dyn Engine> = opts.engine.clone().unwrap_or_else(|| Arc::new(CpuEngine::new()));
+    let conformed = conform::conform(input)?;
+    let t_conf = t0.elapsed().as_secs_f64();
+    let model = Model::load(assets, opts.model)?;
+    let t1 = Instant::now();
+    let fov = if model.has_instance_norm() { FieldOfView::FullCube } else { opts.field_of_view };
+    let labels = run_model(&model, &conformed.volume, engine.as_ref(), fov, opts.gelu)?;
+    let model_s = t1.elapsed().as_secs_f64();
+    let t2 = Instant::now();
+    let brain_mask = if opts.brain_mask {
+        if opts.model == ModelId::Mindgrab {
+            Some(labels.clone())
+        } else {
+            let mg = Model::load(assets, ModelId::Mindgrab)?;
+            Some(run_model(&mg, &conformed.volume, engine.as_ref(), FieldOfView::FullCube, opts.gelu)?)
+        }
+    } else {
+        None
+    };
+    let mask_s = t2.elapsed().as_secs_f64();
+    let t3 = Instant::now();
+    let labels_native = conform::labels_to_native(&labels, &input.header, input.dims)?;
+    let post_s = t3.elapsed().as_secs_f64();
+    Ok(Segmentation {
+        model: model.name.clone(),
+        label_names: model.labels.clone(),
+        labels,
+        labels_native,
+        brain_mask,
+        engine: engine.name(),
+        timings: Timings { conform_s: t_conf, model_s, mask_s, post_s, total_s: t0.elapsed().as_secs_f64() },
+    })
+}
+
+/// [`segment`] reading the input from a `.nii` / `.nii.gz` file.
+pub fn segment_file(input: impl AsRef<Path>, assets: &Path, opts: &SegmentOptions) -> Result<Segmentation> {
+    let v = nifti::read_f32(input)?;
+    segment(&v, assets, opts)
+}
+
+/// What the CLI (`neurovol segment`) does after argument parsing: segment, write the label
+/// NIfTI (native grid) and `volumes.json`; `fill_percentiles` lets the caller (norms crate)
+/// set each region's percentile. Returns the full report.
+pub fn segment_to_files(
+    input: &Path,
+    labels_out: &Path,
+    volumes_out: &Path,
+    assets: &Path,
+    opts: &SegmentOptions,
+    fill_percentiles: &dyn Fn(&mut VolumesJson),
+) -> Result<VolumeReport> {
+    let seg = segment_file(input, assets, opts)?;
+    nifti::write(&seg.labels_native, labels_out)?;
+    let rep = report(&seg);
+    let mut vj = volumes_json(&rep);
+    fill_percentiles(&mut vj);
+    let s = serde_json::to_string_pretty(&vj).map_err(|e| VolumetryError::Io(format!("cannot encode volumes: {e}")))?;
+    std::fs::write(volumes_out, s).map_err(|e| VolumetryError::Io(format!("cannot write {}: {e}", volumes_out.display())))?;
+    Ok(rep)
+}

@@ -1,0 +1,215 @@
+//! Per-region volumes, asymmetry and quality signals (serde types), and the
+//! `volumes.json` shape the CLI writes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Segmentation;
+use crate::post::per_label_components;
+
+/// Which voxel grid the volumes were counted on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grid {
+    /// The 256³ 1 mm LIA conformed grid the model ran on (1 voxel = 1 mm³), as upstream reports.
+    Conformed1mm,
+    /// The input's own grid (labels resliced nearest-neighbour), voxels × native voxel volume.
+    Native,
+}
+
+impl Grid {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Grid::Conformed1mm => "conformed_1mm",
+            Grid::Native => "native",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RegionVolume {
+    pub label: u8,
+    /// FreeSurfer-style name (upstream colormap name, trailing '*' removed).
+    pub name: String,
+    pub voxels: u64,
+    pub volume_mm3: f64,
+    /// Voxels in this label's largest 26-connected piece / all its voxels (1.0 = one piece).
+    pub largest_component_fraction: f64,
+}
+
+/// Left/right asymmetry of one bilateral structure: (L − R) / ((L + R) / 2).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Asymmetry {
+    /// Name without the side (e.g. "Hippocampus", "ctx-bankssts").
+    pub structure: String,
+    pub left_mm3: f64,
+    pub right_mm3: f64,
+    pub index: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QualityFlag {
+    /// Stable machine code, e.g. "missing_region", "fragmented", "icv_implausible".
+    pub code: String,
+    pub region: Option<String>,
+    /// One-line human reason.
+    pub message: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Quality {
+    /// Fraction of brain-mask voxels that carry a non-zero region label (None without a mask).
+    pub mask_fraction_labelled: Option<f64>,
+    /// Fraction of labelled voxels that lie inside the brain mask (None without a mask).
+    pub labelled_fraction_in_mask: Option<f64>,
+    pub flags: Vec<QualityFlag>,
+    /// True when no flag was raised: the numbers may be scored against norms.
+    pub ok: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VolumeReport {
+    pub model: String,
+    pub grid: Grid,
+    pub voxel_mm3: f64,
+    /// Brain-mask (mindgrab) volume, used as the intracranial-volume proxy; None if no mask was run.
+    pub icv_mm3: Option<f64>,
+    pub total_labelled_mm3: f64,
+    /// Every non-background label of the model, including those with zero voxels.
+    pub regions: Vec<RegionVolume>,
+    pub asymmetry: Vec<Asymmetry>,
+    pub quality: Quality,
+}
+
+/// `volumes.json` as the CLI writes it; `percentile` is filled by the caller (norms crate).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VolumesJson {
+    pub model: String,
+    pub grid: String,
+    pub icv_mm3: Option<f64>,
+    pub regions: Vec<VolumesJsonRegion>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VolumesJsonRegion {
+    pub label: u8,
+    pub name: String,
+    pub volume_mm3: f64,
+    pub percentile: Option<f64>,
+}
+
+/// FreeSurfer-style display name: upstream's trailing '*' (thalamus) removed.
+pub fn clean_name(s: &str) -> String {
+    s.trim_end_matches('*').to_string()
+}
+
+/// Split a lateralised name into (side, structure): "Left-X" / "ctx-lh-X" → ('L', "X" /
+/// "ctx-X").
+fn side_of(name: &str) -> Option<(char, String)> {
+    if let Some(r) = name.strip_prefix("Left-") {
+        Some(('L', r.to_string()))
+    } else if let Some(r) = name.strip_prefix("Right-") {
+        Some(('R', r.to_string()))
+    } else if let Some(r) = name.strip_prefix("ctx-lh-") {
+        Some(('L', format!("ctx-{r}")))
+    } else {
+        name.strip_prefix("ctx-rh-").map(|r| ('R', format!("ctx-{r}")))
+    }
+}
+
+/// Plausible brain-mask volume range for an adult or child head (mm³).
+const ICV_RANGE: (f64, f64) = (700_000.0, 2_300_000.0);
+
+/// Volumes on the conformed grid (1 mm³ voxels), as upstream reports them.
+pub fn report(seg: &Segmentation) -> VolumeReport {
+    report_on(seg, Grid::Conformed1mm)
+}
+
+/// Volumes counted on the chosen grid.
+pub fn report_on(seg: &Segmentation, grid: Grid) -> VolumeReport {
+    let lab = match grid {
+        Grid::Conformed1mm => &seg.labels,
+        Grid::Native => &seg.labels_native,
+    };
+    let voxel_mm3 = lab.header.voxel_volume_mm3();
+    let comps = per_label_components(&lab.data, lab.dims);
+    let mut regions = Vec::new();
+    let mut flags = Vec::new();
+    for (v, name) in seg.label_names.iter().enumerate().skip(1) {
+        let (n, largest) = comps[v];
+        let name = clean_name(name);
+        let frac = if n > 0 { largest as f64 / n as f64 } else { 0.0 };
+        if n == 0 {
+            flags.push(QualityFlag { code: "missing_region".into(), region: Some(name.clone()), message: format!("{name} has no voxels") });
+        } else if frac < 0.8 && n as f64 * voxel_mm3 > 500.0 {
+            flags.push(QualityFlag {
+                code: "fragmented".into(),
+                region: Some(name.clone()),
+                message: format!("{name} is fragmented: its largest piece holds {:.0} % of its voxels", frac * 100.0),
+            });
+        }
+        regions.push(RegionVolume { label: v as u8, name, voxels: n as u64, volume_mm3: n as f64 * voxel_mm3, largest_component_fraction: frac });
+    }
+    let total = regions.iter().map(|r| r.volume_mm3).sum::<f64>();
+    let mut asymmetry = Vec::new();
+    for l in &regions {
+        if let Some(('L', s)) = side_of(&l.name) {
+            if let Some(r) = regions.iter().find(|r| side_of(&r.name) == Some(('R', s.clone()))) {
+                let m = (l.volume_mm3 + r.volume_mm3) / 2.0;
+                let index = if m > 0.0 { (l.volume_mm3 - r.volume_mm3) / m } else { 0.0 };
+                if index.abs() > 0.5 && m > 1000.0 {
+                    flags.push(QualityFlag {
+                        code: "asymmetric".into(),
+                        region: Some(s.clone()),
+                        message: format!("{s} differs by {:.0} % between left and right", index.abs() * 100.0),
+                    });
+                }
+                asymmetry.push(Asymmetry { structure: s, left_mm3: l.volume_mm3, right_mm3: r.volume_mm3, index });
+            }
+        }
+    }
+    let (mut mask_frac, mut in_mask, mut icv) = (None, None, None);
+    if let Some(mask) = &seg.brain_mask {
+        // the mask lives on the conformed grid; compare there
+        let nm = mask.data.iter().filter(|&&m| m != 0).count();
+        let both = mask.data.iter().zip(&seg.labels.data).filter(|&(&m, &l)| m != 0 && l != 0).count();
+        let nl = seg.labels.data.iter().filter(|&&l| l != 0).count();
+        mask_frac = Some(if nm > 0 { both as f64 / nm as f64 } else { 0.0 });
+        in_mask = Some(if nl > 0 { both as f64 / nl as f64 } else { 0.0 });
+        let v = nm as f64 * mask.header.voxel_volume_mm3();
+        icv = Some(v);
+        if !(ICV_RANGE.0..=ICV_RANGE.1).contains(&v) {
+            flags.push(QualityFlag {
+                code: "icv_implausible".into(),
+                region: None,
+                message: format!("brain mask volume {:.0} cm³ is outside the plausible {:.0}–{:.0} cm³", v / 1000.0, ICV_RANGE.0 / 1000.0, ICV_RANGE.1 / 1000.0),
+            });
+        }
+        if in_mask.unwrap_or(1.0) < 0.9 {
+            flags.push(QualityFlag { code: "labels_outside_mask".into(), region: None, message: "more than 10 % of labelled voxels lie outside the brain mask".into() });
+        }
+    }
+    if total < 100_000.0 {
+        flags.push(QualityFlag { code: "too_little_labelled".into(), region: None, message: format!("only {:.0} cm³ labelled: probably not a brain T1", total / 1000.0) });
+    }
+    let ok = flags.is_empty();
+    VolumeReport {
+        model: seg.model.clone(),
+        grid,
+        voxel_mm3,
+        icv_mm3: icv,
+        total_labelled_mm3: total,
+        regions,
+        asymmetry,
+        quality: Quality { mask_fraction_labelled: mask_frac, labelled_fraction_in_mask: in_mask, flags, ok },
+    }
+}
+
+/// The CLI's `volumes.json` (percentiles left `None` for the caller to fill).
+pub fn volumes_json(r: &VolumeReport) -> VolumesJson {
+    VolumesJson {
+        model: r.model.clone(),
+        grid: r.grid.as_str().to_string(),
+        icv_mm3: r.icv_mm3,
+        regions: r.regions.iter().map(|g| VolumesJsonRegion { label: g.label, name: g.name.clone(), volume_mm3: g.volume_mm3, percentile: None }).collect(),
+    }
+}
