@@ -104,14 +104,19 @@ pub fn nonzero_box(v: &[f32], dims: [usize; 3], margin: usize) -> Option<Box3> {
     (lo[0] != usize::MAX).then(|| Box3([lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]]).grow(margin, dims))
 }
 
+/// The box [`run_model`] evaluates for `fov` on a normalised volume.
+pub fn inference_region(normalised: &[f32], dims: [usize; 3], fov: FieldOfView) -> Result<Option<Box3>> {
+    Ok(match fov {
+        FieldOfView::FullCube => None,
+        FieldOfView::HeadBox => Some(nonzero_box(normalised, dims, 2).ok_or_else(|| VolumetryError::BadInput("the image is empty after intensity scaling".into()))?),
+    })
+}
+
 /// Run one model on a conformed volume: normalise, infer, argmax, largest component.
 /// Returns labels on the conformed grid (same header, intent LABEL).
 pub fn run_model(model: &Model, conformed: &Volume<u8>, engine: &dyn Engine, fov: FieldOfView, gelu: GeluForm) -> Result<Volume<u8>> {
     let x = post::normalize_quantile(&conformed.data);
-    let region = match fov {
-        FieldOfView::FullCube => None,
-        FieldOfView::HeadBox => Some(nonzero_box(&x, conformed.dims, 2).ok_or_else(|| VolumetryError::BadInput("the image is empty after intensity scaling".into()))?),
-    };
+    let region = inference_region(&x, conformed.dims, fov)?;
     let mut labels = engine.run(model, &x, conformed.dims, &RunOptions { region, gelu })?;
     drop(x);
     post::keep_largest_component(&mut labels, conformed.dims);
@@ -125,9 +130,6 @@ pub fn run_model(model: &Model, conformed: &Volume<u8>, engine: &dyn Engine, fov
 /// Segment a native-space volume with the chosen region model (and mindgrab if asked).
 pub fn segment(input: &Volume<f32>, assets: &Path, opts: &SegmentOptions) -> Result<Segmentation> {
     let t0 = Instant::now();
-    if opts.model == ModelId::Mindgrab && opts.brain_mask {
-        // one run is enough: the region model *is* the mask
-    }
     let engine: Arc<dyn Engine> = opts.engine.clone().unwrap_or_else(|| Arc::new(CpuEngine::new()));
     let conformed = conform::conform(input)?;
     let t_conf = t0.elapsed().as_secs_f64();
@@ -180,8 +182,14 @@ pub fn segment_to_files(
     fill_percentiles: &dyn Fn(&mut VolumesJson),
 ) -> Result<VolumeReport> {
     let seg = segment_file(input, assets, opts)?;
+    write_outputs(&seg, labels_out, volumes_out, fill_percentiles)
+}
+
+/// Write the native-grid label NIfTI and `volumes.json` (conformed-grid volumes, as
+/// upstream reports them) for a finished segmentation.
+pub fn write_outputs(seg: &Segmentation, labels_out: &Path, volumes_out: &Path, fill_percentiles: &dyn Fn(&mut VolumesJson)) -> Result<VolumeReport> {
     nifti::write(&seg.labels_native, labels_out)?;
-    let rep = report(&seg);
+    let rep = report(seg);
     let mut vj = volumes_json(&rep);
     fill_percentiles(&mut vj);
     let s = serde_json::to_string_pretty(&vj).map_err(|e| VolumetryError::Io(format!("cannot encode volumes: {e}")))?;

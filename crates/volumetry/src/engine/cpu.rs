@@ -364,6 +364,27 @@ impl CpuEngine {
     }
 }
 
+/// FLOPs (2 per multiply-add, conv + bias) the CPU engine actually performs for `model` on
+/// a volume of `dims` restricted to `region` (instance-norm models: always the full cube),
+/// counting the 32-wide x tiles it computes. For benchmarks.
+pub fn planned_flops(model: &Model, dims: [usize; 3], region: Option<&Box3>) -> f64 {
+    let nl = model.layers.len();
+    let per_vox = |l: &crate::model::Layer| (2 * l.cin * l.cout * l.kernel.pow(3)) as f64;
+    let full = Box3::full(dims);
+    let region = if model.has_instance_norm() { &full } else { region.unwrap_or(&full) };
+    let nx_pad = dims[0].div_ceil(32) * 32;
+    let mut r = 0;
+    let mut total = 0.0;
+    for i in (0..nl).rev() {
+        let b = region.grow(r, dims);
+        let x0 = b.0[0].start / 32 * 32;
+        let x1 = (b.0[0].end.div_ceil(32) * 32).min(nx_pad);
+        total += per_vox(&model.layers[i]) * ((x1 - x0) * b.0[1].len() * b.0[2].len()) as f64;
+        r += (model.layers[i].kernel / 2) * model.layers[i].dilation;
+    }
+    total
+}
+
 impl Engine for CpuEngine {
     fn name(&self) -> String {
         format!("cpu-{:?}", self.isa).to_lowercase()

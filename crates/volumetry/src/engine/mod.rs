@@ -11,7 +11,7 @@ pub mod kernels;
 pub mod naive;
 mod simd;
 
-pub use cpu::CpuEngine;
+pub use cpu::{CpuEngine, planned_flops};
 pub use kernels::Isa;
 
 /// A 3D box of voxels, per axis a half-open range (x = NIfTI i, y = j, z = k).
