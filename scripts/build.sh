@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds the site (hydrate WASM + CSS + public files) and the `neurovol` binary.
+# What cargo-leptos would do, in a few visible steps (see ARCHITECTURE.md for why).
+#   scripts/build.sh            debug build
+#   scripts/build.sh --release  optimised build, WASM shrunk with wasm-opt
+source "$(dirname "$0")/lib.sh"
+cd "$REPO_ROOT"
+
+profile=dev; wasm_profile=dev; out=debug; wasm_out=debug
+if [[ "${1:-}" == "--release" ]]; then
+  profile=release; wasm_profile=wasm-release; out=release; wasm_out=wasm-release
+fi
+
+log "building the browser bundle (frontend → wasm32, profile $wasm_profile)"
+cargo build -p frontend --lib --target wasm32-unknown-unknown --profile "$wasm_profile"
+
+mkdir -p "$SITE_DIR/pkg"
+wasm-bindgen --target web --no-typescript --out-name neurovol --out-dir "$SITE_DIR/pkg" \
+  "$CARGO_TARGET_DIR/wasm32-unknown-unknown/$wasm_out/frontend.wasm"
+if [[ $profile == release ]]; then
+  "$REPO_ROOT/end2end/node_modules/.bin/wasm-opt" -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
+    --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
+    -o "$SITE_DIR/pkg/neurovol_bg.wasm" "$SITE_DIR/pkg/neurovol_bg.wasm"
+fi
+cp style/main.css "$SITE_DIR/pkg/neurovol.css"
+cp -r public/. "$SITE_DIR/"
+
+log "building the server (profile $profile)"
+cargo build -p server --bin neurovol --profile "$profile"
+ln -sf "$CARGO_TARGET_DIR/$out/neurovol" "$CARGO_TARGET_DIR/neurovol-$out"
+log "built: $CARGO_TARGET_DIR/$out/neurovol, site in $SITE_DIR ($(du -h "$SITE_DIR/pkg/neurovol_bg.wasm" | cut -f1) WASM)"

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what a fresh machine lacks; every step is skipped when already done.
+source "$(dirname "$0")/lib.sh"
+
+apt_packages=(chromium dcm2niix postgresql python3-venv)
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  log "apt: installing ${missing[*]}"
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  log "rustup: adding wasm32-unknown-unknown"
+  rustup target add wasm32-unknown-unknown
+fi
+
+# wasm-bindgen's CLI must match the library version in Cargo.lock exactly.
+want=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/"/,"",$3); print $3; exit}' "$REPO_ROOT/Cargo.lock")
+have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
+if [[ "$have" != "$want" ]]; then
+  log "cargo: installing wasm-bindgen-cli $want (about 5 minutes, once)"
+  cargo install wasm-bindgen-cli --version "$want" --force
+fi
+
+# Playwright (driving Debian's Chromium; no browser download) and binaryen's wasm-opt.
+if [[ ! -x "$REPO_ROOT/end2end/node_modules/.bin/playwright" || ! -x "$REPO_ROOT/end2end/node_modules/.bin/wasm-opt" ]]; then
+  log "npm: installing end2end packages"
+  (cd "$REPO_ROOT/end2end" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+fi

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every test: Rust unit + integration tests on SQLite, the server's tests again on
+# a private PostgreSQL, then the Playwright suite in Debian's Chromium.
+source "$(dirname "$0")/lib.sh"
+cd "$REPO_ROOT"
+"$REPO_ROOT/scripts/setup.sh"
+"$REPO_ROOT/scripts/build.sh"
+
+scratch=$(mktemp -d /tmp/neurovol-test.XXXXXX)
+pg_ctl_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+as_pg() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+cleanup() {
+  [[ -f "$scratch/pg/data/postmaster.pid" ]] && as_pg "$pg_ctl_bin/pg_ctl" -D "$scratch/pg/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$scratch"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+log "Rust tests (SQLite)"
+cargo test --no-fail-fast
+
+log "Server tests against PostgreSQL"
+pg_port=$(free_port)
+mkdir -p "$scratch/pg"
+[[ $(id -u) -eq 0 ]] && chown postgres "$scratch" "$scratch/pg"
+as_pg "$pg_ctl_bin/initdb" -D "$scratch/pg/data" -A trust -U neurovol >/dev/null
+as_pg "$pg_ctl_bin/pg_ctl" -D "$scratch/pg/data" -l "$scratch/pg/log" -w \
+  -o "-p $pg_port -k $scratch/pg -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+NEUROVOL_TEST_DATABASE_URL="postgres://neurovol@127.0.0.1:$pg_port/postgres" cargo test -p server --no-fail-fast
+
+log "End-to-end tests (Playwright, Chromium)"
+export NEUROVOL_E2E_PORT=$(free_port)
+export NEUROVOL_E2E_DATA_DIR="$scratch/e2e-data"
+(cd end2end && npx playwright test)
+log "all tests passed"

@@ -1,0 +1,202 @@
+//! Starts the real `neurovol` binary on a random loopback port with its own data
+//! directory, on SQLite — or on a fresh PostgreSQL database when
+//! `NEUROVOL_TEST_DATABASE_URL` points at a server (scripts/test.sh does that).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, SET_COOKIE};
+
+pub struct TestServer {
+    pub url: String,
+    pub data_dir: PathBuf,
+    pub log_path: PathBuf,
+    pub database_url: Option<String>,
+    child: Child,
+}
+
+/// A fresh, empty PostgreSQL database for one test (or `None` on SQLite runs).
+pub async fn fresh_database() -> Option<String> {
+    let admin_url = std::env::var("NEUROVOL_TEST_DATABASE_URL").ok().filter(|s| !s.is_empty())?;
+    let name = format!("nv_test_{}", hex::encode(rand::random::<[u8; 6]>()));
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await.expect("connect to test PostgreSQL");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let base = admin_url.rsplit_once('/').map(|(b, _)| b.to_string()).expect("database URL has a path");
+    Some(format!("{base}/{name}"))
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("neurovol-{tag}-{}", hex::encode(rand::random::<[u8; 6]>())));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl TestServer {
+    pub async fn start(extra_env: &[(&str, &str)]) -> TestServer {
+        let data_dir = temp_dir("server");
+        let database_url = fresh_database().await;
+        let log_path = data_dir.with_extension("log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_neurovol"));
+        cmd.arg("serve")
+            .env_remove("NEUROVOL_CONFIG")
+            .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
+            .env("NEUROVOL_DATA_DIR", &data_dir)
+            .env("NEUROVOL_LOG", "info")
+            .env_remove("NEUROVOL_PUBLIC_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log));
+        match &database_url {
+            Some(url) => cmd.env("NEUROVOL_DATABASE_URL", url),
+            None => cmd.env_remove("NEUROVOL_DATABASE_URL"),
+        };
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn neurovol");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("NeuroVol is ready at ") {
+                    let _ = tx.send(url.trim().to_string());
+                }
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("server did not start; log:\n{}", std::fs::read_to_string(&log_path).unwrap_or_default());
+            }
+        };
+        TestServer { url, data_dir, log_path, database_url, child }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+        let _ = std::fs::remove_file(&self.log_path);
+    }
+}
+
+/// A browser-like client that keeps cookies by hand (so tests can inspect their flags)
+/// and never follows redirects.
+pub struct Browser {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub cookies: Vec<(String, String)>,
+}
+
+impl Browser {
+    pub fn new(base: &str) -> Browser {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        Browser { base: base.to_string(), http, cookies: Vec::new() }
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.cookies.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    pub fn absorb(&mut self, headers: &HeaderMap) {
+        for raw in headers.get_all(SET_COOKIE).iter().filter_map(|v| v.to_str().ok()) {
+            let first = raw.split(';').next().unwrap_or("");
+            if let Some((k, v)) = first.split_once('=') {
+                self.cookies.retain(|(name, _)| name != k);
+                let expired = raw.contains("Max-Age=0");
+                if !v.is_empty() && !expired {
+                    self.cookies.push((k.to_string(), v.to_string()));
+                }
+            }
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> reqwest::Response {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.absorb(resp.headers());
+        resp
+    }
+
+    /// Posts a form with the page's CSRF token added (as a real page would).
+    pub async fn post_form(&mut self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        if self.cookie("nv_csrf").is_none() {
+            self.get("/login").await;
+        }
+        let token = self.cookie("nv_csrf").unwrap();
+        let mut all: Vec<(&str, &str)> = fields.to_vec();
+        all.push(("csrf_token", &token));
+        self.post_raw(path, &all, &[]).await
+    }
+
+    /// Posts exactly these fields and headers, no token added.
+    pub async fn post_raw(&mut self, path: &str, fields: &[(&str, &str)], headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", self.cookie_header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(fields));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.unwrap();
+        self.absorb(resp.headers());
+        resp
+    }
+}
+
+pub fn form_body(fields: &[(&str, &str)]) -> String {
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in fields {
+        s.append_pair(k, v);
+    }
+    s.finish()
+}
+
+pub fn location(resp: &reqwest::Response) -> String {
+    resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
+}
+
+pub fn set_cookie_line(resp: &reqwest::Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|l| l.starts_with(&format!("{name}=")))
+        .map(str::to_string)
+}
+
+pub const PASSWORD: &str = "granite meadow pelican 77";
+
+pub fn unique_email(tag: &str) -> String {
+    format!("{tag}-{}@example.org", hex::encode(rand::random::<[u8; 4]>()))
+}
+
+pub async fn sign_up(b: &mut Browser, email: &str) -> reqwest::Response {
+    b.post_form("/auth/signup", &[("email", email), ("password", PASSWORD), ("password_confirm", PASSWORD)]).await
+}
