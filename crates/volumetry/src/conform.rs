@@ -212,6 +212,8 @@ pub fn labels_to_native(labels: &Volume<u8>, native: &Header, native_dims: [usiz
     header.scl_slope = 1.0;
     header.scl_inter = 0.0;
     header.intent_code = INTENT_LABEL;
+    // descrip can carry acquisition details from the converter: never copy it into outputs
+    header.descrip = [0; 80];
     header.dim = [3, nx as i16, ny as i16, native_dims[2] as i16, 1, 1, 1, 1];
     Ok(Volume { dims: native_dims, data, header })
 }

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use engine::{Box3, CpuEngine, Engine, RunOptions};
+pub use engine::{Box3, CpuEngine, Engine, RunOptions, planned_flops};
 pub use error::{Result, VolumetryError};
 pub use model::{GeluForm, Model, ModelId};
 pub use nifti::Volume;

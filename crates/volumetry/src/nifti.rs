@@ -287,9 +287,6 @@ impl Reader<'_> {
     fn i16(&self, off: usize) -> i16 {
         i16::from_le_bytes(self.arr(off))
     }
-    fn i32(&self, off: usize) -> i32 {
-        i32::from_le_bytes(self.arr(off))
-    }
     fn f32(&self, off: usize) -> f32 {
         f32::from_le_bytes(self.arr(off))
     }

@@ -297,6 +297,17 @@ impl CpuEngine {
         Ok(labels)
     }
 
+    /// Normalise + activate one materialised slice in place (rows in parallel).
+    fn norm_slice(&self, slot: &mut [f32], g: &Geo, cout: usize, ms: &[(f32, f32)], act: Activation, gelu: GeluForm) {
+        let isa = self.isa;
+        slot[..g.slice_len(cout)].par_chunks_mut(cout * g.rs).for_each(|row| {
+            for (c, &(mean, inv)) in ms.iter().enumerate() {
+                let o = c * g.rs + g.pad;
+                isa.norm_act(&mut row[o..o + g.nx], mean, inv, act, gelu);
+            }
+        });
+    }
+
     fn run_materialised(&self, packed: &[Packed], g: &Geo, input: &[Vec<f32>], gelu: GeluForm) -> Result<Vec<u8>> {
         let nh = packed.len() - 1;
         let gap = packed.iter().map(|p| p.rad).max().unwrap_or(0) + 1;
@@ -305,11 +316,26 @@ impl CpuEngine {
         let mut ring: Vec<Vec<f32>> = vec![Vec::new(); cap];
         let full = Box3::full([g.nx, g.ny, g.nz]);
         let mut in_base = 0usize;
+        // Normalisation owed by the current input slices: (per-channel mean/inv-std, channels,
+        // activation). It is applied lazily, slice by slice, right before a slice is first
+        // read, so the slice is still in cache for the conv that reads it.
+        let mut owed: Option<(Vec<(f32, f32)>, usize, Activation)> = None;
+        let mut normed = 0usize;
+        let mut settle = |ring: &mut Vec<Vec<f32>>, owed: &Option<(Vec<(f32, f32)>, usize, Activation)>, normed: &mut usize, in_base: usize, upto: usize| {
+            if let Some((ms, cout, act)) = owed {
+                while *normed < upto {
+                    let pos = (in_base + *normed) % cap;
+                    self.norm_slice(&mut ring[pos], g, *cout, ms, *act, gelu);
+                    *normed += 1;
+                }
+            }
+        };
         for l in 0..nh {
             let p = &packed[l];
             let out_base = if l == 0 { 0 } else { (in_base + cap - gap) % cap };
             let mut stats = vec![(0.0f64, 0.0f64); p.cout];
             for z in 0..g.nz {
+                settle(&mut ring, &owed, &mut normed, in_base, (z + p.d + 1).min(g.nz));
                 let pos = (out_base + z) % cap;
                 let mut slot = std::mem::take(&mut ring[pos]);
                 if slot.is_empty() {
@@ -329,9 +355,9 @@ impl CpuEngine {
                 }
                 ring[pos] = slot;
             }
-            if let Some(eps) = p.norm {
+            owed = p.norm.map(|eps| {
                 let n = (g.nx * g.ny * g.nz) as f64;
-                let ms: Vec<(f32, f32)> = stats
+                let ms = stats
                     .iter()
                     .map(|&(s, q)| {
                         let mean = s / n;
@@ -339,24 +365,19 @@ impl CpuEngine {
                         (mean as f32, (1.0 / (var + eps as f64).sqrt()) as f32)
                     })
                     .collect();
-                let isa = self.isa;
-                let (cout, act) = (p.cout, p.act);
-                let g2 = *g;
-                let mut slots: Vec<&mut Vec<f32>> = ring.iter_mut().enumerate().filter(|(i, _)| (*i + cap - out_base) % cap < g.nz).map(|(_, s)| s).collect();
-                slots.par_iter_mut().for_each(|slot| {
-                    for y in 0..g2.ny {
-                        for (c, &(mean, inv)) in ms.iter().enumerate().take(cout) {
-                            let o = (y * cout + c) * g2.rs + g2.pad;
-                            isa.norm_act(&mut slot[o..o + g2.nx], mean, inv, act, gelu);
-                        }
-                    }
-                });
-            }
+                (ms, p.cout, p.act)
+            });
+            normed = 0;
             in_base = out_base;
         }
         let mut labels = vec![0u8; g.nx * g.ny * g.nz];
         for z in 0..g.nz {
-            let ip = if nh == 0 { input[z].as_ptr() } else { ring[(in_base + z) % cap].as_ptr() };
+            let ip = if nh == 0 {
+                input[z].as_ptr()
+            } else {
+                settle(&mut ring, &owed, &mut normed, in_base, z + 1);
+                ring[(in_base + z) % cap].as_ptr()
+            };
             let plane = &mut labels[z * g.nx * g.ny..(z + 1) * g.nx * g.ny];
             self.head_slice(&packed[nh], g, ip, plane, &full);
         }

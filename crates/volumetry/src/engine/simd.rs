@@ -7,8 +7,6 @@
 pub(crate) trait Simd: Copy {
     /// Lanes per vector.
     const W: usize;
-    /// Largest output-channel block (accumulators = 2 × CB registers).
-    const CB_MAX: usize;
     type V: Copy;
     unsafe fn splat(x: f32) -> Self::V;
     unsafe fn load(p: *const f32) -> Self::V;
@@ -24,7 +22,6 @@ pub(crate) struct Portable;
 
 impl Simd for Portable {
     const W: usize = 8;
-    const CB_MAX: usize = 6;
     type V = [f32; 8];
     #[inline(always)]
     unsafe fn splat(x: f32) -> Self::V {
@@ -72,7 +69,6 @@ mod x86 {
     pub(crate) struct Avx512;
     impl Simd for Avx512 {
         const W: usize = 16;
-        const CB_MAX: usize = 12;
         type V = __m512;
         #[inline(always)]
         unsafe fn splat(x: f32) -> __m512 {
@@ -101,8 +97,7 @@ mod x86 {
     pub(crate) struct Avx2;
     impl Simd for Avx2 {
         const W: usize = 8;
-        const CB_MAX: usize = 6;
-        type V = __m256;
+            type V = __m256;
         #[inline(always)]
         unsafe fn splat(x: f32) -> __m256 {
             _mm256_set1_ps(x)
