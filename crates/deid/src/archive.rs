@@ -176,9 +176,10 @@ fn looks_like_3d_t1(s: &Scan) -> bool {
         return false;
     }
     let text = format!(
-        "{} {}",
+        "{} {} {}",
         s.series_description.as_deref().unwrap_or(""),
-        s.protocol_name.as_deref().unwrap_or("")
+        s.protocol_name.as_deref().unwrap_or(""),
+        s.sequence_name.as_deref().unwrap_or("")
     )
     .to_ascii_lowercase();
     let named_t1 = ["t1", "mprage", "mp-rage", "mp2rage", "spgr", "bravo", "tfl", "tfe", "ir-fspgr", "ffe"]
@@ -189,6 +190,10 @@ fn looks_like_3d_t1(s: &Scan) -> bool {
     let var = s.sequence_variant.as_deref().unwrap_or("").to_ascii_uppercase();
     let te_short = s.echo_time_ms.is_some_and(|te| te > 0.0 && te < 10.0);
     let params_t1 = (var.contains("MP") || s.inversion_time_ms.is_some() || seq.contains("GR")) && te_short;
+    // enhanced MR keeps TE per frame; its top-level pulse-sequence flags say "IR gradient echo"
+    let enhanced_t1 = s.inversion_recovery.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("YES"))
+        && s.echo_pulse_sequence.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("GRADIENT"));
+    let params_t1 = params_t1 || enhanced_t1;
     (named_t1 && !named_other) || (params_t1 && !named_other)
 }
 

@@ -81,6 +81,11 @@ pub(crate) struct Scan {
     /// 3D T1 guess.
     pub series_description: Option<String>,
     pub protocol_name: Option<String>,
+    /// SequenceName (0018,0024) or, in enhanced files, PulseSequenceName (0018,9005)
+    pub sequence_name: Option<String>,
+    /// Enhanced MR: EchoPulseSequence (GRADIENT/SPIN/BOTH), InversionRecovery (YES/NO)
+    pub echo_pulse_sequence: Option<String>,
+    pub inversion_recovery: Option<String>,
     pub facts: RawFacts,
     /// keywords removed in this file (each counted once per file)
     pub removed_keywords: BTreeSet<&'static str>,
@@ -282,7 +287,8 @@ fn effective_vr(h: &DataElementHeader) -> VR {
 
 fn path_name(stack_names: &[String], tag: Tag) -> String {
     let own = match keyword_of(tag) {
-        Some(k) if tag.0 % 2 == 0 => k.to_string(),
+        // repeating groups (overlays, curves) are shown by number: the group tells which
+        Some(k) if tag.0 % 2 == 0 && !(0x5000..=0x60FF).contains(&tag.0) => k.to_string(),
         _ => format!("({:04X},{:04X})", tag.0, tag.1),
     };
     if stack_names.is_empty() {
@@ -613,6 +619,9 @@ fn capture(scan: &mut Scan, tag: Tag, raw: &[u8], enc: &Enc) {
         (0x0008, 0x0008) => scan.image_type = Some(text(raw)),
         (0x0008, 0x103E) => scan.series_description = Some(text(raw)),
         (0x0018, 0x1030) => scan.protocol_name = Some(text(raw)),
+        (0x0018, 0x0024) | (0x0018, 0x9005) => scan.sequence_name = Some(text(raw)),
+        (0x0018, 0x9008) => scan.echo_pulse_sequence = Some(text(raw)),
+        (0x0018, 0x9009) => scan.inversion_recovery = Some(text(raw)),
         (0x7FE0, 0x0010) | (0x7FE0, 0x0008) | (0x7FE0, 0x0009) => scan.has_pixel_data = true,
         _ => {}
     }

@@ -327,11 +327,16 @@ mod tests {
 
     #[test]
     fn table_keywords_match_dictionary() {
+        let mut bad = Vec::new();
         for (g, e, k) in DESIGN_LIST.iter().chain(BASIC_EXTRA.iter()) {
-            let entry = StandardDataDictionary.by_tag(Tag(*g, *e));
-            let alias = entry.map(|x| x.alias);
-            assert_eq!(alias, Some(*k), "({g:04X},{e:04X})");
+            let alias = StandardDataDictionary.by_tag(Tag(*g, *e)).map(|x| x.alias);
+            // retired and absent from dicom-rs's dictionary; the tag number is from PS3.15
+            let known_absent = (*g, *e) == (0x0038, 0x1234) && alias.is_none();
+            if alias != Some(*k) && !known_absent {
+                bad.push(format!("({g:04X},{e:04X}) {k} != {alias:?}"));
+            }
         }
+        assert!(bad.is_empty(), "{bad:#?}");
         assert_eq!(DESIGN_LIST.len(), 32);
     }
 }
