@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Runs every test: Rust unit + integration tests on SQLite, the server's tests again on
-# a private PostgreSQL, then the Playwright suite in Debian's Chromium.
+# Runs every test: Rust unit + integration tests on SQLite, the server's HTTP and migration
+# tests again on a private PostgreSQL, then the Playwright suite in Debian's Chromium.
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 "$REPO_ROOT/scripts/setup.sh"
-"$REPO_ROOT/scripts/build.sh"
+# The site only: the `neurovol` binary is built by `cargo test` below, with the same
+# feature set as the tests, so dependencies are compiled once, not twice.
+"$REPO_ROOT/scripts/build.sh" --site-only
 
 scratch=$(mktemp -d /tmp/neurovol-test.XXXXXX)
-pg_ctl_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 as_pg() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 cleanup() {
-  [[ -f "$scratch/pg/data/postmaster.pid" ]] && as_pg "$pg_ctl_bin/pg_ctl" -D "$scratch/pg/data" -m immediate stop >/dev/null 2>&1 || true
+  if [[ -f "$scratch/pg/data/postmaster.pid" ]]; then
+    as_pg "$pg_bin/pg_ctl" -D "$scratch/pg/data" -m immediate stop >/dev/null 2>&1 || true
+  fi
   rm -rf "$scratch"
 }
 trap cleanup EXIT
@@ -23,11 +27,13 @@ cargo test --no-fail-fast
 log "Server tests against PostgreSQL"
 pg_port=$(free_port)
 mkdir -p "$scratch/pg"
-[[ $(id -u) -eq 0 ]] && chown postgres "$scratch" "$scratch/pg"
-as_pg "$pg_ctl_bin/initdb" -D "$scratch/pg/data" -A trust -U neurovol >/dev/null
-as_pg "$pg_ctl_bin/pg_ctl" -D "$scratch/pg/data" -l "$scratch/pg/log" -w \
+if [[ $(id -u) -eq 0 ]]; then chown postgres "$scratch" "$scratch/pg"; fi
+as_pg "$pg_bin/initdb" -D "$scratch/pg/data" -A trust -U neurovol >/dev/null
+as_pg "$pg_bin/pg_ctl" -D "$scratch/pg/data" -l "$scratch/pg/log" -w \
   -o "-p $pg_port -k $scratch/pg -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
-NEUROVOL_TEST_DATABASE_URL="postgres://neurovol@127.0.0.1:$pg_port/postgres" cargo test -p server --no-fail-fast
+# Same package selection as above (only the test targets are filtered), so nothing rebuilds.
+NEUROVOL_TEST_DATABASE_URL="postgres://neurovol@127.0.0.1:$pg_port/postgres" \
+  cargo test --no-fail-fast --test accounts_http --test migrations
 
 log "End-to-end tests (Playwright, Chromium)"
 export NEUROVOL_E2E_PORT=$(free_port)

@@ -1,6 +1,7 @@
 //! `neurovol`: the NeuroVol server and its command-line tools.
 
 mod auth;
+mod cli;
 mod config;
 mod db;
 mod web;
@@ -25,6 +26,8 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// De-identify a ZIP of DICOM files (the server's authoritative step, as a command).
+    Deid(cli::deid::DeidArgs),
 }
 
 fn init_logging() {
@@ -38,6 +41,22 @@ fn init_logging() {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging();
+    if let Command::Deid(args) = &cli.command {
+        return match cli::deid::run(args) {
+            Ok(outcome) => {
+                eprintln!(
+                    "de-identified {} file(s); kept facts {}",
+                    outcome.report.files_written,
+                    serde_json::to_string(&outcome.facts).unwrap_or_default()
+                );
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("neurovol deid: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -55,6 +74,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve => serve(config).await,
+            Command::Deid(_) => unreachable!("handled before the runtime starts"),
             Command::Migrate => {
                 let db = db::connect(&config).await?;
                 db::migrate(&db).await?;

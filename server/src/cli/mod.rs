@@ -1,0 +1,3 @@
+//! Command-line tools that run without the web server.
+
+pub mod deid;
