@@ -503,6 +503,11 @@ pub(crate) fn process(
         // the data set ended inside a sequence or before a value: truncated
         return Err(FileError::Corrupt);
     }
+    if scan.rows.is_some() && !scan.has_pixel_data {
+        // image attributes but the data set stops before the pixels: cut off at an
+        // element boundary, which dicom-parser reads as a clean end
+        return Err(FileError::Corrupt);
+    }
     if !want.output {
         return Ok((scan, None));
     }

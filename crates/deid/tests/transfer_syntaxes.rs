@@ -1,0 +1,250 @@
+//! Synthetic files in every encoding the crate must preserve: implicit VR LE, explicit VR
+//! LE/BE, deflated, and encapsulated pixel data. Checks removal at depth, UID mapping
+//! across references, untouched pixel bytes and the transfer syntax; and that damaged
+//! files are refused without large allocations.
+
+mod common;
+
+use std::io::Write;
+
+use common::*;
+use deid::{DeidError, Profile};
+use dicom_core::Tag;
+
+#[derive(Clone, Copy)]
+struct Enc {
+    explicit: bool,
+    le: bool,
+}
+
+impl Enc {
+    fn u16(&self, v: u16) -> [u8; 2] {
+        if self.le { v.to_le_bytes() } else { v.to_be_bytes() }
+    }
+    fn u32(&self, v: u32) -> [u8; 4] {
+        if self.le { v.to_le_bytes() } else { v.to_be_bytes() }
+    }
+    fn el(&self, out: &mut Vec<u8>, g: u16, e: u16, vr: &[u8; 2], val: &[u8]) {
+        let mut v = val.to_vec();
+        if v.len() % 2 == 1 {
+            v.push(if vr == b"UI" { 0 } else { b' ' });
+        }
+        out.extend_from_slice(&self.u16(g));
+        out.extend_from_slice(&self.u16(e));
+        if self.explicit {
+            out.extend_from_slice(vr);
+            if matches!(vr, b"OB" | b"OW" | b"SQ" | b"UN" | b"UT") {
+                out.extend_from_slice(&[0, 0]);
+                out.extend_from_slice(&self.u32(v.len() as u32));
+            } else {
+                out.extend_from_slice(&self.u16(v.len() as u16));
+            }
+        } else {
+            out.extend_from_slice(&self.u32(v.len() as u32));
+        }
+        out.extend_from_slice(&v);
+    }
+    fn seq(&self, out: &mut Vec<u8>, g: u16, e: u16, items: &[Vec<u8>], defined: bool) {
+        out.extend_from_slice(&self.u16(g));
+        out.extend_from_slice(&self.u16(e));
+        let mut body = Vec::new();
+        for it in items {
+            body.extend_from_slice(&self.u16(0xFFFE));
+            body.extend_from_slice(&self.u16(0xE000));
+            if defined {
+                body.extend_from_slice(&self.u32(it.len() as u32));
+                body.extend_from_slice(it);
+            } else {
+                body.extend_from_slice(&self.u32(0xFFFF_FFFF));
+                body.extend_from_slice(it);
+                body.extend_from_slice(&self.u16(0xFFFE));
+                body.extend_from_slice(&self.u16(0xE00D));
+                body.extend_from_slice(&self.u32(0));
+            }
+        }
+        let len = if defined { body.len() as u32 } else { 0xFFFF_FFFF };
+        if self.explicit {
+            out.extend_from_slice(b"SQ\0\0");
+        }
+        out.extend_from_slice(&self.u32(len));
+        out.extend_from_slice(&body);
+        if !defined {
+            out.extend_from_slice(&self.u16(0xFFFE));
+            out.extend_from_slice(&self.u16(0xE0DD));
+            out.extend_from_slice(&self.u32(0));
+        }
+    }
+}
+
+const SOP: &str = "1.2.826.0.1.3680043.99.1.7";
+const STUDY: &str = "1.2.826.0.1.3680043.99.2";
+
+/// Returns (file bytes, expected PixelData value bytes as pydicom/common::parse sees them).
+fn build(ts: &str, enc: Enc, deflate: bool, encapsulated: bool) -> (Vec<u8>, Vec<u8>) {
+    let mut ds = Vec::new();
+    enc.el(&mut ds, 0x0008, 0x0016, b"UI", b"1.2.840.10008.5.1.4.1.1.4");
+    enc.el(&mut ds, 0x0008, 0x0018, b"UI", SOP.as_bytes());
+    enc.el(&mut ds, 0x0008, 0x0020, b"DA", b"20200102");
+    enc.el(&mut ds, 0x0008, 0x0060, b"CS", b"MR");
+    // kept sequence: its reference to this SOP instance must follow the new UID
+    let mut ref_item = Vec::new();
+    enc.el(&mut ref_item, 0x0008, 0x1150, b"UI", b"1.2.840.10008.5.1.4.1.1.4");
+    enc.el(&mut ref_item, 0x0008, 0x1155, b"UI", SOP.as_bytes());
+    enc.el(&mut ref_item, 0x0010, 0x0010, b"PN", b"PHI-nested-name");
+    enc.el(&mut ref_item, 0x0029, 0x0010, b"LO", b"ACME 1.0");
+    enc.el(&mut ref_item, 0x0029, 0x1010, b"LO", b"PHI-nested-private");
+    enc.seq(&mut ds, 0x0008, 0x1140, &[ref_item.clone()], true);
+    enc.el(&mut ds, 0x0009, 0x0010, b"LO", b"ACME 1.0");
+    enc.el(&mut ds, 0x0009, 0x1001, b"LO", b"PHI-private");
+    // private sequence holding a name, undefined length
+    let mut priv_item = Vec::new();
+    enc.el(&mut priv_item, 0x0010, 0x0010, b"PN", b"PHI-in-private-seq");
+    enc.seq(&mut ds, 0x0009, 0x1002, &[priv_item], false);
+    enc.el(&mut ds, 0x0010, 0x0010, b"PN", b"PHI-name");
+    enc.el(&mut ds, 0x0010, 0x0030, b"DA", b"19700101");
+    enc.el(&mut ds, 0x0010, 0x0040, b"CS", b"F");
+    enc.el(&mut ds, 0x0018, 0x0023, b"CS", b"3D");
+    enc.el(&mut ds, 0x0020, 0x000D, b"UI", STUDY.as_bytes());
+    enc.el(&mut ds, 0x0020, 0x000E, b"UI", b"1.2.826.0.1.3680043.99.3");
+    enc.el(&mut ds, 0x0028, 0x0010, b"US", &enc.u16(2));
+    enc.el(&mut ds, 0x0028, 0x0011, b"US", &enc.u16(2));
+    let mut req = Vec::new();
+    enc.el(&mut req, 0x0008, 0x0050, b"SH", b"PHI-acc");
+    enc.el(&mut req, 0x0040, 0x1001, b"SH", b"PHI-rpid");
+    enc.seq(&mut ds, 0x0040, 0x0275, &[req], false);
+    enc.el(&mut ds, 0x6000, 0x0010, b"US", &enc.u16(2));
+    enc.el(&mut ds, 0x6000, 0x0022, b"LO", b"PHI-overlay");
+    let pixel: Vec<u8>;
+    if encapsulated {
+        // offset table item (empty) + one fragment; always little endian
+        let frag = b"\xFF\xD8jpegish\xFF\xD9";
+        let mut p = Vec::new();
+        p.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0, 0, 0, 0]);
+        p.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0]);
+        p.extend_from_slice(&(frag.len() as u32).to_le_bytes());
+        p.extend_from_slice(frag);
+        ds.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        ds.extend_from_slice(&p);
+        ds.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        pixel = p;
+    } else {
+        // 2x2 16-bit pixels in the file's byte order
+        let mut p = Vec::new();
+        for v in [1u16, 0x0203, 0x0405, 0xFFFE] {
+            p.extend_from_slice(&enc.u16(v));
+        }
+        enc.el(&mut ds, 0x7FE0, 0x0010, b"OW", &p);
+        pixel = p;
+    }
+    let mut f = vec![0x55u8; 128]; // non-zero preamble: must come back zeroed
+    f.extend_from_slice(b"DICM");
+    let mut meta = Vec::new();
+    let le = Enc { explicit: true, le: true };
+    le.el(&mut meta, 0x0002, 0x0001, b"OB", &[0, 1]);
+    le.el(&mut meta, 0x0002, 0x0002, b"UI", b"1.2.840.10008.5.1.4.1.1.4");
+    le.el(&mut meta, 0x0002, 0x0003, b"UI", SOP.as_bytes());
+    le.el(&mut meta, 0x0002, 0x0010, b"UI", ts.as_bytes());
+    le.el(&mut meta, 0x0002, 0x0016, b"AE", b"PHI-AE-TITLE");
+    le.el(&mut f, 0x0002, 0x0000, b"UL", &(meta.len() as u32).to_le_bytes());
+    f.extend_from_slice(&meta);
+    if deflate {
+        let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(&ds).unwrap();
+        f.extend_from_slice(&z.finish().unwrap());
+    } else {
+        f.extend_from_slice(&ds);
+    }
+    (f, pixel)
+}
+
+fn variants() -> Vec<(&'static str, Enc, bool, bool)> {
+    vec![
+        ("1.2.840.10008.1.2", Enc { explicit: false, le: true }, false, false),
+        ("1.2.840.10008.1.2.1", Enc { explicit: true, le: true }, false, false),
+        ("1.2.840.10008.1.2.2", Enc { explicit: true, le: false }, false, false),
+        ("1.2.840.10008.1.2.1.99", Enc { explicit: true, le: true }, true, false),
+        ("1.2.840.10008.1.2.4.50", Enc { explicit: true, le: true }, false, true),
+        ("1.2.840.10008.1.2.4.80", Enc { explicit: true, le: true }, false, true),
+        ("1.2.840.10008.1.2.4.90", Enc { explicit: true, le: true }, false, true),
+        ("1.2.840.10008.1.2.5", Enc { explicit: true, le: true }, false, true),
+    ]
+}
+
+#[test]
+fn every_transfer_syntax_preserved_and_cleaned() {
+    for (ts, enc, deflate, encap) in variants() {
+        let (input, pixel) = build(ts, enc, deflate, encap);
+        // sanity: the synthetic input parses and has what we inject
+        let pin = parse(&input);
+        assert_eq!(pin.pixel.as_deref(), Some(&pixel[..]), "{ts}: test builder");
+        let out = deid::deidentify_file_bytes(&input, Profile::Basic, seed(1)).unwrap_or_else(|e| panic!("{ts}: {e}"));
+        let p = parse(&out.bytes);
+        assert_eq!(p.transfer_syntax, ts, "transfer syntax preserved");
+        assert!(p.preamble_zero, "{ts}: preamble zeroed");
+        assert_eq!(p.pixel.as_deref(), Some(&pixel[..]), "{ts}: pixel bytes identical");
+        for t in &p.all_tags {
+            assert!(t.0 % 2 == 0 && !(0x6000..=0x60FF).contains(&t.0), "{ts}: {t} left");
+            assert!(*t != Tag(0x0010, 0x0010) && *t != Tag(0x0040, 0x0275) && *t != Tag(0x0010, 0x0030), "{ts}: {t} left");
+        }
+        assert!(!p.meta.contains_key(&0x0016), "{ts}: SourceApplicationEntityTitle dropped");
+        let body = if deflate {
+            // search the inflated data set, as a reader would see it
+            let glen = u32::from_le_bytes(out.bytes[140..144].try_into().unwrap()) as usize;
+            let mut v = Vec::new();
+            let mut d = flate2::read::DeflateDecoder::new(&out.bytes[144 + glen..]);
+            std::io::Read::read_to_end(&mut d, &mut v).unwrap();
+            assert!(contains(&v, b"MR"), "inflated body readable");
+            v
+        } else {
+            out.bytes.clone()
+        };
+        assert!(!contains(&out.bytes, b"PHI-") && !contains(&body, b"PHI-"), "{ts}: canary left");
+        assert!(!contains(&out.bytes, SOP.as_bytes()) && !contains(&out.bytes, STUDY.as_bytes()), "{ts}: UID left");
+        let sop = top_text(&p, 0x0008, 0x0018).unwrap();
+        assert_eq!(text(&p.meta[&0x0003]), sop);
+        let referenced: Vec<_> = p.uis.iter().filter(|(t, _)| *t == Tag(0x0008, 0x1155)).collect();
+        assert_eq!(referenced.len(), 1, "{ts}: kept sequence kept");
+        assert_eq!(referenced[0].1, sop, "{ts}: reference follows the new SOP UID");
+        assert_eq!(top_text(&p, 0x0008, 0x0016).as_deref(), Some("1.2.840.10008.5.1.4.1.1.4"), "class kept");
+        assert_eq!(top_text(&p, 0x0018, 0x0023).as_deref(), Some("3D"));
+        assert_eq!(top_text(&p, 0x0008, 0x0020).as_deref(), Some("20200102"), "dates kept");
+        assert_eq!(out.facts.age_years, Some(50), "{ts}: age from birth date and study date");
+        assert_eq!(out.facts.sex, deid::Sex::Female);
+    }
+}
+
+#[test]
+fn native_same_seed_same_bytes() {
+    for (ts, enc, deflate, encap) in variants() {
+        let (input, _) = build(ts, enc, deflate, encap);
+        let a = deid::deidentify_file_bytes(&input, Profile::Basic, seed(3)).unwrap();
+        let b = deid::deidentify_file_bytes(&input, Profile::Basic, seed(3)).unwrap();
+        assert_eq!(a, b);
+    }
+}
+
+#[test]
+fn damaged_files_are_refused() {
+    let (input, _) = build("1.2.840.10008.1.2.1", Enc { explicit: true, le: true }, false, false);
+    for cut in [140usize, 200, 300, input.len() - 3, input.len() - 9] {
+        let r = deid::deidentify_file_bytes(&input[..cut], Profile::Basic, seed(1));
+        assert!(r.is_err(), "cut at {cut} accepted");
+    }
+    // a value length of 0xFFFFFFF0 must be refused, not allocated
+    let mut bad = input.clone();
+    let at = bad.len() - 8 - 4; // PixelData OW length field
+    bad[at..at + 4].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+    assert_eq!(deid::deidentify_file_bytes(&bad, Profile::Basic, seed(1)).err(), Some(DeidError::CorruptDicom));
+    assert_eq!(
+        deid::deidentify_file_bytes(b"DICM but not at 128", Profile::Basic, seed(1)).err(),
+        Some(DeidError::NotDicomPart10)
+    );
+    let (mut unk, _) = build("1.2.840.10008.1.2.1", Enc { explicit: true, le: true }, false, false);
+    // unknown private transfer syntax: refused, never passed through
+    let pos = memchr::memmem::find(&unk, b"1.2.840.10008.1.2.1\0").unwrap();
+    unk[pos..pos + 20].copy_from_slice(b"9.9.9.9.9.9.9.9.9.9\0");
+    assert_eq!(
+        deid::deidentify_file_bytes(&unk, Profile::Basic, seed(1)).err(),
+        Some(DeidError::UnsupportedTransferSyntax)
+    );
+}
