@@ -450,7 +450,11 @@ pub(crate) fn process(
                     continue;
                 }
                 let vr = effective_vr(&h);
-                let act = rules::action(ctx.profile, h.tag.0, h.tag.1, vr == VR::UI);
+                let mut act = rules::action(ctx.profile, h.tag.0, h.tag.1, vr == VR::UI);
+                if h.vr == VR::UN && vr == VR::SQ && act == Action::Keep {
+                    // a sequence stored as opaque UN bytes cannot be cleaned inside: drop it
+                    act = Action::Remove(RemoveKind::Listed(keyword_of(h.tag).unwrap_or("UnparsedSequence")));
+                }
                 pending = Some((h, act));
             }
             DataToken::PrimitiveValue(v) => {
