@@ -248,3 +248,35 @@ fn damaged_files_are_refused() {
         Some(DeidError::UnsupportedTransferSyntax)
     );
 }
+
+#[test]
+fn sequence_hidden_in_un_is_dropped_not_passed_through() {
+    // ReferencedImageSequence stored as VR UN (some converters do this): its content can
+    // not be cleaned, so it must go even with the Seed profile, which keeps the sequence
+    let le = Enc { explicit: true, le: true };
+    let mut item = Vec::new();
+    let imp = Enc { explicit: false, le: true };
+    imp.el(&mut item, 0x0010, 0x0010, b"PN", b"PHI-hidden");
+    let mut un = Vec::new();
+    un.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0]);
+    un.extend_from_slice(&(item.len() as u32).to_le_bytes());
+    un.extend_from_slice(&item);
+    let mut ds = Vec::new();
+    le.el(&mut ds, 0x0008, 0x0016, b"UI", b"1.2.840.10008.5.1.4.1.1.4");
+    le.el(&mut ds, 0x0008, 0x0018, b"UI", SOP.as_bytes());
+    le.el(&mut ds, 0x0008, 0x1140, b"UN", &un);
+    le.el(&mut ds, 0x7FE0, 0x0010, b"OB", &[1, 2, 3, 4]);
+    let mut f = vec![0u8; 128];
+    f.extend_from_slice(b"DICM");
+    let mut meta = Vec::new();
+    le.el(&mut meta, 0x0002, 0x0010, b"UI", b"1.2.840.10008.1.2.1");
+    f.extend_from_slice(&meta);
+    f.extend_from_slice(&ds);
+    let mut d = deid::Deidentifier::new(Profile::Seed, seed(1));
+    let out = d.file(&f).unwrap();
+    assert!(!contains(&out, b"PHI-hidden"));
+    assert!(!parse(&out).all_tags.contains(&Tag(0x0008, 0x1140)));
+    assert_eq!(d.report().removed.get("ReferencedImageSequence"), Some(&1));
+    let prev = deid::preview_removals(&f, Profile::Seed).unwrap();
+    assert!(prev.iter().any(|r| r.path == "ReferencedImageSequence"));
+}
