@@ -3,13 +3,17 @@
 # What cargo-leptos would do, in a few visible steps (see ARCHITECTURE.md for why).
 #   scripts/build.sh            debug build
 #   scripts/build.sh --release  optimised build, WASM shrunk with wasm-opt
+#   scripts/build.sh --site-only   debug site only (the test command builds the binary)
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 
-profile=dev; wasm_profile=dev; out=debug; wasm_out=debug
-if [[ "${1:-}" == "--release" ]]; then
-  profile=release; wasm_profile=wasm-release; out=release; wasm_out=wasm-release
-fi
+profile=dev; wasm_profile=dev; out=debug; wasm_out=debug; site_only=false
+case "${1:-}" in
+  --release) profile=release; wasm_profile=wasm-release; out=release; wasm_out=wasm-release ;;
+  --site-only) site_only=true ;;
+  "") ;;
+  *) echo "usage: $0 [--release|--site-only]" >&2; exit 2 ;;
+esac
 
 log "building the browser bundle (frontend → wasm32, profile $wasm_profile)"
 cargo build -p frontend --lib --target wasm32-unknown-unknown --profile "$wasm_profile"
@@ -22,10 +26,22 @@ if [[ $profile == release ]]; then
     --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
     -o "$SITE_DIR/pkg/neurovol_bg.wasm" "$SITE_DIR/pkg/neurovol_bg.wasm"
 fi
+
+log "building the de-identification worker (deid-wasm → wasm32, profile $wasm_profile)"
+cargo build -p deid-wasm --lib --target wasm32-unknown-unknown --profile "$wasm_profile"
+wasm-bindgen --target web --no-typescript --out-name deid_worker --out-dir "$SITE_DIR/pkg" \
+  "$CARGO_TARGET_DIR/wasm32-unknown-unknown/$wasm_out/deid_wasm.wasm"
+if [[ $profile == release ]]; then
+  "$REPO_ROOT/end2end/node_modules/.bin/wasm-opt" -O3 --enable-bulk-memory --enable-nontrapping-float-to-int \
+    --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
+    -o "$SITE_DIR/pkg/deid_worker_bg.wasm" "$SITE_DIR/pkg/deid_worker_bg.wasm"
+fi
 cp style/main.css "$SITE_DIR/pkg/neurovol.css"
 cp -r public/. "$SITE_DIR/"
 
+log "site ready in $SITE_DIR ($(du -h "$SITE_DIR/pkg/neurovol_bg.wasm" | cut -f1) WASM)"
+$site_only && exit 0
+
 log "building the server (profile $profile)"
 cargo build -p server --bin neurovol --profile "$profile"
-ln -sf "$CARGO_TARGET_DIR/$out/neurovol" "$CARGO_TARGET_DIR/neurovol-$out"
-log "built: $CARGO_TARGET_DIR/$out/neurovol, site in $SITE_DIR ($(du -h "$SITE_DIR/pkg/neurovol_bg.wasm" | cut -f1) WASM)"
+log "built $CARGO_TARGET_DIR/$out/neurovol"

@@ -1,3 +1,5 @@
+#![recursion_limit = "256"]
+
 //! NeuroVol's user interface: routes, pages and the server functions they call.
 //!
 //! Built twice: with `ssr` into the server binary (renders HTML, runs server functions) and
@@ -6,6 +8,8 @@
 pub mod auth_rules;
 mod pages;
 pub mod session;
+mod upload;
+pub mod upload_api;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
@@ -59,6 +63,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/login") view=pages::LogIn/>
                     <Route path=path!("/home") view=pages::Home/>
                     <Route path=path!("/privacy") view=pages::Privacy/>
+                    <Route path=path!("/upload") view=upload::UploadPage/>
+                    <Route path=path!("/scans/:id") view=upload::ScanStatusPage/>
                 </Routes>
             </main>
             <footer class="site-footer">

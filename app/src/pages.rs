@@ -195,12 +195,7 @@ pub fn Home() -> impl IntoView {
                 <section>
                     <h1>"My scans"</h1>
                     <p class="muted">"Signed in as " <strong>{user.email}</strong></p>
-                    <div class="empty-state" data-testid="scans-empty">
-                        <h2>"No scans yet"</h2>
-                        <p>
-                            "When you upload a brain MRI series, it appears here with its regional volumes and percentiles, and your scans are compared over time."
-                        </p>
-                    </div>
+                    <crate::upload::ScanList/>
                 </section>
             }
             .into_any(),

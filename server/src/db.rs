@@ -16,7 +16,10 @@ use crate::config::Config;
 pub type Db = AnyPool;
 
 /// Migrations are embedded in the binary so `neurovol migrate` needs no source tree.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "accounts", include_str!("../../migrations/0001_accounts.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "accounts", include_str!("../../migrations/0001_accounts.sql")),
+    (2, "scans", include_str!("../../migrations/0002_scans.sql")),
+];
 
 pub fn migrator() -> Migrator {
     Migrator::with_migrations(

@@ -3,6 +3,12 @@
 mod auth_routes;
 pub mod privacy;
 pub mod security;
+pub mod upload;
+
+// The object store sits at server/src/storage.rs (issue 6 extends it); declared here
+// because main.rs is owned elsewhere. Move to `mod storage;` in main.rs when convenient.
+#[path = "../storage.rs"]
+pub mod storage;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,7 +18,8 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderValue;
 use axum::middleware;
-use axum::routing::post;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
 use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
@@ -59,7 +66,11 @@ pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(app::App);
     let leptos = state.leptos.clone();
     let privacy = state.privacy.clone();
-    let provide = move || provide_context((*privacy).clone());
+    let scans: app::upload_api::SharedScanStore = Arc::new(upload::DbScanStore { db: state.db.clone() });
+    let provide = move || {
+        provide_context((*privacy).clone());
+        provide_context(scans.clone());
+    };
 
     let site_root = std::path::PathBuf::from(leptos.site_root.as_ref());
     let request_id = axum::http::HeaderName::from_static("x-request-id");
@@ -68,6 +79,13 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/signup", post(auth_routes::sign_up))
         .route("/auth/login", post(auth_routes::log_in))
         .route("/auth/logout", post(auth_routes::log_out))
+        .route("/uploads", post(upload::create))
+        .route("/uploads/{id}", get(upload::status).delete(upload::cancel))
+        .route(
+            "/uploads/{id}/chunks/{index}",
+            put(upload::put_chunk).layer(DefaultBodyLimit::max(upload::MAX_CHUNK as usize)),
+        )
+        .route("/uploads/{id}/complete", post(upload::complete))
         .leptos_routes_with_context(&state, routes, provide, {
             let leptos = leptos.clone();
             move || app::shell(leptos.clone())
@@ -114,6 +132,7 @@ pub async fn serve(state: AppState) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", state.config.listen))?;
     let addr = listener.local_addr()?;
+    upload::spawn_sweeper(&state);
     let app = router(state);
     // Tests and scripts wait for this exact line.
     println!("NeuroVol is ready at http://{addr}");

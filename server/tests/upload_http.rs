@@ -1,0 +1,433 @@
+//! Chunked upload over real HTTP, as an API client (curl) would send it, bypassing the
+//! browser: the server's own de-identification is the authoritative step.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{Browser, TestServer, sign_up, unique_email};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+const MIB: usize = 1024 * 1024;
+
+fn fixtures() -> PathBuf {
+    let dir = std::env::var("NEUROVOL_FIXTURES").map(PathBuf::from).unwrap_or_else(|_| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
+    });
+    dir.canonicalize().expect("fixtures folder (../shared/fixtures or NEUROVOL_FIXTURES)")
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(fixtures().join(name)).unwrap_or_else(|e| panic!("read fixture {name}: {e}"))
+}
+
+/// Every value the manifest says must be removed or replaced, plus the original UIDs.
+fn canaries(manifest: &str) -> Vec<String> {
+    let m: Value = serde_json::from_slice(&fixture(manifest)).unwrap();
+    let mut out: Vec<String> = m["injected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| matches!(i["action"].as_str(), Some("remove") | Some("replace_uid")))
+        .filter_map(|i| i["value"].as_str().map(str::to_string))
+        .collect();
+    let uids = &m["original_uids"];
+    for k in ["StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID"] {
+        if let Some(u) = uids[k].as_str() {
+            out.push(u.to_string());
+        }
+    }
+    if let Some(list) = uids["SOPInstanceUIDs"].as_array() {
+        out.extend(list.iter().filter_map(|u| u.as_str().map(str::to_string)));
+    }
+    out.push("PHI-".into());
+    out.sort();
+    out.dedup();
+    assert!(out.len() > 40, "manifest lists the canaries");
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Raw bytes of every file in the data dir (SQLite files included) and the inflated
+/// contents of every ZIP in it, plus the server log.
+fn assert_nothing_identifying(server: &TestServer, canaries: &[String]) {
+    let mut blobs: Vec<(String, Vec<u8>)> = Vec::new();
+    for f in files_under(&server.data_dir) {
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        if bytes.starts_with(b"PK\x03\x04") {
+            let out = std::process::Command::new("unzip").arg("-p").arg(&f).output().expect("unzip installed");
+            assert!(out.status.success(), "object is a readable ZIP");
+            blobs.push((format!("{} (inflated)", f.display()), out.stdout));
+        }
+        blobs.push((f.display().to_string(), bytes));
+        blobs.push((format!("file name {}", f.display()), f.display().to_string().into_bytes()));
+    }
+    blobs.push(("server log".into(), server.logs().into_bytes()));
+    for (what, bytes) in &blobs {
+        for c in canaries {
+            assert!(!contains(bytes, c.as_bytes()), "{c:?} found in {what}");
+        }
+    }
+}
+
+async fn signed_in(server: &TestServer) -> Browser {
+    let mut b = Browser::new(&server.url);
+    let resp = sign_up(&mut b, &unique_email("upload")).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert!(b.cookie("nv_session").is_some());
+    b
+}
+
+fn cookies(b: &Browser) -> String {
+    b.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+}
+
+fn csrf(b: &Browser) -> String {
+    b.cookie("nv_csrf").expect("csrf cookie")
+}
+
+async fn json(resp: reqwest::Response) -> (StatusCode, Value) {
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+async fn create(b: &Browser, size: usize, chunk: usize, series: Option<usize>) -> (StatusCode, Value) {
+    let mut body = serde_json::json!({ "size": size, "chunk_size": chunk });
+    if let Some(s) = series {
+        body["series"] = s.into();
+    }
+    let resp = b
+        .http
+        .post(format!("{}/uploads", b.base))
+        .header("cookie", cookies(b))
+        .header("x-csrf-token", csrf(b))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    json(resp).await
+}
+
+async fn put_chunk(b: &Browser, id: &str, i: usize, bytes: &[u8]) -> (StatusCode, Value) {
+    let resp = b
+        .http
+        .put(format!("{}/uploads/{id}/chunks/{i}", b.base))
+        .header("cookie", cookies(b))
+        .header("x-csrf-token", csrf(b))
+        .header("content-type", "application/octet-stream")
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .unwrap();
+    json(resp).await
+}
+
+async fn status(b: &Browser, id: &str) -> (StatusCode, Value) {
+    json(b.http.get(format!("{}/uploads/{id}", b.base)).header("cookie", cookies(b)).send().await.unwrap()).await
+}
+
+async fn complete(b: &Browser, id: &str) -> (StatusCode, Value) {
+    let resp = b
+        .http
+        .post(format!("{}/uploads/{id}/complete", b.base))
+        .header("cookie", cookies(b))
+        .header("x-csrf-token", csrf(b))
+        .send()
+        .await
+        .unwrap();
+    json(resp).await
+}
+
+/// The whole upload, every chunk once. Returns complete's answer.
+async fn upload(b: &Browser, bytes: &[u8], chunk: usize, series: Option<usize>) -> (StatusCode, Value) {
+    let (st, created) = create(b, bytes.len(), chunk, series).await;
+    assert_eq!(st, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    for (i, part) in bytes.chunks(chunk).enumerate() {
+        let (st, v) = put_chunk(b, &id, i, part).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    complete(b, &id).await
+}
+
+async fn scan_rows(server: &TestServer) -> Vec<(String, Option<i64>, String, Option<String>, String, String)> {
+    use sqlx::Row;
+    sqlx::any::install_default_drivers();
+    let url = server
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", server.data_dir.join("neurovol.db").display()));
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let rows = sqlx::query("SELECT id, age_years, sex, study_date, status, object_key FROM scans ORDER BY created_at")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let out = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get::<String, _>("id"),
+                r.get::<Option<i64>, _>("age_years"),
+                r.get::<String, _>("sex"),
+                r.get::<Option<String>, _>("study_date"),
+                r.get::<String, _>("status"),
+                r.get::<String, _>("object_key"),
+            )
+        })
+        .collect();
+    pool.close().await;
+    out
+}
+
+fn objects(server: &TestServer) -> Vec<PathBuf> {
+    files_under(&server.data_dir.join("objects"))
+}
+
+fn temp_files(server: &TestServer) -> Vec<PathBuf> {
+    files_under(&server.data_dir.join("tmp"))
+}
+
+#[tokio::test]
+async fn raw_phi_upload_keeps_nothing_identifying() {
+    let server = TestServer::start(&[]).await;
+    let b = signed_in(&server).await;
+    let zip = fixture("t1_mprage_sag_phi.zip");
+    let started = std::time::Instant::now();
+    let (st, done) = upload(&b, &zip, MIB, None).await;
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(st, StatusCode::CREATED, "{done}");
+    eprintln!("raw upload + server de-identification of {} bytes: {secs:.2} s", zip.len());
+    let scan_id = done["scan_id"].as_str().unwrap();
+    assert_eq!(done["url"], format!("/scans/{scan_id}"));
+
+    let rows = scan_rows(&server).await;
+    assert_eq!(rows.len(), 1);
+    let (id, age, sex, date, status, key) = &rows[0];
+    assert_eq!(id, scan_id);
+    assert_eq!((*age, sex.as_str(), date.as_deref(), status.as_str()), (Some(67), "F", Some("2019-03-14"), "deidentified"));
+    let objs = objects(&server);
+    assert_eq!(objs.len(), 1, "exactly one object: the de-identified ZIP");
+    assert!(objs[0].ends_with(key));
+    assert!(temp_files(&server).is_empty(), "temp files left: {:?}", temp_files(&server));
+
+    // the status page and the home page list show it
+    let page = b
+        .http
+        .get(format!("{}/scans/{scan_id}", server.url))
+        .header("cookie", cookies(&b))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("de-identified"), "status page shows the state");
+
+    assert_nothing_identifying(&server, &canaries("t1_mprage_sag_phi.manifest.json"));
+}
+
+#[tokio::test]
+async fn an_interrupted_upload_resumes_without_resending_acknowledged_chunks() {
+    let server = TestServer::start(&[]).await;
+    let b = signed_in(&server).await;
+    let zip = fixture("t1_mprage_sag_phi.zip");
+    let chunk = MIB;
+    let parts: Vec<&[u8]> = zip.chunks(chunk).collect();
+    assert!(parts.len() >= 4);
+    let (st, created) = create(&b, zip.len(), chunk, None).await;
+    assert_eq!(st, StatusCode::CREATED);
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["chunks"], parts.len());
+
+    // the first half arrives
+    let half = parts.len() / 2;
+    for (i, p) in parts.iter().enumerate().take(half) {
+        assert_eq!(put_chunk(&b, &id, i, p).await.0, StatusCode::OK);
+    }
+    // the next chunk's connection drops midway (raw socket, half the body, then closed)
+    {
+        use tokio::io::AsyncWriteExt;
+        let addr = server.url.trim_start_matches("http://").to_string();
+        let mut sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "PUT /uploads/{id}/chunks/{half} HTTP/1.1\r\nHost: {addr}\r\nCookie: {}\r\nx-csrf-token: {}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+            cookies(&b),
+            csrf(&b),
+            parts[half].len()
+        );
+        sock.write_all(head.as_bytes()).await.unwrap();
+        sock.write_all(&parts[half][..parts[half].len() / 2]).await.unwrap();
+        sock.flush().await.unwrap();
+        drop(sock);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // completing now is refused: parts are missing
+    let (st, v) = complete(&b, &id).await;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["code"], "incomplete");
+
+    // the client re-queries what the server acknowledged...
+    let (st, s) = status(&b, &id).await;
+    assert_eq!(st, StatusCode::OK);
+    let acked: Vec<usize> = s["received"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    assert_eq!(acked, (0..half).collect::<Vec<_>>(), "only whole chunks are acknowledged");
+    assert_eq!(s["received_bytes"].as_u64().unwrap() as usize, half * chunk);
+    // ...and sends only the rest
+    let mut sent_again = 0;
+    for (i, p) in parts.iter().enumerate() {
+        if acked.contains(&i) {
+            continue;
+        }
+        sent_again += 1;
+        assert_eq!(put_chunk(&b, &id, i, p).await.0, StatusCode::OK);
+    }
+    assert_eq!(sent_again, parts.len() - half);
+    let (st, done) = complete(&b, &id).await;
+    assert_eq!(st, StatusCode::CREATED, "{done}");
+    assert_eq!(scan_rows(&server).await.len(), 1);
+    assert!(temp_files(&server).is_empty());
+    // a completed upload is gone
+    assert_eq!(status(&b, &id).await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn adversarial_archives_get_specific_errors_and_leave_nothing() {
+    let server = TestServer::start(&[]).await;
+    let b = signed_in(&server).await;
+    let cases = [
+        ("adv_zipslip.zip", StatusCode::UNPROCESSABLE_ENTITY, "unsafe_path", "unsafe path"),
+        ("adv_absolute_path.zip", StatusCode::UNPROCESSABLE_ENTITY, "unsafe_path", "unsafe path"),
+        ("adv_zipbomb.zip", StatusCode::PAYLOAD_TOO_LARGE, "too_large_when_extracted", "too large when extracted"),
+        ("adv_two_series_mixed.zip", StatusCode::UNPROCESSABLE_ENTITY, "multiple_series", "2 different image series"),
+        ("adv_nondicom_only.zip", StatusCode::UNPROCESSABLE_ENTITY, "no_dicom_images", "No DICOM images"),
+        ("adv_truncated_dicom.zip", StatusCode::UNPROCESSABLE_ENTITY, "truncated_or_corrupt_dicom", "truncated or corrupt"),
+        ("adv_empty.zip", StatusCode::UNPROCESSABLE_ENTITY, "empty_zip", "empty"),
+        ("adv_not_a_zip.zip", StatusCode::UNPROCESSABLE_ENTITY, "not_a_zip", "not a ZIP"),
+        ("adv_encrypted_entry.zip", StatusCode::UNPROCESSABLE_ENTITY, "encrypted_entries", "encrypted"),
+    ];
+    for (file, want_status, want_code, want_text) in cases {
+        let bytes = fixture(file);
+        let (st, v) = upload(&b, &bytes, 256 * 1024, None).await;
+        assert_eq!(st, want_status, "{file}: {v}");
+        assert_eq!(v["code"], want_code, "{file}: {v}");
+        let msg = v["error"].as_str().unwrap_or("");
+        assert!(msg.contains(want_text), "{file}: plain-language error, got {msg:?}");
+        assert!(scan_rows(&server).await.is_empty(), "{file}: no row");
+        assert!(objects(&server).is_empty(), "{file}: no object");
+        assert!(temp_files(&server).is_empty(), "{file}: temp files left: {:?}", temp_files(&server));
+    }
+    for p in ["/tmp/neurovol_abs_canary.dcm", "/etc/neurovol_abs_canary.txt"] {
+        assert!(!Path::new(p).exists());
+    }
+    assert!(files_under(&server.data_dir).iter().all(|f| !f.to_string_lossy().contains("canary")));
+    let log = server.logs();
+    assert!(!log.contains("panicked"), "no panic");
+    assert!(!log.contains("canary"));
+
+    // the two-series archive is accepted when the client names the series
+    let (st, v) = upload(&b, &fixture("adv_two_series_mixed.zip"), 256 * 1024, Some(1)).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    // non-DICOM files named .dcm are skipped, never copied
+    let (st, v) = upload(&b, &fixture("adv_nondicom_named_dcm.zip"), 256 * 1024, None).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(scan_rows(&server).await.len(), 2);
+    assert!(temp_files(&server).is_empty());
+}
+
+#[tokio::test]
+async fn limits_csrf_ownership_and_expiry() {
+    let server = TestServer::start(&[
+        ("NEUROVOL_UPLOAD_MAX_BYTES", "3000000"),
+        ("NEUROVOL_UPLOAD_EXPIRY_SECS", "2"),
+        ("NEUROVOL_UPLOAD_SWEEP_SECS", "1"),
+    ])
+    .await;
+    let b = signed_in(&server).await;
+
+    // over the cap: refused before a byte is sent
+    let (st, v) = create(&b, 4_352_577, MIB, None).await;
+    assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    assert_eq!(v["code"], "too_large");
+    assert!(v["error"].as_str().unwrap().contains("too large"));
+
+    let data = vec![7u8; 2 * MIB + 10];
+    let (st, created) = create(&b, data.len(), MIB, None).await;
+    assert_eq!(st, StatusCode::CREATED);
+    let id = created["id"].as_str().unwrap().to_string();
+
+    // CSRF required on chunk PUTs: no header, wrong header
+    let url = format!("{}/uploads/{id}/chunks/0", server.url);
+    let resp = b.http.put(&url).header("cookie", cookies(&b)).body(data[..MIB].to_vec()).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let resp = b
+        .http
+        .put(&url)
+        .header("cookie", cookies(&b))
+        .header("x-csrf-token", "x".repeat(43))
+        .body(data[..MIB].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    // a foreign origin, even with the token
+    let resp = b
+        .http
+        .put(&url)
+        .header("cookie", cookies(&b))
+        .header("x-csrf-token", csrf(&b))
+        .header("origin", "https://evil.example")
+        .body(data[..MIB].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(status(&b, &id).await.1["received"].as_array().unwrap().is_empty());
+
+    // wrong size and out-of-range chunks; an oversized body
+    assert_eq!(put_chunk(&b, &id, 0, &data[..10]).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(put_chunk(&b, &id, 9, &data[..10]).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(put_chunk(&b, &id, 0, &vec![0u8; 9 * MIB]).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+
+    // signed out: 401; another account: the upload does not exist
+    let anon = Browser::new(&server.url);
+    let resp = anon.http.get(format!("{}/uploads/{id}", server.url)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let other = signed_in(&server).await;
+    assert_eq!(status(&other, &id).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(put_chunk(&other, &id, 0, &data[..MIB]).await.0, StatusCode::NOT_FOUND);
+
+    // one chunk, then the client goes away: the sweep removes the abandoned upload
+    assert_eq!(put_chunk(&b, &id, 0, &data[..MIB]).await.0, StatusCode::OK);
+    assert!(!temp_files(&server).is_empty());
+    let mut gone = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if temp_files(&server).is_empty() {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "abandoned upload swept");
+    assert_eq!(status(&b, &id).await.0, StatusCode::NOT_FOUND);
+}
