@@ -1,0 +1,58 @@
+//! Minimal C ABI over `deidentify_zip` so plain Node can run the wasm32 build without
+//! wasm-bindgen: `nv_alloc` input buffers, `nv_deid_zip` (returns 0 or an error code),
+//! then read `nv_out_ptr`/`nv_out_len`. Used by scripts/deid-wasm-check.sh.
+
+use std::io::Cursor;
+use std::sync::Mutex;
+
+static OUT: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+#[unsafe(no_mangle)]
+pub extern "C" fn nv_alloc(len: usize) -> *mut u8 {
+    let mut v = Vec::<u8>::with_capacity(len.max(1));
+    let p = v.as_mut_ptr();
+    std::mem::forget(v);
+    p
+}
+
+/// # Safety
+/// `ptr` must come from `nv_alloc(len)` and not be used afterwards.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nv_free(ptr: *mut u8, len: usize) {
+    // SAFETY: allocated by nv_alloc with this capacity
+    drop(unsafe { Vec::from_raw_parts(ptr, 0, len.max(1)) });
+}
+
+/// # Safety
+/// `zip` points at `zip_len` readable bytes, `seed` at 32.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nv_deid_zip(zip: *const u8, zip_len: usize, seed: *const u8, stored: u32) -> u32 {
+    // SAFETY: the caller passes buffers it filled through nv_alloc
+    let (input, seed) = unsafe { (std::slice::from_raw_parts(zip, zip_len), std::slice::from_raw_parts(seed, 32)) };
+    let mut s = [0u8; 32];
+    s.copy_from_slice(seed);
+    let mut o = deid::Options::new(s);
+    if stored != 0 {
+        o.compression = deid::OutputCompression::Stored;
+    }
+    let mut out = Cursor::new(Vec::new());
+    match deid::deidentify_zip(Cursor::new(input), &mut out, &o) {
+        Ok(_) => {
+            if let Ok(mut g) = OUT.lock() {
+                *g = out.into_inner();
+            }
+            0
+        }
+        Err(e) => 1 + serde_json::to_string(&e).map(|s| s.len() as u32).unwrap_or(0),
+    }
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn nv_out_ptr() -> *const u8 {
+    OUT.lock().map(|g| g.as_ptr()).unwrap_or(std::ptr::null())
+}
+
+#[unsafe(no_mangle)]
+pub extern "C" fn nv_out_len() -> usize {
+    OUT.lock().map(|g| g.len()).unwrap_or(0)
+}
