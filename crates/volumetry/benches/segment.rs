@@ -21,6 +21,22 @@ fn vm_hwm_mb() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// User + system CPU seconds of this process so far (/proc/self/stat, clock ticks of 100 Hz).
+fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
+        })
+        .unwrap_or(f64::NAN)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+}
+
 fn reset_hwm() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
@@ -91,12 +107,12 @@ fn main() {
     let threads = rayon::current_num_threads();
     let peak = sgemm_peak_gflops();
     println!("machine: {threads} threads, engine {}, field of view {fov:?}, runs {runs}", engine.name());
-    println!("SGEMM peak (gemm crate, 2048³, best of 5): {peak:.1} GFLOP/s");
+    println!("SGEMM peak (gemm crate, 2048³, best of 5): {peak:.1} GFLOP/s; load average at start {}", load_average());
     println!();
     println!(
-        "| model | median total s | min s | median model s | peak RSS MB | nominal 256³ TFLOP | computed TFLOP | GFLOP/s (computed/model s) | % SGEMM peak | upstream P segment wall s / CPU s |"
+        "| model | median total s | min s | median model s | CPU s/run | peak RSS MB | nominal 256³ TFLOP | computed TFLOP | GFLOP/s (computed/model s) | % SGEMM peak | upstream P segment wall s / CPU s |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let input = nifti::read_f32(&input_path).expect("input");
     for id in models {
         let model = Model::load(&assets, id).expect("model");
@@ -110,6 +126,7 @@ fn main() {
         let opts = SegmentOptions { model: id, brain_mask: false, field_of_view: fov, engine: Some(std::sync::Arc::new(engine.clone())), ..Default::default() };
         reset_hwm();
         let (mut totals, mut models_s) = (Vec::new(), Vec::new());
+        let cpu0 = cpu_seconds();
         for _ in 0..runs {
             let t = Instant::now();
             let seg = segment_file(&input_path, &assets, &opts).expect("segment");
@@ -118,16 +135,18 @@ fn main() {
             std::hint::black_box(&seg);
         }
         let rss = vm_hwm_mb();
+        let cpu = (cpu_seconds() - cpu0) / runs as f64;
         let min = totals.iter().cloned().fold(f64::INFINITY, f64::min);
         let mt = median(&mut models_s);
         let gf = computed / mt / 1e9;
-        let up = upstream_seconds(&assets, id.folder()).map(|(w, c)| format!("{w:.0} / {c:.0}")).unwrap_or_else(|| "not run".into());
+        let up = upstream_seconds(&assets, id.folder()).map(|(w, c)| if c.is_nan() { format!("{w:.0} / n/a") } else { format!("{w:.0} / {c:.0}") }).unwrap_or_else(|| "not run".into());
         println!(
-            "| {id} | {:.2} | {min:.2} | {mt:.2} | {rss:.0} | {:.2} | {:.2} | {gf:.1} | {:.0} % | {up} |",
+            "| {id} | {:.2} | {min:.2} | {mt:.2} | {cpu:.1} | {rss:.0} | {:.2} | {:.2} | {gf:.1} | {:.0} % | {up} |",
             median(&mut totals),
             nominal / 1e12,
             computed / 1e12,
             gf / peak * 100.0
         );
+        eprintln!("  ({id} done; load average {})", load_average());
     }
 }

@@ -223,3 +223,51 @@ pub fn volumes_json(r: &VolumeReport) -> VolumesJson {
         regions: r.regions.iter().map(|g| VolumesJsonRegion { label: g.label, name: g.name.clone(), volume_mm3: g.volume_mm3, percentile: None }).collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nifti::{Header, Volume};
+
+    #[test]
+    fn report_volumes_asymmetry_and_flags() {
+        let dims = [10, 10, 10];
+        let mut h = Header::default();
+        h.set_affine(&[[2.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]], 1);
+        let mut data = vec![0u8; 1000];
+        // label 1 (left): 30 voxels in one piece; label 2 (right): 20 voxels; label 3 absent
+        for v in data.iter_mut().take(30) {
+            *v = 1;
+        }
+        for v in data.iter_mut().skip(500).take(20) {
+            *v = 2;
+        }
+        let labels = Volume { dims, data, header: h };
+        let seg = Segmentation {
+            model: "m".into(),
+            label_names: vec!["BG".into(), "Left-Thalamus-Proper*".into(), "Right-Thalamus-Proper*".into(), "CSF".into()],
+            labels_native: labels.clone(),
+            labels,
+            brain_mask: None,
+            engine: "test".into(),
+            timings: Default::default(),
+        };
+        let r = report(&seg);
+        assert_eq!(r.voxel_mm3, 2.0);
+        assert_eq!(r.regions.len(), 3);
+        assert_eq!(r.regions[0].name, "Left-Thalamus-Proper");
+        assert_eq!(r.regions[0].volume_mm3, 60.0);
+        assert_eq!(r.regions[0].largest_component_fraction, 1.0);
+        assert_eq!(r.asymmetry.len(), 1);
+        assert_eq!(r.asymmetry[0].structure, "Thalamus-Proper");
+        assert!((r.asymmetry[0].index - (60.0 - 40.0) / 50.0).abs() < 1e-12);
+        assert!(r.quality.flags.iter().any(|f| f.code == "missing_region" && f.region.as_deref() == Some("CSF")));
+        assert!(r.quality.flags.iter().any(|f| f.code == "too_little_labelled"));
+        assert!(!r.quality.ok);
+        let j = volumes_json(&r);
+        let s = serde_json::to_value(&j).unwrap();
+        assert_eq!(s["grid"], "conformed_1mm");
+        assert!(s["regions"][0]["percentile"].is_null());
+        assert!(s["icv_mm3"].is_null());
+    }
+}

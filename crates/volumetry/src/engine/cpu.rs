@@ -321,7 +321,7 @@ impl CpuEngine {
         // read, so the slice is still in cache for the conv that reads it.
         let mut owed: Option<(Vec<(f32, f32)>, usize, Activation)> = None;
         let mut normed = 0usize;
-        let mut settle = |ring: &mut Vec<Vec<f32>>, owed: &Option<(Vec<(f32, f32)>, usize, Activation)>, normed: &mut usize, in_base: usize, upto: usize| {
+        let settle = |ring: &mut Vec<Vec<f32>>, owed: &Option<(Vec<(f32, f32)>, usize, Activation)>, normed: &mut usize, in_base: usize, upto: usize| {
             if let Some((ms, cout, act)) = owed {
                 while *normed < upto {
                     let pos = (in_base + *normed) % cap;
