@@ -28,6 +28,8 @@ enum Command {
     Migrate,
     /// De-identify a ZIP of DICOM files (the server's authoritative step, as a command).
     Deid(cli::deid::DeidArgs),
+    /// Segment a NIfTI on this machine's CPU and report region volumes (and percentiles).
+    Segment(cli::segment::SegmentArgs),
 }
 
 fn init_logging() {
@@ -64,6 +66,18 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    if let Command::Segment(args) = &cli.command {
+        return match cli::segment::run(args, &config.assets_dir) {
+            Ok(report) => {
+                eprintln!("segmented with {}: {} regions", args.model, report.regions.len());
+                std::process::ExitCode::SUCCESS
+            }
+            Err(reason) => {
+                eprintln!("neurovol segment: {reason}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -74,7 +88,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve => serve(config).await,
-            Command::Deid(_) => unreachable!("handled before the runtime starts"),
+            Command::Deid(_) | Command::Segment(_) => unreachable!("handled before the runtime starts"),
             Command::Migrate => {
                 let db = db::connect(&config).await?;
                 db::migrate(&db).await?;

@@ -1,3 +1,4 @@
 //! Command-line tools that run without the web server.
 
 pub mod deid;
+pub mod segment;

@@ -1,0 +1,82 @@
+//! `neurovol segment INPUT.nii.gz --out labels.nii.gz --volumes volumes.json
+//!  [--model NAME] [--age YEARS --sex M|F]`
+//!
+//! Segments one NIfTI with MeshNet on this machine's CPU, writes the native-grid label
+//! NIfTI and `volumes.json`, and fills each region's percentile from the normative model
+//! when age and sex are given. Outputs appear only when everything succeeded.
+
+use std::path::{Path, PathBuf};
+
+use norms::{Norms, Sex, Site};
+use volumetry::{ModelId, SegmentOptions, VolumesJson};
+
+#[derive(Debug, clap::Args)]
+pub struct SegmentArgs {
+    /// A single 3D NIfTI (.nii or .nii.gz).
+    pub input: PathBuf,
+    /// Label NIfTI to write (on the input's grid).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Region volumes to write as JSON.
+    #[arg(long)]
+    pub volumes: PathBuf,
+    /// model21_104class (default), model18cls, model30chan50cls or mindgrab.
+    #[arg(long, default_value = "model21_104class")]
+    pub model: String,
+    /// Age in years at the scan (for percentiles).
+    #[arg(long)]
+    pub age: Option<f64>,
+    /// M or F (for percentiles).
+    #[arg(long)]
+    pub sex: Option<String>,
+}
+
+/// Fills percentiles from the embedded normative model (site average).
+pub fn fill_percentiles(vj: &mut VolumesJson, sex: Option<Sex>, age: Option<f64>) {
+    let norms = Norms::embedded();
+    let site = Site::default();
+    for region in &mut vj.regions {
+        region.percentile = norms.assess(&region.name, region.volume_mm3, sex, age, &site).percentile;
+    }
+}
+
+pub fn run(args: &SegmentArgs, assets: &Path) -> Result<volumetry::VolumeReport, String> {
+    let model = ModelId::parse(&args.model).map_err(|e| e.to_string())?;
+    let sex = match args.sex.as_deref() {
+        None => None,
+        Some(code) => Some(Sex::from_code(code).ok_or_else(|| format!("--sex must be M or F, not {code:?}"))?),
+    };
+    if let Some(age) = args.age {
+        if !(age.is_finite() && (0.0..=130.0).contains(&age)) {
+            return Err(format!("--age must be a number of years between 0 and 130, not {age}"));
+        }
+    }
+    if !args.input.is_file() {
+        return Err(format!("cannot read {}: no such file", args.input.display()));
+    }
+    let opts = SegmentOptions { model, ..SegmentOptions::default() };
+    let tmp_labels = partial_name(&args.out);
+    let tmp_volumes = partial_name(&args.volumes);
+    let result = volumetry::segment_to_files(&args.input, &tmp_labels, &tmp_volumes, assets, &opts, &|vj| {
+        fill_percentiles(vj, sex, args.age)
+    })
+    .map_err(|e| e.to_string())
+    .and_then(|report| {
+        std::fs::rename(&tmp_labels, &args.out).map_err(|e| format!("cannot write {}: {e}", args.out.display()))?;
+        std::fs::rename(&tmp_volumes, &args.volumes).map_err(|e| format!("cannot write {}: {e}", args.volumes.display()))?;
+        Ok(report)
+    });
+    if result.is_err() {
+        for p in [&tmp_labels, &tmp_volumes, &args.out, &args.volumes] {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    result
+}
+
+/// A hidden temporary name beside `path`, keeping its extension (the NIfTI writer
+/// compresses when the name ends in .gz).
+fn partial_name(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".partial-{}-{name}", hex::encode(rand::random::<[u8; 4]>())))
+}

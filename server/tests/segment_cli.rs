@@ -1,0 +1,101 @@
+//! `neurovol segment` on the T1 reference input: the volumes.json shape, percentiles
+//! filled from age and sex, agreement with the upstream reference volumes, and clean
+//! refusals. (crates/volumetry's tests check Dice for every model in depth.)
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn assets() -> PathBuf {
+    std::env::var("NEUROVOL_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
+}
+
+fn segment(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_neurovol"))
+        .arg("segment")
+        .args(args)
+        .env("NEUROVOL_ASSETS", assets())
+        .output()
+        .expect("run neurovol segment")
+}
+
+#[test]
+fn segments_the_reference_t1_with_percentiles() {
+    let dir = common::temp_dir("segment-cli");
+    let labels = dir.join("labels.nii.gz");
+    let volumes = dir.join("volumes.json");
+    let input = assets().join("reference/t1_crop/input_t1_crop.nii.gz");
+    let res = segment(&[
+        input.to_str().unwrap(),
+        "--out",
+        labels.to_str().unwrap(),
+        "--volumes",
+        volumes.to_str().unwrap(),
+        "--age",
+        "67",
+        "--sex",
+        "F",
+    ]);
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    assert!(labels.is_file());
+
+    let vj: serde_json::Value = serde_json::from_slice(&std::fs::read(&volumes).unwrap()).unwrap();
+    assert_eq!(vj["model"], "model21_104class");
+    assert!(vj["grid"].is_string());
+    assert!(vj["icv_mm3"].as_f64().unwrap() > 500_000.0, "ICV from the brain mask: {}", vj["icv_mm3"]);
+    let regions = vj["regions"].as_array().unwrap();
+    let find = |name: &str| regions.iter().find(|r| r["name"] == name).unwrap_or_else(|| panic!("{name} missing"));
+
+    // Modelled regions get a percentile in (0, 100); unmodelled ones get null.
+    let hippo = find("Left-Hippocampus");
+    let p = hippo["percentile"].as_f64().expect("hippocampus percentile");
+    assert!(p > 0.0 && p < 100.0, "{p}");
+    assert!(find("Left-Lateral-Ventricle")["percentile"].is_number());
+    assert!(find("Left-Cerebral-White-Matter")["percentile"].is_null());
+
+    // Every region's volume agrees with the upstream implementation's within 1 %.
+    let reference: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(assets().join("reference/t1_crop/model21_104class_volumes.json")).unwrap()).unwrap();
+    let ref_labels = reference["conformed"]["labels"].as_object().unwrap();
+    let mut compared = 0;
+    for region in regions {
+        let label = region["label"].as_u64().unwrap().to_string();
+        let Some(expected) = ref_labels.get(&label).and_then(|l| l["mm3"].as_f64()) else { continue };
+        let ours = region["volume_mm3"].as_f64().unwrap();
+        if expected >= 500.0 {
+            assert!((ours - expected).abs() <= 0.01 * expected, "{}: {ours} vs upstream {expected}", region["name"]);
+            compared += 1;
+        }
+    }
+    assert!(compared > 50, "compared {compared} regions");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn unusable_input_is_refused_in_one_line_without_outputs() {
+    let dir = common::temp_dir("segment-bad");
+    let bogus = dir.join("not-a-nifti.nii.gz");
+    std::fs::write(&bogus, b"this is not a NIfTI file").unwrap();
+    let labels = dir.join("labels.nii.gz");
+    let volumes = dir.join("volumes.json");
+    for (args, expect) in [
+        (vec![bogus.to_str().unwrap()], ""),
+        (vec![dir.join("missing.nii").to_str().unwrap()], "no such file"),
+        (vec![bogus.to_str().unwrap(), "--model", "nonsense"], "model"),
+        (vec![bogus.to_str().unwrap(), "--sex", "X"], "--sex"),
+    ] {
+        let mut all = args.clone();
+        all.extend(["--out", labels.to_str().unwrap(), "--volumes", volumes.to_str().unwrap()]);
+        let res = segment(&all);
+        let err = String::from_utf8_lossy(&res.stderr);
+        assert!(!res.status.success(), "{args:?} accepted");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(expect), "{args:?}: {err}");
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(Result::ok).map(|e| e.file_name()).collect();
+        assert_eq!(left.len(), 1, "only the bogus input remains: {left:?}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
