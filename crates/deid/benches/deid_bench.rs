@@ -6,6 +6,7 @@
 //!   the part the pydicom baseline (bench/deid_pydicom.py) also measures as `files`;
 //! - `zip_stored`: ZIP to ZIP with stored output (inflate input twice: inventory + output);
 //! - `zip_deflate6`: ZIP to ZIP with the upload's compression (deflate level 6).
+//!
 //! MB/s counts the uncompressed DICOM bytes of the series.
 
 use std::io::{Cursor, Read};

@@ -194,7 +194,7 @@ fn looks_like_3d_t1(s: &Scan) -> bool {
     let enhanced_t1 = s.inversion_recovery.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("YES"))
         && s.echo_pulse_sequence.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("GRADIENT"));
     let params_t1 = params_t1 || enhanced_t1;
-    (named_t1 && !named_other) || (params_t1 && !named_other)
+    (named_t1 || params_t1) && !named_other
 }
 
 fn scan_archive<R: Read + Seek>(za: &mut ZipArchive<R>, limits: &Limits) -> Result<Scanned, DeidError> {

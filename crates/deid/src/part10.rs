@@ -160,11 +160,7 @@ pub(crate) fn parse_meta(bytes: &[u8]) -> Result<Meta, FileError> {
     let mut meta = Meta::default();
     let mut pos = 132usize;
     let mut ts = None;
-    loop {
-        let Some(group) = le16(bytes, pos) else { break };
-        if group != 0x0002 {
-            break;
-        }
+    while let Some(0x0002) = le16(bytes, pos) {
         let elem = le16(bytes, pos + 2).ok_or(FileError::Corrupt)?;
         let vr = bytes.get(pos + 4..pos + 6).ok_or(FileError::Corrupt)?;
         let (len, hdr) = if long_length_vr(vr) {
@@ -277,10 +273,10 @@ fn keyword_of(tag: Tag) -> Option<&'static str> {
 }
 
 fn effective_vr(h: &DataElementHeader) -> VR {
-    if h.vr == VR::UN {
-        if let Some(e) = StandardDataDictionary.by_tag(h.tag) {
-            return e.vr.relaxed();
-        }
+    if h.vr == VR::UN
+        && let Some(e) = StandardDataDictionary.by_tag(h.tag)
+    {
+        return e.vr.relaxed();
     }
     h.vr
 }
@@ -288,7 +284,7 @@ fn effective_vr(h: &DataElementHeader) -> VR {
 fn path_name(stack_names: &[String], tag: Tag) -> String {
     let own = match keyword_of(tag) {
         // repeating groups (overlays, curves) are shown by number: the group tells which
-        Some(k) if tag.0 % 2 == 0 && !(0x5000..=0x60FF).contains(&tag.0) => k.to_string(),
+        Some(k) if tag.0.is_multiple_of(2) && !(0x5000..=0x60FF).contains(&tag.0) => k.to_string(),
         _ => format!("({:04X},{:04X})", tag.0, tag.1),
     };
     if stack_names.is_empty() {
@@ -368,10 +364,8 @@ pub(crate) fn process(
         let depth = stack.len();
         match token {
             DataToken::SequenceStart { tag, len } => {
-                if let Some(l) = len.get() {
-                    if l as usize > total.saturating_sub(pos.get()) {
-                        return Err(FileError::Corrupt);
-                    }
+                if len.get().is_some_and(|l| l as usize > total.saturating_sub(pos.get())) {
+                    return Err(FileError::Corrupt);
                 }
                 stack.push(Frame::Seq { pixel: false });
                 if skip_at.is_some() {
@@ -408,10 +402,8 @@ pub(crate) fn process(
             }
             DataToken::ItemStart { len } => {
                 let pixel = matches!(stack.last(), Some(Frame::Seq { pixel: true, .. }));
-                if let Some(l) = len.get() {
-                    if l as usize > total.saturating_sub(pos.get()) {
-                        return Err(FileError::Corrupt);
-                    }
+                if len.get().is_some_and(|l| l as usize > total.saturating_sub(pos.get())) {
+                    return Err(FileError::Corrupt);
                 }
                 stack.push(Frame::Item { pixel });
                 if skip_at.is_none() && want.output {

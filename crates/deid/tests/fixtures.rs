@@ -267,7 +267,9 @@ fn file_by_file_api_matches_zip_api() {
 
 // ---------------------------------------------------------------- adversarial
 
-fn adversarial_expectation(file: &str) -> Option<fn(&Result<deid::Outcome, DeidError>) -> bool> {
+type Expect = fn(&Result<deid::Outcome, DeidError>) -> bool;
+
+fn adversarial_expectation(file: &str) -> Option<Expect> {
     Some(match file {
         "adv_zipslip.zip" | "adv_absolute_path.zip" => |r| matches!(r, Err(DeidError::UnsafePath)),
         "adv_zipbomb.zip" => |r| matches!(r, Err(DeidError::TooLargeWhenExtracted { .. })),

@@ -114,8 +114,7 @@ fn build(ts: &str, enc: Enc, deflate: bool, encapsulated: bool) -> (Vec<u8>, Vec
     enc.seq(&mut ds, 0x0040, 0x0275, &[req], false);
     enc.el(&mut ds, 0x6000, 0x0010, b"US", &enc.u16(2));
     enc.el(&mut ds, 0x6000, 0x0022, b"LO", b"PHI-overlay");
-    let pixel: Vec<u8>;
-    if encapsulated {
+    let pixel: Vec<u8> = if encapsulated {
         // offset table item (empty) + one fragment; always little endian
         let frag = b"\xFF\xD8jpegish\xFF\xD9";
         let mut p = Vec::new();
@@ -126,7 +125,7 @@ fn build(ts: &str, enc: Enc, deflate: bool, encapsulated: bool) -> (Vec<u8>, Vec
         ds.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]);
         ds.extend_from_slice(&p);
         ds.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
-        pixel = p;
+        p
     } else {
         // 2x2 16-bit pixels in the file's byte order
         let mut p = Vec::new();
@@ -134,8 +133,8 @@ fn build(ts: &str, enc: Enc, deflate: bool, encapsulated: bool) -> (Vec<u8>, Vec
             p.extend_from_slice(&enc.u16(v));
         }
         enc.el(&mut ds, 0x7FE0, 0x0010, b"OW", &p);
-        pixel = p;
-    }
+        p
+    };
     let mut f = vec![0x55u8; 128]; // non-zero preamble: must come back zeroed
     f.extend_from_slice(b"DICM");
     let mut meta = Vec::new();
