@@ -163,9 +163,15 @@ fn is_zip_magic(b: &[u8]) -> bool {
     b.starts_with(b"PK\x03\x04") || b.starts_with(b"PK\x05\x06") || b.starts_with(b"PK\x07\x08")
 }
 
+/// Inflated entries kept from the scan for the output pass, up to this many bytes, so a
+/// typical series is inflated once; larger uploads are re-read entry by entry.
+const CACHE_BUDGET: u64 = 256 * MIB;
+
 struct Scanned {
     series: Vec<(SeriesSummary, Vec<usize>, Facts)>,
     skipped: Skipped,
+    /// entry index -> inflated bytes (image entries only, within CACHE_BUDGET)
+    cache: std::collections::HashMap<usize, Vec<u8>>,
 }
 
 fn looks_like_3d_t1(s: &Scan) -> bool {
@@ -197,7 +203,9 @@ fn looks_like_3d_t1(s: &Scan) -> bool {
     (named_t1 || params_t1) && !named_other
 }
 
-fn scan_archive<R: Read + Seek>(za: &mut ZipArchive<R>, limits: &Limits) -> Result<Scanned, DeidError> {
+fn scan_archive<R: Read + Seek>(za: &mut ZipArchive<R>, limits: &Limits, keep: bool) -> Result<Scanned, DeidError> {
+    let mut cache = std::collections::HashMap::new();
+    let mut cached = 0u64;
     let entries = check_entries(za, limits)?;
     let mut skipped = Skipped::default();
     let mut total_read = 0u64;
@@ -231,6 +239,10 @@ fn scan_archive<R: Read + Seek>(za: &mut ZipArchive<R>, limits: &Limits) -> Resu
                         skipped.non_image_dicom += 1;
                     }
                 } else {
+                    if keep && cached + bytes.len() as u64 <= CACHE_BUDGET {
+                        cached += bytes.len() as u64;
+                        cache.insert(e.index, bytes);
+                    }
                     let key = scan.series_uid.clone().unwrap_or_default();
                     match groups.iter_mut().find(|(k, _)| *k == key) {
                         Some((_, v)) => v.push((e.index, scan)),
@@ -279,7 +291,7 @@ fn scan_archive<R: Read + Seek>(za: &mut ZipArchive<R>, limits: &Limits) -> Resu
             (summary, files.into_iter().map(|(idx, _)| idx).collect(), facts)
         })
         .collect();
-    Ok(Scanned { series, skipped })
+    Ok(Scanned { series, skipped, cache })
 }
 
 fn open<R: Read + Seek>(r: R) -> Result<ZipArchive<R>, DeidError> {
@@ -291,7 +303,7 @@ fn open<R: Read + Seek>(r: R) -> Result<ZipArchive<R>, DeidError> {
 
 pub(crate) fn inspect<R: Read + Seek>(r: R, limits: &Limits) -> Result<Inventory, DeidError> {
     let mut za = open(r)?;
-    let s = scan_archive(&mut za, limits)?;
+    let s = scan_archive(&mut za, limits, false)?;
     if s.series.is_empty() {
         return Err(DeidError::NoDicomImages);
     }
@@ -304,7 +316,7 @@ pub(crate) fn deidentify<R: Read + Seek, W: Write + Seek>(
     opts: &Options,
 ) -> Result<Outcome, DeidError> {
     let mut za = open(r)?;
-    let scanned = scan_archive(&mut za, &opts.limits)?;
+    let mut scanned = scan_archive(&mut za, &opts.limits, true)?;
     let n = scanned.series.len();
     let chosen = match (&opts.series, n) {
         (_, 0) => return Err(DeidError::NoDicomImages),
@@ -318,7 +330,11 @@ pub(crate) fn deidentify<R: Read + Seek, W: Write + Seek>(
             .position(|(s, _, _)| s.local_only.series_instance_uid == *u)
             .ok_or(DeidError::SeriesNotFound)?,
     };
-    let (summary, indices, facts) = &scanned.series[chosen];
+    let (summary, indices, facts) = scanned.series.swap_remove(chosen);
+    let mut cache = scanned.cache;
+    // free the other series' files before writing
+    let wanted: std::collections::HashSet<usize> = indices.iter().copied().collect();
+    cache.retain(|k, _| wanted.contains(k));
 
     let mut zw = ZipWriter::new(w);
     let fo = match opts.compression {
@@ -335,7 +351,10 @@ pub(crate) fn deidentify<R: Read + Seek, W: Write + Seek>(
     deid.max_inflated = opts.limits.max_entry_bytes;
     let mut total_read = 0u64;
     for (pos, &idx) in indices.iter().enumerate() {
-        let bytes = read_entry(&mut za, idx, &opts.limits, &mut total_read)?;
+        let bytes = match cache.remove(&idx) {
+            Some(b) => b,
+            None => read_entry(&mut za, idx, &opts.limits, &mut total_read)?,
+        };
         let out = deid.file(&bytes).map_err(|e| match e {
             // the scan already accepted this entry; a different answer means the input changed
             DeidError::CorruptDicom => DeidError::TruncatedOrCorruptDicom { count: 1, first_position: idx as u64 + 1 },
@@ -348,5 +367,5 @@ pub(crate) fn deidentify<R: Read + Seek, W: Write + Seek>(
     let mut report = deid.report();
     report.skipped = scanned.skipped;
     report.series_in_archive = n as u64;
-    Ok(Outcome { report, facts: *facts, series: summary.info.clone() })
+    Ok(Outcome { report, facts, series: summary.info })
 }
