@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 
 use leptos::prelude::*;
+use send_wrapper::SendWrapper;
 use leptos_meta::Title;
 use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
@@ -166,8 +167,10 @@ fn UploadFlow(csrf: String) -> impl IntoView {
     let (deid_ms, set_deid_ms) = signal(None::<f64>);
     let (sent, set_sent) = signal((0f64, 0f64));
     let (upload_ms, set_upload_ms) = signal(None::<f64>);
-    let worker = StoredValue::new_local(None::<web_sys::Worker>);
-    let output = StoredValue::new_local(None::<web_sys::Blob>);
+    // Browser objects, only ever set in the browser (None during server rendering, so
+    // dropping them on any server thread is fine).
+    let worker = StoredValue::new(None::<SendWrapper<web_sys::Worker>>);
+    let output = StoredValue::new(None::<SendWrapper<web_sys::Blob>>);
     let csrf = StoredValue::new(csrf);
 
     let on_message = move |kind: String, data: wasm_bindgen::JsValue| {
@@ -199,7 +202,7 @@ fn UploadFlow(csrf: String) -> impl IntoView {
                 let parsed = serde_json::from_str::<SummaryView>(&json());
                 match (parsed, client::get_array_buffer(&data, "zip")) {
                     (Ok(s), Some(buf)) => {
-                        output.set_value(client::blob_of(&buf));
+                        output.set_value(client::blob_of(&buf).map(SendWrapper::new));
                         set_deid_ms.set(client::get_num(&data, "ms"));
                         set_summary.set(Some(s));
                         set_phase.set(Phase::Review);
@@ -227,7 +230,7 @@ fn UploadFlow(csrf: String) -> impl IntoView {
         output.set_value(None);
         if worker.with_value(|w| w.is_none()) {
             match client::start_worker(on_message) {
-                Ok(w) => worker.set_value(Some(w)),
+                Ok(w) => worker.set_value(Some(SendWrapper::new(w))),
                 Err(msg) => {
                     set_error.set(Some(msg));
                     return;
@@ -255,7 +258,7 @@ fn UploadFlow(csrf: String) -> impl IntoView {
     };
 
     let confirm = move |_| {
-        let Some(blob) = output.get_value() else { return };
+        let Some(blob) = output.with_value(|b| b.as_ref().map(|b| (**b).clone())) else { return };
         set_error.set(None);
         set_phase.set(Phase::Uploading);
         set_sent.set((0.0, blob.size()));

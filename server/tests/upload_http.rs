@@ -33,15 +33,19 @@ fn canaries(manifest: &str) -> Vec<String> {
         .filter(|i| matches!(i["action"].as_str(), Some("remove") | Some("replace_uid")))
         .filter_map(|i| i["value"].as_str().map(str::to_string))
         .collect();
-    let uids = &m["original_uids"];
-    for k in ["StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID"] {
-        if let Some(u) = uids[k].as_str() {
+    // original_uids: keyword -> UID or list of UIDs
+    let mut n_uids = 0;
+    for v in m["original_uids"].as_object().unwrap().values() {
+        let list = match v {
+            Value::Array(a) => a.clone(),
+            other => vec![other.clone()],
+        };
+        for u in list.iter().filter_map(|u| u.as_str()) {
             out.push(u.to_string());
+            n_uids += 1;
         }
     }
-    if let Some(list) = uids["SOPInstanceUIDs"].as_array() {
-        out.extend(list.iter().filter_map(|u| u.as_str().map(str::to_string)));
-    }
+    assert!(n_uids >= 259, "study, series, frame of reference and 256 SOP instance UIDs");
     out.push("PHI-".into());
     out.sort();
     out.dedup();
