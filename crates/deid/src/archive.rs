@@ -206,6 +206,7 @@ fn looks_like_3d_t1(s: &Scan) -> bool {
 fn scan_archive<R: Read + Seek>(za: &mut ZipArchive<R>, limits: &Limits, keep: bool) -> Result<Scanned, DeidError> {
     let mut cache = std::collections::HashMap::new();
     let mut cached = 0u64;
+    let mut seen_sops = std::collections::HashSet::new();
     let entries = check_entries(za, limits)?;
     let mut skipped = Skipped::default();
     let mut total_read = 0u64;
@@ -239,14 +240,23 @@ fn scan_archive<R: Read + Seek>(za: &mut ZipArchive<R>, limits: &Limits, keep: b
                         skipped.non_image_dicom += 1;
                     }
                 } else {
-                    if keep && cached + bytes.len() as u64 <= CACHE_BUDGET {
-                        cached += bytes.len() as u64;
-                        cache.insert(e.index, bytes);
-                    }
                     let key = scan.series_uid.clone().unwrap_or_default();
+                    let sop = scan.sop_instance_uid.clone().filter(|u| !u.is_empty());
+                    if let Some(u) = sop.as_ref()
+                        && !seen_sops.insert(u.clone())
+                    {
+                        // the same instance twice (re-export, copy): one copy is enough, and
+                        // two would share one new SOP Instance UID
+                        skipped.duplicates += 1;
+                        continue;
+                    }
                     match groups.iter_mut().find(|(k, _)| *k == key) {
                         Some((_, v)) => v.push((e.index, scan)),
                         None => groups.push((key, vec![(e.index, scan)])),
+                    }
+                    if keep && cached + bytes.len() as u64 <= CACHE_BUDGET {
+                        cached += bytes.len() as u64;
+                        cache.insert(e.index, bytes);
                     }
                 }
             }

@@ -183,6 +183,8 @@ pub struct Skipped {
     pub dicomdir: u64,
     /// Part 10 files without pixel data (reports, presentation states...).
     pub non_image_dicom: u64,
+    /// Second copies of an image already in the archive (same SOP Instance UID).
+    pub duplicates: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

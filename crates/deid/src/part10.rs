@@ -69,6 +69,7 @@ pub(crate) struct Scan {
     pub columns: Option<u16>,
     pub frames: Option<u32>,
     pub series_uid: Option<String>,
+    pub sop_instance_uid: Option<String>,
     pub modality: Option<String>,
     pub series_number: Option<i64>,
     pub mr_acquisition_type: Option<String>,
@@ -604,6 +605,7 @@ fn capture(scan: &mut Scan, tag: Tag, raw: &[u8], enc: &Enc) {
         (0x0010, 0x0030) => scan.facts.birth_date = Some(text(raw)),
         (0x0008, 0x0060) => scan.modality = Some(text(raw)),
         (0x0020, 0x000E) => scan.series_uid = Some(text(raw)),
+        (0x0008, 0x0018) => scan.sop_instance_uid = Some(text(raw)),
         (0x0020, 0x0011) => {
             scan.series_number = std::str::from_utf8(trim_text(raw)).ok().and_then(|s| s.trim().parse().ok())
         }

@@ -386,3 +386,23 @@ fn configured_limits_are_enforced() {
     let r = deid::deidentify_zip(Cursor::new(input), Cursor::new(Vec::new()), &o);
     assert!(matches!(r, Err(DeidError::TooManyEntries { .. })));
 }
+
+#[test]
+fn duplicate_instances_are_written_once() {
+    let input = std::fs::read(fixtures().join("t1_mprage_sag_clean.zip")).unwrap();
+    let entries = zip_entries(&input);
+    let dicoms: Vec<&(String, Vec<u8>)> = entries.iter().filter(|(_, d)| d.len() > 132).collect();
+    let mut zw = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let fo = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for (i, (_, d)) in dicoms.iter().enumerate() {
+        zw.start_file(format!("a/{i}.dcm"), fo).unwrap();
+        std::io::Write::write_all(&mut zw, d).unwrap();
+    }
+    zw.start_file("copy/of/first.dcm", fo).unwrap();
+    std::io::Write::write_all(&mut zw, &dicoms[0].1).unwrap();
+    let zip = zw.finish().unwrap().into_inner();
+    let mut out = Cursor::new(Vec::new());
+    let o = deid::deidentify_zip(Cursor::new(zip), &mut out, &Options::new(seed(4))).unwrap();
+    assert_eq!(o.report.files_written, dicoms.len() as u64);
+    assert_eq!(o.report.skipped.duplicates, 1);
+}
