@@ -28,6 +28,42 @@ pub struct Config {
     pub login_window_secs: u64,
     /// Take the client IP from `X-Forwarded-For` (only behind a trusted reverse proxy).
     pub trust_forwarded_for: bool,
+    /// Secret for the local object store's signed URLs (`NEUROVOL_OBJECT_URL_KEY`, ≥ 32
+    /// characters); `None`: random, persisted under `<data_dir>/secrets/` on first use.
+    pub object_url_key: Option<Secret>,
+    /// Base of signed object URLs as the worker reaches the app
+    /// (`NEUROVOL_OBJECT_URL_BASE`); `None`: `public_url`.
+    pub object_url_base: Option<String>,
+    /// RunPod serverless endpoint id (`NEUROVOL_RUNPOD_ENDPOINT_ID`). With the API key set,
+    /// segmentation goes to RunPod; otherwise to the local worker.
+    pub runpod_endpoint_id: Option<String>,
+    /// RunPod API key (`NEUROVOL_RUNPOD_API_KEY`).
+    pub runpod_api_key: Option<Secret>,
+    /// RunPod API base (`NEUROVOL_RUNPOD_BASE_URL`, default `https://api.runpod.ai`).
+    pub runpod_base_url: String,
+    /// The local worker binary (`NEUROVOL_WORKER_BIN`); `None`: `neurovol-worker` beside
+    /// this binary, else on `PATH`.
+    pub worker_bin: Option<PathBuf>,
+}
+
+/// A configured secret: never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 /// The TOML file's shape: every key optional, same names as the fields above.
@@ -45,6 +81,12 @@ struct FileConfig {
     login_max_failures_per_ip: Option<u32>,
     login_window_secs: Option<u64>,
     trust_forwarded_for: Option<bool>,
+    object_url_key: Option<Secret>,
+    object_url_base: Option<String>,
+    runpod_endpoint_id: Option<String>,
+    runpod_api_key: Option<Secret>,
+    runpod_base_url: Option<String>,
+    worker_bin: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +151,20 @@ impl Config {
                 .unwrap_or(20),
             login_window_secs: parse_env(&env, "NEUROVOL_LOGIN_WINDOW_SECS")?.or(file.login_window_secs).unwrap_or(15 * 60),
             trust_forwarded_for: parse_env(&env, "NEUROVOL_TRUST_FORWARDED_FOR")?.or(file.trust_forwarded_for).unwrap_or(false),
+            object_url_key: env("NEUROVOL_OBJECT_URL_KEY").map(Secret).or(file.object_url_key).filter(|k| !k.0.is_empty()),
+            object_url_base: env("NEUROVOL_OBJECT_URL_BASE")
+                .or(file.object_url_base)
+                .filter(|s| !s.is_empty())
+                .map(|s| s.trim_end_matches('/').to_string()),
+            runpod_endpoint_id: env("NEUROVOL_RUNPOD_ENDPOINT_ID").or(file.runpod_endpoint_id).filter(|s| !s.is_empty()),
+            runpod_api_key: env("NEUROVOL_RUNPOD_API_KEY").map(Secret).or(file.runpod_api_key).filter(|k| !k.0.is_empty()),
+            runpod_base_url: env("NEUROVOL_RUNPOD_BASE_URL")
+                .or(file.runpod_base_url)
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "https://api.runpod.ai".into())
+                .trim_end_matches('/')
+                .to_string(),
+            worker_bin: env("NEUROVOL_WORKER_BIN").map(PathBuf::from).or(file.worker_bin),
         })
     }
 
@@ -130,6 +186,24 @@ impl Config {
 
     pub fn tmp_dir(&self) -> PathBuf {
         self.data_dir.join("tmp")
+    }
+
+    /// Where segmentation jobs go: RunPod when its endpoint id and key are configured,
+    /// else the local worker child process.
+    #[allow(dead_code)] // used by the pipeline (issue 6)
+    pub fn segmenter_backend(&self) -> crate::segmenter::Backend {
+        use crate::segmenter::{Backend, LocalWorkerSettings, default_worker_binary};
+        match (&self.runpod_endpoint_id, &self.runpod_api_key) {
+            (Some(endpoint_id), Some(key)) => Backend::RunPod {
+                base_url: self.runpod_base_url.clone(),
+                endpoint_id: endpoint_id.clone(),
+                api_key: key.expose().to_string(),
+            },
+            _ => Backend::Local(LocalWorkerSettings::new(
+                self.worker_bin.clone().unwrap_or_else(default_worker_binary),
+                self.assets_dir.clone(),
+            )),
+        }
     }
 }
 
@@ -186,6 +260,30 @@ mod tests {
         assert_eq!(c.session_days, 9);
         assert_eq!(c.public_url, "https://nv.example");
         assert!(c.secure_cookies());
+    }
+
+    #[test]
+    fn segmenter_settings() {
+        let c = cfg(&[]).unwrap();
+        assert!(c.runpod_endpoint_id.is_none() && c.runpod_api_key.is_none() && c.object_url_key.is_none());
+        assert_eq!(c.runpod_base_url, "https://api.runpod.ai");
+        let c = cfg(&[
+            ("NEUROVOL_RUNPOD_ENDPOINT_ID", "abc123"),
+            ("NEUROVOL_RUNPOD_API_KEY", "rp_secret_value"),
+            ("NEUROVOL_RUNPOD_BASE_URL", "http://127.0.0.1:9/"),
+            ("NEUROVOL_OBJECT_URL_KEY", "k"),
+            ("NEUROVOL_OBJECT_URL_BASE", "http://10.0.0.2:3000/"),
+            ("NEUROVOL_WORKER_BIN", "/opt/nv/neurovol-worker"),
+        ])
+        .unwrap();
+        assert_eq!(c.runpod_endpoint_id.as_deref(), Some("abc123"));
+        assert_eq!(c.runpod_api_key.as_ref().map(Secret::expose), Some("rp_secret_value"));
+        assert_eq!(c.runpod_base_url, "http://127.0.0.1:9");
+        assert_eq!(c.object_url_base.as_deref(), Some("http://10.0.0.2:3000"));
+        assert_eq!(c.worker_bin, Some(PathBuf::from("/opt/nv/neurovol-worker")));
+        // secrets never show in Debug output
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("rp_secret_value"), "{dbg}");
     }
 
     #[test]

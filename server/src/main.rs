@@ -4,6 +4,7 @@ mod auth;
 mod cli;
 mod config;
 mod db;
+mod segmenter;
 mod web;
 
 use std::sync::Arc;

@@ -3,6 +3,12 @@
 //! Embedded default: a local folder, `<data_dir>/objects/<key>`. Keys are random
 //! (`new_key`), never derived from user data. Issue 6 puts this behind a trait with an
 //! S3/R2 implementation; callers only use `put_file`, `get`, `delete`.
+//!
+//! Signed URLs (the local store's stand-in for S3 pre-signed URLs): [`UrlSigner`] makes
+//! `BASE/objects/KEY?method=GET|PUT&exp=UNIX_SECONDS&sig=HEX`, where `sig` is
+//! HMAC-SHA256 over `neurovol-object-url-v1\nMETHOD\nKEY\nEXP` with a server secret
+//! (configured, or random and persisted under `<data_dir>/secrets/` on first use). The
+//! app serves those URLs itself (`web/objects.rs`); the signature is the authorization.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -73,9 +79,185 @@ impl LocalStore {
     }
 }
 
+/// Longest validity the pipeline should ask for (matches S3 pre-signed URL practice).
+#[allow(dead_code)] // signing is used by the pipeline (issue 6) and tests
+pub const MAX_SIGNED_URL_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Why a signed URL was refused (the text is safe to send back: it holds no URL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureError {
+    Malformed,
+    Expired,
+    Invalid,
+}
+
+impl std::fmt::Display for SignatureError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SignatureError::Malformed => "signed URL is malformed",
+            SignatureError::Expired => "signed URL has expired",
+            SignatureError::Invalid => "signature does not match",
+        })
+    }
+}
+
+/// Issues and checks HMAC-signed, expiring URLs for objects of the local store.
+#[derive(Clone)]
+pub struct UrlSigner {
+    secret: Vec<u8>,
+    base_url: String,
+}
+
+impl std::fmt::Debug for UrlSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UrlSigner").field("base_url", &self.base_url).finish_non_exhaustive()
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl UrlSigner {
+    /// `base_url`: where the app is reachable from the worker (no trailing slash needed).
+    pub fn new(secret: impl Into<Vec<u8>>, base_url: &str) -> UrlSigner {
+        UrlSigner { secret: secret.into(), base_url: base_url.trim_end_matches('/').to_string() }
+    }
+
+    fn mac(&self, method: &str, key: &str, exp: u64) -> hmac::Hmac<sha2::Sha256> {
+        use hmac::Mac;
+        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.secret).expect("HMAC takes keys of any length");
+        mac.update(format!("neurovol-object-url-v1\n{method}\n{key}\n{exp}").as_bytes());
+        mac
+    }
+
+    /// A URL allowing `method` ("GET" or "PUT") on `key` until `expires_at` (Unix seconds).
+    #[allow(dead_code)]
+    pub fn sign_until(&self, key: &str, method: &str, expires_at: u64) -> io::Result<String> {
+        use hmac::Mac;
+        if !valid_key(key) || !matches!(method, "GET" | "PUT") {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "invalid object key or method"));
+        }
+        let sig = hex::encode(self.mac(method, key, expires_at).finalize().into_bytes());
+        Ok(format!("{}/objects/{key}?method={method}&exp={expires_at}&sig={sig}", self.base_url))
+    }
+
+    /// [`UrlSigner::sign_until`] now + `ttl` (capped at [`MAX_SIGNED_URL_TTL`]).
+    #[allow(dead_code)]
+    pub fn sign(&self, key: &str, method: &str, ttl: std::time::Duration) -> io::Result<String> {
+        self.sign_until(key, method, unix_now() + ttl.min(MAX_SIGNED_URL_TTL).as_secs().max(1))
+    }
+
+    /// Checks a request's `method`, `exp` and `sig` (constant-time comparison).
+    pub fn verify(&self, key: &str, method: &str, exp: Option<&str>, sig: Option<&str>) -> Result<(), SignatureError> {
+        use hmac::Mac;
+        let (Some(exp), Some(sig)) = (exp, sig) else { return Err(SignatureError::Malformed) };
+        let exp: u64 = exp.parse().map_err(|_| SignatureError::Malformed)?;
+        let sig = hex::decode(sig).map_err(|_| SignatureError::Malformed)?;
+        if !valid_key(key) || !matches!(method, "GET" | "PUT") {
+            return Err(SignatureError::Invalid);
+        }
+        self.mac(method, key, exp).verify_slice(&sig).map_err(|_| SignatureError::Invalid)?;
+        if unix_now() > exp {
+            return Err(SignatureError::Expired);
+        }
+        Ok(())
+    }
+}
+
+/// The URL-signing secret: `configured` if given, else `<data_dir>/secrets/object-url.key`,
+/// created with 256 random bits (mode 0600) on first use. Creation is atomic (hard link of
+/// a finished temp file), so processes sharing a data dir agree on one secret.
+pub fn load_or_create_secret(configured: Option<&str>, data_dir: &Path) -> io::Result<Vec<u8>> {
+    if let Some(s) = configured.filter(|s| !s.is_empty()) {
+        if s.len() < 32 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "the object URL key must have at least 32 characters"));
+        }
+        return Ok(s.as_bytes().to_vec());
+    }
+    let dir = data_dir.join("secrets");
+    let path = dir.join("object-url.key");
+    let read = |p: &Path| -> io::Result<Vec<u8>> {
+        let text = std::fs::read_to_string(p)?;
+        let key = hex::decode(text.trim()).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "corrupt object URL key file"))?;
+        if key.len() < 16 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "object URL key file too short"));
+        }
+        Ok(key)
+    };
+    match read(&path) {
+        Ok(k) => return Ok(k),
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        Err(_) => {}
+    }
+    std::fs::create_dir_all(&dir)?;
+    let tmp = dir.join(format!(".object-url.key.{}", hex::encode(rand::random::<[u8; 8]>())));
+    {
+        use std::io::Write;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts.open(&tmp)?;
+        f.write_all(hex::encode(rand::random::<[u8; 32]>()).as_bytes())?;
+        f.sync_all()?;
+    }
+    let linked = std::fs::hard_link(&tmp, &path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    read(&path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signed_urls_verify_and_expire() {
+        let s = UrlSigner::new(b"0123456789abcdef0123456789abcdef".to_vec(), "http://127.0.0.1:3000/");
+        let url = s.sign("abc.nii.gz", "GET", std::time::Duration::from_secs(60)).unwrap();
+        assert!(url.starts_with("http://127.0.0.1:3000/objects/abc.nii.gz?method=GET&exp="), "{url}");
+        let q: std::collections::HashMap<String, String> =
+            form_urlencoded::parse(url.split_once('?').unwrap().1.as_bytes()).into_owned().collect();
+        let (exp, sig) = (q.get("exp").map(String::as_str), q.get("sig").map(String::as_str));
+        assert_eq!(s.verify("abc.nii.gz", "GET", exp, sig), Ok(()));
+        assert_eq!(s.verify("abc.nii.gz", "PUT", exp, sig), Err(SignatureError::Invalid));
+        assert_eq!(s.verify("abd.nii.gz", "GET", exp, sig), Err(SignatureError::Invalid));
+        let later = (unix_now() + 3600).to_string();
+        assert_eq!(s.verify("abc.nii.gz", "GET", Some(&later), sig), Err(SignatureError::Invalid));
+        assert_eq!(s.verify("abc.nii.gz", "GET", exp, None), Err(SignatureError::Malformed));
+        assert_eq!(s.verify("abc.nii.gz", "GET", exp, Some("zz")), Err(SignatureError::Malformed));
+        let other = UrlSigner::new(b"another secret, also 32 bytes long!".to_vec(), "http://x");
+        assert_eq!(other.verify("abc.nii.gz", "GET", exp, sig), Err(SignatureError::Invalid));
+        let old = s.sign_until("abc.nii.gz", "GET", unix_now() - 1).unwrap();
+        let q: std::collections::HashMap<String, String> =
+            form_urlencoded::parse(old.split_once('?').unwrap().1.as_bytes()).into_owned().collect();
+        assert_eq!(s.verify("abc.nii.gz", "GET", q.get("exp").map(String::as_str), q.get("sig").map(String::as_str)), Err(SignatureError::Expired));
+        assert!(s.sign("../x", "GET", std::time::Duration::from_secs(1)).is_err());
+        assert!(s.sign("x", "DELETE", std::time::Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn secret_is_created_once_and_kept() {
+        let dir = std::env::temp_dir().join(format!("nv-secret-{}", hex::encode(rand::random::<[u8; 6]>())));
+        let a = load_or_create_secret(None, &dir).unwrap();
+        let b = load_or_create_secret(None, &dir).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 32);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join("secrets/object-url.key")).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "secret readable by others: {mode:o}");
+        }
+        assert!(load_or_create_secret(Some("short"), &dir).is_err());
+        assert_eq!(load_or_create_secret(Some("k".repeat(40).as_str()), &dir).unwrap(), b"k".repeat(40));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn keys_are_random_and_safe() {

@@ -1,6 +1,7 @@
 //! The HTTP server: Leptos pages and server functions, account endpoints, static files.
 
 mod auth_routes;
+pub mod objects;
 pub mod privacy;
 pub mod security;
 pub mod upload;
@@ -86,6 +87,11 @@ pub fn router(state: AppState) -> Router {
             put(upload::put_chunk).layer(DefaultBodyLimit::max(upload::MAX_CHUNK as usize)),
         )
         .route("/uploads/{id}/complete", post(upload::complete))
+        // signed URLs of the local object store, for the segmentation worker (no session)
+        .route(
+            "/objects/{key}",
+            get(objects::get_object).put(objects::put_object).layer(DefaultBodyLimit::max(objects::MAX_SIGNED_PUT)),
+        )
         .leptos_routes_with_context(&state, routes, provide, {
             let leptos = leptos.clone();
             move || app::shell(leptos.clone())

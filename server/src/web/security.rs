@@ -51,6 +51,11 @@ pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age_secs: Optio
 /// Resolves the session and CSRF token for every request, checks CSRF on state-changing
 /// ones, and issues the CSRF cookie to new visitors.
 pub async fn session_and_csrf(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    // Signed object URLs (web/objects.rs) are used by the worker, which has no cookies:
+    // their HMAC signature is the authorization, checked by the handler before anything.
+    if request.uri().path().strip_prefix("/objects/").is_some_and(|key| !key.contains('/')) {
+        return next.run(request).await;
+    }
     let headers = request.headers();
     let existing_csrf = cookie_value(headers, CSRF_COOKIE).filter(|t| t.len() >= 32).map(str::to_string);
     let csrf_token = existing_csrf.clone().unwrap_or_else(auth::random_token);
