@@ -159,6 +159,12 @@ fn read_entry<R: Read + Seek>(
     Ok(buf)
 }
 
+/// A data set starting with a group 0008 (or 0002) element, little endian: what old
+/// exports without the Part 10 header look like.
+fn looks_like_raw_dicom(b: &[u8]) -> bool {
+    b.len() >= 16 && matches!(b[0..2], [0x08, 0x00] | [0x02, 0x00]) && b[3] == 0x00
+}
+
 fn is_zip_magic(b: &[u8]) -> bool {
     b.starts_with(b"PK\x03\x04") || b.starts_with(b"PK\x05\x06") || b.starts_with(b"PK\x07\x08")
 }
@@ -260,6 +266,7 @@ fn scan_archive<R: Read + Seek>(za: &mut ZipArchive<R>, limits: &Limits, keep: b
                     }
                 }
             }
+            Err(FileError::NotPart10) if looks_like_raw_dicom(&bytes) => skipped.dicom_without_part10_header += 1,
             Err(FileError::NotPart10) => skipped.not_dicom += 1,
             Err(FileError::Corrupt) => {
                 let c = corrupt.get_or_insert((0, e.position));
@@ -304,6 +311,14 @@ fn scan_archive<R: Read + Seek>(za: &mut ZipArchive<R>, limits: &Limits, keep: b
     Ok(Scanned { series, skipped, cache })
 }
 
+fn no_images(skipped: &Skipped) -> DeidError {
+    if skipped.dicom_without_part10_header > 0 {
+        DeidError::NoPart10Header
+    } else {
+        DeidError::NoDicomImages
+    }
+}
+
 fn open<R: Read + Seek>(r: R) -> Result<ZipArchive<R>, DeidError> {
     ZipArchive::new(r).map_err(|e| match e {
         zip::result::ZipError::Io(_) | zip::result::ZipError::InvalidArchive(_) => DeidError::NotAZip,
@@ -315,7 +330,7 @@ pub(crate) fn inspect<R: Read + Seek>(r: R, limits: &Limits) -> Result<Inventory
     let mut za = open(r)?;
     let s = scan_archive(&mut za, limits, false)?;
     if s.series.is_empty() {
-        return Err(DeidError::NoDicomImages);
+        return Err(no_images(&s.skipped));
     }
     Ok(Inventory { series: s.series.into_iter().map(|(sum, _, _)| sum).collect(), skipped: s.skipped })
 }
@@ -329,7 +344,7 @@ pub(crate) fn deidentify<R: Read + Seek, W: Write + Seek>(
     let mut scanned = scan_archive(&mut za, &opts.limits, true)?;
     let n = scanned.series.len();
     let chosen = match (&opts.series, n) {
-        (_, 0) => return Err(DeidError::NoDicomImages),
+        (_, 0) => return Err(no_images(&scanned.skipped)),
         (None, 1) => 0,
         (None, n) => return Err(DeidError::MultipleSeries { count: n as u64 }),
         (Some(SeriesSelector::Index(i)), _) if *i < n => *i,

@@ -30,6 +30,8 @@ pub enum DeidError {
     TruncatedOrCorruptDicom { count: u64, first_position: u64 },
     #[error("No DICOM images were found in the archive.")]
     NoDicomImages,
+    #[error("The archive holds DICOM data without the standard DICOM file header (DICOM Part 10), which is not supported. Please export the scan as DICOM files from the viewer or the scanner.")]
+    NoPart10Header,
     #[error("The archive holds {count} different image series. Please choose the one series to use.")]
     MultipleSeries { count: u64 },
     #[error("The chosen series is not in the archive.")]

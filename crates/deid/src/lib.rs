@@ -177,8 +177,11 @@ pub struct SeriesSummary {
 pub struct Skipped {
     /// `__MACOSX/`, `._*`, `.DS_Store`, `DICOMDIR`, `Thumbs.db`...
     pub junk: u64,
-    /// Files that are not DICOM Part 10 (no "DICM" at offset 128).
+    /// Files that are not DICOM at all (pictures, PDFs, text...).
     pub not_dicom: u64,
+    /// Raw DICOM data sets without the Part 10 header (no "DICM" at offset 128): not
+    /// supported, because the transfer syntax would have to be guessed.
+    pub dicom_without_part10_header: u64,
     /// DICOMDIR files found under another name.
     pub dicomdir: u64,
     /// Part 10 files without pixel data (reports, presentation states...).

@@ -406,3 +406,27 @@ fn duplicate_instances_are_written_once() {
     assert_eq!(o.report.files_written, dicoms.len() as u64);
     assert_eq!(o.report.skipped.duplicates, 1);
 }
+
+#[test]
+fn dicom_without_part10_header_is_named_as_such() {
+    let input = std::fs::read(fixtures().join("t1_mprage_sag_clean.zip")).unwrap();
+    let entries = zip_entries(&input);
+    let mut zw = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let fo = zip::write::SimpleFileOptions::default();
+    for (i, (_, d)) in entries.iter().filter(|(_, d)| d.len() > 132).take(3).enumerate() {
+        // strip preamble + DICM + file meta: a raw data set starting at group 0008
+        let meta_len = u32::from_le_bytes(d[140..144].try_into().unwrap()) as usize;
+        zw.start_file(format!("{i}"), fo).unwrap();
+        std::io::Write::write_all(&mut zw, &d[144 + meta_len..]).unwrap();
+    }
+    let zip = zw.finish().unwrap().into_inner();
+    let r = deid::deidentify_zip(Cursor::new(zip.clone()), Cursor::new(Vec::new()), &Options::new(seed(4)));
+    assert_eq!(r.err(), Some(DeidError::NoPart10Header));
+    // and a raw file is never passed through by the file API either
+    let raw = &entries.iter().find(|(_, d)| d.len() > 132).unwrap().1;
+    let meta_len = u32::from_le_bytes(raw[140..144].try_into().unwrap()) as usize;
+    assert_eq!(
+        deid::deidentify_file_bytes(&raw[144 + meta_len..], Profile::Basic, seed(1)).err(),
+        Some(DeidError::NotDicomPart10)
+    );
+}
