@@ -5,6 +5,9 @@
 //! normalisation → MeshNet → argmax → largest 26-connected component → labels on the
 //! conformed grid, plus a nearest-neighbour reslice to the input grid.
 
+// index loops mirror the formulas (matrix and voxel indices); iterator rewrites obscure them
+#![allow(clippy::needless_range_loop)]
+
 pub mod conform;
 pub mod engine;
 pub mod error;

@@ -162,20 +162,18 @@ pub fn report_on(seg: &Segmentation, grid: Grid) -> VolumeReport {
     let total = regions.iter().map(|r| r.volume_mm3).sum::<f64>();
     let mut asymmetry = Vec::new();
     for l in &regions {
-        if let Some(('L', s)) = side_of(&l.name) {
-            if let Some(r) = regions.iter().find(|r| side_of(&r.name) == Some(('R', s.clone()))) {
-                let m = (l.volume_mm3 + r.volume_mm3) / 2.0;
-                let index = if m > 0.0 { (l.volume_mm3 - r.volume_mm3) / m } else { 0.0 };
-                if index.abs() > ASYMMETRY_ABOVE && m > 1000.0 {
-                    flags.push(QualityFlag {
-                        code: "asymmetric".into(),
-                        region: Some(s.clone()),
-                        message: format!("{s} differs by {:.0} % between left and right", index.abs() * 100.0),
-                    });
-                }
-                asymmetry.push(Asymmetry { structure: s, left_mm3: l.volume_mm3, right_mm3: r.volume_mm3, index });
-            }
+        let Some(('L', s)) = side_of(&l.name) else { continue };
+        let Some(r) = regions.iter().find(|r| side_of(&r.name) == Some(('R', s.clone()))) else { continue };
+        let m = (l.volume_mm3 + r.volume_mm3) / 2.0;
+        let index = if m > 0.0 { (l.volume_mm3 - r.volume_mm3) / m } else { 0.0 };
+        if index.abs() > ASYMMETRY_ABOVE && m > 1000.0 {
+            flags.push(QualityFlag {
+                code: "asymmetric".into(),
+                region: Some(s.clone()),
+                message: format!("{s} differs by {:.0} % between left and right", index.abs() * 100.0),
+            });
         }
+        asymmetry.push(Asymmetry { structure: s, left_mm3: l.volume_mm3, right_mm3: r.volume_mm3, index });
     }
     let (mut mask_frac, mut in_mask, mut icv) = (None, None, None);
     if let Some(mask) = &seg.brain_mask {

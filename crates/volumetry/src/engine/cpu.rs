@@ -123,6 +123,9 @@ impl Geo {
     }
 }
 
+/// Per-channel (mean, 1/std), channel count and activation still to apply to a layer's output.
+type Owed = (Vec<(f32, f32)>, usize, Activation);
+
 /// Pointers shared across rayon workers; every worker writes only its own rows.
 #[derive(Clone, Copy)]
 struct P<T>(*mut T);
@@ -319,9 +322,9 @@ impl CpuEngine {
         // Normalisation owed by the current input slices: (per-channel mean/inv-std, channels,
         // activation). It is applied lazily, slice by slice, right before a slice is first
         // read, so the slice is still in cache for the conv that reads it.
-        let mut owed: Option<(Vec<(f32, f32)>, usize, Activation)> = None;
+        let mut owed: Option<Owed> = None;
         let mut normed = 0usize;
-        let settle = |ring: &mut Vec<Vec<f32>>, owed: &Option<(Vec<(f32, f32)>, usize, Activation)>, normed: &mut usize, in_base: usize, upto: usize| {
+        let settle = |ring: &mut Vec<Vec<f32>>, owed: &Option<Owed>, normed: &mut usize, in_base: usize, upto: usize| {
             if let Some((ms, cout, act)) = owed {
                 while *normed < upto {
                     let pos = (in_base + *normed) % cap;
