@@ -15,6 +15,9 @@
 //!   consistently within one upload, never derived from the original;
 //! - zeroes the preamble, rebuilds the file meta (new MediaStorageSOPInstanceUID, no
 //!   source AE titles or private meta), names output files by position;
+//! - marks each file as PS3.15 asks: PatientIdentityRemoved = YES,
+//!   DeidentificationMethod, and (Basic) the method codes 113100/113106/113108;
+//! - writes each SOP instance once (duplicates in an archive are counted, not repeated);
 //! - copies every kept value byte for byte: pixel data (native or encapsulated) is
 //!   identical and the transfer syntax is preserved (implicit/explicit LE, explicit BE,
 //!   deflated, JPEG/JPEG-LS/JPEG 2000/RLE without decoding);

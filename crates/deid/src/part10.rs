@@ -359,10 +359,23 @@ pub(crate) fn process(
     let mut skip_at: Option<usize> = None;
     let mut pending: Option<(DataElementHeader, Action)> = None;
     let total = body.len();
+    let mut markers_written = false;
 
     for token in reader {
         let token = token.map_err(|_| FileError::Corrupt)?;
         let depth = stack.len();
+        if want.output && !markers_written && depth == 0 {
+            let next_tag = match &token {
+                DataToken::SequenceStart { tag, .. } => Some(*tag),
+                DataToken::ElementHeader(h) => Some(h.tag),
+                DataToken::PixelSequenceStart => Some(Tag(0x7FE0, 0x0010)),
+                _ => None,
+            };
+            if next_tag.is_some_and(|t| t > Tag(0x0012, 0x0064)) {
+                write_markers(&enc, &mut out, ctx.profile);
+                markers_written = true;
+            }
+        }
         match token {
             DataToken::SequenceStart { tag, len } => {
                 if len.get().is_some_and(|l| l as usize > total.saturating_sub(pos.get())) {
@@ -496,6 +509,9 @@ pub(crate) fn process(
             }
         }
     }
+    if want.output && !markers_written {
+        write_markers(&enc, &mut out, ctx.profile);
+    }
     if !stack.is_empty() || pending.is_some() {
         // the data set ended inside a sequence or before a value: truncated
         return Err(FileError::Corrupt);
@@ -556,6 +572,44 @@ pub(crate) fn process(
         file.extend_from_slice(&out);
     }
     Ok((scan, Some(file)))
+}
+
+/// PS3.15 E.1.1: PatientIdentityRemoved = YES and the method, as text and, for the Basic
+/// profile, as codes (113100 Basic, 113108 Retain Patient Characteristics, 113106 Retain
+/// Longitudinal Temporal Information with Full Dates). Written in tag order at depth 0.
+fn write_markers(enc: &Enc, out: &mut Vec<u8>, profile: Profile) {
+    enc.header(out, Tag(0x0012, 0x0062), VR::CS, 4);
+    out.extend_from_slice(b"YES ");
+    let method: &[u8] = match profile {
+        Profile::Basic => b"NEUROVOL DEID 1 BASIC PS3.15 RETAIN PAT CHARS, FULL DATES",
+        Profile::Seed => b"NEUROVOL DEID 1 SEED (DESIGN LIST)",
+    };
+    let mut m = method.to_vec();
+    if m.len() % 2 == 1 {
+        m.push(b' ');
+    }
+    enc.header(out, Tag(0x0012, 0x0063), VR::LO, m.len() as u32);
+    out.extend_from_slice(&m);
+    if profile == Profile::Basic {
+        enc.seq_start(out, Tag(0x0012, 0x0064));
+        for (code, meaning) in [
+            (&b"113100"[..], &b"Basic Application Confidentiality Profile"[..]),
+            (b"113106", b"Retain Longitudinal Temporal Information Full Dates Option"),
+            (b"113108", b"Retain Patient Characteristics Option"),
+        ] {
+            enc.item(out, 0xFFFF_FFFF);
+            for (e, vr, v) in [(0x0100u16, VR::SH, code), (0x0102, VR::SH, b"DCM".as_slice()), (0x0104, VR::LO, meaning)] {
+                let mut v = v.to_vec();
+                if v.len() % 2 == 1 {
+                    v.push(b' ');
+                }
+                enc.header(out, Tag(0x0008, e), vr, v.len() as u32);
+                out.extend_from_slice(&v);
+            }
+            enc.item_end(out);
+        }
+        enc.seq_end(out);
+    }
 }
 
 fn tally(scan: &mut Scan, act: Action, _depth: usize, _tag: Tag) {

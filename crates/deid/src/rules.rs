@@ -297,6 +297,10 @@ pub(crate) fn action(profile: Profile, g: u16, e: u16, is_ui: bool) -> Action {
     if (0x6000..=0x60FF).contains(&g) {
         return Action::Remove(RemoveKind::Overlay);
     }
+    if g == 0x0012 && matches!(e, 0x0062..=0x0064) {
+        // de-identification markers: rewritten by this crate
+        return Action::DropStructural;
+    }
     if e == 0x0000 || g == 0x0002 {
         // group lengths, and file-meta elements misplaced in the body (meta is rebuilt)
         return Action::DropStructural;

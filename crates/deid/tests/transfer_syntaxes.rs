@@ -206,6 +206,12 @@ fn every_transfer_syntax_preserved_and_cleaned() {
         assert_eq!(referenced[0].1, sop, "{ts}: reference follows the new SOP UID");
         assert_eq!(top_text(&p, 0x0008, 0x0016).as_deref(), Some("1.2.840.10008.5.1.4.1.1.4"), "class kept");
         assert_eq!(top_text(&p, 0x0018, 0x0023).as_deref(), Some("3D"));
+        assert_eq!(top_text(&p, 0x0012, 0x0062).as_deref(), Some("YES"), "{ts}: PatientIdentityRemoved");
+        assert!(top_text(&p, 0x0012, 0x0063).is_some_and(|m| m.contains("BASIC")));
+        let codes: Vec<_> = p.all_tags.iter().filter(|t| **t == Tag(0x0008, 0x0100)).collect();
+        assert_eq!(codes.len(), 3, "{ts}: three method codes");
+        let order: Vec<_> = p.all_tags.iter().filter(|t| p.top.contains_key(t)).collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{ts}: top-level tags ascending");
         assert_eq!(top_text(&p, 0x0008, 0x0020).as_deref(), Some("20200102"), "dates kept");
         assert_eq!(out.facts.age_years, Some(50), "{ts}: age from birth date and study date");
         assert_eq!(out.facts.sex, deid::Sex::Female);
