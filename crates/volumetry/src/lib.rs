@@ -60,7 +60,13 @@ pub struct SegmentOptions {
 
 impl Default for SegmentOptions {
     fn default() -> Self {
-        SegmentOptions { model: ModelId::Model21_104class, brain_mask: true, field_of_view: FieldOfView::HeadBox, gelu: GeluForm::Exact, engine: None }
+        SegmentOptions {
+            model: ModelId::Model21_104class,
+            brain_mask: true,
+            field_of_view: FieldOfView::HeadBox,
+            gelu: GeluForm::Exact,
+            engine: None,
+        }
     }
 }
 
@@ -98,26 +104,41 @@ pub fn nonzero_box(v: &[f32], dims: [usize; 3], margin: usize) -> Option<Box3> {
     for z in 0..nz {
         for y in 0..ny {
             let row = &v[nx * (y + ny * z)..nx * (y + ny * z) + nx];
-            let Some(f) = row.iter().position(|&x| x != 0.0) else { continue };
+            let Some(f) = row.iter().position(|&x| x != 0.0) else {
+                continue;
+            };
             let l = row.iter().rposition(|&x| x != 0.0).unwrap_or(f);
             lo = [lo[0].min(f), lo[1].min(y), lo[2].min(z)];
             hi = [hi[0].max(l + 1), hi[1].max(y + 1), hi[2].max(z + 1)];
         }
     }
-    (lo[0] != usize::MAX).then(|| Box3([lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]]).grow(margin, dims))
+    (lo[0] != usize::MAX)
+        .then(|| Box3([lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]]).grow(margin, dims))
 }
 
 /// The box [`run_model`] evaluates for `fov` on a normalised volume.
-pub fn inference_region(normalised: &[f32], dims: [usize; 3], fov: FieldOfView) -> Result<Option<Box3>> {
+pub fn inference_region(
+    normalised: &[f32],
+    dims: [usize; 3],
+    fov: FieldOfView,
+) -> Result<Option<Box3>> {
     Ok(match fov {
         FieldOfView::FullCube => None,
-        FieldOfView::HeadBox => Some(nonzero_box(normalised, dims, 2).ok_or_else(|| VolumetryError::BadInput("the image is empty after intensity scaling".into()))?),
+        FieldOfView::HeadBox => Some(nonzero_box(normalised, dims, 2).ok_or_else(|| {
+            VolumetryError::BadInput("the image is empty after intensity scaling".into())
+        })?),
     })
 }
 
 /// Run one model on a conformed volume: normalise, infer, argmax, largest component.
 /// Returns labels on the conformed grid (same header, intent LABEL).
-pub fn run_model(model: &Model, conformed: &Volume<u8>, engine: &dyn Engine, fov: FieldOfView, gelu: GeluForm) -> Result<Volume<u8>> {
+pub fn run_model(
+    model: &Model,
+    conformed: &Volume<u8>,
+    engine: &dyn Engine,
+    fov: FieldOfView,
+    gelu: GeluForm,
+) -> Result<Volume<u8>> {
     let x = post::normalize_quantile(&conformed.data);
     let region = inference_region(&x, conformed.dims, fov)?;
     let mut labels = engine.run(model, &x, conformed.dims, &RunOptions { region, gelu })?;
@@ -127,18 +148,29 @@ pub fn run_model(model: &Model, conformed: &Volume<u8>, engine: &dyn Engine, fov
     header.intent_code = nifti::INTENT_LABEL;
     header.cal_min = 0.0;
     header.cal_max = (model.n_classes() - 1) as f32;
-    Ok(Volume { dims: conformed.dims, data: labels, header })
+    Ok(Volume {
+        dims: conformed.dims,
+        data: labels,
+        header,
+    })
 }
 
 /// Segment a native-space volume with the chosen region model (and mindgrab if asked).
 pub fn segment(input: &Volume<f32>, assets: &Path, opts: &SegmentOptions) -> Result<Segmentation> {
     let t0 = Instant::now();
-    let engine: Arc<dyn Engine> = opts.engine.clone().unwrap_or_else(|| Arc::new(CpuEngine::new()));
+    let engine: Arc<dyn Engine> = opts
+        .engine
+        .clone()
+        .unwrap_or_else(|| Arc::new(CpuEngine::new()));
     let conformed = conform::conform(input)?;
     let t_conf = t0.elapsed().as_secs_f64();
     let model = Model::load(assets, opts.model)?;
     let t1 = Instant::now();
-    let fov = if model.has_instance_norm() { FieldOfView::FullCube } else { opts.field_of_view };
+    let fov = if model.has_instance_norm() {
+        FieldOfView::FullCube
+    } else {
+        opts.field_of_view
+    };
     let labels = run_model(&model, &conformed.volume, engine.as_ref(), fov, opts.gelu)?;
     let model_s = t1.elapsed().as_secs_f64();
     let t2 = Instant::now();
@@ -147,7 +179,13 @@ pub fn segment(input: &Volume<f32>, assets: &Path, opts: &SegmentOptions) -> Res
             Some(labels.clone())
         } else {
             let mg = Model::load(assets, ModelId::Mindgrab)?;
-            Some(run_model(&mg, &conformed.volume, engine.as_ref(), FieldOfView::FullCube, opts.gelu)?)
+            Some(run_model(
+                &mg,
+                &conformed.volume,
+                engine.as_ref(),
+                FieldOfView::FullCube,
+                opts.gelu,
+            )?)
         }
     } else {
         None
@@ -163,12 +201,22 @@ pub fn segment(input: &Volume<f32>, assets: &Path, opts: &SegmentOptions) -> Res
         labels_native,
         brain_mask,
         engine: engine.name(),
-        timings: Timings { conform_s: t_conf, model_s, mask_s, post_s, total_s: t0.elapsed().as_secs_f64() },
+        timings: Timings {
+            conform_s: t_conf,
+            model_s,
+            mask_s,
+            post_s,
+            total_s: t0.elapsed().as_secs_f64(),
+        },
     })
 }
 
 /// [`segment`] reading the input from a `.nii` / `.nii.gz` file.
-pub fn segment_file(input: impl AsRef<Path>, assets: &Path, opts: &SegmentOptions) -> Result<Segmentation> {
+pub fn segment_file(
+    input: impl AsRef<Path>,
+    assets: &Path,
+    opts: &SegmentOptions,
+) -> Result<Segmentation> {
     let v = nifti::read_f32(input)?;
     segment(&v, assets, opts)
 }
@@ -190,12 +238,19 @@ pub fn segment_to_files(
 
 /// Write the native-grid label NIfTI and `volumes.json` (conformed-grid volumes, as
 /// upstream reports them) for a finished segmentation.
-pub fn write_outputs(seg: &Segmentation, labels_out: &Path, volumes_out: &Path, fill_percentiles: &dyn Fn(&mut VolumesJson)) -> Result<VolumeReport> {
+pub fn write_outputs(
+    seg: &Segmentation,
+    labels_out: &Path,
+    volumes_out: &Path,
+    fill_percentiles: &dyn Fn(&mut VolumesJson),
+) -> Result<VolumeReport> {
     nifti::write(&seg.labels_native, labels_out)?;
     let rep = report(seg);
     let mut vj = volumes_json(&rep);
     fill_percentiles(&mut vj);
-    let s = serde_json::to_string_pretty(&vj).map_err(|e| VolumetryError::Io(format!("cannot encode volumes: {e}")))?;
-    std::fs::write(volumes_out, s).map_err(|e| VolumetryError::Io(format!("cannot write {}: {e}", volumes_out.display())))?;
+    let s = serde_json::to_string_pretty(&vj)
+        .map_err(|e| VolumetryError::Io(format!("cannot encode volumes: {e}")))?;
+    std::fs::write(volumes_out, s)
+        .map_err(|e| VolumetryError::Io(format!("cannot write {}: {e}", volumes_out.display())))?;
     Ok(rep)
 }

@@ -22,7 +22,12 @@ pub enum ModelId {
 }
 
 impl ModelId {
-    pub const ALL: [ModelId; 4] = [ModelId::Model21_104class, ModelId::Model18cls, ModelId::Model30chan50cls, ModelId::Mindgrab];
+    pub const ALL: [ModelId; 4] = [
+        ModelId::Model21_104class,
+        ModelId::Model18cls,
+        ModelId::Model30chan50cls,
+        ModelId::Mindgrab,
+    ];
 
     pub fn folder(self) -> &'static str {
         match self {
@@ -145,18 +150,27 @@ impl Model {
     pub fn load_dir(dir: impl AsRef<Path>) -> Result<Model> {
         let dir = dir.as_ref();
         let read = |f: &str| -> Result<Vec<u8>> {
-            std::fs::read(dir.join(f)).map_err(|e| merr(format!("cannot read {}: {e}", dir.join(f).display())))
+            std::fs::read(dir.join(f))
+                .map_err(|e| merr(format!("cannot read {}: {e}", dir.join(f).display())))
         };
-        let arch: ArchJson = serde_json::from_slice(&read("arch.json")?).map_err(|e| merr(format!("arch.json: {e}")))?;
-        let cmap: Colormap = serde_json::from_slice(&read("colormap.json")?).map_err(|e| merr(format!("colormap.json: {e}")))?;
+        let arch: ArchJson = serde_json::from_slice(&read("arch.json")?)
+            .map_err(|e| merr(format!("arch.json: {e}")))?;
+        let cmap: Colormap = serde_json::from_slice(&read("colormap.json")?)
+            .map_err(|e| merr(format!("colormap.json: {e}")))?;
         let st_bytes = read("model.safetensors")?;
-        let st = safetensors::SafeTensors::deserialize(&st_bytes).map_err(|e| merr(format!("model.safetensors: {e}")))?;
+        let st = safetensors::SafeTensors::deserialize(&st_bytes)
+            .map_err(|e| merr(format!("model.safetensors: {e}")))?;
         let tensor = |name: &str, len: usize| -> Result<Vec<f32>> {
-            let t = st.tensor(name).map_err(|_| merr(format!("model.safetensors lacks {name}")))?;
+            let t = st
+                .tensor(name)
+                .map_err(|_| merr(format!("model.safetensors lacks {name}")))?;
             if t.dtype() != safetensors::Dtype::F32 || t.data().len() != len * 4 {
                 return Err(merr(format!("{name}: expected {len} float32 values")));
             }
-            Ok(t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+            Ok(t.data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect())
         };
         let mut layers = Vec::new();
         for (n, l) in arch.layers.iter().enumerate() {
@@ -170,7 +184,9 @@ impl Model {
                 || l.dilation[0] == 0
                 || l.dilation[0] > 64
             {
-                return Err(merr(format!("layer {n}: unsupported geometry (only 'same' 3³/1³ dilated convs)")));
+                return Err(merr(format!(
+                    "layer {n}: unsupported geometry (only 'same' 3³/1³ dilated convs)"
+                )));
             }
             let activation = match l.activation.as_str() {
                 "relu" => Activation::Relu,
@@ -184,8 +200,15 @@ impl Model {
                 Some(nm) if nm.kind == "instance_norm" => Some(nm.eps),
                 Some(nm) => return Err(merr(format!("layer {n}: unknown norm {}", nm.kind))),
             };
-            let weight = tensor(&format!("layers.{n}.weight"), l.out_channels * l.in_channels * k * k * k)?;
-            let bias = if l.bias { tensor(&format!("layers.{n}.bias"), l.out_channels)? } else { vec![0.0; l.out_channels] };
+            let weight = tensor(
+                &format!("layers.{n}.weight"),
+                l.out_channels * l.in_channels * k * k * k,
+            )?;
+            let bias = if l.bias {
+                tensor(&format!("layers.{n}.bias"), l.out_channels)?
+            } else {
+                vec![0.0; l.out_channels]
+            };
             if n > 0 && layers.last().map(|p: &Layer| p.cout) != Some(l.in_channels) {
                 return Err(merr(format!("layer {n}: channel mismatch")));
             }
@@ -200,9 +223,18 @@ impl Model {
                 activation,
             });
         }
-        let last = layers.last().ok_or_else(|| merr("arch.json has no layers"))?;
-        if layers[0].cin != 1 || last.kernel != 1 || last.activation != Activation::None || last.cout != arch.n_classes || last.cout > 255 {
-            return Err(merr("unsupported layout: expected 1 input channel and a 1×1×1 logits head (≤255 classes)"));
+        let last = layers
+            .last()
+            .ok_or_else(|| merr("arch.json has no layers"))?;
+        if layers[0].cin != 1
+            || last.kernel != 1
+            || last.activation != Activation::None
+            || last.cout != arch.n_classes
+            || last.cout > 255
+        {
+            return Err(merr(
+                "unsupported layout: expected 1 input channel and a 1×1×1 logits head (≤255 classes)",
+            ));
         }
         if layers[..layers.len() - 1].iter().any(|l| l.kernel != 3) {
             return Err(merr("only the last layer may be 1×1×1"));
@@ -210,7 +242,12 @@ impl Model {
         if cmap.labels.len() != arch.n_classes {
             return Err(merr("colormap.json label count differs from n_classes"));
         }
-        let flops = arch.flops_per_voxel.unwrap_or_else(|| layers.iter().map(|l| (2 * l.cin * l.cout * l.kernel.pow(3)) as f64).sum());
+        let flops = arch.flops_per_voxel.unwrap_or_else(|| {
+            layers
+                .iter()
+                .map(|l| (2 * l.cin * l.cout * l.kernel.pow(3)) as f64)
+                .sum()
+        });
         Ok(Model {
             id: ModelId::ALL.into_iter().find(|m| m.folder() == arch.name),
             name: arch.name,
@@ -231,7 +268,11 @@ impl Model {
 
     /// Sum of the dilations of the 3³ layers = receptive-field radius in voxels.
     pub fn receptive_radius(&self) -> usize {
-        self.layers.iter().filter(|l| l.kernel == 3).map(|l| l.dilation).sum()
+        self.layers
+            .iter()
+            .filter(|l| l.kernel == 3)
+            .map(|l| l.dilation)
+            .sum()
     }
 
     pub fn has_instance_norm(&self) -> bool {

@@ -109,16 +109,40 @@ impl Header {
         } else {
             a2.sqrt()
         };
-        let dx = if self.pixdim[1] > 0.0 { self.pixdim[1] as f64 } else { 1.0 };
-        let dy = if self.pixdim[2] > 0.0 { self.pixdim[2] as f64 } else { 1.0 };
-        let mut dz = if self.pixdim[3] > 0.0 { self.pixdim[3] as f64 } else { 1.0 };
+        let dx = if self.pixdim[1] > 0.0 {
+            self.pixdim[1] as f64
+        } else {
+            1.0
+        };
+        let dy = if self.pixdim[2] > 0.0 {
+            self.pixdim[2] as f64
+        } else {
+            1.0
+        };
+        let mut dz = if self.pixdim[3] > 0.0 {
+            self.pixdim[3] as f64
+        } else {
+            1.0
+        };
         if self.pixdim[0] < 0.0 {
             dz = -dz; // qfac
         }
         let r = [
-            [a * a + b * b - c * c - d * d, 2.0 * (b * c - a * d), 2.0 * (b * d + a * c)],
-            [2.0 * (b * c + a * d), a * a + c * c - b * b - d * d, 2.0 * (c * d - a * b)],
-            [2.0 * (b * d - a * c), 2.0 * (c * d + a * b), a * a + d * d - c * c - b * b],
+            [
+                a * a + b * b - c * c - d * d,
+                2.0 * (b * c - a * d),
+                2.0 * (b * d + a * c),
+            ],
+            [
+                2.0 * (b * c + a * d),
+                a * a + c * c - b * b - d * d,
+                2.0 * (c * d - a * b),
+            ],
+            [
+                2.0 * (b * d - a * c),
+                2.0 * (c * d + a * b),
+                a * a + d * d - c * c - b * b,
+            ],
         ];
         let s = [dx, dy, dz];
         let mut m = [[0.0; 4]; 3];
@@ -139,7 +163,11 @@ impl Header {
     /// the other one if the preferred matrix is degenerate.
     pub fn conform_affine(&self) -> Affine {
         let (q, s) = (self.qform_affine(), self.sform_affine());
-        let (prim, sec) = if self.qform_code > self.sform_code { (q, s) } else { (s, q) };
+        let (prim, sec) = if self.qform_code > self.sform_code {
+            (q, s)
+        } else {
+            (s, q)
+        };
         if affine_valid(&prim) { prim } else { sec }
     }
 
@@ -232,13 +260,17 @@ impl Header {
 }
 
 pub(crate) fn det3(r: &[[f64; 3]; 3]) -> f64 {
-    r[0][0] * (r[1][1] * r[2][2] - r[1][2] * r[2][1]) - r[0][1] * (r[1][0] * r[2][2] - r[1][2] * r[2][0])
+    r[0][0] * (r[1][1] * r[2][2] - r[1][2] * r[2][1])
+        - r[0][1] * (r[1][0] * r[2][2] - r[1][2] * r[2][0])
         + r[0][2] * (r[1][0] * r[2][1] - r[1][1] * r[2][0])
 }
 
 /// niimath's test: finite, every row and column has a non-negligible entry, |det| ≥ 1e-6.
 pub fn affine_valid(m: &Affine) -> bool {
-    let m32: Vec<Vec<f32>> = m.iter().map(|r| r.iter().map(|&v| v as f32).collect()).collect();
+    let m32: Vec<Vec<f32>> = m
+        .iter()
+        .map(|r| r.iter().map(|&v| v as f32).collect())
+        .collect();
     if m32.iter().flatten().any(|v| !v.is_finite()) {
         return false;
     }
@@ -258,7 +290,8 @@ fn bad(reason: impl Into<String>) -> VolumetryError {
 }
 
 fn read_all(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| VolumetryError::Io(format!("cannot read {}: {e}", path.display())))?;
+    let raw = std::fs::read(path)
+        .map_err(|e| VolumetryError::Io(format!("cannot read {}: {e}", path.display())))?;
     if raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
         let mut out = Vec::with_capacity(raw.len() * 3);
         // multi-member gzip is legal; MultiGzDecoder handles both
@@ -302,16 +335,22 @@ pub fn parse_header(b: &[u8]) -> Result<(Header, bool)> {
     let big = match (le, be) {
         (348, _) => false,
         (_, 348) => true,
-        (540, _) | (_, 540) => return Err(bad("NIfTI-2 files are not supported; convert to NIfTI-1")),
+        (540, _) | (_, 540) => {
+            return Err(bad("NIfTI-2 files are not supported; convert to NIfTI-1"));
+        }
         _ => return Err(bad("not a NIfTI-1 file (bad header size)")),
     };
     let r = Reader { b, be: big };
     let magic = &b[344..348];
     if magic != b"n+1\0" && magic != b"ni1\0" {
-        return Err(bad("not a NIfTI-1 file (bad magic; ANALYZE is not supported)"));
+        return Err(bad(
+            "not a NIfTI-1 file (bad magic; ANALYZE is not supported)",
+        ));
     }
     if magic == b"ni1\0" {
-        return Err(bad("two-file NIfTI (.hdr/.img) is not supported; use a single .nii/.nii.gz"));
+        return Err(bad(
+            "two-file NIfTI (.hdr/.img) is not supported; use a single .nii/.nii.gz",
+        ));
     }
     let mut h = Header::default();
     for i in 0..8 {
@@ -396,10 +435,20 @@ pub fn decode_f32(bytes: &[u8]) -> Result<Volume<f32>> {
         8 => (4, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64),
         768 => (4, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64),
         16 => (4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64),
-        64 => (8, |b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])),
-        1024 => (8, |b| i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f64),
-        1280 => (8, |b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f64),
-        dt => return Err(bad(format!("unsupported NIfTI datatype {dt} (RGB/complex images cannot be segmented)"))),
+        64 => (8, |b| {
+            f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+        }),
+        1024 => (8, |b| {
+            i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f64
+        }),
+        1280 => (8, |b| {
+            u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as f64
+        }),
+        dt => {
+            return Err(bad(format!(
+                "unsupported NIfTI datatype {dt} (RGB/complex images cannot be segmented)"
+            )));
+        }
     };
     let off = h.vox_offset;
     if !off.is_finite() || off < 348.0 {
@@ -408,14 +457,23 @@ pub fn decode_f32(bytes: &[u8]) -> Result<Volume<f32>> {
     let off = off as usize;
     let need = n * size;
     if raw.len() < off || raw.len() - off < need {
-        return Err(bad("the NIfTI file is truncated (fewer voxels than its header declares)"));
+        return Err(bad(
+            "the NIfTI file is truncated (fewer voxels than its header declares)",
+        ));
     }
     let body = &raw[off..off + need];
     // scl_slope == 0 means "no scaling" (NIfTI-1 spec)
     let (slope, inter) = if h.scl_slope == 0.0 || !h.scl_slope.is_finite() {
         (1.0f32, 0.0f32)
     } else {
-        (h.scl_slope, if h.scl_inter.is_finite() { h.scl_inter } else { 0.0 })
+        (
+            h.scl_slope,
+            if h.scl_inter.is_finite() {
+                h.scl_inter
+            } else {
+                0.0
+            },
+        )
     };
     let mut data = Vec::with_capacity(n);
     let mut tmp = [0u8; 8];
@@ -425,14 +483,31 @@ pub fn decode_f32(bytes: &[u8]) -> Result<Volume<f32>> {
             tmp[..size].reverse();
         }
         let v = conv(&tmp[..size]) as f32;
-        data.push(if slope == 1.0 && inter == 0.0 { v } else { v * slope + inter });
+        data.push(if slope == 1.0 && inter == 0.0 {
+            v
+        } else {
+            v * slope + inter
+        });
     }
     if data.iter().any(|v| !v.is_finite()) {
         return Err(bad("the image contains NaN or infinite values"));
     }
     let mut header = h;
-    header.dim = [3, dims[0] as i16, dims[1] as i16, dims[2] as i16, 1, 1, 1, 1];
-    Ok(Volume { dims: [dims[0], dims[1], dims[2]], data, header })
+    header.dim = [
+        3,
+        dims[0] as i16,
+        dims[1] as i16,
+        dims[2] as i16,
+        1,
+        1,
+        1,
+        1,
+    ];
+    Ok(Volume {
+        dims: [dims[0], dims[1], dims[2]],
+        data,
+        header,
+    })
 }
 
 /// Types that can be stored as NIfTI voxels.
@@ -461,14 +536,33 @@ impl Voxel for f32 {
 pub fn encode<T: Voxel>(vol: &Volume<T>) -> Vec<u8> {
     let h = &vol.header;
     let mut b = vec![0u8; 352];
-    let put_i16 = |b: &mut Vec<u8>, off: usize, v: i16| b[off..off + 2].copy_from_slice(&v.to_le_bytes());
-    let put_f32 = |b: &mut Vec<u8>, off: usize, v: f32| b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+    let put_i16 =
+        |b: &mut Vec<u8>, off: usize, v: i16| b[off..off + 2].copy_from_slice(&v.to_le_bytes());
+    let put_f32 =
+        |b: &mut Vec<u8>, off: usize, v: f32| b[off..off + 4].copy_from_slice(&v.to_le_bytes());
     b[0..4].copy_from_slice(&348i32.to_le_bytes());
     b[38] = b'r';
-    let dim = [3i16, vol.dims[0] as i16, vol.dims[1] as i16, vol.dims[2] as i16, 1, 1, 1, 1];
+    let dim = [
+        3i16,
+        vol.dims[0] as i16,
+        vol.dims[1] as i16,
+        vol.dims[2] as i16,
+        1,
+        1,
+        1,
+        1,
+    ];
     for i in 0..8 {
         put_i16(&mut b, 40 + 2 * i, dim[i]);
-        put_f32(&mut b, 76 + 4 * i, if i == 0 && h.pixdim[0] == 0.0 { 1.0 } else { h.pixdim[i] });
+        put_f32(
+            &mut b,
+            76 + 4 * i,
+            if i == 0 && h.pixdim[0] == 0.0 {
+                1.0
+            } else {
+                h.pixdim[i]
+            },
+        );
     }
     put_i16(&mut b, 68, h.intent_code);
     put_i16(&mut b, 70, T::DATATYPE);
@@ -503,7 +597,8 @@ pub fn encode<T: Voxel>(vol: &Volume<T>) -> Vec<u8> {
 pub fn write<T: Voxel>(vol: &Volume<T>, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
     let bytes = encode(vol);
-    let io = |e: std::io::Error| VolumetryError::Io(format!("cannot write {}: {e}", path.display()));
+    let io =
+        |e: std::io::Error| VolumetryError::Io(format!("cannot write {}: {e}", path.display()));
     let f = std::fs::File::create(path).map_err(io)?;
     let mut w = std::io::BufWriter::new(f);
     if path.extension().is_some_and(|e| e == "gz") {
@@ -520,10 +615,19 @@ pub fn write<T: Voxel>(vol: &Volume<T>, path: impl AsRef<Path>) -> Result<()> {
 /// Read an integer label volume (uint8 or any integral type) as u8.
 pub fn read_labels(path: impl AsRef<Path>) -> Result<Volume<u8>> {
     let v = read_f32(path)?;
-    if v.data.iter().any(|&x| !(0.0..=255.0).contains(&x) || x.fract() != 0.0) {
-        return Err(bad("label volume has values outside 0..255 or non-integers"));
+    if v.data
+        .iter()
+        .any(|&x| !(0.0..=255.0).contains(&x) || x.fract() != 0.0)
+    {
+        return Err(bad(
+            "label volume has values outside 0..255 or non-integers",
+        ));
     }
-    Ok(Volume { dims: v.dims, data: v.data.iter().map(|&x| x as u8).collect(), header: v.header })
+    Ok(Volume {
+        dims: v.dims,
+        data: v.data.iter().map(|&x| x as u8).collect(),
+        header: v.header,
+    })
 }
 
 #[cfg(test)]
@@ -547,18 +651,32 @@ mod tests {
                 assert!((q[r][c] - m[r][c]).abs() < 1e-5, "{q:?} vs {m:?}");
             }
         }
-        let vol = Volume { dims: [3, 4, 5], data: (0..60).map(|v| v as f32 * 0.5).collect(), header: h };
+        let vol = Volume {
+            dims: [3, 4, 5],
+            data: (0..60).map(|v| v as f32 * 0.5).collect(),
+            header: h,
+        };
         let bytes = encode(&vol);
         let back = decode_f32(&bytes).unwrap();
         assert_eq!(back.dims, [3, 4, 5]);
         assert_eq!(back.data, vol.data);
-        assert_eq!(back.header.sform_affine().map(|r| r.map(|v| v as f32)), m.map(|r| r.map(|v| v as f32)));
+        assert_eq!(
+            back.header.sform_affine().map(|r| r.map(|v| v as f32)),
+            m.map(|r| r.map(|v| v as f32))
+        );
     }
 
     #[test]
     fn rejects_garbage() {
-        assert!(matches!(decode_f32(b"hello"), Err(VolumetryError::BadInput(_))));
-        let mut b = encode(&Volume { dims: [2, 2, 2], data: vec![0u8; 8], header: Header::default() });
+        assert!(matches!(
+            decode_f32(b"hello"),
+            Err(VolumetryError::BadInput(_))
+        ));
+        let mut b = encode(&Volume {
+            dims: [2, 2, 2],
+            data: vec![0u8; 8],
+            header: Header::default(),
+        });
         b.truncate(355);
         assert!(matches!(decode_f32(&b), Err(VolumetryError::BadInput(_))));
     }

@@ -9,7 +9,10 @@ use rayon::prelude::*;
 pub fn normalize_quantile(conformed: &[u8]) -> Vec<f32> {
     let (q2, q98) = quantiles_u8(conformed);
     let den = q98 - q2 + 1e-3f32;
-    conformed.par_iter().map(|&v| ((v as f32 - q2) / den).clamp(0.0, 1.0)).collect()
+    conformed
+        .par_iter()
+        .map(|&v| ((v as f32 - q2) / den).clamp(0.0, 1.0))
+        .collect()
 }
 
 /// numpy-compatible linear-interpolated 2 % and 98 % quantiles of u8 data.
@@ -40,7 +43,11 @@ pub fn quantiles_u8(v: &[u8]) -> (f32, f32) {
         let t = pos - lo as f64;
         let (a, b) = (at(lo), at(hi));
         // numpy's _lerp: a + (b−a)·t, or b − (b−a)·(1−t) when t ≥ 0.5
-        (if t >= 0.5 { b - (b - a) * (1.0 - t) } else { a + (b - a) * t }) as f32
+        (if t >= 0.5 {
+            b - (b - a) * (1.0 - t)
+        } else {
+            a + (b - a) * t
+        }) as f32
     };
     (q(0.02), q(0.98))
 }
@@ -86,7 +93,13 @@ pub fn components(labels: &[u8], dims: [usize; 3], per_label: bool) -> (Vec<u32>
             let (x, y, z) = (v % nx, (v / nx) % ny, v / (nx * ny));
             for &(dx, dy, dz) in &nb {
                 let (xx, yy, zz) = (x as isize + dx, y as isize + dy, z as isize + dz);
-                if xx < 0 || yy < 0 || zz < 0 || xx >= nx as isize || yy >= ny as isize || zz >= nz as isize {
+                if xx < 0
+                    || yy < 0
+                    || zz < 0
+                    || xx >= nx as isize
+                    || yy >= ny as isize
+                    || zz >= nz as isize
+                {
                     continue;
                 }
                 let u = xx as usize + nx * (yy as usize + ny * zz as usize);
@@ -106,14 +119,22 @@ pub fn components(labels: &[u8], dims: [usize; 3], per_label: bool) -> (Vec<u32>
 /// unchanged). Ties between equal-size components: the first in scan order wins.
 pub fn keep_largest_component(labels: &mut [u8], dims: [usize; 3]) {
     let (comp, sizes) = components(labels, dims, false);
-    let Some(best) = sizes.iter().enumerate().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0))).map(|(i, _)| i as u32 + 1) else {
+    let Some(best) = sizes
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0)))
+        .map(|(i, _)| i as u32 + 1)
+    else {
         return;
     };
-    labels.par_iter_mut().zip(comp.par_iter()).for_each(|(l, &c)| {
-        if c != best {
-            *l = 0;
-        }
-    });
+    labels
+        .par_iter_mut()
+        .zip(comp.par_iter())
+        .for_each(|(l, &c)| {
+            if c != best {
+                *l = 0;
+            }
+        });
 }
 
 /// Per label value: (total voxels, voxels in its largest 26-connected same-label piece).
@@ -160,7 +181,15 @@ mod tests {
         // detached island
         l[at(5, 0, 0)] = 3;
         keep_largest_component(&mut l, dims);
-        assert_eq!((l[at(1, 1, 1)], l[at(2, 2, 2)], l[at(3, 3, 3)], l[at(5, 0, 0)]), (3, 5, 5, 0));
+        assert_eq!(
+            (
+                l[at(1, 1, 1)],
+                l[at(2, 2, 2)],
+                l[at(3, 3, 3)],
+                l[at(5, 0, 0)]
+            ),
+            (3, 5, 5, 0)
+        );
         let pc = per_label_components(&l, dims);
         assert_eq!(pc[5], (2, 2));
         assert_eq!(pc[3], (1, 1));

@@ -112,7 +112,8 @@ fn side_of(name: &str) -> Option<(char, String)> {
     } else if let Some(r) = name.strip_prefix("ctx-lh-") {
         Some(('L', format!("ctx-{r}")))
     } else {
-        name.strip_prefix("ctx-rh-").map(|r| ('R', format!("ctx-{r}")))
+        name.strip_prefix("ctx-rh-")
+            .map(|r| ('R', format!("ctx-{r}")))
     }
 }
 
@@ -146,40 +147,84 @@ pub fn report_on(seg: &Segmentation, grid: Grid) -> VolumeReport {
     for (v, name) in seg.label_names.iter().enumerate().skip(1) {
         let (n, largest) = comps[v];
         let name = clean_name(name);
-        let frac = if n > 0 { largest as f64 / n as f64 } else { 0.0 };
+        let frac = if n > 0 {
+            largest as f64 / n as f64
+        } else {
+            0.0
+        };
         if n == 0 {
-            flags.push(QualityFlag { code: "missing_region".into(), region: Some(name.clone()), message: format!("{name} has no voxels") });
-        } else if !name.starts_with("ctx-") && frac < FRAGMENTED_BELOW && n as f64 * voxel_mm3 > 1000.0 {
+            flags.push(QualityFlag {
+                code: "missing_region".into(),
+                region: Some(name.clone()),
+                message: format!("{name} has no voxels"),
+            });
+        } else if !name.starts_with("ctx-")
+            && frac < FRAGMENTED_BELOW
+            && n as f64 * voxel_mm3 > 1000.0
+        {
             // cortical parcels are thin ribbons and legitimately split; deep structures are not
             flags.push(QualityFlag {
                 code: "fragmented".into(),
                 region: Some(name.clone()),
-                message: format!("{name} is fragmented: its largest piece holds {:.0} % of its voxels", frac * 100.0),
+                message: format!(
+                    "{name} is fragmented: its largest piece holds {:.0} % of its voxels",
+                    frac * 100.0
+                ),
             });
         }
-        regions.push(RegionVolume { label: v as u8, name, voxels: n as u64, volume_mm3: n as f64 * voxel_mm3, largest_component_fraction: frac });
+        regions.push(RegionVolume {
+            label: v as u8,
+            name,
+            voxels: n as u64,
+            volume_mm3: n as f64 * voxel_mm3,
+            largest_component_fraction: frac,
+        });
     }
     let total = regions.iter().map(|r| r.volume_mm3).sum::<f64>();
     let mut asymmetry = Vec::new();
     for l in &regions {
-        let Some(('L', s)) = side_of(&l.name) else { continue };
-        let Some(r) = regions.iter().find(|r| side_of(&r.name) == Some(('R', s.clone()))) else { continue };
+        let Some(('L', s)) = side_of(&l.name) else {
+            continue;
+        };
+        let Some(r) = regions
+            .iter()
+            .find(|r| side_of(&r.name) == Some(('R', s.clone())))
+        else {
+            continue;
+        };
         let m = (l.volume_mm3 + r.volume_mm3) / 2.0;
-        let index = if m > 0.0 { (l.volume_mm3 - r.volume_mm3) / m } else { 0.0 };
+        let index = if m > 0.0 {
+            (l.volume_mm3 - r.volume_mm3) / m
+        } else {
+            0.0
+        };
         if index.abs() > ASYMMETRY_ABOVE && m > 1000.0 {
             flags.push(QualityFlag {
                 code: "asymmetric".into(),
                 region: Some(s.clone()),
-                message: format!("{s} differs by {:.0} % between left and right", index.abs() * 100.0),
+                message: format!(
+                    "{s} differs by {:.0} % between left and right",
+                    index.abs() * 100.0
+                ),
             });
         }
-        asymmetry.push(Asymmetry { structure: s, left_mm3: l.volume_mm3, right_mm3: r.volume_mm3, index });
+        asymmetry.push(Asymmetry {
+            structure: s,
+            left_mm3: l.volume_mm3,
+            right_mm3: r.volume_mm3,
+            index,
+        });
     }
     let (mut mask_frac, mut in_mask, mut icv) = (None, None, None);
     if let Some(mask) = &seg.brain_mask {
         // the mask lives on the conformed grid; compare there
         let nm = mask.data.iter().filter(|&&m| m != 0).count();
-        let both = mask.data.iter().zip(&seg.labels.data).filter(|&(&m, &l)| m != 0 && l != 0).count();
+        let both = mask
+            .data
+            .iter()
+            .zip(&seg.labels.data)
+            .filter(|&(&m, &l)| m != 0 && l != 0)
+            .count();
         let nl = seg.labels.data.iter().filter(|&&l| l != 0).count();
         mask_frac = Some(if nm > 0 { both as f64 / nm as f64 } else { 0.0 });
         in_mask = Some(if nl > 0 { both as f64 / nl as f64 } else { 0.0 });
@@ -189,15 +234,31 @@ pub fn report_on(seg: &Segmentation, grid: Grid) -> VolumeReport {
             flags.push(QualityFlag {
                 code: "icv_implausible".into(),
                 region: None,
-                message: format!("brain mask volume {:.0} cm³ is outside the plausible {:.0}–{:.0} cm³", v / 1000.0, ICV_RANGE.0 / 1000.0, ICV_RANGE.1 / 1000.0),
+                message: format!(
+                    "brain mask volume {:.0} cm³ is outside the plausible {:.0}–{:.0} cm³",
+                    v / 1000.0,
+                    ICV_RANGE.0 / 1000.0,
+                    ICV_RANGE.1 / 1000.0
+                ),
             });
         }
         if in_mask.unwrap_or(1.0) < 0.9 {
-            flags.push(QualityFlag { code: "labels_outside_mask".into(), region: None, message: "more than 10 % of labelled voxels lie outside the brain mask".into() });
+            flags.push(QualityFlag {
+                code: "labels_outside_mask".into(),
+                region: None,
+                message: "more than 10 % of labelled voxels lie outside the brain mask".into(),
+            });
         }
     }
     if total < 100_000.0 {
-        flags.push(QualityFlag { code: "too_little_labelled".into(), region: None, message: format!("only {:.0} cm³ labelled: probably not a brain T1", total / 1000.0) });
+        flags.push(QualityFlag {
+            code: "too_little_labelled".into(),
+            region: None,
+            message: format!(
+                "only {:.0} cm³ labelled: probably not a brain T1",
+                total / 1000.0
+            ),
+        });
     }
     let ok = flags.is_empty();
     VolumeReport {
@@ -208,7 +269,12 @@ pub fn report_on(seg: &Segmentation, grid: Grid) -> VolumeReport {
         total_labelled_mm3: total,
         regions,
         asymmetry,
-        quality: Quality { mask_fraction_labelled: mask_frac, labelled_fraction_in_mask: in_mask, flags, ok },
+        quality: Quality {
+            mask_fraction_labelled: mask_frac,
+            labelled_fraction_in_mask: in_mask,
+            flags,
+            ok,
+        },
     }
 }
 
@@ -218,7 +284,16 @@ pub fn volumes_json(r: &VolumeReport) -> VolumesJson {
         model: r.model.clone(),
         grid: r.grid.as_str().to_string(),
         icv_mm3: r.icv_mm3,
-        regions: r.regions.iter().map(|g| VolumesJsonRegion { label: g.label, name: g.name.clone(), volume_mm3: g.volume_mm3, percentile: None }).collect(),
+        regions: r
+            .regions
+            .iter()
+            .map(|g| VolumesJsonRegion {
+                label: g.label,
+                name: g.name.clone(),
+                volume_mm3: g.volume_mm3,
+                percentile: None,
+            })
+            .collect(),
     }
 }
 
@@ -231,7 +306,14 @@ mod tests {
     fn report_volumes_asymmetry_and_flags() {
         let dims = [10, 10, 10];
         let mut h = Header::default();
-        h.set_affine(&[[2.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]], 1);
+        h.set_affine(
+            &[
+                [2.0, 0.0, 0.0, 0.0],
+                [0.0, 1.0, 0.0, 0.0],
+                [0.0, 0.0, 1.0, 0.0],
+            ],
+            1,
+        );
         let mut data = vec![0u8; 1000];
         // label 1 (left): 30 voxels in one piece; label 2 (right): 20 voxels; label 3 absent
         for v in data.iter_mut().take(30) {
@@ -240,10 +322,19 @@ mod tests {
         for v in data.iter_mut().skip(500).take(20) {
             *v = 2;
         }
-        let labels = Volume { dims, data, header: h };
+        let labels = Volume {
+            dims,
+            data,
+            header: h,
+        };
         let seg = Segmentation {
             model: "m".into(),
-            label_names: vec!["BG".into(), "Left-Thalamus-Proper*".into(), "Right-Thalamus-Proper*".into(), "CSF".into()],
+            label_names: vec![
+                "BG".into(),
+                "Left-Thalamus-Proper*".into(),
+                "Right-Thalamus-Proper*".into(),
+                "CSF".into(),
+            ],
             labels_native: labels.clone(),
             labels,
             brain_mask: None,
@@ -259,8 +350,18 @@ mod tests {
         assert_eq!(r.asymmetry.len(), 1);
         assert_eq!(r.asymmetry[0].structure, "Thalamus-Proper");
         assert!((r.asymmetry[0].index - (60.0 - 40.0) / 50.0).abs() < 1e-12);
-        assert!(r.quality.flags.iter().any(|f| f.code == "missing_region" && f.region.as_deref() == Some("CSF")));
-        assert!(r.quality.flags.iter().any(|f| f.code == "too_little_labelled"));
+        assert!(
+            r.quality
+                .flags
+                .iter()
+                .any(|f| f.code == "missing_region" && f.region.as_deref() == Some("CSF"))
+        );
+        assert!(
+            r.quality
+                .flags
+                .iter()
+                .any(|f| f.code == "too_little_labelled")
+        );
         assert!(!r.quality.ok);
         let j = volumes_json(&r);
         let s = serde_json::to_value(&j).unwrap();

@@ -17,7 +17,10 @@ fn assets() -> Option<PathBuf> {
     if std::env::var("NEUROVOL_REQUIRE_ASSETS").is_ok_and(|v| v == "1") {
         panic!("assets not found at {} (set NEUROVOL_ASSETS)", a.display());
     }
-    eprintln!("skipping: assets not found at {} (set NEUROVOL_ASSETS)", a.display());
+    eprintln!(
+        "skipping: assets not found at {} (set NEUROVOL_ASSETS)",
+        a.display()
+    );
     None
 }
 
@@ -32,7 +35,10 @@ fn compare(name: &str, got: &Volume<u8>, want: &Volume<u8>, labels: &[String]) -
     let wa = want.header.sform_affine();
     for r in 0..3 {
         for c in 0..4 {
-            assert!((ga[r][c] - wa[r][c]).abs() < 1e-3, "{name}: affine differs: {ga:?} vs {wa:?}");
+            assert!(
+                (ga[r][c] - wa[r][c]).abs() < 1e-3,
+                "{name}: affine differs: {ga:?} vs {wa:?}"
+            );
         }
     }
     let mut inter = vec![0u64; 256];
@@ -52,16 +58,27 @@ fn compare(name: &str, got: &Volume<u8>, want: &Volume<u8>, labels: &[String]) -
             continue;
         }
         let dice = 2.0 * inter[l] as f64 / (ng[l] + nw[l]) as f64;
-        let dv = if nw[l] > 0 { (ng[l] as f64 - nw[l] as f64) / nw[l] as f64 * 100.0 } else { f64::INFINITY };
+        let dv = if nw[l] > 0 {
+            (ng[l] as f64 - nw[l] as f64) / nw[l] as f64 * 100.0
+        } else {
+            f64::INFINITY
+        };
         min_dice = min_dice.min(dice);
         max_dv = max_dv.max(dv.abs());
         let lname = labels.get(l).map(|s| s.as_str()).unwrap_or("?");
         if dice < 0.98 || dv.abs() > 1.0 {
-            bad.push(format!("{l} {lname}: Dice {dice:.4}, volume {} vs {} ({dv:+.2} %)", ng[l], nw[l]));
+            bad.push(format!(
+                "{l} {lname}: Dice {dice:.4}, volume {} vs {} ({dv:+.2} %)",
+                ng[l], nw[l]
+            ));
         }
     }
     eprintln!("{name}: min Dice {min_dice:.4}, max |volume diff| {max_dv:.3} %");
-    assert!(bad.is_empty(), "{name}: labels outside tolerance:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{name}: labels outside tolerance:\n{}",
+        bad.join("\n")
+    );
     (min_dice, max_dv)
 }
 
@@ -71,7 +88,13 @@ fn conform_reproduces_reference_input() {
     let input = nifti::read_f32(a.join("reference/t1_crop/input_t1_crop.nii.gz")).unwrap();
     let c = conform::conform(&input).unwrap();
     let want = reference(&a, "conformed_input.nii.gz");
-    let diff = c.volume.data.iter().zip(&want.data).filter(|(x, y)| x != y).count();
+    let diff = c
+        .volume
+        .data
+        .iter()
+        .zip(&want.data)
+        .filter(|(x, y)| x != y)
+        .count();
     assert_eq!(diff, 0, "conformed voxels differ from niimath's");
     assert_eq!(c.volume.header.sform_affine(), want.header.sform_affine());
 }
@@ -79,36 +102,74 @@ fn conform_reproduces_reference_input() {
 #[test]
 fn model21_104class_with_mindgrab_matches_reference() {
     let Some(a) = assets() else { return };
-    let opts = SegmentOptions { model: ModelId::Model21_104class, brain_mask: true, ..Default::default() };
+    let opts = SegmentOptions {
+        model: ModelId::Model21_104class,
+        brain_mask: true,
+        ..Default::default()
+    };
     let seg = segment_file(a.join("reference/t1_crop/input_t1_crop.nii.gz"), &a, &opts).unwrap();
-    compare("model21_104class", &seg.labels, &reference(&a, "model21_104class_labels.nii.gz"), &seg.label_names);
-    compare("model21_104class native", &seg.labels_native, &reference(&a, "model21_104class_labels_native.nii.gz"), &seg.label_names);
+    compare(
+        "model21_104class",
+        &seg.labels,
+        &reference(&a, "model21_104class_labels.nii.gz"),
+        &seg.label_names,
+    );
+    compare(
+        "model21_104class native",
+        &seg.labels_native,
+        &reference(&a, "model21_104class_labels_native.nii.gz"),
+        &seg.label_names,
+    );
     let mask = seg.brain_mask.as_ref().unwrap();
-    compare("mindgrab", mask, &reference(&a, "mindgrab_labels.nii.gz"), &["background".into(), "brain".into()]);
+    compare(
+        "mindgrab",
+        mask,
+        &reference(&a, "mindgrab_labels.nii.gz"),
+        &["background".into(), "brain".into()],
+    );
 
     // the CLI outputs
     let dir = std::env::temp_dir().join(format!("volumetry-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let rep = write_outputs(&seg, &dir.join("labels.nii.gz"), &dir.join("volumes.json"), &|v: &mut VolumesJson| {
-        v.regions[0].percentile = Some(50.0)
-    })
+    let rep = write_outputs(
+        &seg,
+        &dir.join("labels.nii.gz"),
+        &dir.join("volumes.json"),
+        &|v: &mut VolumesJson| v.regions[0].percentile = Some(50.0),
+    )
     .unwrap();
     let back = nifti::read_labels(dir.join("labels.nii.gz")).unwrap();
     assert_eq!(back.data, seg.labels_native.data);
     assert_eq!(back.header.intent_code, nifti::INTENT_LABEL);
-    let vj: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("volumes.json")).unwrap()).unwrap();
+    let vj: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("volumes.json")).unwrap()).unwrap();
     assert_eq!(vj["model"], "model21_104class");
     assert_eq!(vj["grid"], "conformed_1mm");
     assert_eq!(vj["regions"].as_array().unwrap().len(), 103);
     assert_eq!(vj["regions"][0]["percentile"], 50.0);
     assert!(vj["regions"][1]["percentile"].is_null());
-    let hip = vj["regions"].as_array().unwrap().iter().find(|r| r["name"] == "Left-Hippocampus").unwrap();
+    let hip = vj["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "Left-Hippocampus")
+        .unwrap();
     assert_eq!(hip["label"], 77);
-    assert!(vj["regions"].as_array().unwrap().iter().any(|r| r["name"] == "Left-Thalamus-Proper"));
+    assert!(
+        vj["regions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "Left-Thalamus-Proper")
+    );
     let icv = vj["icv_mm3"].as_f64().unwrap();
     assert!((icv - 1_607_194.0).abs() / 1_607_194.0 < 0.01, "icv {icv}");
     assert!(rep.quality.mask_fraction_labelled.unwrap() > 0.7);
-    assert!(rep.quality.ok, "quality flags on the reference: {:?}", rep.quality.flags);
+    assert!(
+        rep.quality.ok,
+        "quality flags on the reference: {:?}",
+        rep.quality.flags
+    );
     assert_eq!(rep.asymmetry.len(), 34 + 13); // 34 cortical + 13 deep left/right pairs
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -116,10 +177,24 @@ fn model21_104class_with_mindgrab_matches_reference() {
 #[test]
 fn model18cls_matches_reference() {
     let Some(a) = assets() else { return };
-    let opts = SegmentOptions { model: ModelId::Model18cls, brain_mask: false, ..Default::default() };
+    let opts = SegmentOptions {
+        model: ModelId::Model18cls,
+        brain_mask: false,
+        ..Default::default()
+    };
     let seg = segment_file(a.join("reference/t1_crop/input_t1_crop.nii.gz"), &a, &opts).unwrap();
-    compare("model18cls", &seg.labels, &reference(&a, "model18cls_labels.nii.gz"), &seg.label_names);
-    compare("model18cls native", &seg.labels_native, &reference(&a, "model18cls_labels_native.nii.gz"), &seg.label_names);
+    compare(
+        "model18cls",
+        &seg.labels,
+        &reference(&a, "model18cls_labels.nii.gz"),
+        &seg.label_names,
+    );
+    compare(
+        "model18cls native",
+        &seg.labels_native,
+        &reference(&a, "model18cls_labels_native.nii.gz"),
+        &seg.label_names,
+    );
 }
 
 #[test]
@@ -134,8 +209,19 @@ fn unusable_inputs_give_one_line_reasons() {
     assert!(matches!(e, VolumetryError::BadInput(_)), "{e}");
     assert!(!e.to_string().contains('\n'));
     // 4D with 3 volumes
-    let mut v = Volume { dims: [4, 4, 4], data: vec![1.0f32; 64], header: nifti::Header::default() };
-    v.header.set_affine(&[[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]], 1);
+    let mut v = Volume {
+        dims: [4, 4, 4],
+        data: vec![1.0f32; 64],
+        header: nifti::Header::default(),
+    };
+    v.header.set_affine(
+        &[
+            [1.0, 0.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 0.0],
+        ],
+        1,
+    );
     let mut bytes = nifti::encode(&v);
     bytes[40..42].copy_from_slice(&4i16.to_le_bytes());
     bytes[48..50].copy_from_slice(&3i16.to_le_bytes());

@@ -74,7 +74,11 @@ fn pack(l: &crate::model::Layer, isa: Isa, head: bool) -> Packed {
     let mut blocks = Vec::new();
     let mut c0 = 0;
     for &cb in &sizes {
-        blocks.push(Block { c0, cb, w_off: w.len() });
+        blocks.push(Block {
+            c0,
+            cb,
+            w_off: w.len(),
+        });
         for kz in 0..k {
             for ky in 0..k {
                 for kx in 0..k {
@@ -82,7 +86,11 @@ fn pack(l: &crate::model::Layer, isa: Isa, head: bool) -> Packed {
                         for c in 0..cb {
                             let co = c0 + c;
                             // kernel axes a,b,c run along x,y,z (tensor D,H,W = NIfTI i,j,k)
-                            w.push(if co < l.cout { l.w(co, ci, kx, ky, kz) } else { 0.0 });
+                            w.push(if co < l.cout {
+                                l.w(co, ci, kx, ky, kz)
+                            } else {
+                                0.0
+                            });
                         }
                     }
                 }
@@ -148,12 +156,25 @@ fn x_range(b: &Box3, g: &Geo) -> (usize, usize) {
 impl CpuEngine {
     /// One output slice of a 3³ layer. `inputs[kz]` = input slice at z + (kz−1)·d, if inside.
     /// Returns per-channel (sum, sum²) over the computed rows when `stats` is set.
-    fn conv_slice(&self, p: &Packed, g: &Geo, inputs: [Option<*const f32>; 3], out: *mut f32, b: &Box3, stats: bool, gelu: GeluForm) -> Vec<(f64, f64)> {
+    fn conv_slice(
+        &self,
+        p: &Packed,
+        g: &Geo,
+        inputs: [Option<*const f32>; 3],
+        out: *mut f32,
+        b: &Box3,
+        stats: bool,
+        gelu: GeluForm,
+    ) -> Vec<(f64, f64)> {
         let (x0, x1) = x_range(b, g);
         let inputs = inputs.map(|o| o.map(|p| P(p as *mut f32)));
         let out = P(out);
         let isa = self.isa;
-        let act = if p.norm.is_some() { Activation::None } else { p.act };
+        let act = if p.norm.is_some() {
+            Activation::None
+        } else {
+            p.act
+        };
         let row = |y: usize| -> Vec<(f64, f64)> {
             let mut taps = [(std::ptr::null::<f32>(), 0usize); 9];
             let mut nt = 0;
@@ -165,7 +186,11 @@ impl CpuEngine {
                         continue;
                     }
                     // SAFETY: yy < ny, so the row lies inside the input slice
-                    taps[nt] = (unsafe { inp.get().add((yy as usize * p.cin) * g.rs + g.pad) } as *const f32, (kz * 3 + ky) * 3);
+                    taps[nt] = (
+                        unsafe { inp.get().add((yy as usize * p.cin) * g.rs + g.pad) }
+                            as *const f32,
+                        (kz * 3 + ky) * 3,
+                    );
                     nt += 1;
                 }
             }
@@ -233,7 +258,14 @@ impl CpuEngine {
         });
     }
 
-    fn run_streaming(&self, packed: &[Packed], g: &Geo, input: &[Vec<f32>], region: &Box3, gelu: GeluForm) -> Result<Vec<u8>> {
+    fn run_streaming(
+        &self,
+        packed: &[Packed],
+        g: &Geo,
+        input: &[Vec<f32>],
+        region: &Box3,
+        gelu: GeluForm,
+    ) -> Result<Vec<u8>> {
         let nl = packed.len();
         let nh = nl - 1;
         let dims = [g.nx, g.ny, g.nz];
@@ -259,13 +291,20 @@ impl CpuEngine {
                     let ready = l == 0 || produced[l - 1] > (z + rad).min(g.nz - 1);
                     let space = l == nh || {
                         let old = z as isize - caps[l] as isize;
-                        old < boxes[l].0[2].start as isize || produced[l + 1] as isize > old + packed[l + 1].rad as isize
+                        old < boxes[l].0[2].start as isize
+                            || produced[l + 1] as isize > old + packed[l + 1].rad as isize
                     };
                     if !ready || !space {
                         break;
                     }
                     // input slice pointer for an input z (layer l reads layer l−1's ring)
-                    let in_ptr = |zz: usize| -> *const f32 { if l == 0 { input[zz].as_ptr() } else { rings[l - 1][zz % caps[l - 1]].as_ptr() } };
+                    let in_ptr = |zz: usize| -> *const f32 {
+                        if l == 0 {
+                            input[zz].as_ptr()
+                        } else {
+                            rings[l - 1][zz % caps[l - 1]].as_ptr()
+                        }
+                    };
                     if l == nh {
                         let plane = &mut labels[z * g.nx * g.ny..(z + 1) * g.nx * g.ny];
                         let ip = in_ptr(z);
@@ -280,10 +319,22 @@ impl CpuEngine {
                             let zz = z as isize + (kz - 1) * d;
                             (zz >= 0 && zz < g.nz as isize).then(|| {
                                 let zz = zz as usize;
-                                if l == 0 { input[zz].as_ptr() } else { rings[l - 1][zz % caps[l - 1]].as_ptr() }
+                                if l == 0 {
+                                    input[zz].as_ptr()
+                                } else {
+                                    rings[l - 1][zz % caps[l - 1]].as_ptr()
+                                }
                             })
                         });
-                        self.conv_slice(&packed[l], g, inputs, slot.as_mut_ptr(), &boxes[l], false, gelu);
+                        self.conv_slice(
+                            &packed[l],
+                            g,
+                            inputs,
+                            slot.as_mut_ptr(),
+                            &boxes[l],
+                            false,
+                            gelu,
+                        );
                         rings[l][z % caps[l]] = slot;
                     }
                     produced[l] += 1;
@@ -294,24 +345,42 @@ impl CpuEngine {
                 break;
             }
             if !progressed {
-                return Err(VolumetryError::Model("internal error: inference schedule stalled".into()));
+                return Err(VolumetryError::Model(
+                    "internal error: inference schedule stalled".into(),
+                ));
             }
         }
         Ok(labels)
     }
 
     /// Normalise + activate one materialised slice in place (rows in parallel).
-    fn norm_slice(&self, slot: &mut [f32], g: &Geo, cout: usize, ms: &[(f32, f32)], act: Activation, gelu: GeluForm) {
+    fn norm_slice(
+        &self,
+        slot: &mut [f32],
+        g: &Geo,
+        cout: usize,
+        ms: &[(f32, f32)],
+        act: Activation,
+        gelu: GeluForm,
+    ) {
         let isa = self.isa;
-        slot[..g.slice_len(cout)].par_chunks_mut(cout * g.rs).for_each(|row| {
-            for (c, &(mean, inv)) in ms.iter().enumerate() {
-                let o = c * g.rs + g.pad;
-                isa.norm_act(&mut row[o..o + g.nx], mean, inv, act, gelu);
-            }
-        });
+        slot[..g.slice_len(cout)]
+            .par_chunks_mut(cout * g.rs)
+            .for_each(|row| {
+                for (c, &(mean, inv)) in ms.iter().enumerate() {
+                    let o = c * g.rs + g.pad;
+                    isa.norm_act(&mut row[o..o + g.nx], mean, inv, act, gelu);
+                }
+            });
     }
 
-    fn run_materialised(&self, packed: &[Packed], g: &Geo, input: &[Vec<f32>], gelu: GeluForm) -> Result<Vec<u8>> {
+    fn run_materialised(
+        &self,
+        packed: &[Packed],
+        g: &Geo,
+        input: &[Vec<f32>],
+        gelu: GeluForm,
+    ) -> Result<Vec<u8>> {
         let nh = packed.len() - 1;
         let gap = packed.iter().map(|p| p.rad).max().unwrap_or(0) + 1;
         let cap = g.nz + gap;
@@ -324,7 +393,11 @@ impl CpuEngine {
         // read, so the slice is still in cache for the conv that reads it.
         let mut owed: Option<Owed> = None;
         let mut normed = 0usize;
-        let settle = |ring: &mut Vec<Vec<f32>>, owed: &Option<Owed>, normed: &mut usize, in_base: usize, upto: usize| {
+        let settle = |ring: &mut Vec<Vec<f32>>,
+                      owed: &Option<Owed>,
+                      normed: &mut usize,
+                      in_base: usize,
+                      upto: usize| {
             if let Some((ms, cout, act)) = owed {
                 while *normed < upto {
                     let pos = (in_base + *normed) % cap;
@@ -335,10 +408,20 @@ impl CpuEngine {
         };
         for l in 0..nh {
             let p = &packed[l];
-            let out_base = if l == 0 { 0 } else { (in_base + cap - gap) % cap };
+            let out_base = if l == 0 {
+                0
+            } else {
+                (in_base + cap - gap) % cap
+            };
             let mut stats = vec![(0.0f64, 0.0f64); p.cout];
             for z in 0..g.nz {
-                settle(&mut ring, &owed, &mut normed, in_base, (z + p.d + 1).min(g.nz));
+                settle(
+                    &mut ring,
+                    &owed,
+                    &mut normed,
+                    in_base,
+                    (z + p.d + 1).min(g.nz),
+                );
                 let pos = (out_base + z) % cap;
                 let mut slot = std::mem::take(&mut ring[pos]);
                 if slot.is_empty() {
@@ -348,10 +431,22 @@ impl CpuEngine {
                     let zz = z as isize + (kz - 1) * p.d as isize;
                     (zz >= 0 && zz < g.nz as isize).then(|| {
                         let zz = zz as usize;
-                        if l == 0 { input[zz].as_ptr() } else { ring[(in_base + zz) % cap].as_ptr() }
+                        if l == 0 {
+                            input[zz].as_ptr()
+                        } else {
+                            ring[(in_base + zz) % cap].as_ptr()
+                        }
                     })
                 });
-                let s = self.conv_slice(p, g, inputs, slot.as_mut_ptr(), &full, p.norm.is_some(), gelu);
+                let s = self.conv_slice(
+                    p,
+                    g,
+                    inputs,
+                    slot.as_mut_ptr(),
+                    &full,
+                    p.norm.is_some(),
+                    gelu,
+                );
                 for (a, v) in stats.iter_mut().zip(s) {
                     a.0 += v.0;
                     a.1 += v.1;
@@ -395,7 +490,11 @@ pub fn planned_flops(model: &Model, dims: [usize; 3], region: Option<&Box3>) -> 
     let nl = model.layers.len();
     let per_vox = |l: &crate::model::Layer| (2 * l.cin * l.cout * l.kernel.pow(3)) as f64;
     let full = Box3::full(dims);
-    let region = if model.has_instance_norm() { &full } else { region.unwrap_or(&full) };
+    let region = if model.has_instance_norm() {
+        &full
+    } else {
+        region.unwrap_or(&full)
+    };
     let nx_pad = dims[0].div_ceil(32) * 32;
     let mut r = 0;
     let mut total = 0.0;
@@ -414,17 +513,37 @@ impl Engine for CpuEngine {
         format!("cpu-{:?}", self.isa).to_lowercase()
     }
 
-    fn run(&self, model: &Model, input: &[f32], dims: [usize; 3], opts: &RunOptions) -> Result<Vec<u8>> {
+    fn run(
+        &self,
+        model: &Model,
+        input: &[f32],
+        dims: [usize; 3],
+        opts: &RunOptions,
+    ) -> Result<Vec<u8>> {
         let [nx, ny, nz] = dims;
         if input.len() != nx * ny * nz || nx == 0 || ny == 0 || nz == 0 {
-            return Err(VolumetryError::BadInput("input size does not match its dimensions".into()));
+            return Err(VolumetryError::BadInput(
+                "input size does not match its dimensions".into(),
+            ));
         }
         let nl = model.layers.len();
-        let packed: Vec<Packed> = model.layers.iter().enumerate().map(|(i, l)| pack(l, self.isa, i + 1 == nl)).collect();
+        let packed: Vec<Packed> = model
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| pack(l, self.isa, i + 1 == nl))
+            .collect();
         let dmax = packed.iter().map(|p| p.rad).max().unwrap_or(0);
         let pad = dmax.div_ceil(16).max(1) * 16;
         let nx_pad = nx.div_ceil(32) * 32;
-        let g = Geo { nx, ny, nz, nx_pad, pad, rs: pad + nx_pad + pad };
+        let g = Geo {
+            nx,
+            ny,
+            nz,
+            nx_pad,
+            pad,
+            rs: pad + nx_pad + pad,
+        };
         // layer-0 input as padded slices [z][y][1][rs]
         let slices: Vec<Vec<f32>> = (0..nz)
             .into_par_iter()
@@ -441,7 +560,11 @@ impl Engine for CpuEngine {
             return self.run_materialised(&packed, &g, &slices, opts.gelu);
         }
         let full = Box3::full(dims);
-        let region = opts.region.clone().map(|b| Box3([0, 1, 2].map(|a| b.0[a].start.min(dims[a])..b.0[a].end.min(dims[a])))).unwrap_or(full.clone());
+        let region = opts
+            .region
+            .clone()
+            .map(|b| Box3([0, 1, 2].map(|a| b.0[a].start.min(dims[a])..b.0[a].end.min(dims[a]))))
+            .unwrap_or(full.clone());
         if region.is_empty() {
             return Ok(vec![0u8; nx * ny * nz]);
         }
@@ -479,14 +602,24 @@ mod tests {
         }
     }
 
-    pub(crate) fn layer(rng: &mut Rng, cin: usize, cout: usize, k: usize, d: usize, act: Activation, norm: bool) -> Layer {
+    pub(crate) fn layer(
+        rng: &mut Rng,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        d: usize,
+        act: Activation,
+        norm: bool,
+    ) -> Layer {
         Layer {
             cin,
             cout,
             kernel: k,
             dilation: d,
             weight: (0..cout * cin * k * k * k).map(|_| rng.f() * 0.5).collect(),
-            bias: (0..cout).map(|_| if norm { 0.0 } else { rng.f() * 0.2 }).collect(),
+            bias: (0..cout)
+                .map(|_| if norm { 0.0 } else { rng.f() * 0.2 })
+                .collect(),
             instance_norm_eps: norm.then_some(1e-5),
             activation: act,
         }
@@ -516,19 +649,28 @@ mod tests {
         let n = dims.iter().product::<usize>();
         let input: Vec<f32> = (0..cin * n).map(|_| rng.f()).collect();
         let mut want = naive::conv3d(&l, &input, dims);
-        want.iter_mut().for_each(|v| *v = naive::activate(*v, Activation::Elu, GeluForm::Exact));
+        want.iter_mut()
+            .for_each(|v| *v = naive::activate(*v, Activation::Elu, GeluForm::Exact));
         for isa in isas() {
             let eng = CpuEngine::with_isa(isa);
             let p = pack(&l, isa, false);
             let nx_pad = dims[0].div_ceil(32) * 32;
-            let g = Geo { nx: dims[0], ny: dims[1], nz: dims[2], nx_pad, pad: 16, rs: 32 + nx_pad };
+            let g = Geo {
+                nx: dims[0],
+                ny: dims[1],
+                nz: dims[2],
+                nx_pad,
+                pad: 16,
+                rs: 32 + nx_pad,
+            };
             let slices: Vec<Vec<f32>> = (0..dims[2])
                 .map(|z| {
                     let mut s = vec![0.0; g.slice_len(cin)];
                     for y in 0..dims[1] {
                         for c in 0..cin {
                             for x in 0..dims[0] {
-                                s[(y * cin + c) * g.rs + g.pad + x] = input[c * n + x + dims[0] * (y + dims[1] * z)];
+                                s[(y * cin + c) * g.rs + g.pad + x] =
+                                    input[c * n + x + dims[0] * (y + dims[1] * z)];
                             }
                         }
                     }
@@ -543,7 +685,15 @@ mod tests {
                     let zz = z as isize + (kz - 1) * d as isize;
                     (zz >= 0 && zz < dims[2] as isize).then(|| slices[zz as usize].as_ptr())
                 });
-                eng.conv_slice(&p, &g, inputs, out.as_mut_ptr(), &full, false, GeluForm::Exact);
+                eng.conv_slice(
+                    &p,
+                    &g,
+                    inputs,
+                    out.as_mut_ptr(),
+                    &full,
+                    false,
+                    GeluForm::Exact,
+                );
                 for y in 0..dims[1] {
                     for c in 0..cout {
                         for x in 0..dims[0] {
@@ -552,7 +702,12 @@ mod tests {
                             maxerr = maxerr.max((got - w).abs());
                         }
                         // padding columns stay zero
-                        assert!(out[(y * cout + c) * g.rs + g.pad + dims[0]..(y * cout + c) * g.rs + g.pad + nx_pad].iter().all(|&v| v == 0.0));
+                        assert!(
+                            out[(y * cout + c) * g.rs + g.pad + dims[0]
+                                ..(y * cout + c) * g.rs + g.pad + nx_pad]
+                                .iter()
+                                .all(|&v| v == 0.0)
+                        );
                     }
                 }
             }
@@ -561,14 +716,32 @@ mod tests {
     }
 
     fn small_model(rng: &mut Rng, norm: bool) -> Model {
-        let (act, c) = if norm { (Activation::Gelu, 6) } else { (Activation::Relu, 9) };
+        let (act, c) = if norm {
+            (Activation::Gelu, 6)
+        } else {
+            (Activation::Relu, 9)
+        };
         let layers = vec![
             layer(rng, 1, c, 3, 1, act, norm),
-            layer(rng, c, c, 3, 2, if norm { act } else { Activation::Elu }, norm),
+            layer(
+                rng,
+                c,
+                c,
+                3,
+                2,
+                if norm { act } else { Activation::Elu },
+                norm,
+            ),
             layer(rng, c, c, 3, 4, act, norm),
             layer(rng, c, 14, 1, 1, Activation::None, false),
         ];
-        Model { id: None, name: "test".into(), layers, labels: (0..14).map(|i| format!("l{i}")).collect(), flops_per_voxel: 0.0 }
+        Model {
+            id: None,
+            name: "test".into(),
+            layers,
+            labels: (0..14).map(|i| format!("l{i}")).collect(),
+            flops_per_voxel: 0.0,
+        }
     }
 
     #[test]
@@ -586,13 +759,26 @@ mod tests {
             let diff = got.iter().zip(&want).filter(|(a, b)| a != b).count();
             assert!(diff <= n / 2000, "{isa:?}: {diff} labels differ");
             let region = Box3([5..30, 3..20, 10..17]);
-            let got_r = eng.run(&m, &x, dims, &RunOptions { region: Some(region.clone()), gelu: GeluForm::Exact }).unwrap();
+            let got_r = eng
+                .run(
+                    &m,
+                    &x,
+                    dims,
+                    &RunOptions {
+                        region: Some(region.clone()),
+                        gelu: GeluForm::Exact,
+                    },
+                )
+                .unwrap();
             for z in 0..dims[2] {
                 for y in 0..dims[1] {
                     for xx in 0..dims[0] {
                         let i = xx + dims[0] * (y + dims[1] * z);
                         if region.contains(xx, y, z) {
-                            assert_eq!(got_r[i], got[i], "{isa:?}: inside the region labels must equal the full run");
+                            assert_eq!(
+                                got_r[i], got[i],
+                                "{isa:?}: inside the region labels must equal the full run"
+                            );
                         } else {
                             assert_eq!(got_r[i], 0);
                         }
@@ -612,7 +798,9 @@ mod tests {
         for gelu in [GeluForm::Exact, GeluForm::Tanh] {
             let want = naive::argmax(&naive::logits(&m, &x, dims, gelu), 14, n);
             for isa in isas() {
-                let got = CpuEngine::with_isa(isa).run(&m, &x, dims, &RunOptions { region: None, gelu }).unwrap();
+                let got = CpuEngine::with_isa(isa)
+                    .run(&m, &x, dims, &RunOptions { region: None, gelu })
+                    .unwrap();
                 let diff = got.iter().zip(&want).filter(|(a, b)| a != b).count();
                 assert!(diff <= n / 2000, "{isa:?} {gelu:?}: {diff} labels differ");
             }
@@ -634,12 +822,23 @@ mod tests {
         }
         head.bias[0] = -10.0;
         head.bias[2] = -10.0;
-        let m = Model { id: None, name: "tie".into(), layers: vec![l0, head], labels: (0..5).map(|i| i.to_string()).collect(), flops_per_voxel: 0.0 };
+        let m = Model {
+            id: None,
+            name: "tie".into(),
+            layers: vec![l0, head],
+            labels: (0..5).map(|i| i.to_string()).collect(),
+            flops_per_voxel: 0.0,
+        };
         let dims = [20, 5, 4];
         let x = vec![0.5f32; 400];
         for isa in isas() {
-            let got = CpuEngine::with_isa(isa).run(&m, &x, dims, &RunOptions::default()).unwrap();
-            assert!(got.iter().all(|&v| v == 1), "{isa:?}: ties must resolve to the lowest class");
+            let got = CpuEngine::with_isa(isa)
+                .run(&m, &x, dims, &RunOptions::default())
+                .unwrap();
+            assert!(
+                got.iter().all(|&v| v == 1),
+                "{isa:?}: ties must resolve to the lowest class"
+            );
         }
         // the naive oracle agrees
         assert_eq!(naive::argmax(&[1.0, 3.0, 3.0, 2.0], 4, 1), vec![1]);

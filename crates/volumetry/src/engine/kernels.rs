@@ -116,12 +116,22 @@ unsafe fn conv_row_generic<S: Simd>(r: &ConvRow) {
         let row = std::slice::from_raw_parts_mut(r.out.add(c * r.rs), r.nx_pad);
         // columns beyond the volume must read as zero padding for the next layer
         row[r.nx..].fill(0.0);
-        act_inplace(&mut row[r.x_begin.min(r.nx)..r.x_end.min(r.nx)], r.act, r.gelu);
+        act_inplace(
+            &mut row[r.x_begin.min(r.nx)..r.x_end.min(r.nx)],
+            r.act,
+            r.gelu,
+        );
     }
 }
 
 #[inline(always)]
-unsafe fn head_block<S: Simd, const CB: usize>(r: &HeadRow, b: &Block, x0: usize, best: &mut [S::V; 2], idx: &mut [S::V; 2]) {
+unsafe fn head_block<S: Simd, const CB: usize>(
+    r: &HeadRow,
+    b: &Block,
+    x0: usize,
+    best: &mut [S::V; 2],
+    idx: &mut [S::V; 2],
+) {
     let w = r.w.add(b.w_off);
     let mut acc = [[S::splat(0.0); 2]; CB];
     for (c, a) in acc.iter_mut().enumerate() {
@@ -183,7 +193,10 @@ pub(crate) fn exp_fast(x: f32) -> f32 {
     let t = x * std::f32::consts::LOG2_E + MAGIC;
     let n = t - MAGIC;
     let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
-    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
     // t's bit pattern is 0x4B40_0000 + n for |n| < 2^22
     let e = (t.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127)) << 23;
     p * f32::from_bits(e)
@@ -195,7 +208,9 @@ pub(crate) fn gelu_exact(x: f32) -> f32 {
     let z = x * std::f32::consts::FRAC_1_SQRT_2;
     let a = z.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
-    let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152 + t * 1.061_405_4))));
+    let poly = t
+        * (0.254_829_6
+            + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152 + t * 1.061_405_4))));
     let e = 1.0 - poly * exp_fast(-a * a);
     let erf = if z < 0.0 { -e } else { e };
     0.5 * x * (1.0 + erf)
@@ -273,7 +288,8 @@ impl Isa {
         let want = std::env::var("NEUROVOL_ISA").ok();
         #[cfg(target_arch = "x86_64")]
         {
-            let has512 = is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl");
+            let has512 =
+                is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl");
             let has2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
             match want.as_deref() {
                 Some("portable") => return Isa::Portable,
@@ -325,7 +341,14 @@ impl Isa {
         }
     }
 
-    pub(crate) fn norm_act(self, row: &mut [f32], mean: f32, inv_std: f32, act: Activation, gelu: GeluForm) {
+    pub(crate) fn norm_act(
+        self,
+        row: &mut [f32],
+        mean: f32,
+        inv_std: f32,
+        act: Activation,
+        gelu: GeluForm,
+    ) {
         // SAFETY: feature checked by `detect`.
         unsafe {
             match self {
@@ -374,7 +397,13 @@ unsafe fn head_row_avx2(r: &HeadRow) {
 }
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-unsafe fn norm_act_avx512(row: &mut [f32], mean: f32, inv_std: f32, act: Activation, gelu: GeluForm) {
+unsafe fn norm_act_avx512(
+    row: &mut [f32],
+    mean: f32,
+    inv_std: f32,
+    act: Activation,
+    gelu: GeluForm,
+) {
     norm_act_generic(row, mean, inv_std, act, gelu)
 }
 #[cfg(target_arch = "x86_64")]
@@ -402,12 +431,21 @@ mod tests {
         let mut x = -20.0f32;
         while x < 20.0 {
             let e = exp_fast(x);
-            assert!(((e as f64 - (x as f64).exp()) / (x as f64).exp()).abs() < 3e-7, "exp {x}");
+            assert!(
+                ((e as f64 - (x as f64).exp()) / (x as f64).exp()).abs() < 3e-7,
+                "exp {x}"
+            );
             let ge = 0.5 * x as f64 * (1.0 + libm::erf(x as f64 / 2f64.sqrt()));
-            assert!((gelu_exact(x) as f64 - ge).abs() < 1e-6 * (1.0 + x.abs() as f64), "gelu {x}");
+            assert!(
+                (gelu_exact(x) as f64 - ge).abs() < 1e-6 * (1.0 + x.abs() as f64),
+                "gelu {x}"
+            );
             let u = 0.7978845608 * (x as f64 + 0.044715 * (x as f64).powi(3));
             let gt = 0.5 * x as f64 * (1.0 + u.tanh());
-            assert!((gelu_tanh(x) as f64 - gt).abs() < 1e-6 * (1.0 + x.abs() as f64), "gelu_tanh {x}");
+            assert!(
+                (gelu_tanh(x) as f64 - gt).abs() < 1e-6 * (1.0 + x.abs() as f64),
+                "gelu_tanh {x}"
+            );
             x += 0.0137;
         }
     }
@@ -421,8 +459,14 @@ mod speed {
     #[ignore]
     fn act_speed() {
         let isa = Isa::detect();
-        let mut v: Vec<f32> = (0..16_777_216).map(|i| ((i % 1000) as f32 - 500.0) / 100.0).collect();
-        for (act, g) in [(Activation::Gelu, GeluForm::Exact), (Activation::Gelu, GeluForm::Tanh), (Activation::Elu, GeluForm::Exact)] {
+        let mut v: Vec<f32> = (0..16_777_216)
+            .map(|i| ((i % 1000) as f32 - 500.0) / 100.0)
+            .collect();
+        for (act, g) in [
+            (Activation::Gelu, GeluForm::Exact),
+            (Activation::Gelu, GeluForm::Tanh),
+            (Activation::Elu, GeluForm::Exact),
+        ] {
             let t = std::time::Instant::now();
             for row in v.chunks_mut(256) {
                 isa.norm_act(row, 0.1, 1.01, act, g);
@@ -432,7 +476,11 @@ mod speed {
             for row in v.chunks(256) {
                 s += isa.sums(row).0;
             }
-            eprintln!("{isa:?} {act:?} {g:?}: norm_act {:.1} ns/elem, sums {:.2} ns/elem ({s})", (t2 - t).as_secs_f64() * 1e9 / v.len() as f64, t2.elapsed().as_secs_f64() * 1e9 / v.len() as f64);
+            eprintln!(
+                "{isa:?} {act:?} {g:?}: norm_act {:.1} ns/elem, sums {:.2} ns/elem ({s})",
+                (t2 - t).as_secs_f64() * 1e9 / v.len() as f64,
+                t2.elapsed().as_secs_f64() * 1e9 / v.len() as f64
+            );
         }
     }
 }
