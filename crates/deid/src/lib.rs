@@ -330,3 +330,14 @@ pub fn preview_removals(bytes: &[u8], profile: Profile) -> Result<Vec<Removal>, 
     .map_err(file_err)?;
     Ok(scan.previews.unwrap_or_default().into_iter().map(|(path, value)| Removal { path, value }).collect())
 }
+
+/// Keywords of the attributes `profile` removes at every depth: DESIGN.md's list first,
+/// then (for `Basic`) the further PS3.15 Basic-profile attributes. For the Privacy page,
+/// so it states exactly what this code does.
+pub fn removed_keywords(profile: Profile) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = rules::DESIGN_LIST.iter().map(|(_, _, k)| *k).collect();
+    if profile == Profile::Basic {
+        out.extend(rules::BASIC_EXTRA.iter().map(|(_, _, k)| *k));
+    }
+    out
+}

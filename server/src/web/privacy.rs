@@ -4,31 +4,26 @@ use app::PrivacyFacts;
 
 use crate::config::Config;
 
-/// DESIGN.md's privacy list: removed from every file at every nesting level.
-/// (The de-identification crate applies these and, by default, the wider PS3.15 profile.)
-pub const REMOVED_ATTRIBUTES: &[&str] = &[
-    "PatientName", "PatientID", "PatientBirthDate", "PatientBirthTime", "PatientAddress",
-    "PatientTelephoneNumbers", "PatientMotherBirthName", "OtherPatientIDs", "OtherPatientNames",
-    "ReferringPhysicianName", "ReferringPhysicianAddress", "ReferringPhysicianTelephoneNumbers",
-    "PhysiciansOfRecord", "PerformingPhysicianName", "OperatorsName", "NameOfPhysiciansReadingStudy",
-    "RequestingPhysician", "ResponsiblePerson", "AccessionNumber", "StudyID", "InstitutionName",
-    "InstitutionAddress", "InstitutionalDepartmentName", "StationName", "DeviceSerialNumber",
-    "StudyDescription", "SeriesDescription", "ProtocolName", "RequestedProcedureDescription",
-    "ReasonForStudy", "AdmittingDiagnosesDescription", "ImageComments",
-];
-
 pub fn facts(config: &Config) -> PrivacyFacts {
+    let design = deid::removed_keywords(deid::Profile::Seed);
+    let profile_extra: Vec<&str> =
+        deid::removed_keywords(deid::Profile::Basic).into_iter().filter(|k| !design.contains(k)).collect();
     let database = if config.uses_postgres() {
         "a PostgreSQL database run by this service's operator".to_string()
     } else {
         "an SQLite database file on this server, inside its data directory".to_string()
     };
     PrivacyFacts {
-        removed_attributes: REMOVED_ATTRIBUTES.iter().map(|s| s.to_string()).collect(),
+        // Straight from the de-identification crate's tables: the page cannot drift from them.
+        removed_attributes: design.iter().map(|s| s.to_string()).collect(),
         removed_also: vec![
+            format!(
+                "{} further attributes of the DICOM PS3.15 Basic Confidentiality Profile: {}.",
+                profile_extra.len(),
+                profile_extra.join(", ")
+            ),
             "Every private (vendor) element, including private sequences and elements of unknown type.".into(),
             "Every overlay (groups 6000–60FF), which can hold burnt-in names.".into(),
-            "Other identifying attributes of the DICOM PS3.15 Basic Confidentiality Profile (for example procedure codes and IDs).".into(),
             "Every study, series, instance and frame-of-reference UID is replaced with a new random one.".into(),
             "File and folder names from your ZIP; files are renamed by position.".into(),
         ],
