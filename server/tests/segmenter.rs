@@ -41,7 +41,10 @@ fn worker_bin() -> PathBuf {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_neurovol"));
     let profile_dir = exe.parent().expect("binary folder").to_path_buf();
     let bin = profile_dir.join("neurovol-worker");
-    if !bin.is_file() {
+    // Always ask cargo (a no-op when fresh): `cargo test -p server` alone does not rebuild
+    // another package's binary, and a stale worker would compare an old volumetry.
+    static BUILT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let ok = *BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.args(["build", "-p", "neurovol-worker", "--bin", "neurovol-worker"]);
@@ -51,9 +54,9 @@ fn worker_bin() -> PathBuf {
         if let Some(target) = profile_dir.parent() {
             cmd.env("CARGO_TARGET_DIR", target);
         }
-        let ok = cmd.current_dir(env!("CARGO_MANIFEST_DIR")).status().map(|s| s.success()).unwrap_or(false);
-        assert!(ok && bin.is_file(), "build the worker first: cargo build -p neurovol-worker (or set NEUROVOL_WORKER_BIN)");
-    }
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR")).status().map(|s| s.success()).unwrap_or(false)
+    });
+    assert!(ok && bin.is_file(), "cannot build the worker: run cargo build -p neurovol-worker (or set NEUROVOL_WORKER_BIN)");
     bin
 }
 
@@ -334,8 +337,17 @@ async fn t1_reference_end_to_end_equals_segment_file() {
     assert_eq!(got.dims, want.dims);
     assert!(got.data == want.data, "labels differ from volumetry::segment_file");
     assert_eq!(got.header.sform_or_qform(), want.header.sform_or_qform());
-    assert_eq!(labels, std::fs::read(&ref_labels).unwrap(), "label file bytes differ");
-    assert_eq!(volumes, std::fs::read(&ref_volumes).unwrap(), "volumes.json differs");
+    let same = |a: &[u8], b: &[u8], what: &str| {
+        if a != b {
+            let at = a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
+            let keep = std::env::temp_dir().join(format!("nv-e2e-{what}"));
+            std::fs::write(keep.with_extension("worker"), a).unwrap();
+            std::fs::write(keep.with_extension("reference"), b).unwrap();
+            panic!("{what}: worker output differs from segment_file at byte {at} (lengths {} vs {}); kept in {}", a.len(), b.len(), keep.display());
+        }
+    };
+    same(&volumes, &std::fs::read(&ref_volumes).unwrap(), "volumes.json");
+    same(&labels, &std::fs::read(&ref_labels).unwrap(), "labels.nii.gz");
     let vj: serde_json::Value = serde_json::from_slice(&volumes).unwrap();
     assert_eq!(vj["model"], "model21_104class");
     assert_eq!(vj["icv_mm3"].is_null(), !brain_mask);

@@ -160,7 +160,17 @@ impl Worker {
             };
             let (id, input, timeout, cancel) = next;
             tracing::info!(job = %id, "job started");
-            let Some(input) = input else { continue };
+            let Some(input) = input else {
+                // cannot happen (queued jobs keep their input); never leave a job hanging
+                let mut t = lock(&self);
+                t.running = None;
+                if let Some(job) = t.jobs.get_mut(&id) {
+                    job.status = Status::Failed;
+                    job.error = Some("internal error: the job lost its input".into());
+                    job.finished = Some(Instant::now());
+                }
+                continue;
+            };
             let work = tokio::time::timeout(timeout, exec::run(&self.exec, input));
             tokio::pin!(work);
             // Shutdown: the running job gets `shutdown_grace` to finish, then is requeued.
