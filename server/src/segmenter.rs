@@ -33,7 +33,11 @@ pub enum Backend {
     /// The project's worker, started as a child process on `127.0.0.1:<free port>`.
     Local(LocalWorkerSettings),
     /// A RunPod serverless endpoint (or anything speaking its API).
-    RunPod { base_url: String, endpoint_id: String, api_key: String },
+    RunPod {
+        base_url: String,
+        endpoint_id: String,
+        api_key: String,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -51,7 +55,13 @@ pub struct LocalWorkerSettings {
 
 impl LocalWorkerSettings {
     pub fn new(binary: PathBuf, assets: PathBuf) -> LocalWorkerSettings {
-        LocalWorkerSettings { binary, assets, job_timeout: Duration::from_secs(900), queue_capacity: 16, extra_env: Vec::new() }
+        LocalWorkerSettings {
+            binary,
+            assets,
+            job_timeout: Duration::from_secs(900),
+            queue_capacity: 16,
+            extra_env: Vec::new(),
+        }
     }
 }
 
@@ -104,13 +114,22 @@ pub struct JobInput {
 
 impl JobInput {
     pub fn new(nifti_url: String, labels_url: String, volumes_url: String) -> JobInput {
-        JobInput { nifti_url, labels_url, volumes_url, model: "model21_104class".into(), brain_mask: true }
+        JobInput {
+            nifti_url,
+            labels_url,
+            volumes_url,
+            model: "model21_104class".into(),
+            brain_mask: true,
+        }
     }
 }
 
 impl std::fmt::Debug for JobInput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JobInput").field("model", &self.model).field("brain_mask", &self.brain_mask).finish_non_exhaustive()
+        f.debug_struct("JobInput")
+            .field("model", &self.model)
+            .field("brain_mask", &self.brain_mask)
+            .finish_non_exhaustive()
     }
 }
 
@@ -148,13 +167,21 @@ pub struct JobOutput {
 pub enum JobState {
     Queued,
     Running,
-    Completed { output: JobOutput },
+    Completed {
+        output: JobOutput,
+    },
     /// The worker refused or could not do the job (reason is user-presentable).
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
     Cancelled,
-    TimedOut { reason: String },
+    TimedOut {
+        reason: String,
+    },
     /// The worker does not know the job (restarted, result expired): submit it again.
-    Lost { reason: String },
+    Lost {
+        reason: String,
+    },
 }
 
 impl JobState {
@@ -196,8 +223,15 @@ struct Supervisor {
 }
 
 enum Target {
-    Local { sup: Supervisor, api_key: String },
-    RunPod { base_url: String, endpoint_id: String, api_key: String },
+    Local {
+        sup: Supervisor,
+        api_key: String,
+    },
+    RunPod {
+        base_url: String,
+        endpoint_id: String,
+        api_key: String,
+    },
 }
 
 pub struct Segmenter {
@@ -210,36 +244,63 @@ const LOCAL_ENDPOINT: &str = "local";
 
 impl Segmenter {
     /// For `Local`, starts the worker and waits until it is ready (error if it cannot).
-    pub async fn start(backend: Backend, settings: ClientSettings) -> Result<Segmenter, SegmenterError> {
+    pub async fn start(
+        backend: Backend,
+        settings: ClientSettings,
+    ) -> Result<Segmenter, SegmenterError> {
         let http = reqwest::Client::builder()
             .timeout(settings.request_timeout)
             .connect_timeout(settings.request_timeout.min(Duration::from_secs(10)))
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| SegmenterError::Unavailable(format!("cannot build the HTTP client: {e}")))?;
+            .map_err(|e| {
+                SegmenterError::Unavailable(format!("cannot build the HTTP client: {e}"))
+            })?;
         let target = match backend {
-            Backend::RunPod { base_url, endpoint_id, api_key } => {
-                Target::RunPod { base_url: base_url.trim_end_matches('/').to_string(), endpoint_id, api_key }
-            }
+            Backend::RunPod {
+                base_url,
+                endpoint_id,
+                api_key,
+            } => Target::RunPod {
+                base_url: base_url.trim_end_matches('/').to_string(),
+                endpoint_id,
+                api_key,
+            },
             Backend::Local(local) => {
                 let api_key = hex::encode(rand::random::<[u8; 32]>());
                 let sup = Supervisor::spawn(local, api_key.clone());
-                let seg = Segmenter { http, settings, target: Target::Local { sup, api_key } };
+                let seg = Segmenter {
+                    http,
+                    settings,
+                    target: Target::Local { sup, api_key },
+                };
                 seg.local_conn().await?;
                 return Ok(seg);
             }
         };
-        Ok(Segmenter { http, settings, target })
+        Ok(Segmenter {
+            http,
+            settings,
+            target,
+        })
     }
 
     async fn local_conn(&self) -> Result<LocalConn, SegmenterError> {
-        let Target::Local { sup, .. } = &self.target else { return Err(SegmenterError::Protocol("not a local worker".into())) };
+        let Target::Local { sup, .. } = &self.target else {
+            return Err(SegmenterError::Protocol("not a local worker".into()));
+        };
         let mut rx = sup.conn.clone();
         let wait = rx.wait_for(|c| c.is_some());
         match tokio::time::timeout(self.settings.worker_start_timeout, wait).await {
-            Ok(Ok(c)) => c.clone().ok_or_else(|| SegmenterError::Unavailable("the local worker is not running".into())),
-            Ok(Err(_)) => Err(SegmenterError::Unavailable("the local worker supervisor stopped".into())),
-            Err(_) => Err(SegmenterError::Unavailable("the local worker did not start in time".into())),
+            Ok(Ok(c)) => c.clone().ok_or_else(|| {
+                SegmenterError::Unavailable("the local worker is not running".into())
+            }),
+            Ok(Err(_)) => Err(SegmenterError::Unavailable(
+                "the local worker supervisor stopped".into(),
+            )),
+            Err(_) => Err(SegmenterError::Unavailable(
+                "the local worker did not start in time".into(),
+            )),
         }
     }
 
@@ -254,23 +315,41 @@ impl Segmenter {
     /// Base URL of the API (`.../v2/<endpoint>`), key, and backend tag.
     async fn endpoint(&self) -> Result<(String, String, String), SegmenterError> {
         match &self.target {
-            Target::RunPod { base_url, endpoint_id, api_key } => {
-                Ok((format!("{base_url}/v2/{endpoint_id}"), api_key.clone(), format!("runpod:{endpoint_id}")))
-            }
+            Target::RunPod {
+                base_url,
+                endpoint_id,
+                api_key,
+            } => Ok((
+                format!("{base_url}/v2/{endpoint_id}"),
+                api_key.clone(),
+                format!("runpod:{endpoint_id}"),
+            )),
             Target::Local { api_key, .. } => {
                 let c = self.local_conn().await?;
-                Ok((format!("{}/v2/{LOCAL_ENDPOINT}", c.base_url), api_key.clone(), format!("local:{}", c.instance)))
+                Ok((
+                    format!("{}/v2/{LOCAL_ENDPOINT}", c.base_url),
+                    api_key.clone(),
+                    format!("local:{}", c.instance),
+                ))
             }
         }
     }
 
     /// Sends with retries; returns the status and JSON body of the final answer
     /// (2xx or 404), or an error.
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<(reqwest::StatusCode, Value, String), SegmenterError> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(reqwest::StatusCode, Value, String), SegmenterError> {
         let mut attempt = 0u32;
         loop {
             let (base, key, tag) = self.endpoint().await?;
-            let mut req = self.http.request(method.clone(), format!("{base}{path}")).bearer_auth(&key);
+            let mut req = self
+                .http
+                .request(method.clone(), format!("{base}{path}"))
+                .bearer_auth(&key);
             if let Some(b) = body {
                 req = req.json(b);
             }
@@ -285,7 +364,12 @@ impl Segmenter {
                         .map(Duration::from_secs);
                     let text = resp.text().await.unwrap_or_default();
                     let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                    let msg = || json.get("error").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| format!("HTTP {}", status.as_u16()));
+                    let msg = || {
+                        json.get("error")
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                            .unwrap_or_else(|| format!("HTTP {}", status.as_u16()))
+                    };
                     if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {
                         return Ok((status, json, tag));
                     }
@@ -299,11 +383,20 @@ impl Segmenter {
                 Err(e) => (true, describe(e), None),
             };
             if !retry || attempt >= self.settings.max_retries {
-                return Err(if why == "busy" { SegmenterError::Busy } else { SegmenterError::Unavailable(why) });
+                return Err(if why == "busy" {
+                    SegmenterError::Busy
+                } else {
+                    SegmenterError::Unavailable(why)
+                });
             }
-            let exp = self.settings.backoff_base.saturating_mul(1u32 << attempt.min(16));
+            let exp = self
+                .settings
+                .backoff_base
+                .saturating_mul(1u32 << attempt.min(16));
             let jitter = exp.mul_f64(rand::random::<f64>() * 0.5);
-            let delay = retry_after.unwrap_or(exp + jitter).min(self.settings.backoff_max);
+            let delay = retry_after
+                .unwrap_or(exp + jitter)
+                .min(self.settings.backoff_max);
             tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, reason = %why, "segmenter request retried");
             tokio::time::sleep(delay).await;
             attempt += 1;
@@ -311,24 +404,40 @@ impl Segmenter {
     }
 
     /// Submits a job (`timeout`: RunPod's `policy.executionTimeout`).
-    pub async fn submit(&self, input: &JobInput, timeout: Option<Duration>) -> Result<JobHandle, SegmenterError> {
+    pub async fn submit(
+        &self,
+        input: &JobInput,
+        timeout: Option<Duration>,
+    ) -> Result<JobHandle, SegmenterError> {
         let mut body = json!({ "input": input });
         if let Some(t) = timeout {
             body["policy"] = json!({ "executionTimeout": t.as_millis() as u64 });
         }
-        let (status, v, tag) = self.call(reqwest::Method::POST, "/run", Some(&body)).await?;
+        let (status, v, tag) = self
+            .call(reqwest::Method::POST, "/run", Some(&body))
+            .await?;
         if status == reqwest::StatusCode::NOT_FOUND {
             return Err(SegmenterError::Rejected("no such endpoint".into()));
         }
-        let id = v.get("id").and_then(Value::as_str).ok_or_else(|| SegmenterError::Protocol("no job id in the answer to /run".into()))?;
+        let id = v
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| SegmenterError::Protocol("no job id in the answer to /run".into()))?;
         tracing::info!(job = %id, backend = %tag, model = %input.model, "segmentation job submitted");
-        Ok(JobHandle { id: id.to_string(), backend: tag })
+        Ok(JobHandle {
+            id: id.to_string(),
+            backend: tag,
+        })
     }
 
     fn stale(&self, job: &JobHandle) -> bool {
         match &self.target {
             Target::Local { sup, .. } => {
-                let current = sup.conn.borrow().as_ref().map(|c| format!("local:{}", c.instance));
+                let current = sup
+                    .conn
+                    .borrow()
+                    .as_ref()
+                    .map(|c| format!("local:{}", c.instance));
                 // while restarting (None) we cannot tell yet: ask once it is back
                 current.is_some_and(|c| c != job.backend)
             }
@@ -338,7 +447,11 @@ impl Segmenter {
 
     fn lost(job: &JobHandle) -> JobState {
         tracing::warn!(job = %job.id, "segmentation job lost (worker restarted or result expired)");
-        JobState::Lost { reason: "the segmentation worker no longer knows this job (it restarted); submit it again".into() }
+        JobState::Lost {
+            reason:
+                "the segmentation worker no longer knows this job (it restarted); submit it again"
+                    .into(),
+        }
     }
 
     /// Current state of a job.
@@ -346,7 +459,9 @@ impl Segmenter {
         if self.stale(job) {
             return Ok(Self::lost(job));
         }
-        let (status, v, tag) = self.call(reqwest::Method::GET, &format!("/status/{}", job.id), None).await?;
+        let (status, v, tag) = self
+            .call(reqwest::Method::GET, &format!("/status/{}", job.id), None)
+            .await?;
         if status == reqwest::StatusCode::NOT_FOUND || tag != job.backend {
             return Ok(Self::lost(job));
         }
@@ -358,7 +473,9 @@ impl Segmenter {
         if self.stale(job) {
             return Ok(Self::lost(job));
         }
-        let (status, v, tag) = self.call(reqwest::Method::POST, &format!("/cancel/{}", job.id), None).await?;
+        let (status, v, tag) = self
+            .call(reqwest::Method::POST, &format!("/cancel/{}", job.id), None)
+            .await?;
         if status == reqwest::StatusCode::NOT_FOUND || tag != job.backend {
             return Ok(Self::lost(job));
         }
@@ -368,7 +485,11 @@ impl Segmenter {
 
     /// Polls until the job ends. After `deadline` it cancels the job and answers
     /// `TimedOut`. A worker that stays unreachable through all retries is an error.
-    pub async fn wait(&self, job: &JobHandle, deadline: Duration) -> Result<JobState, SegmenterError> {
+    pub async fn wait(
+        &self,
+        job: &JobHandle,
+        deadline: Duration,
+    ) -> Result<JobState, SegmenterError> {
         let until = tokio::time::Instant::now() + deadline;
         loop {
             let state = self.status(job).await?;
@@ -377,9 +498,16 @@ impl Segmenter {
             }
             if tokio::time::Instant::now() >= until {
                 let _ = self.cancel(job).await;
-                return Ok(JobState::TimedOut { reason: format!("no result within {:.0} s", deadline.as_secs_f64()) });
+                return Ok(JobState::TimedOut {
+                    reason: format!("no result within {:.0} s", deadline.as_secs_f64()),
+                });
             }
-            tokio::time::sleep(self.settings.poll_interval.min(until - tokio::time::Instant::now())).await;
+            tokio::time::sleep(
+                self.settings
+                    .poll_interval
+                    .min(until - tokio::time::Instant::now()),
+            )
+            .await;
         }
     }
 
@@ -419,7 +547,10 @@ fn describe(e: reqwest::Error) -> String {
 }
 
 fn parse_state(v: &Value) -> Result<JobState, SegmenterError> {
-    let status = v.get("status").and_then(Value::as_str).ok_or_else(|| SegmenterError::Protocol("no status".into()))?;
+    let status = v
+        .get("status")
+        .and_then(Value::as_str)
+        .ok_or_else(|| SegmenterError::Protocol("no status".into()))?;
     let error = || match v.get("error") {
         Some(Value::String(s)) => s.clone(),
         Some(other) if !other.is_null() => other.to_string(),
@@ -429,8 +560,12 @@ fn parse_state(v: &Value) -> Result<JobState, SegmenterError> {
         "IN_QUEUE" => JobState::Queued,
         "IN_PROGRESS" => JobState::Running,
         "COMPLETED" => {
-            let output = v.get("output").cloned().ok_or_else(|| SegmenterError::Protocol("COMPLETED without output".into()))?;
-            let output = serde_json::from_value(output).map_err(|e| SegmenterError::Protocol(format!("bad output: {e}")))?;
+            let output = v
+                .get("output")
+                .cloned()
+                .ok_or_else(|| SegmenterError::Protocol("COMPLETED without output".into()))?;
+            let output = serde_json::from_value(output)
+                .map_err(|e| SegmenterError::Protocol(format!("bad output: {e}")))?;
             JobState::Completed { output }
         }
         "FAILED" => JobState::Failed { reason: error() },
@@ -445,13 +580,22 @@ impl Supervisor {
         let (tx, rx) = watch::channel(None);
         let stop = Arc::new(Notify::new());
         let done = tokio::spawn(supervise(settings, api_key, tx, stop.clone()));
-        Supervisor { conn: rx, stop, done: Mutex::new(Some(done)) }
+        Supervisor {
+            conn: rx,
+            stop,
+            done: Mutex::new(Some(done)),
+        }
     }
 }
 
 /// Keeps one worker child running: start, wait for its ready line, publish its address,
 /// restart with backoff when it exits, stop (graceful via stdin EOF) when asked.
-async fn supervise(settings: LocalWorkerSettings, api_key: String, conn: watch::Sender<Option<LocalConn>>, stop: Arc<Notify>) {
+async fn supervise(
+    settings: LocalWorkerSettings,
+    api_key: String,
+    conn: watch::Sender<Option<LocalConn>>,
+    stop: Arc<Notify>,
+) {
     let mut backoff = Duration::from_millis(500);
     loop {
         let started = tokio::time::Instant::now();
@@ -463,9 +607,19 @@ async fn supervise(settings: LocalWorkerSettings, api_key: String, conn: watch::
             .env("NEUROVOL_WORKER_API_KEY", &api_key)
             .env("NEUROVOL_WORKER_ENDPOINT_ID", LOCAL_ENDPOINT)
             .env("NEUROVOL_ASSETS", &settings.assets)
-            .env("NEUROVOL_WORKER_JOB_TIMEOUT", settings.job_timeout.as_secs_f64().to_string())
+            .env(
+                "NEUROVOL_WORKER_JOB_TIMEOUT",
+                settings.job_timeout.as_secs_f64().to_string(),
+            )
             .env("NEUROVOL_WORKER_QUEUE", settings.queue_capacity.to_string())
-            .envs(settings.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            // finish-or-requeue well inside the 30 s this supervisor waits at shutdown
+            .env("NEUROVOL_WORKER_SHUTDOWN_GRACE", "20")
+            .envs(
+                settings
+                    .extra_env
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -503,7 +657,11 @@ async fn supervise(settings: LocalWorkerSettings, api_key: String, conn: watch::
         };
         if let Some(base_url) = base_url {
             tracing::info!(pid, instance = %instance, "local segmentation worker ready");
-            let _ = conn.send(Some(LocalConn { base_url, instance, pid }));
+            let _ = conn.send(Some(LocalConn {
+                base_url,
+                instance,
+                pid,
+            }));
             // drain stdout so the child never blocks on a full pipe
             if let Some(mut lines) = lines {
                 tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
@@ -545,19 +703,36 @@ mod tests {
     #[test]
     fn states_parse_and_round_trip() {
         let s = parse_state(&json!({"id": "x", "status": "FAILED", "error": "bad input"})).unwrap();
-        assert_eq!(s, JobState::Failed { reason: "bad input".into() });
-        let s = parse_state(&json!({"status": "COMPLETED", "output": {"model": "m", "timings": {"total_s": 1.5}}})).unwrap();
+        assert_eq!(
+            s,
+            JobState::Failed {
+                reason: "bad input".into()
+            }
+        );
+        let s = parse_state(
+            &json!({"status": "COMPLETED", "output": {"model": "m", "timings": {"total_s": 1.5}}}),
+        )
+        .unwrap();
         let text = serde_json::to_string(&s).unwrap();
         assert!(text.contains("\"state\":\"completed\""), "{text}");
         assert_eq!(serde_json::from_str::<JobState>(&text).unwrap(), s);
         assert!(parse_state(&json!({"status": "WEIRD"})).is_err());
-        assert!(JobState::Lost { reason: String::new() }.is_retryable());
+        assert!(
+            JobState::Lost {
+                reason: String::new()
+            }
+            .is_retryable()
+        );
         assert!(!JobState::Running.is_terminal());
     }
 
     #[test]
     fn input_debug_hides_urls() {
-        let i = JobInput::new("http://h/a?sig=SECRET".into(), "http://h/b?sig=SECRET".into(), "http://h/c?sig=SECRET".into());
+        let i = JobInput::new(
+            "http://h/a?sig=SECRET".into(),
+            "http://h/b?sig=SECRET".into(),
+            "http://h/c?sig=SECRET".into(),
+        );
         assert!(!format!("{i:?}").contains("SECRET"));
     }
 }

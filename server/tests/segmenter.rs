@@ -23,7 +23,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::TestServer;
-use segmenter::{Backend, ClientSettings, JobInput, JobState, LocalWorkerSettings, Segmenter, SegmenterError};
+use segmenter::{
+    Backend, ClientSettings, JobInput, JobState, LocalWorkerSettings, Segmenter, SegmenterError,
+};
 use storage::{LocalStore, UrlSigner};
 
 const URL_KEY: &str = "test-object-url-key-0123456789abcdef0123456789";
@@ -54,9 +56,15 @@ fn worker_bin() -> PathBuf {
         if let Some(target) = profile_dir.parent() {
             cmd.env("CARGO_TARGET_DIR", target);
         }
-        cmd.current_dir(env!("CARGO_MANIFEST_DIR")).status().map(|s| s.success()).unwrap_or(false)
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
     });
-    assert!(ok && bin.is_file(), "cannot build the worker: run cargo build -p neurovol-worker (or set NEUROVOL_WORKER_BIN)");
+    assert!(
+        ok && bin.is_file(),
+        "cannot build the worker: run cargo build -p neurovol-worker (or set NEUROVOL_WORKER_BIN)"
+    );
     bin
 }
 
@@ -72,13 +80,19 @@ fn settings() -> ClientSettings {
 }
 
 async fn put(store: &LocalStore, key: &str, bytes: &[u8]) {
-    let tmp = std::env::temp_dir().join(format!("nv-seg-put-{}", hex::encode(rand::random::<[u8; 6]>())));
+    let tmp = std::env::temp_dir().join(format!(
+        "nv-seg-put-{}",
+        hex::encode(rand::random::<[u8; 6]>())
+    ));
     std::fs::write(&tmp, bytes).unwrap();
     store.put_file(key, &tmp).await.unwrap();
 }
 
 fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// Same synthetic head as the worker tests: an ellipsoid, 40³ at 1.2 mm, gzip.
@@ -91,14 +105,26 @@ fn tiny_head_gz() -> Vec<u8> {
                 let (x, y, z) = (i as f32 - 20.0, j as f32 - 20.0, k as f32 - 20.0);
                 let r = (x * x / 196.0 + y * y / 256.0 + z * z / 169.0).sqrt();
                 if r < 1.0 {
-                    data[i + n * (j + n * k)] = if r < 0.6 { 110.0 } else { 70.0 } + ((i * 7 + j * 3 + k) % 11) as f32;
+                    data[i + n * (j + n * k)] =
+                        if r < 0.6 { 110.0 } else { 70.0 } + ((i * 7 + j * 3 + k) % 11) as f32;
                 }
             }
         }
     }
-    let mut v = volumetry::Volume { dims: [n, n, n], data, header: Default::default() };
+    let mut v = volumetry::Volume {
+        dims: [n, n, n],
+        data,
+        header: Default::default(),
+    };
     v.header.pixdim = [1.0, 1.2, 1.2, 1.2, 1.0, 1.0, 1.0, 1.0];
-    v.header.set_affine(&[[1.2, 0.0, 0.0, -24.0], [0.0, 1.2, 0.0, -24.0], [0.0, 0.0, 1.2, -24.0]], 1);
+    v.header.set_affine(
+        &[
+            [1.2, 0.0, 0.0, -24.0],
+            [0.0, 1.2, 0.0, -24.0],
+            [0.0, 0.0, 1.2, -24.0],
+        ],
+        1,
+    );
     let raw = volumetry::nifti::encode(&v);
     use std::io::Write;
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -126,16 +152,28 @@ struct Keys {
 
 fn job(signer: &UrlSigner, input_url: String, keys: &Keys, brain_mask: bool) -> JobInput {
     let ttl = Duration::from_secs(600);
-    let mut j = JobInput::new(input_url, signer.sign(&keys.labels, "PUT", ttl).unwrap(), signer.sign(&keys.volumes, "PUT", ttl).unwrap());
+    let mut j = JobInput::new(
+        input_url,
+        signer.sign(&keys.labels, "PUT", ttl).unwrap(),
+        signer.sign(&keys.volumes, "PUT", ttl).unwrap(),
+    );
     j.brain_mask = brain_mask;
     j
 }
 
 fn fresh_keys() -> Keys {
-    Keys { labels: storage::new_key(".labels.nii.gz"), volumes: storage::new_key(".volumes.json") }
+    Keys {
+        labels: storage::new_key(".labels.nii.gz"),
+        volumes: storage::new_key(".volumes.json"),
+    }
 }
 
-async fn wait_state(seg: &Segmenter, h: &segmenter::JobHandle, want: fn(&JobState) -> bool, within: Duration) -> JobState {
+async fn wait_state(
+    seg: &Segmenter,
+    h: &segmenter::JobHandle,
+    want: fn(&JobState) -> bool,
+    within: Duration,
+) -> JobState {
     let t0 = Instant::now();
     loop {
         let s = seg.status(h).await.unwrap();
@@ -163,41 +201,78 @@ async fn failures_cancel_timeout_queue_and_worker_crash() {
 
     // --- the signed-URL routes themselves: no cookie needed, signature required
     let http = reqwest::Client::new();
-    let r = http.get(format!("{}/objects/{head}", server.url)).send().await.unwrap();
+    let r = http
+        .get(format!("{}/objects/{head}", server.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
-    let r = http.get(signer.sign(&head, "GET", ttl).unwrap()).send().await.unwrap();
+    let r = http
+        .get(signer.sign(&head, "GET", ttl).unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let probe = storage::new_key(".json");
-    let r = http.put(signer.sign(&probe, "PUT", ttl).unwrap()).body("{}").send().await.unwrap();
+    let r = http
+        .put(signer.sign(&probe, "PUT", ttl).unwrap())
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200, "a signed PUT needs no CSRF token");
     assert_eq!(store.get(&probe).await.unwrap(), b"{}");
-    let r = http.put(signer.sign(&probe, "GET", ttl).unwrap()).body("x").send().await.unwrap();
+    let r = http
+        .put(signer.sign(&probe, "GET", ttl).unwrap())
+        .body("x")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403, "a GET signature does not allow PUT");
 
     let mut local = LocalWorkerSettings::new(worker_bin(), assets());
     local.queue_capacity = 1;
-    local.extra_env.push(("NEUROVOL_WORKER_MAX_INPUT_BYTES".into(), "200000".into()));
-    let seg = Segmenter::start(Backend::Local(local), settings()).await.expect("local worker starts");
+    local
+        .extra_env
+        .push(("NEUROVOL_WORKER_MAX_INPUT_BYTES".into(), "200000".into()));
+    let seg = Segmenter::start(Backend::Local(local), settings())
+        .await
+        .expect("local worker starts");
 
     // --- refused inputs: FAILED with a reason, nothing uploaded
     let mut tampered = signer.sign(&head, "GET", ttl).unwrap();
     let last = tampered.pop().unwrap();
     tampered.push(if last == '0' { '1' } else { '0' });
     let cases = [
-        (signer.sign_until(&head, "GET", unix_now() - 5).unwrap(), "expired"),
+        (
+            signer.sign_until(&head, "GET", unix_now() - 5).unwrap(),
+            "expired",
+        ),
         (tampered, "signature does not match"),
         (signer.sign(&head, "PUT", ttl).unwrap(), "another method"),
-        (signer.sign(&storage::new_key(".nii"), "GET", ttl).unwrap(), "HTTP 404"),
-        (signer.sign(&text, "GET", ttl).unwrap(), "not a single 3D NIfTI"),
+        (
+            signer.sign(&storage::new_key(".nii"), "GET", ttl).unwrap(),
+            "HTTP 404",
+        ),
+        (
+            signer.sign(&text, "GET", ttl).unwrap(),
+            "not a single 3D NIfTI",
+        ),
         (signer.sign(&big, "GET", ttl).unwrap(), "too large"),
     ];
     for (url, want) in cases {
         let keys = fresh_keys();
-        let h = seg.submit(&job(&signer, url, &keys, false), None).await.unwrap();
+        let h = seg
+            .submit(&job(&signer, url, &keys, false), None)
+            .await
+            .unwrap();
         match seg.wait(&h, Duration::from_secs(60)).await.unwrap() {
             JobState::Failed { reason } => {
                 assert!(reason.contains(want), "{reason:?} should mention {want:?}");
-                assert!(!reason.contains("sig=") && !reason.contains("/objects/"), "URL in reason: {reason}");
+                assert!(
+                    !reason.contains("sig=") && !reason.contains("/objects/"),
+                    "URL in reason: {reason}"
+                );
             }
             other => panic!("expected FAILED ({want}), got {other:?}"),
         }
@@ -205,49 +280,102 @@ async fn failures_cancel_timeout_queue_and_worker_crash() {
     }
     // an expired upload URL: the segmentation runs, the upload is refused
     let keys = fresh_keys();
-    let mut j = job(&signer, signer.sign(&head, "GET", ttl).unwrap(), &keys, false);
-    j.labels_url = signer.sign_until(&keys.labels, "PUT", unix_now() - 1).unwrap();
+    let mut j = job(
+        &signer,
+        signer.sign(&head, "GET", ttl).unwrap(),
+        &keys,
+        false,
+    );
+    j.labels_url = signer
+        .sign_until(&keys.labels, "PUT", unix_now() - 1)
+        .unwrap();
     let h = seg.submit(&j, None).await.unwrap();
     match seg.wait(&h, Duration::from_secs(120)).await.unwrap() {
-        JobState::Failed { reason } => assert!(reason.contains("label NIfTI upload") && reason.contains("expired"), "{reason}"),
+        JobState::Failed { reason } => assert!(
+            reason.contains("label NIfTI upload") && reason.contains("expired"),
+            "{reason}"
+        ),
         other => panic!("expected FAILED, got {other:?}"),
     }
 
     // --- timeout (policy.executionTimeout) → TIMED_OUT
     let stalled = stalled_url().await;
-    let h = seg.submit(&job(&signer, stalled.clone(), &fresh_keys(), false), Some(Duration::from_millis(300))).await.unwrap();
+    let h = seg
+        .submit(
+            &job(&signer, stalled.clone(), &fresh_keys(), false),
+            Some(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap();
     let s = seg.wait(&h, Duration::from_secs(30)).await.unwrap();
     assert!(matches!(s, JobState::TimedOut { .. }), "{s:?}");
     assert!(s.is_retryable());
 
     // --- queue full → the client retries 429 with backoff, then reports Busy; cancel
-    let running = seg.submit(&job(&signer, stalled.clone(), &fresh_keys(), false), None).await.unwrap();
-    wait_state(&seg, &running, |s| *s == JobState::Running, Duration::from_secs(10)).await;
-    let queued = seg.submit(&job(&signer, stalled.clone(), &fresh_keys(), false), None).await.unwrap();
+    let running = seg
+        .submit(&job(&signer, stalled.clone(), &fresh_keys(), false), None)
+        .await
+        .unwrap();
+    wait_state(
+        &seg,
+        &running,
+        |s| *s == JobState::Running,
+        Duration::from_secs(10),
+    )
+    .await;
+    let queued = seg
+        .submit(&job(&signer, stalled.clone(), &fresh_keys(), false), None)
+        .await
+        .unwrap();
     assert_eq!(seg.status(&queued).await.unwrap(), JobState::Queued);
     let t0 = Instant::now();
-    let busy = seg.submit(&job(&signer, stalled.clone(), &fresh_keys(), false), None).await;
+    let busy = seg
+        .submit(&job(&signer, stalled.clone(), &fresh_keys(), false), None)
+        .await;
     assert!(matches!(busy, Err(SegmenterError::Busy)), "{busy:?}");
-    assert!(t0.elapsed() >= Duration::from_millis(300), "429 was not retried with backoff");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(300),
+        "429 was not retried with backoff"
+    );
     assert_eq!(seg.cancel(&queued).await.unwrap(), JobState::Cancelled);
     assert_eq!(seg.status(&queued).await.unwrap(), JobState::Cancelled);
 
     // --- the worker is killed mid-job: the client sees the job lost; a retry completes
     let pid = seg.local_worker_pid().expect("worker pid");
     assert_eq!(seg.status(&running).await.unwrap(), JobState::Running);
-    assert!(Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
     let lost = wait_state(&seg, &running, |s| s.is_terminal(), Duration::from_secs(60)).await;
     assert!(matches!(lost, JobState::Lost { .. }), "{lost:?}");
     assert!(lost.is_retryable());
     let new_pid = seg.local_worker_pid().expect("worker restarted");
     assert_ne!(new_pid, pid);
     let keys = fresh_keys();
-    let retry = seg.submit(&job(&signer, signer.sign(&head, "GET", ttl).unwrap(), &keys, false), None).await.unwrap();
+    let retry = seg
+        .submit(
+            &job(
+                &signer,
+                signer.sign(&head, "GET", ttl).unwrap(),
+                &keys,
+                false,
+            ),
+            None,
+        )
+        .await
+        .unwrap();
     match seg.wait(&retry, Duration::from_secs(180)).await.unwrap() {
         JobState::Completed { output } => {
             use sha2::Digest;
             let labels = store.get(&keys.labels).await.expect("labels stored");
-            assert_eq!(output.labels_sha256, hex::encode(sha2::Sha256::digest(&labels)));
+            assert_eq!(
+                output.labels_sha256,
+                hex::encode(sha2::Sha256::digest(&labels))
+            );
             assert!(store.get(&keys.volumes).await.is_ok());
         }
         other => panic!("retry should complete, got {other:?}"),
@@ -256,7 +384,13 @@ async fn failures_cancel_timeout_queue_and_worker_crash() {
     // --- the RunPod backend of the same client, against a worker with a known key
     let key = "runpod-style-key-0123456789";
     let mut child = Command::new(worker_bin())
-        .args(["--listen", "127.0.0.1:0", "--exit-on-stdin-eof", "--endpoint-id", "ep42"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--exit-on-stdin-eof",
+            "--endpoint-id",
+            "ep42",
+        ])
         .env("NEUROVOL_WORKER_API_KEY", key)
         .env("NEUROVOL_ASSETS", assets())
         .stdin(Stdio::piped())
@@ -265,26 +399,61 @@ async fn failures_cancel_timeout_queue_and_worker_crash() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-    let base = line.trim().strip_prefix("neurovol-worker ready at ").unwrap().to_string();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("neurovol-worker ready at ")
+        .unwrap()
+        .to_string();
     let wrong = Segmenter::start(
-        Backend::RunPod { base_url: base.clone(), endpoint_id: "ep42".into(), api_key: "wrong-key-0123456789abc".into() },
+        Backend::RunPod {
+            base_url: base.clone(),
+            endpoint_id: "ep42".into(),
+            api_key: "wrong-key-0123456789abc".into(),
+        },
         settings(),
     )
     .await
     .unwrap();
-    let r = wrong.submit(&job(&signer, stalled.clone(), &fresh_keys(), false), None).await;
+    let r = wrong
+        .submit(&job(&signer, stalled.clone(), &fresh_keys(), false), None)
+        .await;
     assert!(matches!(r, Err(SegmenterError::Unauthorized)), "{r:?}");
-    let rp = Segmenter::start(Backend::RunPod { base_url: base, endpoint_id: "ep42".into(), api_key: key.into() }, settings()).await.unwrap();
-    let h = rp.submit(&job(&signer, stalled.clone(), &fresh_keys(), false), None).await.unwrap();
+    let rp = Segmenter::start(
+        Backend::RunPod {
+            base_url: base,
+            endpoint_id: "ep42".into(),
+            api_key: key.into(),
+        },
+        settings(),
+    )
+    .await
+    .unwrap();
+    let h = rp
+        .submit(&job(&signer, stalled.clone(), &fresh_keys(), false), None)
+        .await
+        .unwrap();
     assert_eq!(h.backend, "runpod:ep42");
-    wait_state(&rp, &h, |s| *s == JobState::Running, Duration::from_secs(10)).await;
+    wait_state(
+        &rp,
+        &h,
+        |s| *s == JobState::Running,
+        Duration::from_secs(10),
+    )
+    .await;
     assert_eq!(rp.cancel(&h).await.unwrap(), JobState::Cancelled);
     let _ = child.kill();
     let _ = child.wait();
     // worker gone: the RunPod client gives up after its retries with a clear error
     let gone = rp.status(&h).await;
-    assert!(matches!(gone, Err(SegmenterError::Unavailable(_))), "{gone:?}");
+    assert!(
+        matches!(gone, Err(SegmenterError::Unavailable(_))),
+        "{gone:?}"
+    );
 
     seg.shutdown().await;
     assert!(seg.local_worker_pid().is_none());
@@ -303,9 +472,27 @@ async fn t1_reference_end_to_end_equals_segment_file() {
     put(&store, &in_key, &std::fs::read(&input).unwrap()).await;
     let keys = fresh_keys();
 
-    let seg = Segmenter::start(Backend::Local(LocalWorkerSettings::new(worker_bin(), assets())), settings()).await.unwrap();
+    let seg = Segmenter::start(
+        Backend::Local(LocalWorkerSettings::new(worker_bin(), assets())),
+        settings(),
+    )
+    .await
+    .unwrap();
     let t0 = Instant::now();
-    let h = seg.submit(&job(&signer, signer.sign(&in_key, "GET", Duration::from_secs(900)).unwrap(), &keys, brain_mask), None).await.unwrap();
+    let h = seg
+        .submit(
+            &job(
+                &signer,
+                signer
+                    .sign(&in_key, "GET", Duration::from_secs(900))
+                    .unwrap(),
+                &keys,
+                brain_mask,
+            ),
+            None,
+        )
+        .await
+        .unwrap();
     let output = match seg.wait(&h, Duration::from_secs(900)).await.unwrap() {
         JobState::Completed { output } => output,
         other => panic!("expected COMPLETED, got {other:?}"),
@@ -320,9 +507,13 @@ async fn t1_reference_end_to_end_equals_segment_file() {
     let dir = common::temp_dir("seg-ref");
     let (ref_labels, ref_volumes) = (dir.join("labels.nii.gz"), dir.join("volumes.json"));
     {
-        let (input, ref_labels, ref_volumes) = (input.clone(), ref_labels.clone(), ref_volumes.clone());
+        let (input, ref_labels, ref_volumes) =
+            (input.clone(), ref_labels.clone(), ref_volumes.clone());
         tokio::task::spawn_blocking(move || {
-            let opts = volumetry::SegmentOptions { brain_mask, ..Default::default() };
+            let opts = volumetry::SegmentOptions {
+                brain_mask,
+                ..Default::default()
+            };
             let s = volumetry::segment_file(&input, &assets(), &opts).unwrap();
             volumetry::write_outputs(&s, &ref_labels, &ref_volumes, &|_| {}).unwrap();
         })
@@ -335,19 +526,39 @@ async fn t1_reference_end_to_end_equals_segment_file() {
     let got = volumetry::nifti::read_labels(&got_path).unwrap();
     let want = volumetry::nifti::read_labels(&ref_labels).unwrap();
     assert_eq!(got.dims, want.dims);
-    assert!(got.data == want.data, "labels differ from volumetry::segment_file");
+    assert!(
+        got.data == want.data,
+        "labels differ from volumetry::segment_file"
+    );
     assert_eq!(got.header.sform_or_qform(), want.header.sform_or_qform());
     let same = |a: &[u8], b: &[u8], what: &str| {
         if a != b {
-            let at = a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
+            let at = a
+                .iter()
+                .zip(b)
+                .position(|(x, y)| x != y)
+                .unwrap_or(a.len().min(b.len()));
             let keep = std::env::temp_dir().join(format!("nv-e2e-{what}"));
             std::fs::write(keep.with_extension("worker"), a).unwrap();
             std::fs::write(keep.with_extension("reference"), b).unwrap();
-            panic!("{what}: worker output differs from segment_file at byte {at} (lengths {} vs {}); kept in {}", a.len(), b.len(), keep.display());
+            panic!(
+                "{what}: worker output differs from segment_file at byte {at} (lengths {} vs {}); kept in {}",
+                a.len(),
+                b.len(),
+                keep.display()
+            );
         }
     };
-    same(&volumes, &std::fs::read(&ref_volumes).unwrap(), "volumes.json");
-    same(&labels, &std::fs::read(&ref_labels).unwrap(), "labels.nii.gz");
+    same(
+        &volumes,
+        &std::fs::read(&ref_volumes).unwrap(),
+        "volumes.json",
+    );
+    same(
+        &labels,
+        &std::fs::read(&ref_labels).unwrap(),
+        "labels.nii.gz",
+    );
     let vj: serde_json::Value = serde_json::from_slice(&volumes).unwrap();
     assert_eq!(vj["model"], "model21_104class");
     assert_eq!(vj["icv_mm3"].is_null(), !brain_mask);

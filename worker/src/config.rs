@@ -52,7 +52,10 @@ pub struct WorkerConfig {
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
-    let v: f64 = s.trim().parse().map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
     if !v.is_finite() || v <= 0.0 || v > 7.0 * 86400.0 {
         return Err(format!("'{s}' is not a sensible number of seconds"));
     }
@@ -69,7 +72,12 @@ impl WorkerConfig {
         if self.api_key.trim().len() < 16 {
             return Err("NEUROVOL_WORKER_API_KEY must be set (at least 16 characters)".into());
         }
-        if self.endpoint_id.is_empty() || !self.endpoint_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if self.endpoint_id.is_empty()
+            || !self
+                .endpoint_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             return Err("the endpoint id may hold only letters, digits, '-' and '_'".into());
         }
         if self.queue_capacity == 0 {
@@ -106,7 +114,14 @@ mod tests {
         assert!(c.validate().is_err());
         let c = WorkerConfig::try_parse_from(["w", "--api-key", "0123456789abcdef0123"]).unwrap();
         assert!(c.validate().is_ok());
-        let c = WorkerConfig::try_parse_from(["w", "--api-key", "0123456789abcdef0123", "--engine", "cuda"]).unwrap();
+        let c = WorkerConfig::try_parse_from([
+            "w",
+            "--api-key",
+            "0123456789abcdef0123",
+            "--engine",
+            "cuda",
+        ])
+        .unwrap();
         assert!(c.validate().is_err());
     }
 }

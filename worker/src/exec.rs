@@ -36,7 +36,10 @@ pub struct JobInput {
 impl std::fmt::Debug for JobInput {
     // Never print the URLs (their query strings are credentials).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JobInput").field("model", &self.model).field("brain_mask", &self.brain_mask).finish_non_exhaustive()
+        f.debug_struct("JobInput")
+            .field("model", &self.model)
+            .field("brain_mask", &self.brain_mask)
+            .finish_non_exhaustive()
     }
 }
 
@@ -84,7 +87,9 @@ fn parse_url(field: &str, s: &str) -> Result<Url, String> {
         return Err(format!("input.{field} must be an http(s) URL"));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(format!("input.{field} must not carry credentials in the URL"));
+        return Err(format!(
+            "input.{field} must not carry credentials in the URL"
+        ));
     }
     Ok(url)
 }
@@ -94,7 +99,8 @@ fn parse_url(field: &str, s: &str) -> Result<Url, String> {
 /// the next job waits for it.
 pub async fn run(ctx: &ExecContext, input: JobInput) -> Result<JobOutput, String> {
     let t0 = Instant::now();
-    let model = ModelId::parse(input.model.as_deref().unwrap_or("model21_104class")).map_err(|e| e.to_string())?;
+    let model = ModelId::parse(input.model.as_deref().unwrap_or("model21_104class"))
+        .map_err(|e| e.to_string())?;
     let nifti_url = parse_url("nifti_url", &input.nifti_url)?;
     let labels_url = parse_url("labels_url", &input.labels_url)?;
     let volumes_url = parse_url("volumes_url", &input.volumes_url)?;
@@ -112,16 +118,33 @@ pub async fn run(ctx: &ExecContext, input: JobInput) -> Result<JobOutput, String
     let dims = volume.dims;
 
     let t_wait = Instant::now();
-    let permit = ctx.inference.clone().acquire_owned().await.map_err(|_| "the worker is shutting down".to_string())?;
+    let permit = ctx
+        .inference
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| "the worker is shutting down".to_string())?;
     let wait_s = t_wait.elapsed().as_secs_f64();
     let assets = ctx.assets.clone();
     let t_seg = Instant::now();
     let seg = tokio::task::spawn_blocking(move || {
         let _device = permit;
-        let opts = SegmentOptions { model, brain_mask, ..SegmentOptions::default() };
+        let opts = SegmentOptions {
+            model,
+            brain_mask,
+            ..SegmentOptions::default()
+        };
         let seg = volumetry::segment(&volume, &assets, &opts).map_err(|e| e.to_string())?;
         drop(volume);
-        encode_outputs(&seg).map(|(labels, volumes)| (labels, volumes, seg.timings.clone(), seg.engine.clone(), seg.model.clone()))
+        encode_outputs(&seg).map(|(labels, volumes)| {
+            (
+                labels,
+                volumes,
+                seg.timings.clone(),
+                seg.engine.clone(),
+                seg.model.clone(),
+            )
+        })
     })
     .await
     .map_err(|_| "the segmentation crashed".to_string())?;
@@ -132,8 +155,22 @@ pub async fn run(ctx: &ExecContext, input: JobInput) -> Result<JobOutput, String
     let labels_sha256 = hex::encode(Sha256::digest(&labels));
     let volumes_sha256 = hex::encode(Sha256::digest(&volumes));
     let (labels_bytes, volumes_bytes) = (labels.len() as u64, volumes.len() as u64);
-    upload(&ctx.http, labels_url, labels, "application/gzip", "label NIfTI").await?;
-    upload(&ctx.http, volumes_url, volumes, "application/json", "volumes JSON").await?;
+    upload(
+        &ctx.http,
+        labels_url,
+        labels,
+        "application/gzip",
+        "label NIfTI",
+    )
+    .await?;
+    upload(
+        &ctx.http,
+        volumes_url,
+        volumes,
+        "application/json",
+        "volumes JSON",
+    )
+    .await?;
     let upload_s = t_up.elapsed().as_secs_f64();
 
     Ok(JobOutput {
@@ -164,11 +201,19 @@ pub async fn run(ctx: &ExecContext, input: JobInput) -> Result<JobOutput, String
 /// (the server fills them from the norms crate; the worker never learns age or sex).
 pub fn encode_outputs(seg: &volumetry::Segmentation) -> Result<(Vec<u8>, Vec<u8>), String> {
     let raw = volumetry::nifti::encode(&seg.labels_native);
-    let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 8), flate2::Compression::fast());
-    gz.write_all(&raw).map_err(|e| format!("cannot compress the labels: {e}"))?;
-    let labels = gz.finish().map_err(|e| format!("cannot compress the labels: {e}"))?;
+    let mut gz = flate2::write::GzEncoder::new(
+        Vec::with_capacity(raw.len() / 8),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(&raw)
+        .map_err(|e| format!("cannot compress the labels: {e}"))?;
+    let labels = gz
+        .finish()
+        .map_err(|e| format!("cannot compress the labels: {e}"))?;
     let vj = volumetry::volumes_json(&volumetry::report(seg));
-    let volumes = serde_json::to_string_pretty(&vj).map_err(|e| format!("cannot encode volumes: {e}"))?.into_bytes();
+    let volumes = serde_json::to_string_pretty(&vj)
+        .map_err(|e| format!("cannot encode volumes: {e}"))?
+        .into_bytes();
     Ok((labels, volumes))
 }
 
@@ -184,20 +229,32 @@ pub fn check_nifti(bytes: &[u8], max_nifti_bytes: u64) -> Result<volumetry::Volu
             .read_to_end(&mut out)
             .map_err(|_| refuse("invalid gzip data"))?;
         if out.len() as u64 > max_nifti_bytes {
-            return Err(format!("the input is too large once decompressed (limit {max_nifti_bytes} bytes)"));
+            return Err(format!(
+                "the input is too large once decompressed (limit {max_nifti_bytes} bytes)"
+            ));
         }
         owned = out;
         &owned
     } else {
         if bytes.len() as u64 > max_nifti_bytes {
-            return Err(format!("the input is too large (limit {max_nifti_bytes} bytes)"));
+            return Err(format!(
+                "the input is too large (limit {max_nifti_bytes} bytes)"
+            ));
         }
         bytes
     };
     let (h, _) = volumetry::nifti::parse_header(raw).map_err(|e| refuse(&strip(e)))?;
     if !(3..=4).contains(&h.dim[0]) || (h.dim[0] == 4 && h.dim[4] != 1) {
         let n = if h.dim[0] >= 4 { h.dim[4].max(0) } else { 1 };
-        return Err(refuse(&format!("it has {} dimensions{}", h.dim[0], if n > 1 { format!(" and {n} volumes") } else { String::new() })));
+        return Err(refuse(&format!(
+            "it has {} dimensions{}",
+            h.dim[0],
+            if n > 1 {
+                format!(" and {n} volumes")
+            } else {
+                String::new()
+            }
+        )));
     }
     volumetry::nifti::decode_f32(raw).map_err(|e| refuse(&strip(e)))
 }
@@ -221,7 +278,11 @@ fn describe_error(e: reqwest::Error) -> String {
         }
         src = c.source();
     }
-    if timeout { format!("timed out ({s})") } else { s }
+    if timeout {
+        format!("timed out ({s})")
+    } else {
+        s
+    }
 }
 
 /// "HTTP 403 (reason)" for a refused request; the reason is the S3 error code/message or
@@ -237,14 +298,30 @@ async fn describe_refusal(resp: reqwest::Response) -> String {
         }
     }
     let text = String::from_utf8_lossy(&body);
-    let between = |a: &str, b: &str| text.find(a).and_then(|i| text[i + a.len()..].find(b).map(|j| text[i + a.len()..i + a.len() + j].to_string()));
-    let reason = match (between("<Code>", "</Code>"), between("<Message>", "</Message>")) {
+    let between = |a: &str, b: &str| {
+        text.find(a).and_then(|i| {
+            text[i + a.len()..]
+                .find(b)
+                .map(|j| text[i + a.len()..i + a.len() + j].to_string())
+        })
+    };
+    let reason = match (
+        between("<Code>", "</Code>"),
+        between("<Message>", "</Message>"),
+    ) {
         (Some(c), Some(m)) => format!("{c}: {m}"),
         (Some(c), None) => c,
         _ => text.lines().next().unwrap_or("").trim().to_string(),
     };
-    let reason: String = reason.chars().filter(|c| !c.is_control()).take(200).collect();
-    let unsafe_text = reason.contains("://") || reason.contains('?') || reason.contains('&') || reason.contains('=');
+    let reason: String = reason
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    let unsafe_text = reason.contains("://")
+        || reason.contains('?')
+        || reason.contains('&')
+        || reason.contains('=');
     if reason.is_empty() || unsafe_text {
         format!("HTTP {}", status.as_u16())
     } else {
@@ -253,16 +330,27 @@ async fn describe_refusal(resp: reqwest::Response) -> String {
 }
 
 async fn download(http: &reqwest::Client, url: Url, max: u64) -> Result<Vec<u8>, String> {
-    let mut resp = http.get(url).send().await.map_err(|e| format!("cannot download the input: {}", describe_error(e)))?;
+    let mut resp = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("cannot download the input: {}", describe_error(e)))?;
     if !resp.status().is_success() {
-        return Err(format!("the object store refused the input download: {}", describe_refusal(resp).await));
+        return Err(format!(
+            "the object store refused the input download: {}",
+            describe_refusal(resp).await
+        ));
     }
     let too_large = || format!("the input is too large (limit {max} bytes)");
     if resp.content_length().is_some_and(|n| n > max) {
         return Err(too_large());
     }
     let mut buf = Vec::with_capacity(resp.content_length().unwrap_or(0).min(max) as usize);
-    while let Some(chunk) = resp.chunk().await.map_err(|e| format!("the input download broke off: {}", describe_error(e)))? {
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| format!("the input download broke off: {}", describe_error(e)))?
+    {
         if buf.len() as u64 + chunk.len() as u64 > max {
             return Err(too_large());
         }
@@ -271,7 +359,13 @@ async fn download(http: &reqwest::Client, url: Url, max: u64) -> Result<Vec<u8>,
     Ok(buf)
 }
 
-async fn upload(http: &reqwest::Client, url: Url, body: Vec<u8>, content_type: &str, what: &str) -> Result<(), String> {
+async fn upload(
+    http: &reqwest::Client,
+    url: Url,
+    body: Vec<u8>,
+    content_type: &str,
+    what: &str,
+) -> Result<(), String> {
     let resp = http
         .put(url)
         .header(reqwest::header::CONTENT_TYPE, content_type)
@@ -280,7 +374,10 @@ async fn upload(http: &reqwest::Client, url: Url, body: Vec<u8>, content_type: &
         .await
         .map_err(|e| format!("cannot upload the {what}: {}", describe_error(e)))?;
     if !resp.status().is_success() {
-        return Err(format!("the object store refused the {what} upload: {}", describe_refusal(resp).await));
+        return Err(format!(
+            "the object store refused the {what} upload: {}",
+            describe_refusal(resp).await
+        ));
     }
     Ok(())
 }
@@ -290,7 +387,11 @@ mod tests {
     use super::*;
 
     fn nifti(dims: [i16; 4], nd: i16) -> Vec<u8> {
-        let mut v = volumetry::Volume { dims: [2, 2, 2], data: vec![1.0f32; 8], header: Default::default() };
+        let mut v = volumetry::Volume {
+            dims: [2, 2, 2],
+            data: vec![1.0f32; 8],
+            header: Default::default(),
+        };
         v.header.pixdim = [1.0; 8];
         let mut b = volumetry::nifti::encode(&v);
         b[40..42].copy_from_slice(&nd.to_le_bytes());

@@ -19,13 +19,13 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::Json;
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
@@ -108,7 +108,10 @@ impl Worker {
             inference: Arc::new(Semaphore::new(1)),
         };
         Ok(Arc::new(Worker {
-            table: Mutex::new(Table { accepting: true, ..Table::default() }),
+            table: Mutex::new(Table {
+                accepting: true,
+                ..Table::default()
+            }),
             wake: Notify::new(),
             exec,
             cfg,
@@ -118,8 +121,14 @@ impl Worker {
 
     fn status_json(id: &str, job: &Job) -> Value {
         let now = Instant::now();
-        let delay = job.started.unwrap_or(now).saturating_duration_since(job.submitted);
-        let exec = job.started.map(|s| job.finished.unwrap_or(now).saturating_duration_since(s)).unwrap_or_default();
+        let delay = job
+            .started
+            .unwrap_or(now)
+            .saturating_duration_since(job.submitted);
+        let exec = job
+            .started
+            .map(|s| job.finished.unwrap_or(now).saturating_duration_since(s))
+            .unwrap_or_default();
         let mut v = json!({ "id": id, "status": job.status, "delayTime": ms(delay), "executionTime": ms(exec) });
         if let Some(o) = &job.output {
             v["output"] = o.clone();
@@ -132,7 +141,8 @@ impl Worker {
 
     fn forget_old(&self, t: &mut Table) {
         let ttl = self.cfg.result_ttl;
-        t.jobs.retain(|_, j| j.finished.is_none_or(|f| f.elapsed() < ttl));
+        t.jobs
+            .retain(|_, j| j.finished.is_none_or(|f| f.elapsed() < ttl));
     }
 
     /// The single runner: takes queued jobs one by one until shutdown.
@@ -196,7 +206,9 @@ impl Worker {
             };
             let mut t = lock(&self);
             t.running = None;
-            let Some(job) = t.jobs.get_mut(&id) else { continue };
+            let Some(job) = t.jobs.get_mut(&id) else {
+                continue;
+            };
             if job.status == Status::Cancelled {
                 job.input = None;
                 *t.counts.entry("cancelled").or_default() += 1;
@@ -215,7 +227,10 @@ impl Worker {
                 }
                 End::TimedOut => {
                     tracing::warn!(job = %id, timeout_s = timeout.as_secs_f64(), "job timed out");
-                    job.error = Some(format!("the job ran longer than its {:.1} s limit", timeout.as_secs_f64()));
+                    job.error = Some(format!(
+                        "the job ran longer than its {:.1} s limit",
+                        timeout.as_secs_f64()
+                    ));
                     (Status::TimedOut, "timed_out")
                 }
                 End::Cancelled => (Status::Cancelled, "cancelled"),
@@ -239,7 +254,9 @@ impl Worker {
         let mut t = lock(self);
         loop {
             let id = t.queue.pop_front()?;
-            let Some(job) = t.jobs.get_mut(&id) else { continue };
+            let Some(job) = t.jobs.get_mut(&id) else {
+                continue;
+            };
             if job.status != Status::InQueue {
                 continue;
             }
@@ -278,7 +295,10 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
 
 /// Bearer-key check (constant time) and endpoint-id match.
 fn authorize(w: &Worker, headers: &HeaderMap, endpoint: &str) -> Result<(), Response> {
-    let sent = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let sent = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let sent = sent.strip_prefix("Bearer ").unwrap_or(sent).trim();
     let key = w.cfg.api_key.as_bytes();
     if sent.len() != key.len() || !bool::from(sent.as_bytes().ct_eq(key)) {
@@ -290,12 +310,20 @@ fn authorize(w: &Worker, headers: &HeaderMap, endpoint: &str) -> Result<(), Resp
     Ok(())
 }
 
-async fn run(State(w): State<Arc<Worker>>, Path(endpoint): Path<String>, headers: HeaderMap, body: Result<Json<RunRequest>, JsonRejection>) -> Response {
+async fn run(
+    State(w): State<Arc<Worker>>,
+    Path(endpoint): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<RunRequest>, JsonRejection>,
+) -> Response {
     if let Err(r) = authorize(&w, &headers, &endpoint) {
         return r;
     }
     let Ok(Json(req)) = body else {
-        return error(StatusCode::BAD_REQUEST, "the body must be JSON: {\"input\": {\"nifti_url\", \"labels_url\", \"volumes_url\", \"model\"?}}");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the body must be JSON: {\"input\": {\"nifti_url\", \"labels_url\", \"volumes_url\", \"model\"?}}",
+        );
     };
     let Some(input) = req.input else {
         return error(StatusCode::BAD_REQUEST, "missing \"input\"");
@@ -309,10 +337,18 @@ async fn run(State(w): State<Arc<Worker>>, Path(endpoint): Path<String>, headers
     {
         let mut t = lock(&w);
         if !t.accepting {
-            return error(StatusCode::SERVICE_UNAVAILABLE, "the worker is shutting down");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the worker is shutting down",
+            );
         }
         if t.queue.len() >= w.cfg.queue_capacity {
-            return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "5")], Json(json!({ "error": "the queue is full" }))).into_response();
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "5")],
+                Json(json!({ "error": "the queue is full" })),
+            )
+                .into_response();
         }
         w.forget_old(&mut t);
         t.jobs.insert(
@@ -336,7 +372,11 @@ async fn run(State(w): State<Arc<Worker>>, Path(endpoint): Path<String>, headers
     Json(json!({ "id": id, "status": Status::InQueue })).into_response()
 }
 
-async fn status(State(w): State<Arc<Worker>>, Path((endpoint, id)): Path<(String, String)>, headers: HeaderMap) -> Response {
+async fn status(
+    State(w): State<Arc<Worker>>,
+    Path((endpoint, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
     if let Err(r) = authorize(&w, &headers, &endpoint) {
         return r;
     }
@@ -347,13 +387,19 @@ async fn status(State(w): State<Arc<Worker>>, Path((endpoint, id)): Path<(String
     }
 }
 
-async fn cancel(State(w): State<Arc<Worker>>, Path((endpoint, id)): Path<(String, String)>, headers: HeaderMap) -> Response {
+async fn cancel(
+    State(w): State<Arc<Worker>>,
+    Path((endpoint, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
     if let Err(r) = authorize(&w, &headers, &endpoint) {
         return r;
     }
     let mut t = lock(&w);
     let cancelled_queued = {
-        let Some(job) = t.jobs.get_mut(&id) else { return error(StatusCode::NOT_FOUND, "no such job") };
+        let Some(job) = t.jobs.get_mut(&id) else {
+            return error(StatusCode::NOT_FOUND, "no such job");
+        };
         match job.status {
             Status::InQueue => {
                 job.status = Status::Cancelled;
@@ -379,11 +425,19 @@ async fn cancel(State(w): State<Arc<Worker>>, Path((endpoint, id)): Path<(String
         tracing::info!(job = %id, "job cancelled in the queue");
         return Json(json!({ "id": id, "status": Status::Cancelled })).into_response();
     }
-    let status = t.jobs.get(&id).map(|j| j.status).unwrap_or(Status::Cancelled);
+    let status = t
+        .jobs
+        .get(&id)
+        .map(|j| j.status)
+        .unwrap_or(Status::Cancelled);
     Json(json!({ "id": id, "status": status })).into_response()
 }
 
-async fn health(State(w): State<Arc<Worker>>, Path(endpoint): Path<String>, headers: HeaderMap) -> Response {
+async fn health(
+    State(w): State<Arc<Worker>>,
+    Path(endpoint): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     if let Err(r) = authorize(&w, &headers, &endpoint) {
         return r;
     }
@@ -417,7 +471,11 @@ pub fn router(worker: Arc<Worker>) -> Router {
 
 /// Serves until `shutdown` turns true, then stops taking jobs, lets the running one finish
 /// (or requeues it after the grace period) and returns.
-pub async fn serve(cfg: WorkerConfig, listener: tokio::net::TcpListener, shutdown: watch::Receiver<bool>) -> Result<(), String> {
+pub async fn serve(
+    cfg: WorkerConfig,
+    listener: tokio::net::TcpListener,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), String> {
     let assets = cfg.assets_dir();
     if !volumetry::model::models_dir(&assets).is_dir() {
         tracing::warn!(assets = %assets.display(), "no models/ folder in the assets directory; every job will fail");

@@ -11,13 +11,23 @@ fn main() -> ExitCode {
     let cfg = WorkerConfig::parse();
     let filter = EnvFilter::try_from_env("NEUROVOL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("NEUROVOL_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if json { builder.json().init() } else { builder.with_ansi(false).init() }
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init()
+    } else {
+        builder.with_ansi(false).init()
+    }
     if let Err(e) = cfg.validate() {
         eprintln!("neurovol-worker: {e}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("neurovol-worker: cannot start the async runtime: {e}");
@@ -25,7 +35,9 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
         let (tx, rx) = tokio::sync::watch::channel(false);
         if cfg.exit_on_stdin_eof {
             let tx = tx.clone();

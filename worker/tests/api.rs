@@ -29,7 +29,10 @@ struct Worker {
 
 impl Worker {
     fn start(args: &[&str]) -> Worker {
-        let log = std::env::temp_dir().join(format!("nv-worker-test-{}.log", hex::encode(rand::random::<[u8; 6]>())));
+        let log = std::env::temp_dir().join(format!(
+            "nv-worker-test-{}.log",
+            hex::encode(rand::random::<[u8; 6]>())
+        ));
         let mut child = Command::new(env!("CARGO_BIN_EXE_neurovol-worker"))
             .args(["--listen", "127.0.0.1:0", "--exit-on-stdin-eof"])
             .args(args)
@@ -44,7 +47,11 @@ impl Worker {
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).unwrap();
-        let url = line.trim().strip_prefix("neurovol-worker ready at ").unwrap_or_else(|| panic!("bad ready line {line:?}")).to_string();
+        let url = line
+            .trim()
+            .strip_prefix("neurovol-worker ready at ")
+            .unwrap_or_else(|| panic!("bad ready line {line:?}"))
+            .to_string();
         Worker { url, child, log }
     }
 
@@ -57,7 +64,12 @@ impl Worker {
     }
 
     async fn run(&self, http: &reqwest::Client, input: Value) -> reqwest::Response {
-        http.post(self.api("/run")).bearer_auth(KEY).json(&json!({ "input": input })).send().await.unwrap()
+        http.post(self.api("/run"))
+            .bearer_auth(KEY)
+            .json(&json!({ "input": input }))
+            .send()
+            .await
+            .unwrap()
     }
 
     async fn submit(&self, http: &reqwest::Client, input: Value) -> String {
@@ -69,17 +81,34 @@ impl Worker {
     }
 
     async fn status(&self, http: &reqwest::Client, id: &str) -> Value {
-        http.get(self.api(&format!("/status/{id}"))).bearer_auth(KEY).send().await.unwrap().json().await.unwrap()
+        http.get(self.api(&format!("/status/{id}")))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
-    async fn wait_for(&self, http: &reqwest::Client, id: &str, want: &[&str], within: Duration) -> Value {
+    async fn wait_for(
+        &self,
+        http: &reqwest::Client,
+        id: &str,
+        want: &[&str],
+        within: Duration,
+    ) -> Value {
         let t0 = Instant::now();
         loop {
             let v = self.status(http, id).await;
             if want.iter().any(|w| v["status"] == *w) {
                 return v;
             }
-            assert!(t0.elapsed() < within, "job {id} still {v} after {within:?}; worker log:\n{}", self.logs());
+            assert!(
+                t0.elapsed() < within,
+                "job {id} still {v} after {within:?}; worker log:\n{}",
+                self.logs()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -92,8 +121,14 @@ impl Drop for Worker {
         let logs = self.logs();
         let _ = std::fs::remove_file(&self.log);
         // Never a signed URL (or its signature) in the worker's log.
-        assert!(!logs.contains("SECRETSIGNATURE42"), "signature leaked into the log:\n{logs}");
-        assert!(!logs.contains("/obj/"), "URL path leaked into the log:\n{logs}");
+        assert!(
+            !logs.contains("SECRETSIGNATURE42"),
+            "signature leaked into the log:\n{logs}"
+        );
+        assert!(
+            !logs.contains("/obj/"),
+            "URL path leaked into the log:\n{logs}"
+        );
     }
 }
 
@@ -105,19 +140,29 @@ struct Store(Arc<Mutex<HashMap<String, Vec<u8>>>>);
 impl Store {
     async fn start() -> (Store, String) {
         let store = Store::default();
-        async fn get_obj(State(s): State<Store>, Path(name): Path<String>) -> axum::response::Response {
+        async fn get_obj(
+            State(s): State<Store>,
+            Path(name): Path<String>,
+        ) -> axum::response::Response {
             match s.0.lock().unwrap().get(&name) {
                 Some(b) => b.clone().into_response(),
                 None => (StatusCode::NOT_FOUND, "no such object").into_response(),
             }
         }
-        async fn put_obj(State(s): State<Store>, Path(name): Path<String>, body: Bytes) -> StatusCode {
+        async fn put_obj(
+            State(s): State<Store>,
+            Path(name): Path<String>,
+            body: Bytes,
+        ) -> StatusCode {
             s.0.lock().unwrap().insert(name, body.to_vec());
             StatusCode::OK
         }
         let app = Router::new()
             .route("/obj/{name}", get(get_obj).put(put_obj))
-            .route("/expired", get(|| async { (StatusCode::FORBIDDEN, "signed URL has expired") }))
+            .route(
+                "/expired",
+                get(|| async { (StatusCode::FORBIDDEN, "signed URL has expired") }),
+            )
             .route(
                 "/stall",
                 get(|| async {
@@ -161,19 +206,35 @@ fn tiny_head() -> Vec<u8> {
                 let (x, y, z) = (i as f32 - 20.0, j as f32 - 20.0, k as f32 - 20.0);
                 let r = (x * x / 196.0 + y * y / 256.0 + z * z / 169.0).sqrt();
                 if r < 1.0 {
-                    data[i + n * (j + n * k)] = if r < 0.6 { 110.0 } else { 70.0 } + ((i * 7 + j * 3 + k) % 11) as f32;
+                    data[i + n * (j + n * k)] =
+                        if r < 0.6 { 110.0 } else { 70.0 } + ((i * 7 + j * 3 + k) % 11) as f32;
                 }
             }
         }
     }
-    let mut v = volumetry::Volume { dims: [n, n, n], data, header: Default::default() };
+    let mut v = volumetry::Volume {
+        dims: [n, n, n],
+        data,
+        header: Default::default(),
+    };
     v.header.pixdim = [1.0, 1.2, 1.2, 1.2, 1.0, 1.0, 1.0, 1.0];
-    v.header.set_affine(&[[1.2, 0.0, 0.0, -24.0], [0.0, 1.2, 0.0, -24.0], [0.0, 0.0, 1.2, -24.0]], 1);
+    v.header.set_affine(
+        &[
+            [1.2, 0.0, 0.0, -24.0],
+            [0.0, 1.2, 0.0, -24.0],
+            [0.0, 0.0, 1.2, -24.0],
+        ],
+        1,
+    );
     volumetry::nifti::encode(&v)
 }
 
 fn four_d() -> Vec<u8> {
-    let v = volumetry::Volume { dims: [6, 6, 6], data: vec![5.0f32; 216], header: Default::default() };
+    let v = volumetry::Volume {
+        dims: [6, 6, 6],
+        data: vec![5.0f32; 216],
+        header: Default::default(),
+    };
     let mut b = volumetry::nifti::encode(&v);
     b.extend(vec![0u8; 216 * 4]); // the second volume
     b[40..42].copy_from_slice(&4i16.to_le_bytes());
@@ -189,22 +250,46 @@ async fn run_status_cancel_and_outputs() {
     let http = reqwest::Client::new();
 
     let id = w.submit(&http, input(&base, "/obj/head.nii")).await;
-    let done = w.wait_for(&http, &id, &["COMPLETED", "FAILED"], Duration::from_secs(240)).await;
+    let done = w
+        .wait_for(
+            &http,
+            &id,
+            &["COMPLETED", "FAILED"],
+            Duration::from_secs(240),
+        )
+        .await;
     assert_eq!(done["status"], "COMPLETED", "{done}");
     let out = &done["output"];
     assert_eq!(out["model"], "model21_104class");
     assert_eq!(out["dims"], json!([40, 40, 40]));
-    for k in ["download_s", "segment_s", "upload_s", "total_s", "model_s", "conform_s"] {
-        assert!(out["timings"][k].as_f64().is_some(), "timing {k} missing: {out}");
+    for k in [
+        "download_s",
+        "segment_s",
+        "upload_s",
+        "total_s",
+        "model_s",
+        "conform_s",
+    ] {
+        assert!(
+            out["timings"][k].as_f64().is_some(),
+            "timing {k} missing: {out}"
+        );
     }
     assert!(done["executionTime"].as_u64().is_some() && done["delayTime"].as_u64().is_some());
     // outputs were uploaded and decode; their digests match the report
     let labels = store.get("labels.nii.gz").expect("labels uploaded");
     let volumes = store.get("volumes.json").expect("volumes uploaded");
     use sha2::Digest;
-    assert_eq!(out["labels_sha256"], hex::encode(sha2::Sha256::digest(&labels)));
-    assert_eq!(out["volumes_sha256"], hex::encode(sha2::Sha256::digest(&volumes)));
-    let dir = std::env::temp_dir().join(format!("nv-wt-{}", hex::encode(rand::random::<[u8; 6]>())));
+    assert_eq!(
+        out["labels_sha256"],
+        hex::encode(sha2::Sha256::digest(&labels))
+    );
+    assert_eq!(
+        out["volumes_sha256"],
+        hex::encode(sha2::Sha256::digest(&volumes))
+    );
+    let dir =
+        std::env::temp_dir().join(format!("nv-wt-{}", hex::encode(rand::random::<[u8; 6]>())));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("l.nii.gz"), &labels).unwrap();
     let lab = volumetry::nifti::read_labels(dir.join("l.nii.gz")).unwrap();
@@ -216,19 +301,49 @@ async fn run_status_cancel_and_outputs() {
 
     // cancel: one running (stalled download), one queued
     let running = w.submit(&http, input(&base, "/stall")).await;
-    w.wait_for(&http, &running, &["IN_PROGRESS"], Duration::from_secs(10)).await;
+    w.wait_for(&http, &running, &["IN_PROGRESS"], Duration::from_secs(10))
+        .await;
     let queued = w.submit(&http, input(&base, "/obj/head.nii")).await;
     assert_eq!(w.status(&http, &queued).await["status"], "IN_QUEUE");
-    let c: Value = http.post(w.api(&format!("/cancel/{queued}"))).bearer_auth(KEY).send().await.unwrap().json().await.unwrap();
+    let c: Value = http
+        .post(w.api(&format!("/cancel/{queued}")))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(c["status"], "CANCELLED");
-    let c: Value = http.post(w.api(&format!("/cancel/{running}"))).bearer_auth(KEY).send().await.unwrap().json().await.unwrap();
+    let c: Value = http
+        .post(w.api(&format!("/cancel/{running}")))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(c["status"], "CANCELLED");
     assert_eq!(w.status(&http, &running).await["status"], "CANCELLED");
     assert_eq!(w.status(&http, &queued).await["status"], "CANCELLED");
 
-    let r = http.get(w.api("/status/nope")).bearer_auth(KEY).send().await.unwrap();
+    let r = http
+        .get(w.api("/status/nope"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
-    let h: Value = http.get(w.api("/health")).bearer_auth(KEY).send().await.unwrap().json().await.unwrap();
+    let h: Value = http
+        .get(w.api("/health"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(h["jobs"]["completed"], 1, "{h}");
     assert_eq!(h["jobs"]["cancelled"], 2, "{h}");
     let logs = w.logs();
@@ -240,31 +355,82 @@ async fn wrong_key_or_endpoint_is_refused() {
     let w = Worker::start(&[]);
     let http = reqwest::Client::new();
     let body = json!({"input": input("http://127.0.0.1:9", "/obj/x")});
-    for auth in [None, Some("Bearer wrong-key-0123456789abcdef"), Some("Bearer "), Some("test-key-0123456789abcdeX")] {
+    for auth in [
+        None,
+        Some("Bearer wrong-key-0123456789abcdef"),
+        Some("Bearer "),
+        Some("test-key-0123456789abcdeX"),
+    ] {
         let mut rq = http.post(w.api("/run")).json(&body);
         if let Some(a) = auth {
             rq = rq.header("authorization", a);
         }
         assert_eq!(rq.send().await.unwrap().status(), 401, "{auth:?}");
     }
-    assert_eq!(http.get(w.api("/status/x")).bearer_auth("nope").send().await.unwrap().status(), 401);
-    assert_eq!(http.post(w.api("/cancel/x")).send().await.unwrap().status(), 401);
-    assert_eq!(http.get(w.api("/health")).send().await.unwrap().status(), 401);
+    assert_eq!(
+        http.get(w.api("/status/x"))
+            .bearer_auth("nope")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        http.post(w.api("/cancel/x")).send().await.unwrap().status(),
+        401
+    );
+    assert_eq!(
+        http.get(w.api("/health")).send().await.unwrap().status(),
+        401
+    );
     // the bare key (RunPod also accepts it without "Bearer") and another endpoint id
-    assert_eq!(http.get(w.api("/health")).header("authorization", KEY).send().await.unwrap().status(), 200);
+    assert_eq!(
+        http.get(w.api("/health"))
+            .header("authorization", KEY)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let other = format!("{}/v2/other/health", w.url);
-    assert_eq!(http.get(other).bearer_auth(KEY).send().await.unwrap().status(), 404);
+    assert_eq!(
+        http.get(other)
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
     // malformed bodies
-    let r = http.post(w.api("/run")).bearer_auth(KEY).body("not json").header("content-type", "application/json").send().await.unwrap();
+    let r = http
+        .post(w.api("/run"))
+        .bearer_auth(KEY)
+        .body("not json")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
-    let r = http.post(w.api("/run")).bearer_auth(KEY).json(&json!({"nothing": 1})).send().await.unwrap();
+    let r = http
+        .post(w.api("/run"))
+        .bearer_auth(KEY)
+        .json(&json!({"nothing": 1}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
 }
 
 #[tokio::test]
 async fn refused_inputs_fail_with_a_reason() {
     let (store, base) = Store::start().await;
-    store.put("text.nii", b"this is not an image at all, just text".repeat(20));
+    store.put(
+        "text.nii",
+        b"this is not an image at all, just text".repeat(20),
+    );
     store.put("big.nii", vec![0u8; 20_000]);
     store.put("4d.nii", four_d());
     store.put("head.nii", tiny_head());
@@ -276,7 +442,10 @@ async fn refused_inputs_fail_with_a_reason() {
         (input(&base, "/obj/text.nii"), "not a single 3D NIfTI"),
         (input(&base, "/obj/big.nii"), "too large"),
         (input(&base, "/obj/4d.nii"), "volumes"),
-        (input("http://127.0.0.1:1", "/obj/head.nii"), "cannot download"),
+        (
+            input("http://127.0.0.1:1", "/obj/head.nii"),
+            "cannot download",
+        ),
     ];
     let mut bad_model = input(&base, "/obj/head.nii");
     bad_model["model"] = json!("no_such_model");
@@ -286,11 +455,21 @@ async fn refused_inputs_fail_with_a_reason() {
     cases.push((bad_url, "http(s) URL"));
     for (inp, want) in cases {
         let id = w.submit(&http, inp).await;
-        let v = w.wait_for(&http, &id, &["FAILED", "COMPLETED"], Duration::from_secs(60)).await;
+        let v = w
+            .wait_for(
+                &http,
+                &id,
+                &["FAILED", "COMPLETED"],
+                Duration::from_secs(60),
+            )
+            .await;
         assert_eq!(v["status"], "FAILED", "{v}");
         let err = v["error"].as_str().unwrap();
         assert!(err.contains(want), "error {err:?} should mention {want:?}");
-        assert!(!err.contains("SECRETSIGNATURE42") && !err.contains("127.0.0.1"), "URL in error: {err}");
+        assert!(
+            !err.contains("SECRETSIGNATURE42") && !err.contains("127.0.0.1"),
+            "URL in error: {err}"
+        );
     }
     // nothing was uploaded for any refused job
     assert!(store.get("labels.nii.gz").is_none() && store.get("volumes.json").is_none());
@@ -302,7 +481,14 @@ async fn slow_jobs_time_out() {
     let w = Worker::start(&["--job-timeout", "0.5"]);
     let http = reqwest::Client::new();
     let id = w.submit(&http, input(&base, "/stall")).await;
-    let v = w.wait_for(&http, &id, &["TIMED_OUT", "FAILED", "COMPLETED"], Duration::from_secs(20)).await;
+    let v = w
+        .wait_for(
+            &http,
+            &id,
+            &["TIMED_OUT", "FAILED", "COMPLETED"],
+            Duration::from_secs(20),
+        )
+        .await;
     assert_eq!(v["status"], "TIMED_OUT", "{v}");
     assert!(v["error"].as_str().unwrap().contains("limit"), "{v}");
     // a job may ask for less than the worker's limit (RunPod policy.executionTimeout)
@@ -314,8 +500,13 @@ async fn slow_jobs_time_out() {
         .send()
         .await
         .unwrap();
-    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
-    let v = w2.wait_for(&http, &id, &["TIMED_OUT"], Duration::from_secs(20)).await;
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let v = w2
+        .wait_for(&http, &id, &["TIMED_OUT"], Duration::from_secs(20))
+        .await;
     assert_eq!(v["status"], "TIMED_OUT");
 }
 
@@ -325,7 +516,8 @@ async fn full_queue_answers_429() {
     let w = Worker::start(&["--queue-capacity", "1"]);
     let http = reqwest::Client::new();
     let running = w.submit(&http, input(&base, "/stall")).await;
-    w.wait_for(&http, &running, &["IN_PROGRESS"], Duration::from_secs(10)).await;
+    w.wait_for(&http, &running, &["IN_PROGRESS"], Duration::from_secs(10))
+        .await;
     let _queued = w.submit(&http, input(&base, "/stall")).await;
     let r = w.run(&http, input(&base, "/stall")).await;
     assert_eq!(r.status(), 429);
@@ -339,7 +531,8 @@ async fn stdin_eof_and_sigterm_shut_down() {
     let mut w = Worker::start(&["--shutdown-grace", "0.5"]);
     let http = reqwest::Client::new();
     let id = w.submit(&http, input(&base, "/stall")).await;
-    w.wait_for(&http, &id, &["IN_PROGRESS"], Duration::from_secs(10)).await;
+    w.wait_for(&http, &id, &["IN_PROGRESS"], Duration::from_secs(10))
+        .await;
     drop(w.child.stdin.take());
     let t0 = Instant::now();
     loop {
@@ -347,7 +540,11 @@ async fn stdin_eof_and_sigterm_shut_down() {
             assert!(status.success(), "{status:?}");
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(15), "worker did not exit; log:\n{}", w.logs());
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "worker did not exit; log:\n{}",
+            w.logs()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let logs = w.logs();
@@ -355,10 +552,19 @@ async fn stdin_eof_and_sigterm_shut_down() {
 
     let mut w = Worker::start(&[]);
     let pid = w.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let t0 = Instant::now();
     while w.child.try_wait().unwrap().is_none() {
-        assert!(t0.elapsed() < Duration::from_secs(15), "worker ignored SIGTERM");
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "worker ignored SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

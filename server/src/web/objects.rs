@@ -25,31 +25,62 @@ pub fn signer(config: &Config) -> std::io::Result<&'static UrlSigner> {
     if let Some(s) = SIGNER.get() {
         return Ok(s);
     }
-    let secret = storage::load_or_create_secret(config.object_url_key.as_ref().map(|k| k.expose()), &config.data_dir)?;
-    let base = config.object_url_base.clone().unwrap_or_else(|| config.public_url.clone());
+    let secret = storage::load_or_create_secret(
+        config.object_url_key.as_ref().map(|k| k.expose()),
+        &config.data_dir,
+    )?;
+    let base = config
+        .object_url_base
+        .clone()
+        .unwrap_or_else(|| config.public_url.clone());
     Ok(SIGNER.get_or_init(|| UrlSigner::new(secret, &base)))
 }
 
 fn refuse(status: StatusCode, why: impl std::fmt::Display) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], why.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        why.to_string(),
+    )
+        .into_response()
 }
 
-fn check(state: &AppState, key: &str, method: &str, q: &HashMap<String, String>) -> Result<LocalStore, Response> {
+fn check(
+    state: &AppState,
+    key: &str,
+    method: &str,
+    q: &HashMap<String, String>,
+) -> Result<LocalStore, Response> {
     let signer = signer(&state.config).map_err(|e| {
         tracing::error!(error = %e, "object URL secret unavailable");
         refuse(StatusCode::SERVICE_UNAVAILABLE, "object store unavailable")
     })?;
     if q.get("method").map(String::as_str) != Some(method) {
-        return Err(refuse(StatusCode::FORBIDDEN, "signed URL is for another method"));
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "signed URL is for another method",
+        ));
     }
-    signer.verify(key, method, q.get("exp").map(String::as_str), q.get("sig").map(String::as_str)).map_err(|e| {
-        tracing::warn!(reason = %e, "signed object URL refused");
-        refuse(StatusCode::FORBIDDEN, e)
-    })?;
+    signer
+        .verify(
+            key,
+            method,
+            q.get("exp").map(String::as_str),
+            q.get("sig").map(String::as_str),
+        )
+        .map_err(|e| {
+            tracing::warn!(reason = %e, "signed object URL refused");
+            refuse(StatusCode::FORBIDDEN, e)
+        })?;
     Ok(LocalStore::new(state.config.data_dir.join("objects")))
 }
 
-pub async fn get_object(State(state): State<AppState>, method: Method, Path(key): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+pub async fn get_object(
+    State(state): State<AppState>,
+    method: Method,
+    Path(key): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let store = match check(&state, &key, "GET", &q) {
         Ok(s) => s,
         Err(r) => return r,
@@ -57,10 +88,23 @@ pub async fn get_object(State(state): State<AppState>, method: Method, Path(key)
     match store.get(&key).await {
         Ok(bytes) => {
             let len = bytes.len();
-            let body = if method == Method::HEAD { Body::empty() } else { Body::from(bytes) };
-            ([(header::CONTENT_TYPE, "application/octet-stream".to_string()), (header::CONTENT_LENGTH, len.to_string())], body).into_response()
+            let body = if method == Method::HEAD {
+                Body::empty()
+            } else {
+                Body::from(bytes)
+            };
+            (
+                [
+                    (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                    (header::CONTENT_LENGTH, len.to_string()),
+                ],
+                body,
+            )
+                .into_response()
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => refuse(StatusCode::NOT_FOUND, "no such object"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            refuse(StatusCode::NOT_FOUND, "no such object")
+        }
         Err(e) => {
             tracing::error!(error = %e, "object read failed");
             refuse(StatusCode::INTERNAL_SERVER_ERROR, "object read failed")
@@ -68,7 +112,12 @@ pub async fn get_object(State(state): State<AppState>, method: Method, Path(key)
     }
 }
 
-pub async fn put_object(State(state): State<AppState>, Path(key): Path<String>, Query(q): Query<HashMap<String, String>>, body: Body) -> Response {
+pub async fn put_object(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    body: Body,
+) -> Response {
     let store = match check(&state, &key, "PUT", &q) {
         Ok(s) => s,
         Err(r) => return r,
