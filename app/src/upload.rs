@@ -286,19 +286,24 @@ fn UploadFlow(csrf: String) -> impl IntoView {
         set_phase.set(Phase::Idle);
     };
 
+    let busy = move || matches!(phase.get(), Phase::Reading | Phase::Deidentifying | Phase::Uploading | Phase::Finishing);
     let on_drop = move |ev: web_sys::DragEvent| {
         ev.prevent_default();
         set_hover.set(false);
+        if busy() {
+            return;
+        }
         if let Some(file) = ev.data_transfer().and_then(|d| d.files()).and_then(|f| f.get(0)) {
             take_file(file);
         }
     };
     let on_pick = move |ev: web_sys::Event| {
         if let Some(file) = client::input_file(&ev) {
-            take_file(file);
+            if !busy() {
+                take_file(file);
+            }
         }
     };
-    let busy = move || matches!(phase.get(), Phase::Reading | Phase::Deidentifying | Phase::Uploading | Phase::Finishing);
 
     let dropzone = view! {
             <div

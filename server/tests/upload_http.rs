@@ -476,6 +476,25 @@ async fn limits_csrf_ownership_and_expiry() {
     assert_eq!(status(&other, &id).await.0, StatusCode::NOT_FOUND);
     assert_eq!(put_chunk(&other, &id, 0, &data[..MIB]).await.0, StatusCode::NOT_FOUND);
 
+    // at most 3 open uploads per account
+    let (st, second) = create(&b, 100, MIB, None).await;
+    assert_eq!(st, StatusCode::CREATED);
+    assert_eq!(create(&b, 100, MIB, None).await.0, StatusCode::CREATED);
+    let (st, v) = create(&b, 100, MIB, None).await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert_eq!(v["code"], "too_many_uploads");
+    // cancelling one frees a slot
+    let resp = b
+        .http
+        .delete(format!("{}/uploads/{}", server.url, second["id"].as_str().unwrap()))
+        .header("cookie", cookies(&b))
+        .header("x-csrf-token", csrf(&b))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(create(&b, 100, MIB, None).await.0, StatusCode::CREATED);
+
     // one chunk, then the client goes away: the sweep removes the abandoned upload
     assert_eq!(put_chunk(&b, &id, 0, &data[..MIB]).await.0, StatusCode::OK);
     assert!(!temp_files(&server).is_empty());

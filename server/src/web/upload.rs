@@ -44,6 +44,10 @@ const MIB: u64 = 1024 * 1024;
 /// Largest chunk a client may use (and the default); the route's body limit.
 pub const MAX_CHUNK: u64 = 8 * MIB;
 const MIN_CHUNK: u64 = 64 * 1024;
+/// Open (not yet completed) uploads one account may have.
+const MAX_OPEN_PER_USER: usize = 3;
+/// All open uploads together may reserve this many times the per-upload cap.
+const TEMP_SPACE_UPLOADS: u64 = 8;
 
 #[derive(Debug, Clone, Copy)]
 pub struct UploadSettings {
@@ -187,6 +191,23 @@ async fn load(state: &AppState, id: &str, user: &str) -> Result<(PathBuf, Meta),
     Ok((dir, meta))
 }
 
+/// (open uploads of `user`, bytes reserved by all open uploads)
+async fn open_uploads(dir: &FsPath, user: &str) -> (usize, u64) {
+    let (mut mine, mut reserved) = (0, 0u64);
+    let Ok(mut rd) = tokio::fs::read_dir(dir).await else { return (0, 0) };
+    while let Ok(Some(e)) = rd.next_entry().await {
+        if let Ok(raw) = tokio::fs::read(e.path().join("meta.json")).await {
+            if let Ok(m) = serde_json::from_slice::<Meta>(&raw) {
+                reserved = reserved.saturating_add(m.size);
+                if m.user_id == user {
+                    mine += 1;
+                }
+            }
+        }
+    }
+    (mine, reserved)
+}
+
 async fn received(dir: &FsPath, meta: &Meta) -> Vec<u64> {
     let mut out = Vec::new();
     for i in 0..meta.chunks() {
@@ -252,6 +273,22 @@ pub async fn create(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
             format!("The file is too large (the limit is {} MiB).", s.max_bytes.div_ceil(MIB)),
+        ));
+    }
+    // bounded temp space: a few open uploads per account, and a total for the server
+    let (mine, reserved) = open_uploads(&uploads_dir(&state), &user).await;
+    if mine >= MAX_OPEN_PER_USER {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_uploads",
+            "You have too many uploads in progress. Please finish or cancel one first.",
+        ));
+    }
+    if reserved.saturating_add(req.size) > s.max_bytes.saturating_mul(TEMP_SPACE_UPLOADS) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "The server is busy receiving other uploads. Please try again in a few minutes.",
         ));
     }
     let chunk_size = req.chunk_size.unwrap_or(MAX_CHUNK).clamp(MIN_CHUNK, MAX_CHUNK);
