@@ -301,6 +301,11 @@ pub(crate) fn action(profile: Profile, g: u16, e: u16, is_ui: bool) -> Action {
         // de-identification markers: rewritten by this crate
         return Action::DropStructural;
     }
+    if g == 0xFFFE || g == 0x0000 {
+        // delimitation-group tags are encoded without a VR, and command elements do not
+        // belong in a stored data set: neither can be re-encoded faithfully, neither is needed
+        return Action::DropStructural;
+    }
     if e == 0x0000 || g == 0x0002 {
         // group lengths, and file-meta elements misplaced in the body (meta is rebuilt)
         return Action::DropStructural;

@@ -285,3 +285,23 @@ fn sequence_hidden_in_un_is_dropped_not_passed_through() {
     let prev = deid::preview_removals(&f, Profile::Seed).unwrap();
     assert!(prev.iter().any(|r| r.path == "ReferencedImageSequence"));
 }
+
+#[test]
+fn stray_delimiter_group_and_command_elements_do_not_break_reencoding() {
+    // found by fuzzing: a (FFFE,FFFF) "element" has no VR on disk; writing it back in
+    // explicit form made our own output unreadable. Such tags are dropped now.
+    let le = Enc { explicit: true, le: true };
+    let mut ds = Vec::new();
+    le.el(&mut ds, 0x0008, 0x0016, b"UI", b"1.2.840.10008.5.1.4.1.1.4");
+    le.el(&mut ds, 0x0008, 0x0018, b"UI", SOP.as_bytes());
+    le.el(&mut ds, 0x0000, 0x0002, b"UI", b"1.2.3");
+    ds.extend_from_slice(&[0xFE, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0]);
+    let mut f = vec![0u8; 128];
+    f.extend_from_slice(b"DICM");
+    le.el(&mut f, 0x0002, 0x0010, b"UI", b"1.2.840.10008.1.2.1");
+    f.extend_from_slice(&ds);
+    let out = deid::deidentify_file_bytes(&f, Profile::Seed, seed(2)).unwrap();
+    let again = deid::deidentify_file_bytes(&out.bytes, Profile::Seed, seed(3)).expect("own output re-read");
+    let p = parse(&again.bytes);
+    assert!(p.all_tags.iter().all(|t| t.0 != 0xFFFE && t.0 != 0x0000));
+}
