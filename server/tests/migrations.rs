@@ -20,11 +20,15 @@ fn migrate(data_dir: &std::path::Path, database_url: Option<&str>) -> std::proce
 async fn assert_schema(url: &str) {
     sqlx::any::install_default_drivers();
     let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
-    for table in ["users", "sessions", "login_throttle", "_sqlx_migrations"] {
+    for table in ["users", "sessions", "login_throttle", "scans", "_sqlx_migrations"] {
         let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
         let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap_or_else(|e| panic!("{table}: {e}"));
         if table == "_sqlx_migrations" {
-            assert_eq!(n, 1, "one migration applied once");
+            let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations"))
+                .unwrap()
+                .filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql")))
+                .count() as i64;
+            assert_eq!(n, files, "every migration applied exactly once");
         }
     }
 }
