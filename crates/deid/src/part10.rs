@@ -348,9 +348,21 @@ pub(crate) fn process(
     if want.previews {
         scan.previews = Some(Vec::new());
     }
+    // the header goes first so the body is written once, in place (no copy of the pixels)
+    let mut header = Vec::new();
     let mut out: Vec<u8> = Vec::new();
     if want.output {
-        out.reserve(body.len() + 512);
+        let new_instance = match meta.sop_instance.as_deref() {
+            Some(u) if !u.is_empty() => Some(ctx.uids.map(u)),
+            _ => None,
+        };
+        header = file_header(&meta, new_instance.as_deref());
+        if enc_kind == Encoding::DeflatedLe {
+            out.reserve(body.len() + 512);
+        } else {
+            out.reserve(header.len() + body.len() + 512);
+            out.append(&mut header);
+        }
     }
     let mut stack: Vec<Frame> = Vec::new();
     // names of the enclosing sequences, for preview paths
@@ -455,6 +467,12 @@ pub(crate) fn process(
                     pending = Some((h, Action::DropStructural));
                     continue;
                 }
+                if !want.output && !want.previews && depth == 0 && h.tag == Tag(0x7FE0, 0x0010) {
+                    // a scan needs nothing past the pixel data header: its length was checked
+                    // against the bytes left just above, so a cut-off file is still caught
+                    scan.has_pixel_data = true;
+                    break;
+                }
                 let vr = effective_vr(&h);
                 let mut act = rules::action(ctx.profile, h.tag.0, h.tag.1, vr == VR::UI);
                 if h.vr == VR::UN && vr == VR::SQ && act == Action::Keep {
@@ -525,14 +543,22 @@ pub(crate) fn process(
         return Ok((scan, None));
     }
 
-    // ---- file: zero preamble, rebuilt meta, body
-    let mut file = Vec::with_capacity(out.len() + 400);
+    if enc_kind == Encoding::DeflatedLe {
+        let mut file = header;
+        let mut z = flate2::write::DeflateEncoder::new(file, flate2::Compression::default());
+        z.write_all(&out).map_err(|_| FileError::Corrupt)?;
+        file = z.finish().map_err(|_| FileError::Corrupt)?;
+        return Ok((scan, Some(file)));
+    }
+    // `out` already starts with the header
+    Ok((scan, Some(out)))
+}
+
+/// Zero preamble, "DICM" and a rebuilt file meta group (explicit VR LE).
+fn file_header(meta: &Meta, new_instance: Option<&str>) -> Vec<u8> {
+    let mut file = Vec::with_capacity(400);
     file.extend_from_slice(&[0u8; 128]);
     file.extend_from_slice(b"DICM");
-    let new_instance = match scan.meta.sop_instance.as_deref() {
-        Some(u) if !u.is_empty() => Some(ctx.uids.map(u)),
-        _ => None,
-    };
     let mut group = Vec::new();
     let put = |g: &mut Vec<u8>, elem: u16, vr: &[u8; 2], val: &[u8]| {
         let mut v = val.to_vec();
@@ -551,27 +577,20 @@ pub(crate) fn process(
         }
         g.extend_from_slice(&v);
     };
-    put(&mut group, 0x0001, b"OB", scan.meta.version.as_deref().unwrap_or(&[0, 1]));
-    if let Some(c) = scan.meta.sop_class.as_deref() {
+    put(&mut group, 0x0001, b"OB", meta.version.as_deref().unwrap_or(&[0, 1]));
+    if let Some(c) = meta.sop_class.as_deref() {
         put(&mut group, 0x0002, b"UI", c.as_bytes());
     }
-    if let Some(u) = new_instance.as_deref() {
+    if let Some(u) = new_instance {
         put(&mut group, 0x0003, b"UI", u.as_bytes());
     }
-    put(&mut group, 0x0010, b"UI", scan.meta.transfer_syntax.as_bytes());
+    put(&mut group, 0x0010, b"UI", meta.transfer_syntax.as_bytes());
     put(&mut group, 0x0012, b"UI", crate::IMPLEMENTATION_CLASS_UID.as_bytes());
     put(&mut group, 0x0013, b"SH", crate::IMPLEMENTATION_VERSION_NAME.as_bytes());
     file.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
     file.extend_from_slice(&(group.len() as u32).to_le_bytes());
     file.extend_from_slice(&group);
-    if enc_kind == Encoding::DeflatedLe {
-        let mut z = flate2::write::DeflateEncoder::new(file, flate2::Compression::default());
-        z.write_all(&out).map_err(|_| FileError::Corrupt)?;
-        file = z.finish().map_err(|_| FileError::Corrupt)?;
-    } else {
-        file.extend_from_slice(&out);
-    }
-    Ok((scan, Some(file)))
+    file
 }
 
 /// PS3.15 E.1.1: PatientIdentityRemoved = YES and the method, as text and, for the Basic
