@@ -15,4 +15,5 @@ for stored in 1 0; do
   node crates/deid/tests/wasm/deid_node.mjs "$WASM" "$ASSETS/fixtures/t1_mprage_sag_phi.zip" \
     "$(printf '07%.0s' {1..32})" "$TMP/out.zip" "$stored" "${1:-9}" 256 38.76
 done
+node crates/deid/tests/wasm/deid_node_files.mjs "$WASM" "$ASSETS/fixtures/t1_mprage_sag_phi.zip" "${1:-9}" 38.76
 rm -rf "$TMP"

@@ -56,3 +56,41 @@ pub extern "C" fn nv_out_ptr() -> *const u8 {
 pub extern "C" fn nv_out_len() -> usize {
     OUT.lock().map(|g| g.len()).unwrap_or(0)
 }
+
+static FILES: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+/// Inflate the Part 10 entries of a ZIP into memory (benchmark set-up); returns the count.
+///
+/// # Safety
+/// `zip` points at `zip_len` readable bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn nv_load_files(zip: *const u8, zip_len: usize) -> u32 {
+    use std::io::Read;
+    // SAFETY: buffer filled by the caller through nv_alloc
+    let input = unsafe { std::slice::from_raw_parts(zip, zip_len) };
+    let Ok(mut za) = zip::ZipArchive::new(Cursor::new(input)) else { return 0 };
+    let mut files = Vec::new();
+    for i in 0..za.len() {
+        let Ok(mut f) = za.by_index(i) else { continue };
+        if f.name_raw().ends_with(b"DICOMDIR") {
+            continue;
+        }
+        let mut v = Vec::new();
+        if f.read_to_end(&mut v).is_ok() && v.len() > 132 && &v[128..132] == b"DICM" {
+            files.push(v);
+        }
+    }
+    let n = files.len() as u32;
+    if let Ok(mut g) = FILES.lock() {
+        *g = files;
+    }
+    n
+}
+
+/// De-identify the loaded files one by one (parse + rules + encode); returns output bytes.
+#[unsafe(no_mangle)]
+pub extern "C" fn nv_deid_loaded(seed_byte: u32) -> u64 {
+    let Ok(g) = FILES.lock() else { return 0 };
+    let mut d = deid::Deidentifier::new(deid::Profile::Basic, [seed_byte as u8; 32]);
+    g.iter().map(|f| d.file(f).map(|o| o.len() as u64).unwrap_or(0)).sum()
+}
