@@ -3,7 +3,7 @@
 # pydicom>=3, numpy, nibabel for ../shared/tools/check_deid.py. Outside the repo.
 # Prints the venv's python path on stdout (last line). dcm2niix comes from Debian (apt).
 set -euo pipefail
-VENV="${NEUROVOL_PYENV:-/work/target/pyenv-deid}"
+VENV="${NEUROVOL_PYENV:-${CARGO_TARGET_DIR:-$HOME/.cache/neurovol/target}/pyenv-deid}"
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import pydicom, numpy, nibabel' 2>/dev/null; then
   PY="$(command -v python3)"
   "$PY" -m venv "$VENV" >&2

@@ -21,6 +21,14 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# Tests that depend on outside parts must find them here, not skip: the shared assets,
+# the Python reference checker (pydicom venv + dcm2niix) and the wasm32 build of deid.
+export NEUROVOL_REQUIRE_ASSETS=1
+export NEUROVOL_PYTHON="$("$REPO_ROOT/scripts/py-venv.sh" | tail -1)" NEUROVOL_REQUIRE_PYCHECK=1
+log "building deid for wasm32 (native-vs-WASM byte equality test)"
+cargo build -p deid --target wasm32-unknown-unknown --release --example wasm_abi
+export NEUROVOL_DEID_WASM="$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/examples/wasm_abi.wasm" NEUROVOL_REQUIRE_WASM=1
+
 log "Rust tests (SQLite)"
 cargo test --no-fail-fast
 

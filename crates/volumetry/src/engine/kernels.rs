@@ -451,36 +451,3 @@ mod tests {
     }
 }
 
-#[cfg(test)]
-mod speed {
-    use super::*;
-    /// `cargo test -p volumetry --release --lib -- --ignored --nocapture act_speed`
-    #[test]
-    #[ignore]
-    fn act_speed() {
-        let isa = Isa::detect();
-        let mut v: Vec<f32> = (0..16_777_216)
-            .map(|i| ((i % 1000) as f32 - 500.0) / 100.0)
-            .collect();
-        for (act, g) in [
-            (Activation::Gelu, GeluForm::Exact),
-            (Activation::Gelu, GeluForm::Tanh),
-            (Activation::Elu, GeluForm::Exact),
-        ] {
-            let t = std::time::Instant::now();
-            for row in v.chunks_mut(256) {
-                isa.norm_act(row, 0.1, 1.01, act, g);
-            }
-            let t2 = std::time::Instant::now();
-            let mut s = 0.0;
-            for row in v.chunks(256) {
-                s += isa.sums(row).0;
-            }
-            eprintln!(
-                "{isa:?} {act:?} {g:?}: norm_act {:.1} ns/elem, sums {:.2} ns/elem ({s})",
-                (t2 - t).as_secs_f64() * 1e9 / v.len() as f64,
-                t2.elapsed().as_secs_f64() * 1e9 / v.len() as f64
-            );
-        }
-    }
-}
