@@ -13,10 +13,10 @@
 use std::collections::BTreeMap;
 
 use leptos::prelude::*;
-use send_wrapper::SendWrapper;
 use leptos_meta::Title;
 use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
+use send_wrapper::SendWrapper;
 use serde::Deserialize;
 
 use crate::session::use_session;
@@ -247,25 +247,44 @@ fn UploadFlow(csrf: String) -> impl IntoView {
 
     let deidentify = move |_| {
         set_error.set(None);
-        let n = inventory.with(|i| i.as_ref().and_then(|i| i.series.iter().find(|s| s.index == selected.get_untracked())).map_or(0, |s| s.info.files));
+        let n = inventory.with(|i| {
+            i.as_ref()
+                .and_then(|i| {
+                    i.series
+                        .iter()
+                        .find(|s| s.index == selected.get_untracked())
+                })
+                .map_or(0, |s| s.info.files)
+        });
         set_progress.set((0, n as u32));
         set_phase.set(Phase::Deidentifying);
         worker.with_value(|w| {
             if let Some(w) = w {
-                client::post(w, "deidentify", None, Some(("series", selected.get_untracked() as f64)));
+                client::post(
+                    w,
+                    "deidentify",
+                    None,
+                    Some(("series", selected.get_untracked() as f64)),
+                );
             }
         });
     };
 
     let confirm = move |_| {
-        let Some(blob) = output.with_value(|b| b.as_ref().map(|b| (**b).clone())) else { return };
+        let Some(blob) = output.with_value(|b| b.as_ref().map(|b| (**b).clone())) else {
+            return;
+        };
         set_error.set(None);
         set_phase.set(Phase::Uploading);
         set_sent.set((0.0, blob.size()));
         let token = csrf.get_value();
         leptos::task::spawn_local(async move {
             let t0 = client::now_ms();
-            match client::upload(&blob, &token, CHUNK, move |done, total| set_sent.set((done, total))).await {
+            match client::upload(&blob, &token, CHUNK, move |done, total| {
+                set_sent.set((done, total))
+            })
+            .await
+            {
                 Ok(url) => {
                     set_upload_ms.set(Some(client::now_ms() - t0));
                     set_phase.set(Phase::Finishing);
@@ -286,22 +305,31 @@ fn UploadFlow(csrf: String) -> impl IntoView {
         set_phase.set(Phase::Idle);
     };
 
-    let busy = move || matches!(phase.get(), Phase::Reading | Phase::Deidentifying | Phase::Uploading | Phase::Finishing);
+    let busy = move || {
+        matches!(
+            phase.get(),
+            Phase::Reading | Phase::Deidentifying | Phase::Uploading | Phase::Finishing
+        )
+    };
     let on_drop = move |ev: web_sys::DragEvent| {
         ev.prevent_default();
         set_hover.set(false);
         if busy() {
             return;
         }
-        if let Some(file) = ev.data_transfer().and_then(|d| d.files()).and_then(|f| f.get(0)) {
+        if let Some(file) = ev
+            .data_transfer()
+            .and_then(|d| d.files())
+            .and_then(|f| f.get(0))
+        {
             take_file(file);
         }
     };
     let on_pick = move |ev: web_sys::Event| {
-        if let Some(file) = client::input_file(&ev) {
-            if !busy() {
-                take_file(file);
-            }
+        if let Some(file) = client::input_file(&ev)
+            && !busy()
+        {
+            take_file(file);
         }
     };
 
@@ -439,12 +467,17 @@ fn UploadFlow(csrf: String) -> impl IntoView {
 /// The "what will be removed" screen. Original values are the user's own, shown only here.
 fn review(s: SummaryView, ms: Option<f64>) -> impl IntoView {
     let facts = s.facts.clone();
-    let age = facts.as_ref().and_then(|f| f.age_years).map_or("not recorded".to_string(), |a| format!("{a} years"));
+    let age = facts
+        .as_ref()
+        .and_then(|f| f.age_years)
+        .map_or("not recorded".to_string(), |a| format!("{a} years"));
     let sex = facts.as_ref().map_or("not recorded", |f| sex_text(&f.sex));
     let date = facts
         .as_ref()
         .and_then(|f| f.study_date)
-        .map_or("not recorded".to_string(), |d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day));
+        .map_or("not recorded".to_string(), |d| {
+            format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)
+        });
     let r = s.report.clone();
     view! {
         <div class="review" data-testid="removal-report">
@@ -598,14 +631,18 @@ mod client {
         Reflect::get(v, &k.into()).ok().and_then(|x| x.as_f64())
     }
     pub fn get_array_buffer(v: &JsValue, k: &str) -> Option<js_sys::ArrayBuffer> {
-        Reflect::get(v, &k.into()).ok().and_then(|x| x.dyn_into().ok())
+        Reflect::get(v, &k.into())
+            .ok()
+            .and_then(|x| x.dyn_into().ok())
     }
     pub fn blob_of(buf: &js_sys::ArrayBuffer) -> Option<Blob> {
         let parts = Array::of1(buf);
         Blob::new_with_buffer_source_sequence(&parts).ok()
     }
     pub fn now_ms() -> f64 {
-        web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
+        web_sys::window()
+            .and_then(|w| w.performance())
+            .map_or(0.0, |p| p.now())
     }
     pub fn go(url: &str) {
         if let Some(w) = web_sys::window() {
@@ -670,7 +707,9 @@ mod client {
         body: Option<Body<'_>>,
         on_progress: Option<Rc<dyn Fn(f64)>>,
     ) -> (u16, String) {
-        let Ok(x) = XmlHttpRequest::new() else { return (0, String::new()) };
+        let Ok(x) = XmlHttpRequest::new() else {
+            return (0, String::new());
+        };
         if x.open_with_async(method, url, true).is_err() {
             return (0, String::new());
         }
@@ -684,7 +723,9 @@ mod client {
         });
         // byte-level progress of the request body
         let _progress_cb = on_progress.map(|f| {
-            let cb = Closure::<dyn FnMut(web_sys::ProgressEvent)>::new(move |ev: web_sys::ProgressEvent| f(ev.loaded()));
+            let cb = Closure::<dyn FnMut(web_sys::ProgressEvent)>::new(
+                move |ev: web_sys::ProgressEvent| f(ev.loaded()),
+            );
             if let Ok(up) = x.upload() {
                 up.set_onprogress(Some(cb.as_ref().unchecked_ref()));
             }
@@ -745,25 +786,41 @@ mod client {
 
     /// Chunked upload with resume: after a failed chunk the server's list of acknowledged
     /// chunks is fetched again and only the missing ones are sent. Returns the scan's URL.
-    pub async fn upload(blob: &Blob, csrf: &str, chunk: f64, progress: impl Fn(f64, f64) + 'static) -> Result<String, String> {
+    pub async fn upload(
+        blob: &Blob,
+        csrf: &str,
+        chunk: f64,
+        progress: impl Fn(f64, f64) + 'static,
+    ) -> Result<String, String> {
         let progress: Rc<dyn Fn(f64, f64)> = Rc::new(progress);
         let total = blob.size();
-        let create = serde_json::json!({ "size": total as u64, "chunk_size": chunk as u64 }).to_string();
+        let create =
+            serde_json::json!({ "size": total as u64, "chunk_size": chunk as u64 }).to_string();
         let (st, body) = xhr("POST", "/uploads", csrf, Some(Body::Json(&create)), None).await;
         if st != 201 {
-            return Err(if st == 0 { "The server could not be reached.".into() } else { error_text(st, &body) });
+            return Err(if st == 0 {
+                "The server could not be reached.".into()
+            } else {
+                error_text(st, &body)
+            });
         }
-        let mut status: Status = serde_json::from_str(&body).map_err(|_| "Unexpected answer from the server.".to_string())?;
+        let mut status: Status = serde_json::from_str(&body)
+            .map_err(|_| "Unexpected answer from the server.".to_string())?;
         let url_base = format!("/uploads/{}", status.id);
         let mut failures = 0;
         loop {
             let chunk_size = status.chunk_size;
             let acked = |s: &Status| -> f64 {
-                s.received.iter().map(|i| (total - f64::from(*i) * s.chunk_size).min(s.chunk_size)).sum()
+                s.received
+                    .iter()
+                    .map(|i| (total - f64::from(*i) * s.chunk_size).min(s.chunk_size))
+                    .sum()
             };
             let mut done_bytes = acked(&status);
             progress(done_bytes, total);
-            let missing: Vec<u32> = (0..status.chunks).filter(|i| !status.received.contains(i)).collect();
+            let missing: Vec<u32> = (0..status.chunks)
+                .filter(|i| !status.received.contains(i))
+                .collect();
             if missing.is_empty() {
                 break;
             }
@@ -776,9 +833,16 @@ mod client {
                 };
                 let base = done_bytes;
                 let p = progress.clone();
-                let report: Rc<dyn Fn(f64)> = Rc::new(move |loaded: f64| p(base + loaded.min(end - start), total));
-                let (st, body) =
-                    xhr("PUT", &format!("{url_base}/chunks/{i}"), csrf, Some(Body::Blob(&part)), Some(report)).await;
+                let report: Rc<dyn Fn(f64)> =
+                    Rc::new(move |loaded: f64| p(base + loaded.min(end - start), total));
+                let (st, body) = xhr(
+                    "PUT",
+                    &format!("{url_base}/chunks/{i}"),
+                    csrf,
+                    Some(Body::Blob(&part)),
+                    Some(report),
+                )
+                .await;
                 if st == 200 {
                     done_bytes += end - start;
                     progress(done_bytes, total);
@@ -791,10 +855,10 @@ mod client {
                 None => {
                     // confirm with the server what it holds
                     let (st, body) = xhr("GET", &url_base, csrf, None, None).await;
-                    if st == 200 {
-                        if let Ok(s) = serde_json::from_str::<Status>(&body) {
-                            status = s;
-                        }
+                    if st == 200
+                        && let Ok(s) = serde_json::from_str::<Status>(&body)
+                    {
+                        status = s;
                     }
                     if status.received.len() as u32 == status.chunks {
                         break;
@@ -824,7 +888,9 @@ mod client {
         progress(total, total);
         let (st, body) = xhr("POST", &format!("{url_base}/complete"), csrf, None, None).await;
         if st == 201 {
-            serde_json::from_str::<Completed>(&body).map(|c| c.url).map_err(|_| "Unexpected answer from the server.".into())
+            serde_json::from_str::<Completed>(&body)
+                .map(|c| c.url)
+                .map_err(|_| "Unexpected answer from the server.".into())
         } else if st == 0 {
             Err("The server could not be reached.".into())
         } else {

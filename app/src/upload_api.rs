@@ -64,7 +64,11 @@ pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 
 #[cfg(feature = "ssr")]
 pub trait ScanStore: Send + Sync + 'static {
     fn list(&self, user_id: String) -> BoxFuture<Result<Vec<ScanSummary>, String>>;
-    fn get(&self, user_id: String, scan_id: String) -> BoxFuture<Result<Option<ScanDetail>, String>>;
+    fn get(
+        &self,
+        user_id: String,
+        scan_id: String,
+    ) -> BoxFuture<Result<Option<ScanDetail>, String>>;
 }
 
 #[cfg(feature = "ssr")]
@@ -72,7 +76,8 @@ pub type SharedScanStore = std::sync::Arc<dyn ScanStore>;
 
 #[cfg(feature = "ssr")]
 fn signed_in_user() -> Result<String, ServerFnError> {
-    let parts = use_context::<http::request::Parts>().ok_or_else(|| ServerFnError::new("request context missing"))?;
+    let parts = use_context::<http::request::Parts>()
+        .ok_or_else(|| ServerFnError::new("request context missing"))?;
     parts
         .extensions
         .get::<crate::SessionInfo>()
@@ -89,7 +94,10 @@ fn store() -> Result<SharedScanStore, ServerFnError> {
 #[server(input = GetUrl)]
 pub async fn list_scans() -> Result<Vec<ScanSummary>, ServerFnError> {
     let user = signed_in_user()?;
-    store()?.list(user).await.map_err(|_| ServerFnError::new("The scans could not be loaded."))
+    store()?
+        .list(user)
+        .await
+        .map_err(|_| ServerFnError::new("The scans could not be loaded."))
 }
 
 /// One of the signed-in user's scans (`None` when it does not exist or is not theirs).
@@ -99,5 +107,8 @@ pub async fn get_scan(id: String) -> Result<Option<ScanDetail>, ServerFnError> {
     if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Ok(None);
     }
-    store()?.get(user, id).await.map_err(|_| ServerFnError::new("The scan could not be loaded."))
+    store()?
+        .get(user, id)
+        .await
+        .map_err(|_| ServerFnError::new("The scan could not be loaded."))
 }

@@ -13,10 +13,11 @@ use serde_json::Value;
 const MIB: usize = 1024 * 1024;
 
 fn fixtures() -> PathBuf {
-    let dir = std::env::var("NEUROVOL_FIXTURES").map(PathBuf::from).unwrap_or_else(|_| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures")
-    });
-    dir.canonicalize().expect("fixtures folder (../shared/fixtures or NEUROVOL_FIXTURES)")
+    let dir = std::env::var("NEUROVOL_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
+    dir.canonicalize()
+        .expect("fixtures folder (../shared/fixtures or NEUROVOL_FIXTURES)")
 }
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -45,7 +46,10 @@ fn canaries(manifest: &str) -> Vec<String> {
             n_uids += 1;
         }
     }
-    assert!(n_uids >= 259, "study, series, frame of reference and 256 SOP instance UIDs");
+    assert!(
+        n_uids >= 259,
+        "study, series, frame of reference and 256 SOP instance UIDs"
+    );
     out.push("PHI-".into());
     out.sort();
     out.dedup();
@@ -75,12 +79,19 @@ fn assert_nothing_identifying(server: &TestServer, canaries: &[String]) {
     for f in files_under(&server.data_dir) {
         let bytes = std::fs::read(&f).unwrap_or_default();
         if bytes.starts_with(b"PK\x03\x04") {
-            let out = std::process::Command::new("unzip").arg("-p").arg(&f).output().expect("unzip installed");
+            let out = std::process::Command::new("unzip")
+                .arg("-p")
+                .arg(&f)
+                .output()
+                .expect("unzip installed");
             assert!(out.status.success(), "object is a readable ZIP");
             blobs.push((format!("{} (inflated)", f.display()), out.stdout));
         }
         blobs.push((f.display().to_string(), bytes));
-        blobs.push((format!("file name {}", f.display()), f.display().to_string().into_bytes()));
+        blobs.push((
+            format!("file name {}", f.display()),
+            f.display().to_string().into_bytes(),
+        ));
     }
     blobs.push(("server log".into(), server.logs().into_bytes()));
     if let Some(found) = find_identifying(&blobs, canaries) {
@@ -91,8 +102,11 @@ fn assert_nothing_identifying(server: &TestServer, canaries: &[String]) {
 /// The first canary found: UIDs as whole UID-like tokens (looked up in a set), other
 /// values as substrings.
 fn find_identifying(blobs: &[(String, Vec<u8>)], canaries: &[String]) -> Option<String> {
-    let uids: std::collections::HashSet<&str> =
-        canaries.iter().map(String::as_str).filter(|c| c.len() > 20 && c.bytes().all(|b| b.is_ascii_digit() || b == b'.')).collect();
+    let uids: std::collections::HashSet<&str> = canaries
+        .iter()
+        .map(String::as_str)
+        .filter(|c| c.len() > 20 && c.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
+        .collect();
     assert!(uids.len() >= 259);
     for (what, bytes) in blobs {
         let text = String::from_utf8_lossy(bytes);
@@ -113,12 +127,24 @@ fn find_identifying(blobs: &[(String, Vec<u8>)], canaries: &[String]) -> Option<
 #[test]
 fn the_canary_search_finds_the_raw_fixture() {
     let path = fixtures().join("t1_mprage_sag_phi.zip");
-    let out = std::process::Command::new("unzip").arg("-p").arg(&path).output().expect("unzip installed");
+    let out = std::process::Command::new("unzip")
+        .arg("-p")
+        .arg(&path)
+        .output()
+        .expect("unzip installed");
     let canaries = canaries("t1_mprage_sag_phi.manifest.json");
     assert!(find_identifying(&[("raw fixture".into(), out.stdout.clone())], &canaries).is_some());
     // UIDs alone are found too
-    let uids_only: Vec<String> = canaries.iter().filter(|c| c.starts_with("2.25.") || c.starts_with("1.")).cloned().collect();
-    let mut with_uid = canaries.iter().filter(|c| c.len() > 20 && c.bytes().all(|b| b.is_ascii_digit() || b == b'.')).cloned().collect::<Vec<_>>();
+    let uids_only: Vec<String> = canaries
+        .iter()
+        .filter(|c| c.starts_with("2.25.") || c.starts_with("1."))
+        .cloned()
+        .collect();
+    let mut with_uid = canaries
+        .iter()
+        .filter(|c| c.len() > 20 && c.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
+        .cloned()
+        .collect::<Vec<_>>();
     with_uid.push("NOT-PRESENT-ANYWHERE".into());
     assert!(!uids_only.is_empty());
     let sample = format!("xx\0{}\0yy", with_uid[0]);
@@ -134,7 +160,11 @@ async fn signed_in(server: &TestServer) -> Browser {
 }
 
 fn cookies(b: &Browser) -> String {
-    b.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    b.cookies
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn csrf(b: &Browser) -> String {
@@ -144,10 +174,18 @@ fn csrf(b: &Browser) -> String {
 async fn json(resp: reqwest::Response) -> (StatusCode, Value) {
     let status = resp.status();
     let text = resp.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
-async fn create(b: &Browser, size: usize, chunk: usize, series: Option<usize>) -> (StatusCode, Value) {
+async fn create(
+    b: &Browser,
+    size: usize,
+    chunk: usize,
+    series: Option<usize>,
+) -> (StatusCode, Value) {
     let mut body = serde_json::json!({ "size": size, "chunk_size": chunk });
     if let Some(s) = series {
         body["series"] = s.into();
@@ -179,7 +217,15 @@ async fn put_chunk(b: &Browser, id: &str, i: usize, bytes: &[u8]) -> (StatusCode
 }
 
 async fn status(b: &Browser, id: &str) -> (StatusCode, Value) {
-    json(b.http.get(format!("{}/uploads/{id}", b.base)).header("cookie", cookies(b)).send().await.unwrap()).await
+    json(
+        b.http
+            .get(format!("{}/uploads/{id}", b.base))
+            .header("cookie", cookies(b))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
 }
 
 async fn complete(b: &Browser, id: &str) -> (StatusCode, Value) {
@@ -195,7 +241,12 @@ async fn complete(b: &Browser, id: &str) -> (StatusCode, Value) {
 }
 
 /// The whole upload, every chunk once. Returns complete's answer.
-async fn upload(b: &Browser, bytes: &[u8], chunk: usize, series: Option<usize>) -> (StatusCode, Value) {
+async fn upload(
+    b: &Browser,
+    bytes: &[u8],
+    chunk: usize,
+    series: Option<usize>,
+) -> (StatusCode, Value) {
     let (st, created) = create(b, bytes.len(), chunk, series).await;
     assert_eq!(st, StatusCode::CREATED, "{created}");
     let id = created["id"].as_str().unwrap().to_string();
@@ -217,7 +268,9 @@ async fn upload(b: &Browser, bytes: &[u8], chunk: usize, series: Option<usize>) 
     done
 }
 
-async fn scan_rows(server: &TestServer) -> Vec<(String, Option<i64>, String, Option<String>, String, String)> {
+async fn scan_rows(
+    server: &TestServer,
+) -> Vec<(String, Option<i64>, String, Option<String>, String, String)> {
     use sqlx::Row;
     sqlx::any::install_default_drivers();
     let url = server
@@ -225,10 +278,12 @@ async fn scan_rows(server: &TestServer) -> Vec<(String, Option<i64>, String, Opt
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", server.data_dir.join("neurovol.db").display()));
     let pool = sqlx::AnyPool::connect(&url).await.unwrap();
-    let rows = sqlx::query("SELECT id, age_years, sex, study_date, status, object_key FROM scans ORDER BY created_at")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+    let rows = sqlx::query(
+        "SELECT id, age_years, sex, study_date, status, object_key FROM scans ORDER BY created_at",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
     let out = rows
         .iter()
         .map(|r| {
@@ -263,7 +318,10 @@ async fn raw_phi_upload_keeps_nothing_identifying() {
     let (st, done) = upload(&b, &zip, MIB, None).await;
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(st, StatusCode::CREATED, "{done}");
-    eprintln!("raw upload + server de-identification of {} bytes: {secs:.2} s", zip.len());
+    eprintln!(
+        "raw upload + server de-identification of {} bytes: {secs:.2} s",
+        zip.len()
+    );
     let scan_id = done["scan_id"].as_str().unwrap();
     assert_eq!(done["url"], format!("/scans/{scan_id}"));
 
@@ -271,11 +329,18 @@ async fn raw_phi_upload_keeps_nothing_identifying() {
     assert_eq!(rows.len(), 1);
     let (id, age, sex, date, status, key) = &rows[0];
     assert_eq!(id, scan_id);
-    assert_eq!((*age, sex.as_str(), date.as_deref(), status.as_str()), (Some(67), "F", Some("2019-03-14"), "deidentified"));
+    assert_eq!(
+        (*age, sex.as_str(), date.as_deref(), status.as_str()),
+        (Some(67), "F", Some("2019-03-14"), "deidentified")
+    );
     let objs = objects(&server);
     assert_eq!(objs.len(), 1, "exactly one object: the de-identified ZIP");
     assert!(objs[0].ends_with(key));
-    assert!(temp_files(&server).is_empty(), "temp files left: {:?}", temp_files(&server));
+    assert!(
+        temp_files(&server).is_empty(),
+        "temp files left: {:?}",
+        temp_files(&server)
+    );
 
     // the status page and the home page list show it
     let page = b
@@ -288,7 +353,10 @@ async fn raw_phi_upload_keeps_nothing_identifying() {
         .text()
         .await
         .unwrap();
-    assert!(page.contains("de-identified"), "status page shows the state");
+    assert!(
+        page.contains("de-identified"),
+        "status page shows the state"
+    );
 
     assert_nothing_identifying(&server, &canaries("t1_mprage_sag_phi.manifest.json"));
 }
@@ -323,7 +391,9 @@ async fn an_interrupted_upload_resumes_without_resending_acknowledged_chunks() {
             parts[half].len()
         );
         sock.write_all(head.as_bytes()).await.unwrap();
-        sock.write_all(&parts[half][..parts[half].len() / 2]).await.unwrap();
+        sock.write_all(&parts[half][..parts[half].len() / 2])
+            .await
+            .unwrap();
         sock.flush().await.unwrap();
         drop(sock);
     }
@@ -336,8 +406,17 @@ async fn an_interrupted_upload_resumes_without_resending_acknowledged_chunks() {
     // the client re-queries what the server acknowledged...
     let (st, s) = status(&b, &id).await;
     assert_eq!(st, StatusCode::OK);
-    let acked: Vec<usize> = s["received"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
-    assert_eq!(acked, (0..half).collect::<Vec<_>>(), "only whole chunks are acknowledged");
+    let acked: Vec<usize> = s["received"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
+    assert_eq!(
+        acked,
+        (0..half).collect::<Vec<_>>(),
+        "only whole chunks are acknowledged"
+    );
     assert_eq!(s["received_bytes"].as_u64().unwrap() as usize, half * chunk);
     // ...and sends only the rest
     let mut sent_again = 0;
@@ -362,15 +441,60 @@ async fn adversarial_archives_get_specific_errors_and_leave_nothing() {
     let server = TestServer::start(&[]).await;
     let b = signed_in(&server).await;
     let cases = [
-        ("adv_zipslip.zip", StatusCode::UNPROCESSABLE_ENTITY, "unsafe_path", "unsafe path"),
-        ("adv_absolute_path.zip", StatusCode::UNPROCESSABLE_ENTITY, "unsafe_path", "unsafe path"),
-        ("adv_zipbomb.zip", StatusCode::PAYLOAD_TOO_LARGE, "too_large_when_extracted", "too large when extracted"),
-        ("adv_two_series_mixed.zip", StatusCode::UNPROCESSABLE_ENTITY, "multiple_series", "2 different image series"),
-        ("adv_nondicom_only.zip", StatusCode::UNPROCESSABLE_ENTITY, "no_dicom_images", "No DICOM images"),
-        ("adv_truncated_dicom.zip", StatusCode::UNPROCESSABLE_ENTITY, "truncated_or_corrupt_dicom", "truncated or corrupt"),
-        ("adv_empty.zip", StatusCode::UNPROCESSABLE_ENTITY, "empty_zip", "empty"),
-        ("adv_not_a_zip.zip", StatusCode::UNPROCESSABLE_ENTITY, "not_a_zip", "not a ZIP"),
-        ("adv_encrypted_entry.zip", StatusCode::UNPROCESSABLE_ENTITY, "encrypted_entries", "encrypted"),
+        (
+            "adv_zipslip.zip",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unsafe_path",
+            "unsafe path",
+        ),
+        (
+            "adv_absolute_path.zip",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unsafe_path",
+            "unsafe path",
+        ),
+        (
+            "adv_zipbomb.zip",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large_when_extracted",
+            "too large when extracted",
+        ),
+        (
+            "adv_two_series_mixed.zip",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "multiple_series",
+            "2 different image series",
+        ),
+        (
+            "adv_nondicom_only.zip",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_dicom_images",
+            "No DICOM images",
+        ),
+        (
+            "adv_truncated_dicom.zip",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "truncated_or_corrupt_dicom",
+            "truncated or corrupt",
+        ),
+        (
+            "adv_empty.zip",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "empty_zip",
+            "empty",
+        ),
+        (
+            "adv_not_a_zip.zip",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_a_zip",
+            "not a ZIP",
+        ),
+        (
+            "adv_encrypted_entry.zip",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "encrypted_entries",
+            "encrypted",
+        ),
     ];
     for (file, want_status, want_code, want_text) in cases {
         let bytes = fixture(file);
@@ -378,21 +502,41 @@ async fn adversarial_archives_get_specific_errors_and_leave_nothing() {
         assert_eq!(st, want_status, "{file}: {v}");
         assert_eq!(v["code"], want_code, "{file}: {v}");
         let msg = v["error"].as_str().unwrap_or("");
-        assert!(msg.contains(want_text), "{file}: plain-language error, got {msg:?}");
+        assert!(
+            msg.contains(want_text),
+            "{file}: plain-language error, got {msg:?}"
+        );
         assert!(scan_rows(&server).await.is_empty(), "{file}: no row");
         assert!(objects(&server).is_empty(), "{file}: no object");
-        assert!(temp_files(&server).is_empty(), "{file}: temp files left: {:?}", temp_files(&server));
+        assert!(
+            temp_files(&server).is_empty(),
+            "{file}: temp files left: {:?}",
+            temp_files(&server)
+        );
     }
-    for p in ["/tmp/neurovol_abs_canary.dcm", "/etc/neurovol_abs_canary.txt"] {
+    for p in [
+        "/tmp/neurovol_abs_canary.dcm",
+        "/etc/neurovol_abs_canary.txt",
+    ] {
         assert!(!Path::new(p).exists());
     }
-    assert!(files_under(&server.data_dir).iter().all(|f| !f.to_string_lossy().contains("canary")));
+    assert!(
+        files_under(&server.data_dir)
+            .iter()
+            .all(|f| !f.to_string_lossy().contains("canary"))
+    );
     let log = server.logs();
     assert!(!log.contains("panicked"), "no panic");
     assert!(!log.contains("canary"));
 
     // the two-series archive is accepted when the client names the series
-    let (st, v) = upload(&b, &fixture("adv_two_series_mixed.zip"), 256 * 1024, Some(1)).await;
+    let (st, v) = upload(
+        &b,
+        &fixture("adv_two_series_mixed.zip"),
+        256 * 1024,
+        Some(1),
+    )
+    .await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     // non-DICOM files named .dcm are skipped, never copied
     let (st, v) = upload(&b, &fixture("adv_nondicom_named_dcm.zip"), 256 * 1024, None).await;
@@ -425,7 +569,14 @@ async fn limits_csrf_ownership_and_expiry() {
     // CSRF required on chunk PUTs: no header, wrong header. (Small bodies: the server
     // answers 403 before reading the body, and may close the connection on a big one.)
     let url = format!("{}/uploads/{id}/chunks/0", server.url);
-    let resp = b.http.put(&url).header("cookie", cookies(&b)).body(data[..10].to_vec()).send().await.unwrap();
+    let resp = b
+        .http
+        .put(&url)
+        .header("cookie", cookies(&b))
+        .body(data[..10].to_vec())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     let resp = b
         .http
@@ -449,11 +600,22 @@ async fn limits_csrf_ownership_and_expiry() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-    assert!(status(&b, &id).await.1["received"].as_array().unwrap().is_empty());
+    assert!(
+        status(&b, &id).await.1["received"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
 
     // wrong size and out-of-range chunks; an oversized body
-    assert_eq!(put_chunk(&b, &id, 0, &data[..10]).await.0, StatusCode::BAD_REQUEST);
-    assert_eq!(put_chunk(&b, &id, 9, &data[..10]).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        put_chunk(&b, &id, 0, &data[..10]).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        put_chunk(&b, &id, 9, &data[..10]).await.0,
+        StatusCode::BAD_REQUEST
+    );
     // over the route's body limit: 413, or the connection is closed while the body is still
     // being sent (the server answers from the Content-Length before reading the body)
     let big = b
@@ -470,11 +632,19 @@ async fn limits_csrf_ownership_and_expiry() {
 
     // signed out: 401; another account: the upload does not exist
     let anon = Browser::new(&server.url);
-    let resp = anon.http.get(format!("{}/uploads/{id}", server.url)).send().await.unwrap();
+    let resp = anon
+        .http
+        .get(format!("{}/uploads/{id}", server.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     let other = signed_in(&server).await;
     assert_eq!(status(&other, &id).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(put_chunk(&other, &id, 0, &data[..MIB]).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        put_chunk(&other, &id, 0, &data[..MIB]).await.0,
+        StatusCode::NOT_FOUND
+    );
 
     // at most 3 open uploads per account
     let (st, second) = create(&b, 100, MIB, None).await;
@@ -486,7 +656,11 @@ async fn limits_csrf_ownership_and_expiry() {
     // cancelling one frees a slot
     let resp = b
         .http
-        .delete(format!("{}/uploads/{}", server.url, second["id"].as_str().unwrap()))
+        .delete(format!(
+            "{}/uploads/{}",
+            server.url,
+            second["id"].as_str().unwrap()
+        ))
         .header("cookie", cookies(&b))
         .header("x-csrf-token", csrf(&b))
         .send()

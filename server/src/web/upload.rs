@@ -37,8 +37,8 @@ use sqlx::Row;
 use tokio::io::AsyncWriteExt;
 
 use super::AppState;
-use crate::db::{Db, now_secs};
 use super::storage::{self, LocalStore};
+use crate::db::{Db, now_secs};
 
 const MIB: u64 = 1024 * 1024;
 /// Largest chunk a client may use (and the default); the route's body limit.
@@ -59,7 +59,12 @@ pub struct UploadSettings {
 pub fn settings() -> UploadSettings {
     static S: OnceLock<UploadSettings> = OnceLock::new();
     *S.get_or_init(|| {
-        let num = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(d);
+        let num = |k: &str, d: u64| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or(d)
+        };
         UploadSettings {
             max_bytes: num("NEUROVOL_UPLOAD_MAX_BYTES", 1024 * MIB).max(1),
             expiry_secs: num("NEUROVOL_UPLOAD_EXPIRY_SECS", 86_400).max(1),
@@ -87,7 +92,11 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
     fn internal() -> ApiError {
         ApiError::new(
@@ -107,7 +116,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(serde_json::json!({ "code": self.code, "error": self.message }))).into_response()
+        (
+            self.status,
+            Json(serde_json::json!({ "code": self.code, "error": self.message })),
+        )
+            .into_response()
     }
 }
 
@@ -122,14 +135,22 @@ fn deid_error(e: &deid::DeidError) -> ApiError {
         E::NestedZip => (StatusCode::UNPROCESSABLE_ENTITY, "nested_zip"),
         E::UnsupportedCompression => (StatusCode::UNPROCESSABLE_ENTITY, "unsupported_compression"),
         E::TooManyEntries { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_entries"),
-        E::TooLargeWhenExtracted { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large_when_extracted"),
-        E::TruncatedOrCorruptDicom { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "truncated_or_corrupt_dicom"),
+        E::TooLargeWhenExtracted { .. } => {
+            (StatusCode::PAYLOAD_TOO_LARGE, "too_large_when_extracted")
+        }
+        E::TruncatedOrCorruptDicom { .. } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "truncated_or_corrupt_dicom",
+        ),
         E::NoDicomImages => (StatusCode::UNPROCESSABLE_ENTITY, "no_dicom_images"),
         E::MultipleSeries { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "multiple_series"),
         E::SeriesNotFound => (StatusCode::UNPROCESSABLE_ENTITY, "series_not_found"),
         E::NotDicomPart10 => (StatusCode::UNPROCESSABLE_ENTITY, "not_dicom"),
         E::CorruptDicom => (StatusCode::UNPROCESSABLE_ENTITY, "corrupt_dicom"),
-        E::UnsupportedTransferSyntax => (StatusCode::UNPROCESSABLE_ENTITY, "unsupported_transfer_syntax"),
+        E::UnsupportedTransferSyntax => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unsupported_transfer_syntax",
+        ),
         E::Output => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         _ => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_archive"),
     };
@@ -138,15 +159,20 @@ fn deid_error(e: &deid::DeidError) -> ApiError {
 }
 
 fn user_id(session: &SessionInfo) -> Result<String, ApiError> {
-    session
-        .user
-        .as_ref()
-        .map(|u| u.id.clone())
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "not_signed_in", "Please log in to upload a scan."))
+    session.user.as_ref().map(|u| u.id.clone()).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "not_signed_in",
+            "Please log in to upload a scan.",
+        )
+    })
 }
 
 fn valid_id(id: &str) -> bool {
-    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -194,14 +220,16 @@ async fn load(state: &AppState, id: &str, user: &str) -> Result<(PathBuf, Meta),
 /// (open uploads of `user`, bytes reserved by all open uploads)
 async fn open_uploads(dir: &FsPath, user: &str) -> (usize, u64) {
     let (mut mine, mut reserved) = (0, 0u64);
-    let Ok(mut rd) = tokio::fs::read_dir(dir).await else { return (0, 0) };
+    let Ok(mut rd) = tokio::fs::read_dir(dir).await else {
+        return (0, 0);
+    };
     while let Ok(Some(e)) = rd.next_entry().await {
-        if let Ok(raw) = tokio::fs::read(e.path().join("meta.json")).await {
-            if let Ok(m) = serde_json::from_slice::<Meta>(&raw) {
-                reserved = reserved.saturating_add(m.size);
-                if m.user_id == user {
-                    mine += 1;
-                }
+        if let Ok(raw) = tokio::fs::read(e.path().join("meta.json")).await
+            && let Ok(m) = serde_json::from_slice::<Meta>(&raw)
+        {
+            reserved = reserved.saturating_add(m.size);
+            if m.user_id == user {
+                mine += 1;
             }
         }
     }
@@ -211,10 +239,10 @@ async fn open_uploads(dir: &FsPath, user: &str) -> (usize, u64) {
 async fn received(dir: &FsPath, meta: &Meta) -> Vec<u64> {
     let mut out = Vec::new();
     for i in 0..meta.chunks() {
-        if let Ok(m) = tokio::fs::metadata(dir.join(chunk_name(i))).await {
-            if m.len() == meta.chunk_len(i) {
-                out.push(i);
-            }
+        if let Ok(m) = tokio::fs::metadata(dir.join(chunk_name(i))).await
+            && m.len() == meta.chunk_len(i)
+        {
+            out.push(i);
         }
     }
     out
@@ -261,18 +289,33 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let user = user_id(&session)?;
     let Json(req) = body.map_err(|_| {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", "The upload request was malformed.")
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "The upload request was malformed.",
+        )
     })?;
     let s = settings();
     if req.size == 0 {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "empty_file", "The file is empty."));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "empty_file",
+            "The file is empty.",
+        ));
     }
     if req.size > s.max_bytes {
-        tracing::info!(size = req.size, limit = s.max_bytes, "upload refused: over the size cap");
+        tracing::info!(
+            size = req.size,
+            limit = s.max_bytes,
+            "upload refused: over the size cap"
+        );
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
-            format!("The file is too large (the limit is {} MiB).", s.max_bytes.div_ceil(MIB)),
+            format!(
+                "The file is too large (the limit is {} MiB).",
+                s.max_bytes.div_ceil(MIB)
+            ),
         ));
     }
     // bounded temp space: a few open uploads per account, and a total for the server
@@ -291,9 +334,18 @@ pub async fn create(
             "The server is busy receiving other uploads. Please try again in a few minutes.",
         ));
     }
-    let chunk_size = req.chunk_size.unwrap_or(MAX_CHUNK).clamp(MIN_CHUNK, MAX_CHUNK);
+    let chunk_size = req
+        .chunk_size
+        .unwrap_or(MAX_CHUNK)
+        .clamp(MIN_CHUNK, MAX_CHUNK);
     let id = hex::encode(rand::random::<[u8; 16]>());
-    let meta = Meta { user_id: user, size: req.size, chunk_size, series: req.series, created_at: now_secs() };
+    let meta = Meta {
+        user_id: user,
+        size: req.size,
+        chunk_size,
+        series: req.series,
+        created_at: now_secs(),
+    };
     let dir = uploads_dir(&state).join(&id);
     let write = async {
         tokio::fs::create_dir_all(&dir).await?;
@@ -329,7 +381,11 @@ pub async fn put_chunk(
     let user = user_id(&session)?;
     let (dir, meta) = load(&state, &id, &user).await?;
     if index >= meta.chunks() {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_chunk", "This part of the upload is out of range."));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_chunk",
+            "This part of the upload is out of range.",
+        ));
     }
     if body.len() as u64 != meta.chunk_len(index) {
         return Err(ApiError::new(
@@ -338,8 +394,15 @@ pub async fn put_chunk(
             "This part of the upload has the wrong size. Please try again.",
         ));
     }
-    if tokio::fs::try_exists(dir.join("COMPLETING")).await.unwrap_or(false) {
-        return Err(ApiError::new(StatusCode::CONFLICT, "completing", "This upload is already being processed."));
+    if tokio::fs::try_exists(dir.join("COMPLETING"))
+        .await
+        .unwrap_or(false)
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "completing",
+            "This upload is already being processed.",
+        ));
     }
     let tmp = dir.join(format!(".part-{}", hex::encode(rand::random::<[u8; 8]>())));
     let write = async {
@@ -352,7 +415,10 @@ pub async fn put_chunk(
     if let Err(e) = write.await {
         let _ = tokio::fs::remove_file(&tmp).await;
         // the folder may have been swept away meanwhile
-        if !tokio::fs::try_exists(dir.join("meta.json")).await.unwrap_or(false) {
+        if !tokio::fs::try_exists(dir.join("meta.json"))
+            .await
+            .unwrap_or(false)
+        {
             return Err(ApiError::not_found());
         }
         tracing::error!(error = %e, "cannot store an upload chunk");
@@ -368,8 +434,15 @@ pub async fn cancel(
 ) -> Result<Response, ApiError> {
     let user = user_id(&session)?;
     let (dir, _) = load(&state, &id, &user).await?;
-    if tokio::fs::try_exists(dir.join("COMPLETING")).await.unwrap_or(false) {
-        return Err(ApiError::new(StatusCode::CONFLICT, "completing", "This upload is already being processed."));
+    if tokio::fs::try_exists(dir.join("COMPLETING"))
+        .await
+        .unwrap_or(false)
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "completing",
+            "This upload is already being processed.",
+        ));
     }
     let _ = tokio::fs::remove_dir_all(&dir).await;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -400,8 +473,17 @@ pub async fn complete(
         ));
     }
     // exactly one completion per upload
-    if std::fs::OpenOptions::new().write(true).create_new(true).open(dir.join("COMPLETING")).is_err() {
-        return Err(ApiError::new(StatusCode::CONFLICT, "completing", "This upload is already being processed."));
+    if std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dir.join("COMPLETING"))
+        .is_err()
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "completing",
+            "This upload is already being processed.",
+        ));
     }
     // Run to the end even if the client goes away, so nothing is left half done.
     let task = tokio::spawn(finish_upload(state.clone(), id.clone(), dir, meta));
@@ -419,7 +501,12 @@ pub async fn complete(
     }
 }
 
-async fn finish_upload(state: AppState, id: String, dir: PathBuf, meta: Meta) -> Result<String, ApiError> {
+async fn finish_upload(
+    state: AppState,
+    id: String,
+    dir: PathBuf,
+    meta: Meta,
+) -> Result<String, ApiError> {
     let _guard = TempDirGuard(dir.clone());
     let started = std::time::Instant::now();
     let raw = dir.join("upload.zip");
@@ -442,7 +529,11 @@ async fn finish_upload(state: AppState, id: String, dir: PathBuf, meta: Meta) ->
     match assemble.await {
         Ok(n) if n == meta.size => {}
         Ok(_) => {
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_size", "The upload's size does not match. Please try again."));
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_size",
+                "The upload's size does not match. Please try again.",
+            ));
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot assemble an upload");
@@ -488,7 +579,16 @@ async fn finish_upload(state: AppState, id: String, dir: PathBuf, meta: Meta) ->
         }
     };
     let scan_id = hex::encode(rand::random::<[u8; 16]>());
-    if let Err(e) = insert_scan(&state.db, &scan_id, &meta.user_id, &key, object_bytes, &outcome).await {
+    if let Err(e) = insert_scan(
+        &state.db,
+        &scan_id,
+        &meta.user_id,
+        &key,
+        object_bytes,
+        &outcome,
+    )
+    .await
+    {
         tracing::error!(error = %e, "cannot record the scan");
         let _ = store.delete(&key).await;
         return Err(ApiError::internal());
@@ -514,9 +614,12 @@ async fn insert_scan(
     outcome: &deid::Outcome,
 ) -> Result<(), sqlx::Error> {
     let facts = &outcome.facts;
-    let study_date = facts.study_date.map(|d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day));
+    let study_date = facts
+        .study_date
+        .map(|d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day));
     // keywords and counts only (the report type holds no values)
-    let report = serde_json::json!({ "report": outcome.report, "series": outcome.series }).to_string();
+    let report =
+        serde_json::json!({ "report": outcome.report, "series": outcome.series }).to_string();
     let now = now_secs();
     sqlx::query(
         "INSERT INTO scans (id, user_id, status, age_years, sex, study_date, object_key, object_bytes, files, report_json, created_at, updated_at) \
@@ -549,9 +652,11 @@ pub fn spawn_sweeper(state: &AppState) {
         loop {
             tick.tick().await;
             let dir = dir.clone();
-            let removed = tokio::task::spawn_blocking(move || sweep(&dir, Duration::from_secs(s.expiry_secs)))
-                .await
-                .unwrap_or(0);
+            let removed = tokio::task::spawn_blocking(move || {
+                sweep(&dir, Duration::from_secs(s.expiry_secs))
+            })
+            .await
+            .unwrap_or(0);
             if removed > 0 {
                 tracing::info!(removed, "expired uploads removed");
             }
@@ -561,12 +666,17 @@ pub fn spawn_sweeper(state: &AppState) {
 
 /// Idle = the newest modification time of the folder and its files.
 fn sweep(dir: &FsPath, expiry: Duration) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     let now = SystemTime::now();
     let mut removed = 0;
     for e in entries.flatten() {
         let path = e.path();
-        let mut newest = e.metadata().and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut newest = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .unwrap_or(SystemTime::UNIX_EPOCH);
         if let Ok(inner) = std::fs::read_dir(&path) {
             for f in inner.flatten() {
                 if let Ok(t) = f.metadata().and_then(|m| m.modified()) {
@@ -574,7 +684,9 @@ fn sweep(dir: &FsPath, expiry: Duration) -> usize {
                 }
             }
         }
-        if now.duration_since(newest).unwrap_or_default() > expiry && std::fs::remove_dir_all(&path).is_ok() {
+        if now.duration_since(newest).unwrap_or_default() > expiry
+            && std::fs::remove_dir_all(&path).is_ok()
+        {
             removed += 1;
         }
     }
@@ -592,7 +704,9 @@ fn summary_from(row: &sqlx::any::AnyRow) -> Result<ScanSummary, sqlx::Error> {
     Ok(ScanSummary {
         id: row.try_get("id")?,
         status: row.try_get("status")?,
-        age_years: row.try_get::<Option<i64>, _>("age_years")?.and_then(|a| u32::try_from(a).ok()),
+        age_years: row
+            .try_get::<Option<i64>, _>("age_years")?
+            .and_then(|a| u32::try_from(a).ok()),
         sex: row.try_get("sex")?,
         study_date: row.try_get("study_date")?,
         created_at: row.try_get("created_at")?,
@@ -612,11 +726,18 @@ impl ScanStore for DbScanStore {
             .fetch_all(&db)
             .await
             .map_err(|e| e.to_string())?;
-            rows.iter().map(summary_from).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
+            rows.iter()
+                .map(summary_from)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())
         })
     }
 
-    fn get(&self, user_id: String, scan_id: String) -> BoxFuture<Result<Option<ScanDetail>, String>> {
+    fn get(
+        &self,
+        user_id: String,
+        scan_id: String,
+    ) -> BoxFuture<Result<Option<ScanDetail>, String>> {
         let db = self.db.clone();
         Box::pin(async move {
             let row = sqlx::query(
@@ -630,10 +751,15 @@ impl ScanStore for DbScanStore {
             .map_err(|e| e.to_string())?;
             let Some(row) = row else { return Ok(None) };
             let summary = summary_from(&row).map_err(|e| e.to_string())?;
-            let object_bytes = row.try_get::<i64, _>("object_bytes").map_err(|e| e.to_string())?.max(0) as u64;
-            let report: serde_json::Value =
-                serde_json::from_str(&row.try_get::<String, _>("report_json").map_err(|e| e.to_string())?)
-                    .unwrap_or_default();
+            let object_bytes = row
+                .try_get::<i64, _>("object_bytes")
+                .map_err(|e| e.to_string())?
+                .max(0) as u64;
+            let report: serde_json::Value = serde_json::from_str(
+                &row.try_get::<String, _>("report_json")
+                    .map_err(|e| e.to_string())?,
+            )
+            .unwrap_or_default();
             let r = &report["report"];
             let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
             Ok(Some(ScanDetail {
