@@ -41,7 +41,7 @@ as_pg "$pg_bin/pg_ctl" -D "$scratch/pg/data" -l "$scratch/pg/log" -w \
   -o "-p $pg_port -k $scratch/pg -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
 # Same package selection as above (only the test targets are filtered), so nothing rebuilds.
 NEUROVOL_TEST_DATABASE_URL="postgres://neurovol@127.0.0.1:$pg_port/postgres" \
-  cargo test --no-fail-fast --test accounts_http --test migrations
+  cargo test --no-fail-fast --test accounts_http --test migrations --test upload_http
 
 log "End-to-end tests (Playwright, Chromium)"
 export NEUROVOL_E2E_PORT=$(free_port)

@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod db;
 mod segmenter;
+mod storage;
 mod web;
 
 use std::sync::Arc;

@@ -6,11 +6,6 @@ pub mod privacy;
 pub mod security;
 pub mod upload;
 
-// The object store sits at server/src/storage.rs (issue 6 extends it); declared here
-// because main.rs is owned elsewhere. Move to `mod storage;` in main.rs when convenient.
-#[path = "../storage.rs"]
-pub mod storage;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -12,7 +12,7 @@ use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::storage::{self, LocalStore, UrlSigner};
+use crate::storage::{self, LocalStore, UrlSigner};
 use crate::config::Config;
 
 /// Largest object a signed PUT may write (label NIfTIs and volumes JSON are far smaller).

@@ -37,7 +37,7 @@ use sqlx::Row;
 use tokio::io::AsyncWriteExt;
 
 use super::AppState;
-use super::storage::{self, LocalStore};
+use crate::storage::{self, LocalStore};
 use crate::db::{Db, now_secs};
 
 const MIB: u64 = 1024 * 1024;
