@@ -143,6 +143,7 @@ fn deid_error(e: &deid::DeidError) -> ApiError {
             "truncated_or_corrupt_dicom",
         ),
         E::NoDicomImages => (StatusCode::UNPROCESSABLE_ENTITY, "no_dicom_images"),
+        E::NoPart10Header => (StatusCode::UNPROCESSABLE_ENTITY, "no_part10_header"),
         E::MultipleSeries { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "multiple_series"),
         E::SeriesNotFound => (StatusCode::UNPROCESSABLE_ENTITY, "series_not_found"),
         E::NotDicomPart10 => (StatusCode::UNPROCESSABLE_ENTITY, "not_dicom"),
