@@ -395,16 +395,7 @@ pub async fn put_chunk(
             "This part of the upload has the wrong size. Please try again.",
         ));
     }
-    if tokio::fs::try_exists(dir.join("COMPLETING"))
-        .await
-        .unwrap_or(false)
-    {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "completing",
-            "This upload is already being processed.",
-        ));
-    }
+    ensure_not_completing(&dir).await?;
     let tmp = dir.join(format!(".part-{}", hex::encode(rand::random::<[u8; 8]>())));
     let write = async {
         let mut f = tokio::fs::File::create(&tmp).await?;
@@ -428,6 +419,14 @@ pub async fn put_chunk(
     Ok(Json(status_of(&id, &dir, &meta).await).into_response())
 }
 
+/// Chunks and cancellation are refused once `complete` has claimed the upload.
+async fn ensure_not_completing(dir: &std::path::Path) -> Result<(), ApiError> {
+    if tokio::fs::try_exists(dir.join("COMPLETING")).await.unwrap_or(false) {
+        return Err(ApiError::new(StatusCode::CONFLICT, "completing", "This upload is already being processed."));
+    }
+    Ok(())
+}
+
 pub async fn cancel(
     State(state): State<AppState>,
     Extension(session): Extension<SessionInfo>,
@@ -435,16 +434,7 @@ pub async fn cancel(
 ) -> Result<Response, ApiError> {
     let user = user_id(&session)?;
     let (dir, _) = load(&state, &id, &user).await?;
-    if tokio::fs::try_exists(dir.join("COMPLETING"))
-        .await
-        .unwrap_or(false)
-    {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "completing",
-            "This upload is already being processed.",
-        ));
-    }
+    ensure_not_completing(&dir).await?;
     let _ = tokio::fs::remove_dir_all(&dir).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
