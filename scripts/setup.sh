@@ -27,6 +27,13 @@ if [[ "$have" != "$want" ]]; then
   cargo install wasm-bindgen-cli --version "$want" --force
 fi
 
+# s3s-fs: a real S3 server on a folder, for the object-store tests (server/tests/object_store.rs).
+s3s_fs_want=0.14.1
+if [[ "$(s3s-fs --version 2>/dev/null | awk '{print $2}' || true)" != "$s3s_fs_want" ]]; then
+  log "cargo: installing s3s-fs $s3s_fs_want (a few minutes, once)"
+  cargo install s3s-fs --version "$s3s_fs_want" --features binary --locked --force
+fi
+
 # Playwright (driving Debian's Chromium; no browser download) and binaryen's wasm-opt.
 if [[ ! -x "$REPO_ROOT/end2end/node_modules/.bin/playwright" || ! -x "$REPO_ROOT/end2end/node_modules/.bin/wasm-opt" ]]; then
   log "npm: installing end2end packages"
