@@ -270,17 +270,19 @@ fn UploadFlow(csrf: String) -> impl IntoView {
         });
     };
 
+    let (discard, set_discard) = signal(false);
     let confirm = move |_| {
         let Some(blob) = output.with_value(|b| b.as_ref().map(|b| (**b).clone())) else {
             return;
         };
+        let discard_archive = discard.get_untracked();
         set_error.set(None);
         set_phase.set(Phase::Uploading);
         set_sent.set((0.0, blob.size()));
         let token = csrf.get_value();
         leptos::task::spawn_local(async move {
             let t0 = client::now_ms();
-            match client::upload(&blob, &token, CHUNK, move |done, total| {
+            match client::upload(&blob, &token, CHUNK, discard_archive, move |done, total| {
                 set_sent.set((done, total))
             })
             .await
@@ -417,6 +419,14 @@ fn UploadFlow(csrf: String) -> impl IntoView {
             <Show when=move || summary.with(|s| s.is_some()) && matches!(phase.get(), Phase::Review | Phase::Uploading | Phase::Finishing)>
                 {move || summary.get().map(|s| review(s, deid_ms.get()))}
                 <Show when=move || phase.get() == Phase::Review>
+                    <p class="option">
+                        <label>
+                            <input type="checkbox" data-testid="discard-archive"
+                                prop:checked=move || discard.get()
+                                on:change=move |ev| set_discard.set(event_target_checked(&ev))/>
+                            " Discard the DICOM archive after processing (keep only the 3D volume, its labels and the volumes)"
+                        </label>
+                    </p>
                     <p class="actions">
                         <button type="button" data-testid="confirm-upload" on:click=confirm>"Upload the de-identified files"</button>
                         " "
@@ -540,25 +550,94 @@ pub fn ScanStatusPage() -> impl IntoView {
 
 fn scan_detail(d: ScanDetail) -> impl IntoView {
     let s = d.summary.clone();
+    let processing = !matches!(s.status.as_str(), "done" | "failed");
+    let archive_text = if d.archive_deleted {
+        "The de-identified DICOM archive was discarded after processing, as you asked.".to_string()
+    } else {
+        format!("The de-identified archive ({}) is kept.", mib(d.object_bytes as f64))
+    };
+    let csrf = d.csrf_token.clone();
+    let id = s.id.clone();
     view! {
         <h1>"Scan"</h1>
         <p class="status-line" data-testid="scan-status" data-status=s.status.clone()>
             <span class="tag">{s.status_text()}</span>
+            {processing.then(|| view! {
+                // reload while processing (no script needed); results appear when done
+                <meta http-equiv="refresh" content="5"/>
+                <span class="muted small">" This page refreshes itself until the results are ready."</span>
+            })}
         </p>
+        <ol class="steps" data-testid="scan-steps">
+            {crate::upload_api::STEPS.iter().map(|(state, label)| {
+                let cls = step_class(&s.status, state);
+                view! { <li class=cls>{*label}</li> }
+            }).collect_view()}
+        </ol>
+        {d.failure_reason.clone().map(|reason| view! {
+            <div class="notice error" role="alert" data-testid="scan-failure">
+                <p>{reason}</p>
+                {d.failure_retryable.then(|| view! {
+                    <form method="post" action=format!("/scans/{id}/retry")>
+                        <input type="hidden" name="csrf_token" value=csrf.clone()/>
+                        <button type="submit" data-testid="retry">"Retry"</button>
+                    </form>
+                })}
+            </div>
+        })}
+        {(!d.warnings.is_empty()).then(|| view! {
+            <ul class="notice warn" data-testid="scan-warnings">
+                {d.warnings.iter().map(|w| view! { <li data-code=w.0.clone()>{w.1.clone()}</li> }).collect_view()}
+            </ul>
+        })}
         <dl class="facts" data-testid="scan-facts">
             <dt>"Age at the scan"</dt><dd>{s.age_years.map_or("not recorded".to_string(), |a| format!("{a} years"))}</dd>
             <dt>"Sex"</dt><dd>{s.sex_text()}</dd>
             <dt>"Scan date"</dt><dd>{s.study_date.clone().unwrap_or_else(|| "not recorded".into())}</dd>
             <dt>"Files"</dt><dd>{s.files}</dd>
+            {d.voxel_mm.map(|v| view! { <dt>"Voxel size"</dt><dd>{format!("{:.2} × {:.2} × {:.2} mm", v[0], v[1], v[2])}</dd> })}
+            {d.icv_mm3.map(|v| view! { <dt>"Intracranial volume"</dt><dd>{format!("{:.0} cm³", v / 1000.0)}</dd> })}
         </dl>
+        {(!d.regions.is_empty()).then(|| regions_table(d.clone()))}
         <p class="muted">
             {format!(
-                "The server de-identified the files again before storing them: {} attribute kinds, {} private and {} overlay elements removed, {} identifiers replaced. Only the de-identified archive ({}) is kept.",
-                d.attributes_removed, d.private_elements_removed, d.overlay_elements_removed, d.uids_replaced, mib(d.object_bytes as f64)
+                "The server de-identified the files again before storing them: {} attribute kinds, {} private and {} overlay elements removed, {} identifiers replaced. ",
+                d.attributes_removed, d.private_elements_removed, d.overlay_elements_removed, d.uids_replaced
             )}
+            {archive_text}
         </p>
-        <p class="muted">"Processing (conversion, segmentation, percentiles) starts next; this page will show its progress."</p>
         <p><A href="/home">"Back to my scans"</A> " · " <A href="/upload">"Upload another scan"</A></p>
+    }
+}
+
+fn step_class(status: &str, step: &str) -> &'static str {
+    let order = |s: &str| crate::upload_api::STEPS.iter().position(|(k, _)| *k == s);
+    match (order(status), order(step)) {
+        (Some(a), Some(b)) if b < a || status == "done" => "done",
+        (Some(a), Some(b)) if a == b => "current",
+        _ => "todo",
+    }
+}
+
+fn regions_table(d: ScanDetail) -> impl IntoView {
+    view! {
+        <h2>"Regional volumes"</h2>
+        <p class="muted small">
+            {format!("Model {}. Volumes are measured on the scan's own voxel grid; percentiles compare with people of the same age and sex (BrainCharts normative model, site average).", d.model.unwrap_or_default())}
+        </p>
+        <table class="regions" data-testid="regions">
+            <thead><tr><th>"Region"</th><th class="num">"Volume (mm³)"</th><th class="num">"Percentile"</th><th>"Note"</th></tr></thead>
+            <tbody>
+                {d.regions.into_iter().map(|r| view! {
+                    <tr data-testid="region-row" data-name=r.name.clone()>
+                        <td>{r.name.clone()}</td>
+                        <td class="num">{format!("{:.0}", r.volume_mm3)}</td>
+                        <td class="num">{r.percentile.map_or("—".to_string(), |p| format!("{p:.1}"))}</td>
+                        <td data-flag=r.flag.clone().unwrap_or_default()>{r.flag.as_deref().map(crate::upload_api::flag_text).unwrap_or("")}</td>
+                    </tr>
+                }).collect_view()}
+            </tbody>
+        </table>
     }
 }
 
@@ -790,12 +869,17 @@ mod client {
         blob: &Blob,
         csrf: &str,
         chunk: f64,
+        discard_archive: bool,
         progress: impl Fn(f64, f64) + 'static,
     ) -> Result<String, String> {
         let progress: Rc<dyn Fn(f64, f64)> = Rc::new(progress);
         let total = blob.size();
-        let create =
-            serde_json::json!({ "size": total as u64, "chunk_size": chunk as u64 }).to_string();
+        let create = serde_json::json!({
+            "size": total as u64,
+            "chunk_size": chunk as u64,
+            "discard_archive": discard_archive,
+        })
+        .to_string();
         let (st, body) = xhr("POST", "/uploads", csrf, Some(Body::Json(&create)), None).await;
         if st != 201 {
             return Err(if st == 0 {

@@ -26,7 +26,7 @@ pub struct ScanSummary {
 }
 
 /// A scan's status page.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScanDetail {
     pub summary: ScanSummary,
     pub object_bytes: u64,
@@ -35,12 +35,62 @@ pub struct ScanDetail {
     pub private_elements_removed: u64,
     pub overlay_elements_removed: u64,
     pub uids_replaced: u64,
+    pub archive_deleted: bool,
+    /// User-readable reason when the scan failed.
+    pub failure_reason: Option<String>,
+    /// Whether the Retry action is offered.
+    pub failure_retryable: bool,
+    /// (code, message) notes: low resolution, quality, age outside the reference, ...
+    pub warnings: Vec<(String, String)>,
+    pub voxel_mm: Option<[f64; 3]>,
+    pub model: Option<String>,
+    pub icv_mm3: Option<f64>,
+    pub regions: Vec<RegionRow>,
+    /// The visitor's CSRF token, for the Retry form (filled by [`get_scan`]).
+    pub csrf_token: String,
+}
+
+/// One region of a processed scan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionRow {
+    pub name: String,
+    pub volume_mm3: f64,
+    pub percentile: Option<f64>,
+    pub flag: Option<String>,
+}
+
+/// The pipeline's states in order, with what the scan page calls them.
+pub const STEPS: &[(&str, &str)] = &[
+    ("deidentified", "De-identified"),
+    ("converted", "Converted to a 3D volume"),
+    ("stored", "Stored"),
+    ("segmenting", "Segmenting brain regions"),
+    ("segmented", "Segmented"),
+    ("scored", "Compared with the normative reference"),
+    ("done", "Done"),
+];
+
+/// What a region's flag means, in a few words.
+pub fn flag_text(code: &str) -> &'static str {
+    match code {
+        "below_5th" => "below the 5th percentile",
+        "above_95th" => "above the 95th percentile",
+        "low_confidence" => "few reference scans at this age",
+        "implausible_for_age" => "implausible for the age: likely a segmentation error, not scored",
+        "fragmented" => "segmented in pieces: not scored",
+        "missing_region" => "not found by the segmentation: not scored",
+        "quality" => "segmentation failed a quality check: not scored",
+        _ => "flagged",
+    }
 }
 
 impl ScanSummary {
     pub fn status_text(&self) -> &'static str {
         match self.status.as_str() {
             "deidentified" => "Received and de-identified — waiting for processing",
+            "converted" | "stored" => "Converted — waiting for segmentation",
+            "segmenting" => "Segmenting",
+            "segmented" | "scored" => "Computing percentiles",
             "failed" => "Processing failed",
             "done" => "Done",
             _ => "Processing",
@@ -107,8 +157,19 @@ pub async fn get_scan(id: String) -> Result<Option<ScanDetail>, ServerFnError> {
     if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Ok(None);
     }
-    store()?
+    let mut detail = store()?
         .get(user, id)
         .await
-        .map_err(|_| ServerFnError::new("The scan could not be loaded."))
+        .map_err(|_| ServerFnError::new("The scan could not be loaded."))?;
+    if let Some(d) = detail.as_mut() {
+        d.csrf_token = csrf_token()?;
+    }
+    Ok(detail)
+}
+
+#[cfg(feature = "ssr")]
+fn csrf_token() -> Result<String, ServerFnError> {
+    let parts = use_context::<http::request::Parts>()
+        .ok_or_else(|| ServerFnError::new("request context missing"))?;
+    Ok(parts.extensions.get::<crate::SessionInfo>().map(|s| s.csrf_token.clone()).unwrap_or_default())
 }

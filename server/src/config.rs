@@ -44,6 +44,33 @@ pub struct Config {
     /// The local worker binary (`NEUROVOL_WORKER_BIN`); `None`: `neurovol-worker` beside
     /// this binary, else on `PATH`.
     pub worker_bin: Option<PathBuf>,
+    /// S3/R2 object store (`NEUROVOL_S3_ENDPOINT`, `_BUCKET`, `_ACCESS_KEY_ID`,
+    /// `_SECRET_ACCESS_KEY`, `_REGION` default `auto`). All of endpoint, bucket and keys set:
+    /// objects go to S3; none set: the local folder `<data_dir>/objects`.
+    pub s3_endpoint: Option<String>,
+    pub s3_bucket: Option<String>,
+    pub s3_access_key_id: Option<String>,
+    pub s3_secret_access_key: Option<Secret>,
+    pub s3_region: String,
+    /// Jobs one server process runs at once (`NEUROVOL_PIPELINE_CONCURRENCY`, default 2;
+    /// 0 disables the pipeline in this process).
+    pub pipeline_concurrency: u32,
+    /// A job's lease (`NEUROVOL_JOB_LEASE_SECS`, default 60): renewed every third of it
+    /// while the job runs; a crashed process's jobs are picked up after it expires.
+    pub job_lease_secs: u64,
+    /// Attempts of one step before the scan fails (`NEUROVOL_JOB_MAX_ATTEMPTS`, default 6).
+    pub job_max_attempts: u32,
+    /// First retry delay, doubled per attempt up to 5 min (`NEUROVOL_JOB_BACKOFF_SECS`, default 5).
+    pub job_backoff_secs: u64,
+    /// Region model for the pipeline (`NEUROVOL_SEGMENT_MODEL`, default model21_104class).
+    pub segment_model: String,
+    /// Run mindgrab for the intracranial volume (`NEUROVOL_SEGMENT_BRAIN_MASK`, default true).
+    pub segment_brain_mask: bool,
+    /// Longest a segmentation may take before it is cancelled and retried
+    /// (`NEUROVOL_SEGMENT_TIMEOUT_SECS`, default 1800).
+    pub segment_timeout_secs: u64,
+    /// The dcm2niix binary (`NEUROVOL_DCM2NIIX`, default `dcm2niix` on PATH).
+    pub dcm2niix: PathBuf,
 }
 
 /// A configured secret: never printed by `Debug`.
@@ -87,6 +114,19 @@ struct FileConfig {
     runpod_api_key: Option<Secret>,
     runpod_base_url: Option<String>,
     worker_bin: Option<PathBuf>,
+    s3_endpoint: Option<String>,
+    s3_bucket: Option<String>,
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<Secret>,
+    s3_region: Option<String>,
+    pipeline_concurrency: Option<u32>,
+    job_lease_secs: Option<u64>,
+    job_max_attempts: Option<u32>,
+    job_backoff_secs: Option<u64>,
+    segment_model: Option<String>,
+    segment_brain_mask: Option<bool>,
+    segment_timeout_secs: Option<u64>,
+    dcm2niix: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -165,6 +205,25 @@ impl Config {
                 .trim_end_matches('/')
                 .to_string(),
             worker_bin: env("NEUROVOL_WORKER_BIN").map(PathBuf::from).or(file.worker_bin),
+            s3_endpoint: env("NEUROVOL_S3_ENDPOINT").or(file.s3_endpoint).filter(|s| !s.is_empty()),
+            s3_bucket: env("NEUROVOL_S3_BUCKET").or(file.s3_bucket).filter(|s| !s.is_empty()),
+            s3_access_key_id: env("NEUROVOL_S3_ACCESS_KEY_ID").or(file.s3_access_key_id).filter(|s| !s.is_empty()),
+            s3_secret_access_key: env("NEUROVOL_S3_SECRET_ACCESS_KEY")
+                .map(Secret)
+                .or(file.s3_secret_access_key)
+                .filter(|k| !k.0.is_empty()),
+            s3_region: env("NEUROVOL_S3_REGION").or(file.s3_region).filter(|s| !s.is_empty()).unwrap_or_else(|| "auto".into()),
+            pipeline_concurrency: parse_env(&env, "NEUROVOL_PIPELINE_CONCURRENCY")?.or(file.pipeline_concurrency).unwrap_or(2),
+            job_lease_secs: parse_env(&env, "NEUROVOL_JOB_LEASE_SECS")?.or(file.job_lease_secs).unwrap_or(60).max(3),
+            job_max_attempts: parse_env(&env, "NEUROVOL_JOB_MAX_ATTEMPTS")?.or(file.job_max_attempts).unwrap_or(6).max(1),
+            job_backoff_secs: parse_env(&env, "NEUROVOL_JOB_BACKOFF_SECS")?.or(file.job_backoff_secs).unwrap_or(5),
+            segment_model: env("NEUROVOL_SEGMENT_MODEL")
+                .or(file.segment_model)
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "model21_104class".into()),
+            segment_brain_mask: parse_env(&env, "NEUROVOL_SEGMENT_BRAIN_MASK")?.or(file.segment_brain_mask).unwrap_or(true),
+            segment_timeout_secs: parse_env(&env, "NEUROVOL_SEGMENT_TIMEOUT_SECS")?.or(file.segment_timeout_secs).unwrap_or(1800),
+            dcm2niix: env("NEUROVOL_DCM2NIIX").map(PathBuf::from).or(file.dcm2niix).unwrap_or_else(|| "dcm2niix".into()),
         })
     }
 
@@ -188,9 +247,29 @@ impl Config {
         self.data_dir.join("tmp")
     }
 
+    /// The S3/R2 settings when the S3 store is configured; an error names what is missing
+    /// when only some of its settings are given.
+    pub fn s3_settings(&self) -> Result<Option<crate::object_store::S3Settings>, ConfigError> {
+        let parts = (&self.s3_endpoint, &self.s3_bucket, &self.s3_access_key_id, &self.s3_secret_access_key);
+        match parts {
+            (None, None, None, None) => Ok(None),
+            (Some(endpoint), Some(bucket), Some(key_id), Some(secret)) => Ok(Some(crate::object_store::S3Settings {
+                endpoint: endpoint.clone(),
+                bucket: bucket.clone(),
+                region: self.s3_region.clone(),
+                access_key_id: key_id.clone(),
+                secret_access_key: secret.expose().to_string(),
+                force_path_style: true,
+            })),
+            _ => Err(ConfigError::Env {
+                name: "NEUROVOL_S3_*",
+                message: "set all of NEUROVOL_S3_ENDPOINT, NEUROVOL_S3_BUCKET, NEUROVOL_S3_ACCESS_KEY_ID and NEUROVOL_S3_SECRET_ACCESS_KEY, or none".into(),
+            }),
+        }
+    }
+
     /// Where segmentation jobs go: RunPod when its endpoint id and key are configured,
     /// else the local worker child process.
-    #[allow(dead_code)] // used by the pipeline (issue 6)
     pub fn segmenter_backend(&self) -> crate::segmenter::Backend {
         use crate::segmenter::{Backend, LocalWorkerSettings, default_worker_binary};
         match (&self.runpod_endpoint_id, &self.runpod_api_key) {

@@ -19,6 +19,7 @@ pub type Db = AnyPool;
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "accounts", include_str!("../../migrations/0001_accounts.sql")),
     (2, "scans", include_str!("../../migrations/0002_scans.sql")),
+    (3, "pipeline", include_str!("../../migrations/0003_pipeline.sql")),
 ];
 
 pub fn migrator() -> Migrator {

@@ -3,7 +3,10 @@
 mod auth;
 mod cli;
 mod config;
+mod convert;
 mod db;
+mod object_store;
+mod pipeline;
 mod segmenter;
 mod storage;
 mod web;
@@ -32,6 +35,8 @@ enum Command {
     Deid(cli::deid::DeidArgs),
     /// Segment a NIfTI on this machine's CPU and report region volumes (and percentiles).
     Segment(cli::segment::SegmentArgs),
+    /// Run the whole pipeline on one ZIP without the web UI (de-identify, convert, segment, score).
+    Analyze(cli::analyze::AnalyzeArgs),
 }
 
 fn init_logging() {
@@ -91,6 +96,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve => serve(config).await,
             Command::Deid(_) | Command::Segment(_) => unreachable!("handled before the runtime starts"),
+            Command::Analyze(args) => cli::analyze::run(&args, &config).await,
             Command::Migrate => {
                 let db = db::connect(&config).await?;
                 db::migrate(&db).await?;
@@ -132,11 +138,27 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             }
         });
     }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    // where the worker fetches the local store's signed URLs (the bound port if it was 0)
+    let object_url_base = config.object_url_base.clone().unwrap_or_else(|| {
+        if config.public_url.ends_with(":0") {
+            format!("http://{}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default())
+        } else {
+            config.public_url.clone()
+        }
+    });
+    let store = pipeline::open_store(&config, &object_url_base).await?;
+    let wake = Arc::new(tokio::sync::Notify::new());
+    pipeline::start(&config, db.clone(), store.clone(), wake.clone())?;
     let state = web::AppState {
         leptos: web::leptos_options(&config),
         privacy: Arc::new(web::privacy::facts(&config)),
         db,
         config,
+        store,
+        wake,
     };
-    web::serve(state).await
+    web::serve(state, listener).await
 }

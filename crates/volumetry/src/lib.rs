@@ -24,7 +24,7 @@ pub use engine::{Box3, CpuEngine, Engine, RunOptions, planned_flops};
 pub use error::{Result, VolumetryError};
 pub use model::{GeluForm, Model, ModelId};
 pub use nifti::Volume;
-pub use volumes::{Grid, VolumeReport, VolumesJson, report, report_on, volumes_json};
+pub use volumes::{Asymmetry, Grid, Quality, QualityFlag, VolumeReport, VolumesJson, VolumesJsonRegion, report, report_on, volumes_json};
 
 /// The assets folder: `$NEUROVOL_ASSETS`, else `<this crate>/../../../shared` (dev layout).
 pub fn assets_dir() -> PathBuf {

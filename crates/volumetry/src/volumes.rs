@@ -87,6 +87,12 @@ pub struct VolumesJson {
     pub grid: String,
     pub icv_mm3: Option<f64>,
     pub regions: Vec<VolumesJsonRegion>,
+    /// Left/right asymmetry indices (absent in files written before they were added).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub asymmetry: Vec<Asymmetry>,
+    /// Quality signals, so the scorer can flag instead of score a bad segmentation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<Quality>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -294,6 +300,8 @@ pub fn volumes_json(r: &VolumeReport) -> VolumesJson {
                 percentile: None,
             })
             .collect(),
+        asymmetry: r.asymmetry.clone(),
+        quality: Some(r.quality.clone()),
     }
 }
 

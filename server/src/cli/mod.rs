@@ -2,3 +2,4 @@
 
 pub mod deid;
 pub mod segment;
+pub mod analyze;

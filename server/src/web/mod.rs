@@ -2,6 +2,7 @@
 
 mod auth_routes;
 pub mod objects;
+mod scan_actions;
 pub mod privacy;
 pub mod security;
 pub mod upload;
@@ -31,6 +32,10 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub leptos: LeptosOptions,
     pub privacy: Arc<app::PrivacyFacts>,
+    /// Where scans' objects live (local folder or S3/R2).
+    pub store: Arc<dyn crate::object_store::ObjectStore>,
+    /// Wakes the pipeline's runners when a scan is queued.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 impl axum::extract::FromRef<AppState> for LeptosOptions {
@@ -83,10 +88,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/uploads/{id}/complete", post(upload::complete))
         // signed URLs of the local object store, for the segmentation worker (no session)
-        .route(
-            "/objects/{key}",
-            get(objects::get_object).put(objects::put_object).layer(DefaultBodyLimit::max(objects::MAX_SIGNED_PUT)),
-        )
+        .merge(objects::router(objects::SignedObjects::from_config(&state.config)))
+        .route("/scans/{id}/retry", post(scan_actions::retry))
         .leptos_routes_with_context(&state, routes, provide, {
             let leptos = leptos.clone();
             move || app::shell(leptos.clone())
@@ -128,10 +131,7 @@ async fn not_found() -> axum::response::Response {
 }
 
 /// Binds, prints the URL once ready, and serves until Ctrl-C / SIGTERM.
-pub async fn serve(state: AppState) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(state.config.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", state.config.listen))?;
+pub async fn serve(state: AppState, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     upload::spawn_sweeper(&state);
     let app = router(state);

@@ -4,36 +4,54 @@
 //! Refusals answer 403 with a short reason ("signed URL has expired", ...), never the URL.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
 
 use axum::body::{Body, Bytes, to_bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
+use std::path::PathBuf;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+
 use crate::storage::{self, LocalStore, UrlSigner};
 use crate::config::Config;
 
 /// Largest object a signed PUT may write (label NIfTIs and volumes JSON are far smaller).
 pub const MAX_SIGNED_PUT: usize = 512 << 20;
 
-static SIGNER: OnceLock<UrlSigner> = OnceLock::new();
+/// What the signed-object routes need: the folder, the signer, a staging dir. Separate from
+/// `AppState` so `neurovol analyze` serves the same routes for its own temporary store.
+#[derive(Clone)]
+pub struct SignedObjects {
+    store: LocalStore,
+    /// `None` when the secret could not be loaded: every request gets 503.
+    signer: Option<UrlSigner>,
+    staging: PathBuf,
+}
 
-/// The app's URL signer (secret from config or `<data_dir>/secrets/`), made once.
-pub fn signer(config: &Config) -> std::io::Result<&'static UrlSigner> {
-    if let Some(s) = SIGNER.get() {
-        return Ok(s);
+impl SignedObjects {
+    pub fn new(store: LocalStore, signer: Option<UrlSigner>, staging: PathBuf) -> SignedObjects {
+        SignedObjects { store, signer, staging }
     }
-    let secret = storage::load_or_create_secret(
-        config.object_url_key.as_ref().map(|k| k.expose()),
-        &config.data_dir,
-    )?;
-    let base = config
-        .object_url_base
-        .clone()
-        .unwrap_or_else(|| config.public_url.clone());
-    Ok(SIGNER.get_or_init(|| UrlSigner::new(secret, &base)))
+
+    /// The app's store `<data_dir>/objects` with the configured (or persisted) secret.
+    pub fn from_config(config: &Config) -> SignedObjects {
+        let signer = storage::load_or_create_secret(config.object_url_key.as_ref().map(|k| k.expose()), &config.data_dir)
+            .map(|secret| UrlSigner::new(secret, &config.public_url))
+            .map_err(|e| tracing::error!(error = %e, "object URL secret unavailable"))
+            .ok();
+        SignedObjects::new(LocalStore::new(config.data_dir.join("objects")), signer, config.tmp_dir())
+    }
+}
+
+/// `GET|PUT /objects/{key}` (HEAD too), with its own state.
+pub fn router<S: Clone + Send + Sync + 'static>(objects: SignedObjects) -> Router<S> {
+    Router::new()
+        .route("/objects/{key}", get(get_object).put(put_object).layer(DefaultBodyLimit::max(MAX_SIGNED_PUT)))
+        .with_state(objects)
 }
 
 fn refuse(status: StatusCode, why: impl std::fmt::Display) -> Response {
@@ -46,15 +64,15 @@ fn refuse(status: StatusCode, why: impl std::fmt::Display) -> Response {
 }
 
 fn check(
-    state: &AppState,
+    state: &SignedObjects,
     key: &str,
     method: &str,
     q: &HashMap<String, String>,
 ) -> Result<LocalStore, Response> {
-    let signer = signer(&state.config).map_err(|e| {
-        tracing::error!(error = %e, "object URL secret unavailable");
-        refuse(StatusCode::SERVICE_UNAVAILABLE, "object store unavailable")
-    })?;
+    let signer = state
+        .signer
+        .as_ref()
+        .ok_or_else(|| refuse(StatusCode::SERVICE_UNAVAILABLE, "object store unavailable"))?;
     if q.get("method").map(String::as_str) != Some(method) {
         return Err(refuse(
             StatusCode::FORBIDDEN,
@@ -72,11 +90,11 @@ fn check(
             tracing::warn!(reason = %e, "signed object URL refused");
             refuse(StatusCode::FORBIDDEN, e)
         })?;
-    Ok(LocalStore::new(state.config.data_dir.join("objects")))
+    Ok(state.store.clone())
 }
 
 pub async fn get_object(
-    State(state): State<AppState>,
+    State(state): State<SignedObjects>,
     method: Method,
     Path(key): Path<String>,
     Query(q): Query<HashMap<String, String>>,
@@ -113,7 +131,7 @@ pub async fn get_object(
 }
 
 pub async fn put_object(
-    State(state): State<AppState>,
+    State(state): State<SignedObjects>,
     Path(key): Path<String>,
     Query(q): Query<HashMap<String, String>>,
     body: Body,
@@ -126,7 +144,7 @@ pub async fn put_object(
         Ok(b) => b,
         Err(_) => return refuse(StatusCode::PAYLOAD_TOO_LARGE, "object too large"),
     };
-    let tmp = state.config.tmp_dir();
+    let tmp = state.staging.clone();
     let staging = tmp.join(format!("put-{}", hex::encode(rand::random::<[u8; 8]>())));
     let result = async {
         tokio::fs::create_dir_all(&tmp).await?;

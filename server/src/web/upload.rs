@@ -37,7 +37,7 @@ use sqlx::Row;
 use tokio::io::AsyncWriteExt;
 
 use super::AppState;
-use crate::storage::{self, LocalStore};
+use crate::storage;
 use crate::db::{Db, now_secs};
 
 const MIB: u64 = 1024 * 1024;
@@ -75,10 +75,6 @@ pub fn settings() -> UploadSettings {
 
 pub fn uploads_dir(state: &AppState) -> PathBuf {
     state.config.tmp_dir().join("uploads")
-}
-
-pub fn object_store(state: &AppState) -> LocalStore {
-    LocalStore::new(state.config.data_dir.join("objects"))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -186,6 +182,9 @@ struct Meta {
     chunk_size: u64,
     series: Option<usize>,
     created_at: i64,
+    /// "Discard the DICOM archive after processing" (keep only NIfTI, labels, volumes).
+    #[serde(default)]
+    discard_archive: bool,
 }
 
 impl Meta {
@@ -281,6 +280,9 @@ pub struct CreateRequest {
     chunk_size: Option<u64>,
     /// Series index (as in `deid::inspect_zip`) for archives with several series.
     series: Option<usize>,
+    /// Delete the de-identified DICOM archive once the scan is processed.
+    #[serde(default)]
+    discard_archive: bool,
 }
 
 pub async fn create(
@@ -346,6 +348,7 @@ pub async fn create(
         chunk_size,
         series: req.series,
         created_at: now_secs(),
+        discard_archive: req.discard_archive,
     };
     let dir = uploads_dir(&state).join(&id);
     let write = async {
@@ -558,8 +561,41 @@ async fn finish_upload(
         }
     };
 
-    // store only the de-identified ZIP, then the row; undo the object if the row fails
-    let store = object_store(&state);
+    // Refuse now what cannot be measured (localizer, missing slices, coarse voxels, ...):
+    // a dry run of the conversion the pipeline will do, so the user learns at once and
+    // nothing is kept. The pipeline converts again from the stored archive (durably).
+    let conversion = {
+        let work = dir.join("convert-check");
+        let (zip, settings) = (out.clone(), crate::convert::ConvertSettings {
+            dcm2niix: state.config.dcm2niix.clone(),
+            ..crate::convert::ConvertSettings::default()
+        });
+        let w = work.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&w).map_err(|source| crate::convert::ConvertError::Io { op: "create work dir", source })?;
+            crate::convert::convert(&zip, &w, &settings)
+        })
+        .await
+        .map_err(|_| ApiError::internal())?;
+        let _ = tokio::fs::remove_dir_all(&work).await;
+        r
+    };
+    if let Err(e) = conversion {
+        if e.is_input_problem() {
+            tracing::info!(upload = %id, code = e.code(), "upload refused by conversion");
+            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()));
+        }
+        tracing::error!(upload = %id, code = e.code(), "conversion check failed");
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "conversion_unavailable",
+            "The scan could not be checked right now. Nothing was kept; please try again later.",
+        ));
+    }
+
+    // store only the de-identified ZIP, then the row and its job; undo the object if the
+    // row fails
+    let store = state.store.clone();
     let key = storage::new_key(".zip");
     let object_bytes = match store.put_file(&key, &out).await {
         Ok(n) => n,
@@ -573,7 +609,7 @@ async fn finish_upload(
     if let Err(e) = insert_scan(
         &state.db,
         &scan_id,
-        &meta.user_id,
+        &meta,
         &key,
         object_bytes,
         &outcome,
@@ -584,6 +620,7 @@ async fn finish_upload(
         let _ = store.delete(&key).await;
         return Err(ApiError::internal());
     }
+    state.wake.notify_waiters();
     tracing::info!(
         upload = %id,
         scan = %scan_id,
@@ -599,7 +636,7 @@ async fn finish_upload(
 async fn insert_scan(
     db: &Db,
     scan_id: &str,
-    user_id: &str,
+    meta: &Meta,
     key: &str,
     object_bytes: u64,
     outcome: &deid::Outcome,
@@ -612,12 +649,15 @@ async fn insert_scan(
     let report =
         serde_json::json!({ "report": outcome.report, "series": outcome.series }).to_string();
     let now = now_secs();
+    // the row and its job together: a scan is never left without its job
+    let mut tx = db.begin().await?;
     sqlx::query(
-        "INSERT INTO scans (id, user_id, status, age_years, sex, study_date, object_key, object_bytes, files, report_json, created_at, updated_at) \
-         VALUES ($1, $2, 'deidentified', $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+        "INSERT INTO scans (id, user_id, status, age_years, sex, study_date, object_key, object_bytes, files, report_json, created_at, updated_at, \
+         discard_archive, nifti_key, labels_key, volumes_key) \
+         VALUES ($1, $2, 'deidentified', $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14)",
     )
     .bind(scan_id)
-    .bind(user_id)
+    .bind(&meta.user_id)
     .bind(facts.age_years.map(i64::from))
     .bind(facts.sex.code().to_string())
     .bind(study_date)
@@ -626,8 +666,14 @@ async fn insert_scan(
     .bind(outcome.report.files_written as i64)
     .bind(report)
     .bind(now)
-    .execute(db)
+    .bind(i64::from(meta.discard_archive))
+    .bind(storage::new_key(".nii.gz"))
+    .bind(storage::new_key("-labels.nii.gz"))
+    .bind(storage::new_key("-volumes.json"))
+    .execute(&mut *tx)
     .await?;
+    crate::pipeline::enqueue(&mut tx, scan_id).await?;
+    tx.commit().await?;
     Ok(())
 }
 
@@ -732,35 +778,68 @@ impl ScanStore for DbScanStore {
         let db = self.db.clone();
         Box::pin(async move {
             let row = sqlx::query(
-                "SELECT id, status, age_years, sex, study_date, created_at, files, object_bytes, report_json FROM scans \
+                "SELECT id, status, age_years, sex, study_date, created_at, files, object_bytes, report_json, \
+                 archive_deleted, failure_reason, failure_retryable, conversion_json, result_json FROM scans \
                  WHERE user_id = $1 AND id = $2",
             )
             .bind(user_id)
-            .bind(scan_id)
+            .bind(&scan_id)
             .fetch_optional(&db)
             .await
             .map_err(|e| e.to_string())?;
             let Some(row) = row else { return Ok(None) };
-            let summary = summary_from(&row).map_err(|e| e.to_string())?;
-            let object_bytes = row
-                .try_get::<i64, _>("object_bytes")
-                .map_err(|e| e.to_string())?
-                .max(0) as u64;
-            let report: serde_json::Value = serde_json::from_str(
-                &row.try_get::<String, _>("report_json")
-                    .map_err(|e| e.to_string())?,
-            )
-            .unwrap_or_default();
-            let r = &report["report"];
-            let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
-            Ok(Some(ScanDetail {
-                summary,
-                object_bytes,
-                attributes_removed: r["removed"].as_object().map_or(0, |m| m.len() as u64),
-                private_elements_removed: n(&r["private_elements_removed"]),
-                overlay_elements_removed: n(&r["overlay_elements_removed"]),
-                uids_replaced: n(&r["distinct_uids_replaced"]),
-            }))
+            detail_from(&db, &scan_id, &row).await.map(Some).map_err(|e| e.to_string())
         })
     }
+}
+
+async fn detail_from(db: &Db, scan_id: &str, row: &sqlx::any::AnyRow) -> Result<ScanDetail, sqlx::Error> {
+    let summary = summary_from(row)?;
+    let object_bytes = row.try_get::<i64, _>("object_bytes")?.max(0) as u64;
+    let report: serde_json::Value = serde_json::from_str(&row.try_get::<String, _>("report_json")?).unwrap_or_default();
+    let r = &report["report"];
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let conversion: Option<crate::pipeline::ConversionFacts> = row
+        .try_get::<Option<String>, _>("conversion_json")?
+        .and_then(|c| serde_json::from_str(&c).ok());
+    let result: Option<crate::pipeline::score::Report> = row
+        .try_get::<Option<String>, _>("result_json")?
+        .and_then(|c| serde_json::from_str(&c).ok());
+    let mut warnings: Vec<(String, String)> = Vec::new();
+    if let Some(res) = &result {
+        warnings.extend(res.warnings.iter().map(|w| (w.code.clone(), w.message.clone())));
+    } else if let Some(c) = &conversion {
+        warnings.extend(c.warnings.iter().map(|w| (w.code.clone(), w.message.clone())));
+    }
+    let regions = sqlx::query("SELECT name, volume_mm3, percentile, flag FROM scan_regions WHERE scan_id = $1 ORDER BY label, name")
+        .bind(scan_id)
+        .fetch_all(db)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(app::upload_api::RegionRow {
+                name: r.try_get("name")?,
+                volume_mm3: r.try_get("volume_mm3")?,
+                percentile: r.try_get("percentile")?,
+                flag: r.try_get("flag")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(ScanDetail {
+        summary,
+        object_bytes,
+        attributes_removed: r["removed"].as_object().map_or(0, |m| m.len() as u64),
+        private_elements_removed: n(&r["private_elements_removed"]),
+        overlay_elements_removed: n(&r["overlay_elements_removed"]),
+        uids_replaced: n(&r["distinct_uids_replaced"]),
+        archive_deleted: row.try_get::<i64, _>("archive_deleted")? != 0,
+        failure_reason: row.try_get("failure_reason")?,
+        failure_retryable: row.try_get::<i64, _>("failure_retryable")? != 0,
+        warnings,
+        voxel_mm: conversion.as_ref().map(|c| c.voxel_mm),
+        model: result.as_ref().map(|r| r.model.clone()),
+        icv_mm3: result.as_ref().and_then(|r| r.icv_mm3),
+        regions,
+        csrf_token: String::new(),
+    })
 }

@@ -52,6 +52,8 @@ impl TestServer {
             .env("NEUROVOL_DATA_DIR", &data_dir)
             .env("NEUROVOL_LOG", "info")
             .env_remove("NEUROVOL_PUBLIC_URL")
+            // the pipeline (dcm2niix, segmentation) only where a test asks for it
+            .env("NEUROVOL_PIPELINE_CONCURRENCY", "0")
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
         match &database_url {
