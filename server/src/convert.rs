@@ -214,6 +214,8 @@ pub enum ConvertError {
     UnsupportedDataType { datatype: i16 },
     #[error("The volume's geometry (voxel size) is invalid.")]
     InvalidGeometry,
+    #[error("The converted volume cannot be used for segmentation (invalid voxel values, such as NaN, or an implausible size).")]
+    UnreadableVolume,
     #[error("The DICOM converter could not convert this series (exit status {status}).")]
     ConversionFailed { status: i32 },
     #[error("The de-identified archive could not be read ({0}).")]
@@ -251,6 +253,7 @@ impl ConvertError {
             UnsupportedEncoding => "unsupported_encoding",
             UnsupportedDataType { .. } => "unsupported_datatype",
             InvalidGeometry => "invalid_geometry",
+            UnreadableVolume => "unreadable_volume",
             ConversionFailed { .. } => "conversion_failed",
             BadArchive(_) => "bad_archive",
             TooLarge(_) => "archive_too_large",
@@ -271,7 +274,7 @@ impl ConvertError {
         match self {
             NoVolume | SeveralVolumes(_) | NotThreeD | FourD { .. } | TooFewSlices { .. } | TooLittleCoverage { .. }
             | TooCoarse { .. } | MissingSlices | CorruptDicom | UnsupportedEncoding | UnsupportedDataType { .. }
-            | InvalidGeometry | ConversionFailed { .. } | TooLarge(_) => true,
+            | InvalidGeometry | UnreadableVolume | ConversionFailed { .. } | TooLarge(_) => true,
             Dcm2niixMissing | Dcm2niixVersion | Timeout { .. } | Dcm2niixCrashed | BadArchive(_) | BadOutput(_)
             | Io { .. } => false,
         }
@@ -742,7 +745,9 @@ fn finalize_nifti(produced: &Path, target: &Path, settings: &ConvertSettings) ->
     reader.read_to_end(&mut buf).map_err(|_| ConvertError::BadOutput("unreadable voxel data"))?;
     drop(reader);
     scrub_nifti(&mut buf, big_endian, voxel_bytes)?;
-    let volume = nifti::decode_f32(&buf).map_err(|_| ConvertError::BadOutput("unreadable by the volumetry reader"))?;
+    // The reader the segmentation worker uses. Header, datatype and size are already
+    // checked, so what it can still refuse is the data (NaN/infinite values, > 2^30 voxels).
+    let volume = nifti::decode_f32(&buf).map_err(|_| ConvertError::UnreadableVolume)?;
     if volume.dims != geometry.dims {
         return Err(ConvertError::BadOutput("dimensions changed"));
     }

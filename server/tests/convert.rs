@@ -481,13 +481,15 @@ fn timeout_kills_a_slow_converter_and_its_children() {
     let pids = t.path().join("pids");
     let script = t.path().join("slow-dcm2niix");
     // A stand-in that starts a grandchild and then waits: both must be gone afterwards.
-    fs::write(
-        &script,
-        format!("#!/bin/sh\nsleep 30 &\necho $! > '{0}.child'\necho $$ > '{0}.main'\nwait\n", pids.display()),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    // Written by a separate process: a file this multi-threaded test process had open for
+    // writing could leak into another test's fork and make exec fail with ETXTBSY.
+    let text = format!("#!/bin/sh\nsleep 30 &\necho $! > '{0}.child'\necho $$ > '{0}.main'\nwait\n", pids.display());
+    let status = std::process::Command::new("sh")
+        .args(["-c", "printf '%s' \"$1\" > \"$2\" && chmod 755 \"$2\"", "sh", &text])
+        .arg(&script)
+        .status()
+        .unwrap();
+    assert!(status.success());
     let zip = write_zip(&t.path().join("one.zip"), &[("0001.dcm".into(), vec![0u8; 200])]);
     let settings = ConvertSettings { dcm2niix: script, timeout: Duration::from_millis(1500), ..Default::default() };
     let started = Instant::now();
@@ -696,6 +698,7 @@ fn every_error_has_a_code_and_a_message_without_placeholders() {
         UnsupportedEncoding,
         UnsupportedDataType { datatype: 128 },
         InvalidGeometry,
+        UnreadableVolume,
         ConversionFailed { status: 1 },
         BadArchive("x"),
         TooLarge("x"),
@@ -730,6 +733,23 @@ fn timing_t1_clean() {
     total.sort();
     dcm.sort();
     eprintln!("t1_mprage_sag_clean: convert {total:?} ms (median {}), dcm2niix {dcm:?} ms (median {})", total[2], dcm[2]);
+
+    // where the rest goes: extraction, and gzip of the 33 MB result by level
+    let dir = t.path().join("extract").tap_mkdir();
+    let started = Instant::now();
+    convert::extract_zip(&zip, &dir, &ConvertSettings::default()).unwrap();
+    eprintln!("extract: {} ms", started.elapsed().as_millis());
+    let nii = gunzip(&t.path().join("w0/out/volume.nii.gz"));
+    let started = Instant::now();
+    volumetry::nifti::decode_f32(&nii).unwrap();
+    eprintln!("volumetry decode check: {} ms", started.elapsed().as_millis());
+    for level in [1, 6] {
+        let started = Instant::now();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+        gz.write_all(&nii).unwrap();
+        let bytes = gz.finish().unwrap().len();
+        eprintln!("gzip level {level}: {} ms, {bytes} bytes", started.elapsed().as_millis());
+    }
 }
 
 trait TapMkdir {
