@@ -190,7 +190,7 @@ impl Config {
                 .or(file.login_max_failures_per_ip)
                 .unwrap_or(20),
             login_window_secs: parse_env(&env, "NEUROVOL_LOGIN_WINDOW_SECS")?.or(file.login_window_secs).unwrap_or(15 * 60),
-            trust_forwarded_for: parse_env(&env, "NEUROVOL_TRUST_FORWARDED_FOR")?.or(file.trust_forwarded_for).unwrap_or(false),
+            trust_forwarded_for: parse_flag(&env, "NEUROVOL_TRUST_FORWARDED_FOR")?.or(file.trust_forwarded_for).unwrap_or(false),
             object_url_key: env("NEUROVOL_OBJECT_URL_KEY").map(Secret).or(file.object_url_key).filter(|k| !k.0.is_empty()),
             object_url_base: env("NEUROVOL_OBJECT_URL_BASE")
                 .or(file.object_url_base)
@@ -221,7 +221,7 @@ impl Config {
                 .or(file.segment_model)
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "model21_104class".into()),
-            segment_brain_mask: parse_env(&env, "NEUROVOL_SEGMENT_BRAIN_MASK")?.or(file.segment_brain_mask).unwrap_or(true),
+            segment_brain_mask: parse_flag(&env, "NEUROVOL_SEGMENT_BRAIN_MASK")?.or(file.segment_brain_mask).unwrap_or(true),
             segment_timeout_secs: parse_env(&env, "NEUROVOL_SEGMENT_TIMEOUT_SECS")?.or(file.segment_timeout_secs).unwrap_or(1800),
             dcm2niix: env("NEUROVOL_DCM2NIIX").map(PathBuf::from).or(file.dcm2niix).unwrap_or_else(|| "dcm2niix".into()),
         })
@@ -292,6 +292,17 @@ where
 {
     env(name)
         .map(|v| v.trim().parse::<T>().map_err(|e| ConfigError::Env { name, message: e.to_string() }))
+        .transpose()
+}
+
+/// A yes/no setting: true/false, 1/0, yes/no, on/off.
+fn parse_flag(env: &impl Fn(&str) -> Option<String>, name: &'static str) -> Result<Option<bool>, ConfigError> {
+    env(name)
+        .map(|v| match v.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            other => Err(ConfigError::Env { name, message: format!("expected true or false, not {other:?}") }),
+        })
         .transpose()
 }
 

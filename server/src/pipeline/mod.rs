@@ -235,8 +235,9 @@ impl Steps {
             JobState::Lost { reason } | JobState::TimedOut { reason } => Err(StepError::Resubmit(reason)),
             JobState::Cancelled => Err(StepError::Resubmit("the segmentation was cancelled".into())),
             // The inputs were validated before; a refusal here is most likely an expired URL
-            // or a worker fault, so it is retried (and reported if it keeps failing).
-            JobState::Failed { reason } => Err(StepError::Transient(format!("segmentation failed: {reason}"))),
+            // or an unreachable object store, so it is submitted again (and reported if it
+            // keeps failing).
+            JobState::Failed { reason } => Err(StepError::Resubmit(format!("segmentation failed: {reason}"))),
             JobState::Queued | JobState::Running => Err(StepError::Transient("segmentation still running".into())),
         }
     }
@@ -675,8 +676,8 @@ impl Pipeline {
     async fn retry_later(&self, job: &Claimed, reason: &str, forget_handle: bool) {
         let attempts = job.attempts + 1;
         if attempts >= i64::from(self.steps.settings.max_attempts) {
-            self.fail(job, "retries_exhausted", "Processing kept failing because a service was unavailable. Please retry later.", true)
-                .await;
+            let message = format!("Processing failed {attempts} times ({}). Please retry later.", truncate(reason, 300));
+            self.fail(job, "retries_exhausted", &message, true).await;
             tracing::warn!(scan = %job.scan_id, step = %job.step, last_error = %reason, "retries exhausted");
             return;
         }
@@ -801,6 +802,10 @@ pub async fn open_store(config: &crate::config::Config, object_url_base: &str) -
     use crate::object_store::{LocalObjectStore, S3ObjectStore};
     if let Some(s3) = config.s3_settings()? {
         let store = S3ObjectStore::connect(s3).await.map_err(|e| anyhow::anyhow!("cannot open the S3 object store: {e}"))?;
+        // R2 tokens are often not allowed to create buckets: a warning, not an error
+        if let Err(e) = store.ensure_bucket().await {
+            tracing::warn!(error = %e, "cannot check or create the S3 bucket");
+        }
         tracing::info!(store = "s3", "object store");
         return Ok(Arc::new(store));
     }

@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod s3;
+pub mod upload_kit;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -18,6 +21,8 @@ pub struct TestServer {
     pub log_path: PathBuf,
     pub database_url: Option<String>,
     child: Child,
+    /// Remove the data dir when dropped (false for a server restarted on another's data).
+    owns_data: bool,
 }
 
 /// A fresh, empty PostgreSQL database for one test (or `None` on SQLite runs).
@@ -43,7 +48,17 @@ impl TestServer {
     pub async fn start(extra_env: &[(&str, &str)]) -> TestServer {
         let data_dir = temp_dir("server");
         let database_url = fresh_database().await;
-        let log_path = data_dir.with_extension("log");
+        Self::start_on(data_dir, database_url, extra_env, true).await
+    }
+
+    /// Starts on an existing data dir and database (a restart, or a second process).
+    pub async fn start_on(
+        data_dir: PathBuf,
+        database_url: Option<String>,
+        extra_env: &[(&str, &str)],
+        owns_data: bool,
+    ) -> TestServer {
+        let log_path = data_dir.with_extension(format!("{}.log", hex::encode(rand::random::<[u8; 3]>())));
         let log = std::fs::File::create(&log_path).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_neurovol"));
         cmd.arg("serve")
@@ -80,7 +95,27 @@ impl TestServer {
                 panic!("server did not start; log:\n{}", std::fs::read_to_string(&log_path).unwrap_or_default());
             }
         };
-        TestServer { url, data_dir, log_path, database_url, child }
+        TestServer { url, data_dir, log_path, database_url, child, owns_data }
+    }
+
+    /// `kill -9`: no shutdown handler runs.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The database this server uses, opened from the test.
+    pub async fn db(&self) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        let url = self
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("neurovol.db").display()));
+        sqlx::AnyPool::connect(&url).await.expect("open the test database")
     }
 
     pub fn logs(&self) -> String {
@@ -92,7 +127,9 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if self.owns_data {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
         let _ = std::fs::remove_file(&self.log_path);
     }
 }

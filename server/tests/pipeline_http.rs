@@ -1,0 +1,549 @@
+//! The processing pipeline through the real `neurovol serve` (uploads over HTTP, real
+//! dcm2niix, the real local worker, SQLite or PostgreSQL, the local store or s3s-fs).
+//!
+//! * the PHI fixture from upload to scored volumes; the stored NIfTI's voxels equal
+//!   dcm2niix's on the clean fixture; no injected value anywhere afterwards;
+//! * `kill -9` during conversion and during segmentation: the job finishes exactly once;
+//! * the S3 server stopped for 30 s mid-job: the job retries and completes;
+//! * a failed scan is retried by the user and completes;
+//! * refused inputs leave no row, no object, no temp file;
+//! * two server processes on one PostgreSQL share 20 queued scans, no step run twice.
+//!
+//! Segmentation runs without mindgrab (`NEUROVOL_SEGMENT_BRAIN_MASK=0`, half the CPU time).
+//! Fault tests use a "small head" derived from the clean fixture: the same 256-file series
+//! with the image zeroed outside a 32³ cube, so the segmentation engine (which only computes
+//! inside the head's bounding box) takes seconds. Store: local, or s3s-fs with
+//! `NEUROVOL_TEST_S3=1` (scripts/test.sh sets it for the PostgreSQL run).
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::s3::{BUCKET, S3Server, s3s_fs_or_skip};
+use common::upload_kit::*;
+use common::{Browser, TestServer, temp_dir};
+use reqwest::StatusCode;
+use serde_json::Value;
+use sqlx::Row;
+
+const MIB: usize = 1024 * 1024;
+
+/// The clean fixture with its image zeroed outside a 32³ cube (files 112..144, rows and
+/// columns 112..144). Explicit VR little endian, 256×256 16-bit: pixel data is the last
+/// element (`7FE0,0010 OW`).
+fn small_head() -> Vec<u8> {
+    static ZIP: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    ZIP.get_or_init(|| {
+        let src = fixture("t1_mprage_sag_clean.zip");
+        let mut zin = zip::ZipArchive::new(std::io::Cursor::new(src)).unwrap();
+        let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        let mut index = 0;
+        for i in 0..zin.len() {
+            let mut f = zin.by_index(i).unwrap();
+            if f.is_dir() {
+                continue;
+            }
+            let name = f.name().unwrap().to_string();
+            let mut d = Vec::new();
+            f.read_to_end(&mut d).unwrap();
+            let at = d.windows(4).rposition(|w| w == [0xE0, 0x7F, 0x10, 0x00]).expect("pixel data");
+            assert_eq!(&d[at + 4..at + 6], b"OW");
+            let len = u32::from_le_bytes(d[at + 8..at + 12].try_into().unwrap()) as usize;
+            assert_eq!(len, 256 * 256 * 2);
+            let pix = at + 12;
+            let keep_slice = (112..144).contains(&index);
+            for r in 0..256 {
+                for c in 0..256 {
+                    if !(keep_slice && (112..144).contains(&r) && (112..144).contains(&c)) {
+                        let o = pix + (r * 256 + c) * 2;
+                        d[o] = 0;
+                        d[o + 1] = 0;
+                    }
+                }
+            }
+            index += 1;
+            out.start_file(name, opts).unwrap();
+            out.write_all(&d).unwrap();
+        }
+        assert_eq!(index, 256);
+        out.finish().unwrap().into_inner()
+    })
+    .clone()
+}
+
+/// The clean fixture with only some of its files (by position), for refusals.
+fn clean_subset(keep: impl Fn(usize) -> bool) -> Vec<u8> {
+    let src = fixture("t1_mprage_sag_clean.zip");
+    let mut zin = zip::ZipArchive::new(std::io::Cursor::new(src)).unwrap();
+    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let mut index = 0;
+    for i in 0..zin.len() {
+        let mut f = zin.by_index(i).unwrap();
+        if f.is_dir() {
+            continue;
+        }
+        if keep(index) {
+            let name = f.name().unwrap().to_string();
+            let mut d = Vec::new();
+            f.read_to_end(&mut d).unwrap();
+            out.start_file(name, opts).unwrap();
+            out.write_all(&d).unwrap();
+        }
+        index += 1;
+    }
+    out.finish().unwrap().into_inner()
+}
+
+/// Uploads a ZIP through the API; returns the new scan's id.
+async fn upload_scan(b: &Browser, bytes: &[u8], discard_archive: bool) -> String {
+    let (st, v) = upload_with(b, bytes, discard_archive).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    v["scan_id"].as_str().unwrap().to_string()
+}
+
+async fn upload_with(b: &Browser, bytes: &[u8], discard_archive: bool) -> (StatusCode, Value) {
+    let body = serde_json::json!({ "size": bytes.len(), "chunk_size": 8 * MIB, "discard_archive": discard_archive });
+    let resp = b
+        .http
+        .post(format!("{}/uploads", b.base))
+        .header("cookie", cookies(b))
+        .header("x-csrf-token", csrf(b))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let (st, created) = json(resp).await;
+    assert_eq!(st, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    for (i, part) in bytes.chunks(8 * MIB).enumerate() {
+        let (st, v) = put_chunk(b, &id, i, part).await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    complete(b, &id).await
+}
+
+async fn scan_status(db: &sqlx::AnyPool, scan: &str) -> String {
+    sqlx::query("SELECT status FROM scans WHERE id = $1")
+        .bind(scan)
+        .fetch_one(db)
+        .await
+        .unwrap()
+        .get::<String, _>("status")
+}
+
+/// Polls until the scan's status is one of `want` (panics with the server logs on timeout
+/// or on an unexpected failure).
+async fn wait_for(server: &TestServer, db: &sqlx::AnyPool, scan: &str, want: &[&str], timeout: Duration) -> String {
+    let until = Instant::now() + timeout;
+    loop {
+        let st = scan_status(db, scan).await;
+        if want.contains(&st.as_str()) {
+            return st;
+        }
+        if st == "failed" {
+            let reason: Option<String> = sqlx::query("SELECT failure_reason FROM scans WHERE id = $1")
+                .bind(scan)
+                .fetch_one(db)
+                .await
+                .unwrap()
+                .get("failure_reason");
+            panic!("scan failed ({reason:?}) while waiting for {want:?}; log:\n{}", server.logs());
+        }
+        assert!(Instant::now() < until, "scan still {st} after {timeout:?} (wanted {want:?}); log:\n{}", server.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// (step, outcome, owner, started_ms, finished_ms) of every step run of a scan.
+async fn runs(db: &sqlx::AnyPool, scan: &str) -> Vec<(String, Option<String>, String, i64, Option<i64>)> {
+    sqlx::query("SELECT step, outcome, owner, started_ms, finished_ms FROM job_runs WHERE scan_id = $1 ORDER BY started_ms")
+        .bind(scan)
+        .fetch_all(db)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get("step"), r.get("outcome"), r.get("owner"), r.get("started_ms"), r.get("finished_ms")))
+        .collect()
+}
+
+/// Every step completed exactly once.
+async fn assert_each_step_once(db: &sqlx::AnyPool, scan: &str) {
+    let runs = runs(db, scan).await;
+    for step in ["convert", "segment", "score"] {
+        let ok = runs.iter().filter(|r| r.0 == step && r.1.as_deref() == Some("ok")).count();
+        assert_eq!(ok, 1, "step {step} completed {ok} times: {runs:?}");
+    }
+    let regions: i64 = sqlx::query("SELECT COUNT(*) AS n FROM scan_regions WHERE scan_id = $1")
+        .bind(scan)
+        .fetch_one(db)
+        .await
+        .unwrap()
+        .get("n");
+    assert_eq!(regions, 103, "model21_104class has 103 regions, each stored once");
+}
+
+fn pipeline_env(extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+    let mut env = vec![
+        ("NEUROVOL_PIPELINE_CONCURRENCY", "1".to_string()),
+        ("NEUROVOL_SEGMENT_BRAIN_MASK", "0".to_string()),
+        ("NEUROVOL_JOB_BACKOFF_SECS", "1".to_string()),
+        ("NEUROVOL_JOB_LEASE_SECS", "6".to_string()),
+    ];
+    for (k, v) in extra {
+        env.retain(|(e, _)| e != k);
+        env.push((k, v.clone()));
+    }
+    env
+}
+
+fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'a str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// s3s-fs when `NEUROVOL_TEST_S3=1` (required then), else `None` (local store).
+fn optional_s3() -> Option<S3Server> {
+    if std::env::var("NEUROVOL_TEST_S3").is_ok_and(|v| v == "1") {
+        let bin = s3s_fs_or_skip("pipeline over S3").expect("s3s-fs (NEUROVOL_TEST_S3=1)");
+        Some(S3Server::start(bin, temp_dir("s3")))
+    } else {
+        None
+    }
+}
+
+fn gunzip(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes).read_to_end(&mut out).unwrap();
+    out
+}
+
+/// NIfTI-1 dims (as stored) and voxel bytes.
+fn nifti_voxels(nii: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    assert_eq!(i32::from_le_bytes(nii[0..4].try_into().unwrap()), 348, "NIfTI-1, little endian");
+    let vox_offset = f32::from_le_bytes(nii[108..112].try_into().unwrap()) as usize;
+    (nii[40..56].to_vec(), nii[vox_offset..].to_vec())
+}
+
+/// dcm2niix on the clean fixture, as the reference for the stored volume.
+fn reference_nifti() -> Vec<u8> {
+    let dir = temp_dir("reference");
+    let zip = dir.join("clean.zip");
+    std::fs::write(&zip, fixture("t1_mprage_sag_clean.zip")).unwrap();
+    let src = dir.join("dicom");
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let st = std::process::Command::new("unzip").arg("-q").arg(&zip).arg("-d").arg(&src).status().unwrap();
+    assert!(st.success());
+    let st = std::process::Command::new("dcm2niix")
+        .args(["-z", "n", "-b", "n", "-f", "ref", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let nii = std::fs::read(out.join("ref.nii")).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    nii
+}
+
+/// Bytes of every stored thing: files of the data dir and the S3 root (ZIPs inflated,
+/// gzip decompressed), every text value of every table, and the server's logs.
+async fn everything_kept(server: &TestServer, s3: Option<&S3Server>, db: &sqlx::AnyPool, logs: &[String]) -> Vec<(String, Vec<u8>)> {
+    let mut blobs: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut files = files_under(&server.data_dir);
+    if let Some(s3) = s3 {
+        files.extend(files_under(&s3.root()));
+    }
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        if bytes.starts_with(b"PK\x03\x04") {
+            let out = std::process::Command::new("unzip").arg("-p").arg(&f).output().expect("unzip installed");
+            assert!(out.status.success(), "object is a readable ZIP");
+            blobs.push((format!("{} (inflated)", f.display()), out.stdout));
+        }
+        if bytes.starts_with(&[0x1f, 0x8b]) {
+            blobs.push((format!("{} (gunzipped)", f.display()), gunzip(&bytes)));
+        }
+        blobs.push((format!("file name {}", f.display()), f.display().to_string().into_bytes()));
+        blobs.push((f.display().to_string(), bytes));
+    }
+    for table in ["users", "sessions", "login_throttle", "scans", "scan_regions", "jobs", "job_runs"] {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}"))).fetch_all(db).await.unwrap();
+        let mut text = String::new();
+        for r in &rows {
+            for i in 0..r.len() {
+                if let Ok(Some(v)) = r.try_get::<Option<String>, _>(i) {
+                    text.push_str(&v);
+                    text.push('\n');
+                }
+            }
+        }
+        blobs.push((format!("table {table}"), text.into_bytes()));
+    }
+    for (i, l) in logs.iter().enumerate() {
+        blobs.push((format!("server log {i}"), l.clone().into_bytes()));
+    }
+    blobs
+}
+
+#[tokio::test]
+async fn phi_scan_goes_from_upload_to_scored_volumes_and_nothing_identifying_is_kept() {
+    let s3 = optional_s3();
+    let extra: Vec<(&'static str, String)> = s3.as_ref().map(|s| s.env()).unwrap_or_default();
+    let env = pipeline_env(&extra);
+    let server = TestServer::start(&as_refs(&env)).await;
+    let db = server.db().await;
+    let b = signed_in(&server).await;
+    let t0 = Instant::now();
+    let scan = upload_scan(&b, &fixture("t1_mprage_sag_phi.zip"), false).await;
+    wait_for(&server, &db, &scan, &["done"], Duration::from_secs(900)).await;
+    eprintln!("PHI fixture: upload to done in {:.1} s", t0.elapsed().as_secs_f64());
+    assert_each_step_once(&db, &scan).await;
+
+    // the stored NIfTI = dcm2niix on the clean fixture (voxel for voxel)
+    let row = sqlx::query("SELECT nifti_key, labels_key, volumes_key, object_key, result_json, age_years, sex FROM scans WHERE id = $1")
+        .bind(&scan)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let key = |k: &str| row.get::<String, _>(k);
+    let object_path = |k: &str| match &s3 {
+        Some(s) => s.root().join(BUCKET).join(k),
+        None => server.data_dir.join("objects").join(k),
+    };
+    let stored = gunzip(&std::fs::read(object_path(&key("nifti_key"))).expect("stored NIfTI"));
+    let (dims, voxels) = nifti_voxels(&stored);
+    let (ref_dims, ref_voxels) = nifti_voxels(&reference_nifti());
+    assert_eq!(dims, ref_dims);
+    assert!(voxels == ref_voxels, "stored voxels differ from dcm2niix on the clean fixture");
+    for k in ["labels_key", "volumes_key", "object_key"] {
+        assert!(object_path(&key(k)).is_file(), "{k} stored");
+    }
+    // exactly these four objects, nothing else
+    let n_objects = match &s3 {
+        Some(s) => s.objects().len(),
+        None => objects(&server).len(),
+    };
+    assert_eq!(n_objects, 4, "archive, NIfTI, labels, volumes");
+
+    // the report: percentiles for modelled regions at the fixture's age and sex
+    let report: Value = serde_json::from_str(&key("result_json")).unwrap();
+    assert_eq!(report["age_years"], row.get::<Option<i64>, _>("age_years").unwrap());
+    assert_eq!(report["sex"], row.get::<String, _>("sex"));
+    let hippo = report["regions"].as_array().unwrap().iter().find(|r| r["name"] == "Left-Hippocampus").unwrap();
+    assert!(hippo["volume_mm3"].as_f64().unwrap() > 1000.0, "{hippo}");
+    assert!(hippo["percentile"].as_f64().is_some(), "{hippo}");
+    let mut b = b;
+    let page = b.get(&format!("/scans/{scan}")).await.text().await.unwrap();
+    assert!(page.contains(r#"data-status="done""#) && page.contains("Left-Hippocampus"), "results on the scan page");
+
+    // nothing identifying in the data dir, the object store, the database or the logs
+    let canaries = canaries("t1_mprage_sag_phi.manifest.json");
+    let blobs = everything_kept(&server, s3.as_ref(), &db, &[server.logs()]).await;
+    assert!(blobs.iter().any(|(w, _)| w.contains("gunzipped")), "the NIfTIs were searched");
+    if let Some(found) = find_identifying(&blobs, &canaries) {
+        panic!("{found}");
+    }
+    assert!(temp_files(&server).is_empty(), "no temp files left: {:?}", temp_files(&server));
+}
+
+/// A dcm2niix that waits before converting, so a test can kill the server mid-conversion.
+fn slow_dcm2niix(dir: &Path, secs: u32) -> PathBuf {
+    let p = dir.join("slow-dcm2niix");
+    std::fs::write(&p, format!("#!/bin/sh\nsleep {secs}\nexec dcm2niix \"$@\"\n")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+#[tokio::test]
+async fn kill_9_during_conversion_and_during_segmentation_finishes_exactly_once() {
+    let tools = temp_dir("tools");
+    let dcm2niix = slow_dcm2niix(&tools, 3);
+    let env = pipeline_env(&[("NEUROVOL_DCM2NIIX", dcm2niix.display().to_string())]);
+    let env = as_refs(&env);
+    let mut first = TestServer::start(&env).await;
+    let db = first.db().await;
+    let b = signed_in(&first).await;
+    let scan = upload_scan(&b, &small_head(), true).await;
+
+    // 1. kill -9 while dcm2niix runs for the job
+    let until = Instant::now() + Duration::from_secs(60);
+    while !runs(&db, &scan).await.iter().any(|r| r.0 == "convert" && r.1.is_none()) {
+        assert!(Instant::now() < until, "conversion did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    first.kill9();
+    assert_eq!(scan_status(&db, &scan).await, "deidentified", "killed before the conversion finished");
+
+    // 2. restarted: the lease expires, the job is converted again; kill -9 mid-segmentation
+    let mut second = TestServer::start_on(first.data_dir.clone(), first.database_url.clone(), &env, false).await;
+    wait_for(&second, &db, &scan, &["segmenting"], Duration::from_secs(120)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    second.kill9();
+    assert_eq!(scan_status(&db, &scan).await, "segmenting", "killed before the segmentation finished");
+
+    // 3. restarted again: the lost segmentation is submitted again and the scan completes
+    let third = TestServer::start_on(first.data_dir.clone(), first.database_url.clone(), &env, false).await;
+    wait_for(&third, &db, &scan, &["done"], Duration::from_secs(300)).await;
+    assert_each_step_once(&db, &scan).await;
+    let all = runs(&db, &scan).await;
+    let crashed: Vec<_> = all.iter().filter(|r| r.1.is_none()).map(|r| r.0.as_str()).collect();
+    assert_eq!(crashed, ["convert", "segment"], "one run of each killed step never finished: {all:?}");
+
+    // retention: the archive was discarded; exactly NIfTI, labels and volumes remain
+    let row = sqlx::query("SELECT archive_deleted, nifti_key, labels_key, volumes_key FROM scans WHERE id = $1")
+        .bind(&scan)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(row.get::<i64, _>("archive_deleted"), 1);
+    let mut want: Vec<String> = ["nifti_key", "labels_key", "volumes_key"].iter().map(|k| row.get::<String, _>(*k)).collect();
+    want.sort();
+    let mut have: Vec<String> = objects(&third).iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    have.sort();
+    assert_eq!(have, want, "no orphan or duplicate objects");
+    assert!(temp_files(&third).is_empty(), "no temp files left: {:?}", temp_files(&third));
+    drop(third);
+    drop(second);
+    drop(first);
+    let _ = std::fs::remove_dir_all(&tools);
+}
+
+#[tokio::test]
+async fn the_object_store_down_for_30_s_mid_job_is_retried() {
+    let Some(bin) = s3s_fs_or_skip("the_object_store_down_for_30_s_mid_job_is_retried") else { return };
+    let mut s3 = S3Server::start(bin, temp_dir("s3"));
+    let mut extra = s3.env();
+    extra.push(("NEUROVOL_JOB_MAX_ATTEMPTS", "20".into()));
+    let env = pipeline_env(&extra);
+    let server = TestServer::start(&as_refs(&env)).await;
+    let db = server.db().await;
+    let b = signed_in(&server).await;
+    let scan = upload_scan(&b, &small_head(), false).await;
+    wait_for(&server, &db, &scan, &["converted", "stored", "segmenting"], Duration::from_secs(120)).await;
+    s3.stop();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    s3.spawn();
+    wait_for(&server, &db, &scan, &["done"], Duration::from_secs(300)).await;
+    assert_each_step_once(&db, &scan).await;
+    let all = runs(&db, &scan).await;
+    assert!(all.iter().any(|r| r.1.as_deref() == Some("retry")), "the outage caused retries: {all:?}");
+    assert_eq!(s3.objects().len(), 4, "archive, NIfTI, labels, volumes; no duplicates");
+    assert!(temp_files(&server).is_empty(), "no temp files left: {:?}", temp_files(&server));
+}
+
+#[tokio::test]
+async fn a_failed_scan_says_why_and_the_user_can_retry_it() {
+    // no worker binary: every segmentation attempt fails, then the scan fails
+    let broken = pipeline_env(&[
+        ("NEUROVOL_WORKER_BIN", "/nonexistent/neurovol-worker".into()),
+        ("NEUROVOL_JOB_MAX_ATTEMPTS", "2".into()),
+    ]);
+    let mut first = TestServer::start(&as_refs(&broken)).await;
+    let db = first.db().await;
+    let mut b = signed_in(&first).await;
+    let scan = upload_scan(&b, &small_head(), false).await;
+    let until = Instant::now() + Duration::from_secs(240);
+    while scan_status(&db, &scan).await != "failed" {
+        assert!(Instant::now() < until, "scan did not fail; log:\n{}", first.logs());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let page = b.get(&format!("/scans/{scan}")).await.text().await.unwrap();
+    assert!(page.contains(r#"data-testid="scan-failure""#) && page.contains(r#"data-testid="retry""#), "{page}");
+    first.kill9();
+
+    // the service is back: Retry (a form post with the CSRF token) completes the scan
+    let good = pipeline_env(&[]);
+    let second = TestServer::start_on(first.data_dir.clone(), first.database_url.clone(), &as_refs(&good), false).await;
+    let mut b2 = Browser::new(&second.url);
+    b2.cookies = b.cookies.clone();
+    let token = csrf(&b2);
+    let resp = b2.post_form(&format!("/scans/{scan}/retry"), &[("csrf_token", &token)]).await;
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    wait_for(&second, &db, &scan, &["done"], Duration::from_secs(300)).await;
+    let ok_segments = runs(&db, &scan).await.iter().filter(|r| r.0 == "segment" && r.1.as_deref() == Some("ok")).count();
+    assert_eq!(ok_segments, 1);
+    drop(second);
+    drop(first);
+}
+
+#[tokio::test]
+async fn refused_inputs_say_why_and_leave_nothing() {
+    let server = TestServer::start(&[]).await;
+    let db = server.db().await;
+    let b = signed_in(&server).await;
+    // a localizer-like stack of 10 slices; a series with its middle slice missing
+    for (bytes, codes) in [
+        (clean_subset(|i| (100..110).contains(&i)), &["too_few_slices", "too_little_coverage"][..]),
+        (clean_subset(|i| i != 128), &["missing_slices"][..]),
+    ] {
+        let (st, v) = upload_with(&b, &bytes, false).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert!(codes.contains(&v["code"].as_str().unwrap_or("")), "{v}");
+        assert!(v["error"].as_str().is_some_and(|e| e.len() > 20), "a specific message: {v}");
+    }
+    for table in ["scans", "jobs", "job_runs", "scan_regions"] {
+        let n: i64 = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) AS n FROM {table}"))).fetch_one(&db).await.unwrap().get("n");
+        assert_eq!(n, 0, "no rows in {table}");
+    }
+    assert!(objects(&server).is_empty(), "no objects");
+    assert!(temp_files(&server).is_empty(), "no temp files: {:?}", temp_files(&server));
+}
+
+#[tokio::test]
+async fn two_processes_on_one_postgres_share_20_scans_without_running_a_step_twice() {
+    if std::env::var("NEUROVOL_TEST_DATABASE_URL").is_err() {
+        eprintln!("SKIP: needs PostgreSQL (scripts/test.sh runs it on a private server)");
+        return;
+    }
+    // queue 20 scans with the pipeline off
+    let mut loader = TestServer::start(&[]).await;
+    let db = loader.db().await;
+    let b = signed_in(&loader).await;
+    let head = small_head();
+    let mut scans = Vec::new();
+    for _ in 0..20 {
+        scans.push(upload_scan(&b, &head, false).await);
+    }
+    loader.kill9();
+
+    // two processes, two runners each, on the same database and data dir
+    let env = pipeline_env(&[("NEUROVOL_PIPELINE_CONCURRENCY", "2".into()), ("NEUROVOL_JOB_LEASE_SECS", "15".into())]);
+    let env = as_refs(&env);
+    let p1 = TestServer::start_on(loader.data_dir.clone(), loader.database_url.clone(), &env, false).await;
+    let p2 = TestServer::start_on(loader.data_dir.clone(), loader.database_url.clone(), &env, false).await;
+    let t0 = Instant::now();
+    for s in &scans {
+        wait_for(&p1, &db, s, &["done"], Duration::from_secs(1200)).await;
+    }
+    eprintln!("20 scans by 2 processes in {:.1} s", t0.elapsed().as_secs_f64());
+
+    let mut owners = HashSet::new();
+    for s in &scans {
+        assert_each_step_once(&db, s).await;
+        let all = runs(&db, s).await;
+        // no two runs of one step of one scan overlapped in time
+        let mut by_step: BTreeMap<&str, Vec<(i64, i64)>> = BTreeMap::new();
+        for r in &all {
+            owners.insert(r.2.clone());
+            by_step.entry(r.0.as_str()).or_default().push((r.3, r.4.unwrap_or(i64::MAX)));
+        }
+        for (step, mut spans) in by_step {
+            spans.sort();
+            for w in spans.windows(2) {
+                assert!(w[1].0 >= w[0].1, "two runs of {step} overlapped for one scan: {all:?}");
+            }
+        }
+    }
+    assert_eq!(owners.len(), 2, "both processes ran jobs");
+    drop(p1);
+    drop(p2);
+    drop(loader);
+}
