@@ -409,7 +409,8 @@ async fn kill_9_during_conversion_and_during_segmentation_finishes_exactly_once(
     let mut have: Vec<String> = objects(&third).iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
     have.sort();
     assert_eq!(have, want, "no orphan or duplicate objects");
-    assert!(temp_files(&third).is_empty(), "no temp files left: {:?}", temp_files(&third));
+    let left = temp_files(&third);
+    assert!(left.is_empty(), "{} temp files left, e.g. {:?}", left.len(), left.first());
     drop(third);
     drop(second);
     drop(first);

@@ -815,6 +815,18 @@ pub async fn open_store(config: &crate::config::Config, object_url_base: &str) -
     Ok(Arc::new(LocalObjectStore::new(config.data_dir.join("objects"), signer)))
 }
 
+/// Removes `<root>/<pid>` dirs of processes that no longer run (killed mid-step).
+fn remove_dead_process_dirs(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let alive = name.parse::<u32>().is_ok_and(|pid| pid == std::process::id() || Path::new("/proc").join(&name).exists());
+        if !alive && std::fs::remove_dir_all(e.path()).is_ok() {
+            tracing::info!(pid = %name, "removed the temp files of a stopped process");
+        }
+    }
+}
+
 /// The dcm2niix version, or a clear error when it is missing (checked at start).
 pub fn check_dcm2niix(bin: &Path) -> anyhow::Result<String> {
     convert::dcm2niix_version(bin).map_err(|e| anyhow::anyhow!("{e} (install dcm2niix, or set NEUROVOL_DCM2NIIX)"))
@@ -823,7 +835,12 @@ pub fn check_dcm2niix(bin: &Path) -> anyhow::Result<String> {
 /// Starts the segmentation client (in the background: the local worker takes a moment)
 /// and this process's job runners.
 pub fn start(config: &crate::config::Config, db: Db, store: Arc<dyn ObjectStore>, wake: Arc<Notify>) -> anyhow::Result<()> {
-    let settings = PipelineSettings::from_config(config);
+    let mut settings = PipelineSettings::from_config(config);
+    // Temp dirs per process, so a restarted process can remove what a killed one left
+    // without touching the live dirs of another process sharing this data dir.
+    let root = config.tmp_dir().join("pipeline");
+    remove_dead_process_dirs(&root);
+    settings.tmp_dir = root.join(std::process::id().to_string());
     if settings.concurrency == 0 {
         tracing::info!("pipeline disabled in this process (NEUROVOL_PIPELINE_CONCURRENCY=0)");
         return Ok(());
