@@ -28,6 +28,8 @@ export NEUROVOL_PYTHON="$("$REPO_ROOT/scripts/py-venv.sh" | tail -1)" NEUROVOL_R
 log "building deid for wasm32 (native-vs-WASM byte equality test)"
 cargo build -p deid --target wasm32-unknown-unknown --release --example wasm_abi
 export NEUROVOL_DEID_WASM="$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/examples/wasm_abi.wasm" NEUROVOL_REQUIRE_WASM=1
+# s3s-fs (installed by setup.sh) for the S3 object-store and pipeline tests
+export NEUROVOL_REQUIRE_S3=1
 
 log "Rust tests (SQLite)"
 cargo test --no-fail-fast
@@ -40,8 +42,12 @@ as_pg "$pg_bin/initdb" -D "$scratch/pg/data" -A trust -U neurovol >/dev/null
 as_pg "$pg_bin/pg_ctl" -D "$scratch/pg/data" -l "$scratch/pg/log" -w \
   -o "-p $pg_port -k $scratch/pg -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
 # Same package selection as above (only the test targets are filtered), so nothing rebuilds.
-NEUROVOL_TEST_DATABASE_URL="postgres://neurovol@127.0.0.1:$pg_port/postgres" \
-  cargo test --no-fail-fast --test accounts_http --test migrations --test upload_http
+export NEUROVOL_TEST_DATABASE_URL="postgres://neurovol@127.0.0.1:$pg_port/postgres"
+cargo test --no-fail-fast --test accounts_http --test migrations --test upload_http
+log "Pipeline tests against PostgreSQL and the S3 store (s3s-fs)"
+# the PHI scan end to end, kill -9 recovery, and two processes sharing 20 scans
+NEUROVOL_TEST_S3=1 cargo test --no-fail-fast --test pipeline_http -- phi_scan kill_9 two_processes
+unset NEUROVOL_TEST_DATABASE_URL
 
 log "End-to-end tests (Playwright, Chromium)"
 export NEUROVOL_E2E_PORT=$(free_port)

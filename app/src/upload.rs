@@ -564,7 +564,7 @@ fn scan_detail(d: ScanDetail) -> impl IntoView {
             <span class="tag">{s.status_text()}</span>
             {processing.then(|| view! {
                 // reload while processing (no script needed); results appear when done
-                <meta http-equiv="refresh" content="5"/>
+                <meta http-equiv="refresh" content="10"/>
                 <span class="muted small">" This page refreshes itself until the results are ready."</span>
             })}
         </p>
