@@ -384,9 +384,28 @@ impl S3ObjectStore {
         }
         let region = if settings.region.trim().is_empty() { "auto".to_string() } else { settings.region.trim().to_string() };
 
-        // rustls on ring (as reqwest), system root certificates; plain http for local servers
+        // rustls on ring (as reqwest). HTTPS trusts the system's root certificates
+        // (ca-certificates, or SSL_CERT_FILE / SSL_CERT_DIR); checked here, because the SDK
+        // would only find out at the first request (and panics then in debug builds).
+        // Plain http (a local test server) loads none.
+        let trust = if endpoint.starts_with("https://") {
+            let found = rustls_native_certs::load_native_certs();
+            if found.certs.is_empty() {
+                return Err(StoreError::Unavailable(
+                    "no system root certificates for HTTPS (install ca-certificates or set SSL_CERT_FILE)".into(),
+                ));
+            }
+            tls::TrustStore::default()
+        } else {
+            tls::TrustStore::empty()
+        };
+        let tls_context = tls::TlsContext::builder()
+            .with_trust_store(trust)
+            .build()
+            .map_err(|e| StoreError::Unavailable(format!("TLS setup: {e}")))?;
         let http_client = aws_smithy_http_client::Builder::new()
             .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+            .tls_context(tls_context)
             .build_https();
         let credentials =
             Credentials::new(settings.access_key_id.clone(), settings.secret_access_key.clone(), None, None, "neurovol-config");

@@ -437,3 +437,30 @@ async fn s3_server_down_is_transient_and_recovers() {
     want.sort();
     assert_eq!(store.list().await.unwrap(), want);
 }
+
+#[tokio::test]
+async fn s3_settings_are_checked_at_connect() {
+    let good = S3Settings {
+        endpoint: "https://0123456789abcdef.r2.cloudflarestorage.com/".into(),
+        bucket: "neurovol".into(),
+        region: String::new(), // → "auto"
+        access_key_id: "id".into(),
+        secret_access_key: "secret-value-never-shown".into(),
+        force_path_style: true,
+    };
+    // no request is made: the endpoint need not be reachable
+    let store = S3ObjectStore::connect(good.clone()).await.expect("R2-style settings");
+    assert_eq!(store.kind(), "s3");
+    assert!(!format!("{:?} {:?}", good, store).contains("never-shown"));
+    let url = store.presign_get("abc.zip", Duration::from_secs(60)).await.unwrap();
+    assert!(url.starts_with("https://0123456789abcdef.r2.cloudflarestorage.com/neurovol/abc.zip?"), "{url}");
+    assert!(url.contains("%2Fauto%2Fs3%2Faws4_request"), "region auto expected in the credential scope: {url}");
+    for bad in [
+        S3Settings { endpoint: "ftp://example.com".into(), ..good.clone() },
+        S3Settings { endpoint: String::new(), ..good.clone() },
+        S3Settings { bucket: String::new(), ..good.clone() },
+        S3Settings { secret_access_key: String::new(), ..good.clone() },
+    ] {
+        assert!(matches!(S3ObjectStore::connect(bad).await, Err(StoreError::Unavailable(_))));
+    }
+}
