@@ -537,7 +537,6 @@ impl Pipeline {
                     Bind::OptText(s) => q.bind(s),
                     Bind::Int(i) => q.bind(i),
                     Bind::Float(f) => q.bind(f),
-                    Bind::OptFloat(f) => q.bind(f),
                 };
             }
             q.execute(&mut *tx).await?;
@@ -632,17 +631,27 @@ impl Pipeline {
                     vec![Bind::Text(job.scan_id.clone())],
                 )];
                 for r in &report.regions {
-                    writes.push((
-                        "INSERT INTO scan_regions (scan_id, name, label, volume_mm3, percentile, flag) VALUES ($1, $2, $3, $4, $5, $6)",
-                        vec![
+                    // sqlx's Any driver binds a NULL without its type, and PostgreSQL then
+                    // prepares the statement for the wrong type: rows without a percentile
+                    // leave the column out instead of binding NULL.
+                    let (sql, mut binds) = match r.percentile {
+                        Some(p) => (
+                            "INSERT INTO scan_regions (scan_id, name, label, volume_mm3, flag, percentile) VALUES ($1, $2, $3, $4, $5, $6)",
+                            vec![Bind::Float(p)],
+                        ),
+                        None => ("INSERT INTO scan_regions (scan_id, name, label, volume_mm3, flag) VALUES ($1, $2, $3, $4, $5)", vec![]),
+                    };
+                    binds.splice(
+                        0..0,
+                        [
                             Bind::Text(job.scan_id.clone()),
                             Bind::Text(r.name.clone()),
                             Bind::Int(i64::from(r.label)),
                             Bind::Float(r.volume_mm3),
-                            Bind::OptFloat(r.percentile),
                             Bind::OptText(r.flag.clone()),
                         ],
-                    ));
+                    );
+                    writes.push((sql, binds));
                 }
                 writes.push((
                     "UPDATE scans SET status = 'scored', result_json = $1, updated_at = $2 WHERE id = $3",
@@ -676,7 +685,11 @@ impl Pipeline {
     async fn retry_later(&self, job: &Claimed, reason: &str, forget_handle: bool) {
         let attempts = job.attempts + 1;
         if attempts >= i64::from(self.steps.settings.max_attempts) {
-            let message = format!("Processing failed {attempts} times ({}). Please retry later.", truncate(reason, 300));
+            // worker reasons are written for users; other errors (database, I/O) are not
+            let message = match reason.strip_prefix("segmentation failed: ") {
+                Some(why) => format!("Segmentation failed {attempts} times: {}. Please retry later.", truncate(why, 300)),
+                None => format!("Processing stopped at the {} step after {attempts} attempts because a service was unavailable. Please retry later.", job.step),
+            };
             self.fail(job, "retries_exhausted", &message, true).await;
             tracing::warn!(scan = %job.scan_id, step = %job.step, last_error = %reason, "retries exhausted");
             return;
@@ -739,7 +752,6 @@ enum Bind {
     OptText(Option<String>),
     Int(i64),
     Float(f64),
-    OptFloat(Option<f64>),
 }
 
 fn truncate(s: &str, max: usize) -> String {

@@ -34,14 +34,24 @@ pub fn facts(config: &Config) -> PrivacyFacts {
             "Your email address and a bcrypt hash of your password, for signing in.".into(),
         ],
         database,
-        object_store: format!(
-            "a private folder on this server ({}), reached only through short-lived signed links",
-            config.data_dir.join("objects").display()
-        ),
-        segmentation: "on this server's own processor, by NeuroVol's segmentation worker on the loopback interface".into(),
+        object_store: match (&config.s3_endpoint, &config.s3_bucket) {
+            (Some(endpoint), Some(bucket)) => format!(
+                "a private S3-compatible bucket ({bucket} at {}), reached by the segmentation service only through signed links valid for at most 15 minutes",
+                endpoint.split("://").nth(1).unwrap_or(endpoint).split('/').next().unwrap_or_default()
+            ),
+            _ => format!(
+                "a private folder on this server ({}), reached by the segmentation service only through signed links valid for at most 15 minutes",
+                config.data_dir.join("objects").display()
+            ),
+        },
+        segmentation: match &config.runpod_endpoint_id {
+            Some(_) if config.runpod_api_key.is_some() => "on a GPU in a RunPod serverless endpoint, which receives only the de-identified 3D volume through a signed link, keeps nothing after the job, and never sees your age, sex or account".into(),
+            _ => "on this server's own processor, by NeuroVol's segmentation worker on the loopback interface".into(),
+        },
         session_days: config.session_days,
         retention: vec![
             "The raw upload is never stored: only the de-identified files are.".into(),
+            "Kept for each scan: the de-identified 3D volume (NIfTI), its region labels, the region volumes and percentiles, and the de-identified DICOM archive — unless you choose at upload to discard the archive after processing.".into(),
             "Temporary files are deleted as soon as a step finishes or fails.".into(),
             "Signed-out and expired sessions are deleted.".into(),
         ],
