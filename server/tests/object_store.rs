@@ -12,20 +12,20 @@
 #[allow(dead_code)]
 mod storage;
 
+mod common;
+
 #[path = "../src/object_store.rs"]
 mod object_store;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use object_store::{LocalObjectStore, ObjectStore, S3ObjectStore, S3Settings, StoreError};
+use common::s3::{ACCESS_KEY, BUCKET, S3Server, SECRET_KEY, s3s_fs_or_skip};
 use storage::UrlSigner;
 
 const URL_KEY: &str = "test-object-url-key-0123456789abcdef0123456789";
-const ACCESS_KEY: &str = "neurovol-test";
-const SECRET_KEY: &str = "neurovol-test-secret-0123456789abcdef";
-const BUCKET: &str = "neurovol-test";
 
 fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("neurovol-{tag}-{}", hex::encode(rand::random::<[u8; 6]>())));
@@ -190,125 +190,22 @@ async fn local_presigned_urls_verify() {
 // S3 (s3s-fs)
 // ---------------------------------------------------------------------------------------
 
-fn s3s_fs_bin() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("NEUROVOL_S3S_FS_BIN").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
-    let on_path = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).map(|d| d.join("s3s-fs")).collect::<Vec<_>>())
-        .unwrap_or_default();
-    let cargo_bin = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/s3s-fs"));
-    on_path.into_iter().chain(cargo_bin).find(|p| p.is_file())
-}
-
-/// The binary, or `None` (after a skip line) when it is missing and not required.
-fn s3s_fs_or_skip(test: &str) -> Option<PathBuf> {
-    match s3s_fs_bin() {
-        Some(bin) => Some(bin),
-        None if std::env::var("NEUROVOL_REQUIRE_S3").is_ok_and(|v| v == "1") => {
-            panic!("s3s-fs not found (NEUROVOL_REQUIRE_S3=1): run scripts/setup.sh or set NEUROVOL_S3S_FS_BIN")
-        }
-        None => {
-            eprintln!("SKIP {test}: s3s-fs not found (scripts/setup.sh installs it; NEUROVOL_REQUIRE_S3=1 makes this a failure)");
-            None
-        }
+fn settings(server: &S3Server) -> S3Settings {
+    S3Settings {
+        endpoint: server.endpoint(),
+        bucket: BUCKET.into(),
+        region: "auto".into(),
+        access_key_id: ACCESS_KEY.into(),
+        secret_access_key: SECRET_KEY.into(),
+        force_path_style: true,
     }
 }
 
-/// A running `s3s-fs`; killed when dropped.
-struct S3Server {
-    bin: PathBuf,
-    dir: PathBuf,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl S3Server {
-    fn root(&self) -> PathBuf {
-        self.dir.join("root")
-    }
-
-    /// Starts on a free port (the server binds port 0 and logs the address it got).
-    fn start(bin: PathBuf, dir: PathBuf) -> S3Server {
-        std::fs::create_dir_all(dir.join("root")).unwrap();
-        let mut server = S3Server { bin, dir, port: 0, child: None };
-        server.spawn();
-        server
-    }
-
-    /// Starts (again) on `self.port` (0: any), with the same root.
-    fn spawn(&mut self) {
-        assert!(self.child.is_none());
-        let log = self.dir.join(format!("s3s-fs-{}.log", hex::encode(rand::random::<[u8; 3]>())));
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(&self.bin)
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .arg(self.root())
-            .env("RUST_LOG", "s3s_fs=info")
-            .env_remove("NO_COLOR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out.try_clone().unwrap()))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", self.bin.display()));
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(rest) = text.split("server is running at http://").nth(1) {
-                let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-                let port: u16 = addr.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).expect("port in s3s-fs log");
-                assert!(self.port == 0 || self.port == port);
-                self.port = port;
-                return;
-            }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                self.child = None;
-                panic!("s3s-fs exited ({status}) before listening:\n{text}");
-            }
-            assert!(Instant::now() < deadline, "s3s-fs did not start within 20 s:\n{text}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn settings(&self) -> S3Settings {
-        S3Settings {
-            endpoint: self.endpoint(),
-            bucket: BUCKET.into(),
-            region: "auto".into(),
-            access_key_id: ACCESS_KEY.into(),
-            secret_access_key: SECRET_KEY.into(),
-            force_path_style: true,
-        }
-    }
-
-    async fn store(&self) -> S3ObjectStore {
-        let store = S3ObjectStore::connect(self.settings()).await.expect("S3 client");
-        store.ensure_bucket().await.expect("create bucket");
-        store.ensure_bucket().await.expect("bucket exists: no-op");
-        store
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        self.stop();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
+async fn store_of(server: &S3Server) -> S3ObjectStore {
+    let store = S3ObjectStore::connect(settings(server)).await.expect("S3 client");
+    store.ensure_bucket().await.expect("create bucket");
+    store.ensure_bucket().await.expect("bucket exists: no-op");
+    store
 }
 
 #[tokio::test]
@@ -316,22 +213,22 @@ async fn s3_store_conformance() {
     let Some(bin) = s3s_fs_or_skip("s3_store_conformance") else { return };
     let dir = temp_dir("objstore-s3");
     let server = S3Server::start(bin, dir.clone());
-    let store = server.store().await;
+    let store = store_of(&server).await;
     assert_eq!(store.kind(), "s3");
     let scratch = dir.join("scratch");
     std::fs::create_dir_all(&scratch).unwrap();
     conformance(&store, &scratch).await;
 
     // settings never print the secret
-    let shown = format!("{:?}", server.settings());
+    let shown = format!("{:?}", settings(&server));
     assert!(!shown.contains(SECRET_KEY) && shown.contains("redacted"), "{shown}");
     // connect does not need the bucket; operations on a missing one fail, not as NotFound
-    let mut other = server.settings();
+    let mut other = settings(&server);
     other.bucket = "no-such-bucket".into();
     let other = S3ObjectStore::connect(other).await.unwrap();
     assert!(matches!(other.list().await, Err(StoreError::Unavailable(_))));
     // wrong credentials are refused
-    let mut wrong = server.settings();
+    let mut wrong = settings(&server);
     wrong.secret_access_key = "not-the-secret-key-0123456789".into();
     let wrong = S3ObjectStore::connect(wrong).await.unwrap();
     match wrong.put_bytes("abc.txt", b"x".to_vec()).await {
@@ -345,7 +242,7 @@ async fn s3_store_conformance() {
 async fn s3_presigned_urls() {
     let Some(bin) = s3s_fs_or_skip("s3_presigned_urls") else { return };
     let server = S3Server::start(bin, temp_dir("objstore-s3-presign"));
-    let store = server.store().await;
+    let store = store_of(&server).await;
     let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
 
     // GET
@@ -403,7 +300,7 @@ async fn s3_server_down_is_transient_and_recovers() {
     let Some(bin) = s3s_fs_or_skip("s3_server_down_is_transient_and_recovers") else { return };
     let dir = temp_dir("objstore-s3-down");
     let mut server = S3Server::start(bin, dir.clone());
-    let store = server.store().await;
+    let store = store_of(&server).await;
     let key = storage::new_key(".zip");
     let body = data(1_000_000, 4);
     store.put_bytes(&key, body.clone()).await.unwrap();
