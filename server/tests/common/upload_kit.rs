@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use reqwest::StatusCode;
@@ -245,4 +246,72 @@ pub fn objects(server: &TestServer) -> Vec<PathBuf> {
 
 pub fn temp_files(server: &TestServer) -> Vec<PathBuf> {
     files_under(&server.data_dir.join("tmp"))
+}
+
+/// The clean fixture with its image zeroed outside a 32³ cube (files 112..144, rows and
+/// columns 112..144). Explicit VR little endian, 256×256 16-bit: pixel data is the last
+/// element (`7FE0,0010 OW`).
+pub fn small_head() -> Vec<u8> {
+    static ZIP: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    ZIP.get_or_init(|| {
+        let src = fixture("t1_mprage_sag_clean.zip");
+        let mut zin = zip::ZipArchive::new(std::io::Cursor::new(src)).unwrap();
+        let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        let mut index = 0;
+        for i in 0..zin.len() {
+            let mut f = zin.by_index(i).unwrap();
+            if f.is_dir() {
+                continue;
+            }
+            let name = f.name().unwrap().to_string();
+            let mut d = Vec::new();
+            f.read_to_end(&mut d).unwrap();
+            let at = d.windows(4).rposition(|w| w == [0xE0, 0x7F, 0x10, 0x00]).expect("pixel data");
+            assert_eq!(&d[at + 4..at + 6], b"OW");
+            let len = u32::from_le_bytes(d[at + 8..at + 12].try_into().unwrap()) as usize;
+            assert_eq!(len, 256 * 256 * 2);
+            let pix = at + 12;
+            let keep_slice = (112..144).contains(&index);
+            for r in 0..256 {
+                for c in 0..256 {
+                    if !(keep_slice && (112..144).contains(&r) && (112..144).contains(&c)) {
+                        let o = pix + (r * 256 + c) * 2;
+                        d[o] = 0;
+                        d[o + 1] = 0;
+                    }
+                }
+            }
+            index += 1;
+            out.start_file(name, opts).unwrap();
+            out.write_all(&d).unwrap();
+        }
+        assert_eq!(index, 256);
+        out.finish().unwrap().into_inner()
+    })
+    .clone()
+}
+
+/// The clean fixture with only some of its files (by position), for refusals.
+pub fn clean_subset(keep: impl Fn(usize) -> bool) -> Vec<u8> {
+    let src = fixture("t1_mprage_sag_clean.zip");
+    let mut zin = zip::ZipArchive::new(std::io::Cursor::new(src)).unwrap();
+    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let mut index = 0;
+    for i in 0..zin.len() {
+        let mut f = zin.by_index(i).unwrap();
+        if f.is_dir() {
+            continue;
+        }
+        if keep(index) {
+            let name = f.name().unwrap().to_string();
+            let mut d = Vec::new();
+            f.read_to_end(&mut d).unwrap();
+            out.start_file(name, opts).unwrap();
+            out.write_all(&d).unwrap();
+        }
+        index += 1;
+    }
+    out.finish().unwrap().into_inner()
 }
