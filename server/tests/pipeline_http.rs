@@ -480,3 +480,23 @@ async fn two_processes_on_one_postgres_share_20_scans_without_running_a_step_twi
     drop(p2);
     drop(loader);
 }
+
+#[test]
+fn a_missing_dcm2niix_stops_the_server_at_start_with_a_clear_message() {
+    let dir = temp_dir("no-dcm2niix");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_neurovol"))
+        .arg("serve")
+        .env_remove("NEUROVOL_CONFIG")
+        .env_remove("NEUROVOL_DATABASE_URL")
+        .env("NEUROVOL_DATA_DIR", &dir)
+        .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
+        .env("NEUROVOL_PIPELINE_CONCURRENCY", "1")
+        .env("NEUROVOL_DCM2NIIX", "/nonexistent/dcm2niix")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.contains("dcm2niix") && last.contains("NEUROVOL_DCM2NIIX"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
