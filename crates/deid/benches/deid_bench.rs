@@ -4,10 +4,13 @@
 //! (medians over RUNS, default 15):
 //! - `files`: de-identify the already-inflated files one by one (parse + rules + encode),
 //!   the part the pydicom baseline (bench/deid_pydicom.py) also measures as `files`;
-//! - `zip_stored`: ZIP to ZIP with stored output (inflate input twice: inventory + output);
-//! - `zip_deflate6`: ZIP to ZIP with the upload's compression (deflate level 6).
+//! - `zip_stored`: ZIP to ZIP with stored output (`deidentify_zip`: per-entry work on
+//!   rayon's pool, all cores), the measure compared with pydicom's `zip_stored`;
+//! - `zip_deflate6`: ZIP to ZIP with the upload's compression (deflate level 6);
+//! - `zip_stored_seq`, `zip_deflate6_seq`: the same on the calling thread only (the path
+//!   the wasm32 build takes; same output bytes).
 //!
-//! MB/s counts the uncompressed DICOM bytes of the series.
+//! MB/s counts the uncompressed DICOM bytes of the series. `threads`: the cores available (rayon's default pool size).
 
 use std::io::{Cursor, Read};
 use std::path::PathBuf;
@@ -56,23 +59,35 @@ fn main() {
         t_files.push(t.elapsed().as_secs_f64());
         assert!(out > 0);
     }
-    let zip_run = |c: deid::OutputCompression| {
+    let zip_run = |c: deid::OutputCompression, parallel: bool| {
         let mut ts = Vec::new();
         for r in 0..runs {
             let mut o = deid::Options::new([r as u8; 32]);
             o.compression = c;
             let mut out = Cursor::new(Vec::with_capacity(bytes + 1024 * 1024));
             let t = Instant::now();
-            deid::deidentify_zip(Cursor::new(&zip_bytes), &mut out, &o).expect("deid zip");
+            if parallel {
+                deid::deidentify_zip(Cursor::new(&zip_bytes), &mut out, &o).expect("deid zip");
+            } else {
+                deid::deidentify_zip_sequential(Cursor::new(&zip_bytes), &mut out, &o).expect("deid zip");
+            }
             ts.push(t.elapsed().as_secs_f64());
         }
         median(ts)
     };
-    let stored = zip_run(deid::OutputCompression::Stored);
-    let deflate6 = zip_run(deid::OutputCompression::Deflate { level: 6 });
-    for (what, s) in [("files", median(t_files)), ("zip_stored", stored), ("zip_deflate6", deflate6)] {
+    let stored = deid::OutputCompression::Stored;
+    let deflate6 = deid::OutputCompression::Deflate { level: 6 };
+    let measures = [
+        ("files", median(t_files)),
+        ("zip_stored", zip_run(stored, true)),
+        ("zip_stored_seq", zip_run(stored, false)),
+        ("zip_deflate6", zip_run(deflate6, true)),
+        ("zip_deflate6_seq", zip_run(deflate6, false)),
+    ];
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for (what, s) in measures {
         println!(
-            "{{\"impl\":\"rust-native\",\"measure\":\"{what}\",\"files\":{n},\"mb\":{mb:.2},\"median_s\":{s:.4},\"files_per_s\":{:.0},\"mb_per_s\":{:.1},\"runs\":{runs}}}",
+            "{{\"impl\":\"rust-native\",\"measure\":\"{what}\",\"files\":{n},\"mb\":{mb:.2},\"median_s\":{s:.4},\"files_per_s\":{:.0},\"mb_per_s\":{:.1},\"runs\":{runs},\"threads\":{threads}}}",
             n / s,
             mb / s
         );

@@ -267,26 +267,30 @@ impl Deidentifier {
 
     /// Like [`Deidentifier::file`], also returning the facts captured from this file.
     pub fn file_with_facts(&mut self, bytes: &[u8]) -> Result<DeidFile, DeidError> {
-        let mut ctx = part10::Ctx { profile: self.profile, uids: &mut self.uids };
+        let mut ctx = part10::Ctx { profile: self.profile, uids: part10::Uids::Draw(&mut self.uids) };
         let (scan, out) = part10::process(bytes, self.max_inflated, &mut ctx, part10::Want { output: true, previews: false })
             .map_err(file_err)?;
         let out = out.ok_or(DeidError::CorruptDicom)?;
-        let r = &mut self.report;
-        r.files_written += 1;
-        for k in &scan.removed_keywords {
-            *r.removed.entry((*k).to_string()).or_default() += 1;
-        }
-        r.private_elements_removed += scan.private_removed;
-        r.overlay_elements_removed += scan.overlay_removed;
-        r.curve_elements_removed += scan.curve_removed;
-        r.distinct_uids_replaced = self.uids.len() as u64;
-        Ok(DeidFile { bytes: out, facts: scan.facts.resolve() })
+        count_file(&mut self.report, &scan);
+        self.report.distinct_uids_replaced = self.uids.len() as u64;
+        Ok(DeidFile { bytes: out.to_vec(bytes), facts: scan.facts.resolve() })
     }
 
     /// The report so far.
     pub fn report(&self) -> Report {
         self.report.clone()
     }
+}
+
+/// Adds one written file to the report (keywords and counts only).
+fn count_file(r: &mut Report, scan: &part10::Scan) {
+    r.files_written += 1;
+    for k in &scan.removed_keywords {
+        *r.removed.entry((*k).to_string()).or_default() += 1;
+    }
+    r.private_elements_removed += scan.private_removed;
+    r.overlay_elements_removed += scan.overlay_removed;
+    r.curve_elements_removed += scan.curve_removed;
 }
 
 fn file_err(e: part10::FileError) -> DeidError {
@@ -302,12 +306,27 @@ fn file_err(e: part10::FileError) -> DeidError {
 
 /// List the image series in a ZIP (for the browser's series picker).
 pub fn inspect_zip<R: Read + Seek>(r: R, limits: &Limits) -> Result<Inventory, DeidError> {
-    archive::inspect(r, limits)
+    archive::inspect(r, limits, archive::PARALLEL)
 }
 
 /// De-identify the chosen series of a ZIP into a new ZIP (`IM00001.dcm`...).
+///
+/// On native targets with the `parallel` feature (default), the per-file work (inflating,
+/// parsing, rewriting, compressing) runs on rayon's global pool; the output is byte-identical
+/// to the sequential path (and to the wasm32 build) for the same seed.
 pub fn deidentify_zip<R: Read + Seek, W: Write + Seek>(r: R, w: W, opts: &Options) -> Result<Outcome, DeidError> {
-    archive::deidentify(r, w, opts)
+    archive::deidentify(r, w, opts, archive::PARALLEL)
+}
+
+/// [`deidentify_zip`] on the calling thread only: the path the wasm32 build always takes.
+/// For the parallel-equals-sequential tests and benchmarks.
+#[doc(hidden)]
+pub fn deidentify_zip_sequential<R: Read + Seek, W: Write + Seek>(
+    r: R,
+    w: W,
+    opts: &Options,
+) -> Result<Outcome, DeidError> {
+    archive::deidentify(r, w, opts, false)
 }
 
 /// De-identify one Part 10 file with its own UID mapping. For several files of one
@@ -319,8 +338,7 @@ pub fn deidentify_file_bytes(bytes: &[u8], profile: Profile, seed: [u8; 32]) -> 
 /// What [`Deidentifier::file`] would remove from this file, with the original values as
 /// display text. LOCAL ONLY: for the browser's preview screen.
 pub fn preview_removals(bytes: &[u8], profile: Profile) -> Result<Vec<Removal>, DeidError> {
-    let mut scratch = uid::UidMap::new([0; 32]);
-    let mut ctx = part10::Ctx { profile, uids: &mut scratch };
+    let mut ctx = part10::Ctx { profile, uids: part10::Uids::Ignore };
     let (scan, _) = part10::process(
         bytes,
         Limits::default().max_entry_bytes,

@@ -7,6 +7,7 @@
 use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
+use std::ops::Range;
 use std::rc::Rc;
 
 use dicom_core::dictionary::DataDictionary;
@@ -19,7 +20,7 @@ use dicom_transfer_syntax_registry::entries;
 
 use crate::facts::RawFacts;
 use crate::rules::{self, Action, Profile, RemoveKind};
-use crate::uid::UidMap;
+use crate::uid::{UidMap, UidRecord};
 
 pub(crate) const DEFLATED_TS: &str = "1.2.840.10008.1.2.1.99";
 pub(crate) const JPIP_DEFLATED_TS: &str = "1.2.840.10008.1.2.4.95";
@@ -257,11 +258,77 @@ enum Frame {
     Item { pixel: bool },
 }
 
+/// Where the new UIDs come from.
+pub(crate) enum Uids<'a> {
+    /// Draw a fresh UID the first time an original is met (file by file, [`crate::Deidentifier`]).
+    Draw(&'a mut UidMap),
+    /// No output: note the originals in the order a rewrite would meet them. The ZIP path
+    /// assigns new UIDs from these notes in output order before rewriting files in parallel,
+    /// so the mapping never depends on which file a thread finishes first.
+    Record(&'a mut UidRecord),
+    /// Rewrite with UIDs assigned beforehand (from the notes); an unknown original is an
+    /// error (the input changed between the passes), never passed through.
+    Assigned(&'a UidMap),
+    /// No output and no notes (inspection, previews).
+    Ignore,
+}
+
+impl Uids<'_> {
+    fn map(&mut self, original: &str) -> Result<String, FileError> {
+        match self {
+            Uids::Draw(m) => Ok(m.map(original)),
+            Uids::Record(r) => {
+                r.note(original);
+                Ok(String::new())
+            }
+            Uids::Assigned(m) => m.get(original).map(str::to_string).ok_or(FileError::Corrupt),
+            Uids::Ignore => Ok(String::new()),
+        }
+    }
+}
+
 /// State shared by all files of one upload.
 pub(crate) struct Ctx<'a> {
     pub profile: Profile,
-    pub uids: &'a mut UidMap,
+    pub uids: Uids<'a>,
 }
+
+/// A rewritten file: `buf`, with stretches of the input file spliced in at given offsets, so
+/// large kept values (the pixel data) are never copied before they reach the ZIP writer.
+#[derive(Debug, Default)]
+pub(crate) struct Out {
+    buf: Vec<u8>,
+    /// (offset in `buf`, range of the input file), offsets ascending
+    splices: Vec<(usize, Range<usize>)>,
+}
+
+impl Out {
+    /// The file's bytes in order, as slices of `buf` and of `input` (the bytes given to
+    /// [`process`]).
+    pub(crate) fn pieces<'a>(&'a self, input: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let mut at = 0;
+        let mut parts = Vec::with_capacity(2 * self.splices.len() + 1);
+        for (off, r) in &self.splices {
+            parts.push(&self.buf[at..*off]);
+            parts.push(&input[r.clone()]);
+            at = *off;
+        }
+        parts.push(&self.buf[at..]);
+        parts.into_iter().filter(|p| !p.is_empty())
+    }
+
+    pub(crate) fn to_vec(&self, input: &[u8]) -> Vec<u8> {
+        let len = self.buf.len() + self.splices.iter().map(|(_, r)| r.len()).sum::<usize>();
+        let mut v = Vec::with_capacity(len);
+        for p in self.pieces(input) {
+            v.extend_from_slice(p);
+        }
+        v
+    }
+}
+
+/// Kept values at least this long at depth 0 are spliced in from the input (no copy).
+const SPLICE_MIN: usize = 8 * 1024;
 
 /// What `process` should produce.
 pub(crate) struct Want {
@@ -309,13 +376,14 @@ fn parse_ds(raw: &[u8]) -> Option<f64> {
     std::str::from_utf8(trim_text(raw)).ok()?.split('\\').next()?.trim().parse().ok()
 }
 
-/// Walk (and optionally rewrite) one Part 10 file.
+/// Walk (and optionally rewrite) one Part 10 file. With output, `Out`'s splices refer to
+/// `bytes`.
 pub(crate) fn process(
     bytes: &[u8],
     max_inflated: u64,
     ctx: &mut Ctx<'_>,
     want: Want,
-) -> Result<(Scan, Option<Vec<u8>>), FileError> {
+) -> Result<(Scan, Option<Out>), FileError> {
     let meta = parse_meta(bytes)?;
     let enc_kind = encoding_of(&meta.transfer_syntax)?;
     let body_raw = bytes.get(meta.body_offset..).ok_or(FileError::Corrupt)?;
@@ -338,11 +406,15 @@ pub(crate) fn process(
         Encoding::ExplicitLe | Encoding::DeflatedLe => entries::EXPLICIT_VR_LITTLE_ENDIAN.erased(),
     };
     let enc = Enc { le: enc_kind != Encoding::ExplicitBe, explicit: enc_kind != Encoding::ImplicitLe };
+    let recording = matches!(ctx.uids, Uids::Record(_));
 
     let pos = Rc::new(Cell::new(0usize));
-    let src = SharedPosReader { data: body, pos: pos.clone() };
     let opts = DataSetReaderOptions::default().value_read(ValueReadStrategy::Raw);
-    let reader = DataSetReader::new_with_ts_options(src, &ts, opts).map_err(|_| FileError::Corrupt)?;
+    let new_reader = || {
+        DataSetReader::new_with_ts_options(SharedPosReader { data: body, pos: pos.clone() }, &ts, opts)
+            .map_err(|_| FileError::Corrupt)
+    };
+    let mut reader = new_reader()?;
 
     let mut scan = Scan { meta: meta.clone(), ..Default::default() };
     if want.previews {
@@ -350,18 +422,20 @@ pub(crate) fn process(
     }
     // the header goes first so the body is written once, in place (no copy of the pixels)
     let mut header = Vec::new();
-    let mut out: Vec<u8> = Vec::new();
-    if want.output {
+    let mut out = Out::default();
+    if want.output || recording {
         let new_instance = match meta.sop_instance.as_deref() {
-            Some(u) if !u.is_empty() => Some(ctx.uids.map(u)),
+            Some(u) if !u.is_empty() => Some(ctx.uids.map(u)?),
             _ => None,
         };
-        header = file_header(&meta, new_instance.as_deref());
-        if enc_kind == Encoding::DeflatedLe {
-            out.reserve(body.len() + 512);
-        } else {
-            out.reserve(header.len() + body.len() + 512);
-            out.append(&mut header);
+        if want.output {
+            header = file_header(&meta, new_instance.as_deref());
+            if enc_kind == Encoding::DeflatedLe {
+                out.buf.reserve(body.len() + 512);
+            } else {
+                out.buf.reserve(header.len() + body.len().min(64 * 1024) + 512);
+                out.buf.append(&mut header);
+            }
         }
     }
     let mut stack: Vec<Frame> = Vec::new();
@@ -372,172 +446,181 @@ pub(crate) fn process(
     let mut pending: Option<(DataElementHeader, Action)> = None;
     let total = body.len();
     let mut markers_written = false;
+    // a recording scan walks past the pixel data only for the UIDs: from there on, the scan's
+    // verdict is the one a plain scan gives (which stops at the pixel data)
+    let mut settled = false;
 
-    for token in reader {
-        let token = token.map_err(|_| FileError::Corrupt)?;
-        let depth = stack.len();
-        if want.output && !markers_written && depth == 0 {
-            let next_tag = match &token {
-                DataToken::SequenceStart { tag, .. } => Some(*tag),
-                DataToken::ElementHeader(h) => Some(h.tag),
-                DataToken::PixelSequenceStart => Some(Tag(0x7FE0, 0x0010)),
-                _ => None,
-            };
-            if next_tag.is_some_and(|t| t > Tag(0x0012, 0x0064)) {
-                write_markers(&enc, &mut out, ctx.profile);
-                markers_written = true;
+    let walked = (|| -> Result<(), FileError> {
+        while let Some(token) = reader.next() {
+            let token = token.map_err(|_| FileError::Corrupt)?;
+            let depth = stack.len();
+            if want.output && !markers_written && depth == 0 {
+                let next_tag = match &token {
+                    DataToken::SequenceStart { tag, .. } => Some(*tag),
+                    DataToken::ElementHeader(h) => Some(h.tag),
+                    DataToken::PixelSequenceStart => Some(Tag(0x7FE0, 0x0010)),
+                    _ => None,
+                };
+                if next_tag.is_some_and(|t| t > Tag(0x0012, 0x0064)) {
+                    write_markers(&enc, &mut out.buf, ctx.profile);
+                    markers_written = true;
+                }
             }
-        }
-        match token {
-            DataToken::SequenceStart { tag, len } => {
-                if len.get().is_some_and(|l| l as usize > total.saturating_sub(pos.get())) {
-                    return Err(FileError::Corrupt);
-                }
-                stack.push(Frame::Seq { pixel: false });
-                if skip_at.is_some() {
-                    names.push(String::new());
-                    continue;
-                }
-                let act = rules::action(ctx.profile, tag.0, tag.1, false);
-                match act {
-                    Action::Keep | Action::ReplaceUid => {
-                        names.push(path_name(&[], tag));
-                        if want.output {
-                            enc.seq_start(&mut out, tag);
-                        }
+            match token {
+                DataToken::SequenceStart { tag, len } => {
+                    if len.get().is_some_and(|l| l as usize > total.saturating_sub(pos.get())) {
+                        return Err(FileError::Corrupt);
                     }
-                    _ => {
-                        tally(&mut scan, act, depth, tag);
-                        if let Some(p) = scan.previews.as_mut() {
-                            p.push((path_name(&names, tag), "(sequence, removed with all its items)".into()));
-                        }
-                        skip_at = Some(depth);
+                    stack.push(Frame::Seq { pixel: false });
+                    if skip_at.is_some() {
                         names.push(String::new());
+                        continue;
                     }
-                }
-            }
-            DataToken::PixelSequenceStart => {
-                stack.push(Frame::Seq { pixel: true });
-                if depth == 0 {
-                    scan.has_pixel_data = true;
-                }
-                if skip_at.is_none() && want.output {
-                    enc.pixel_seq_start(&mut out);
-                }
-                names.push(String::new());
-            }
-            DataToken::ItemStart { len } => {
-                let pixel = matches!(stack.last(), Some(Frame::Seq { pixel: true, .. }));
-                if len.get().is_some_and(|l| l as usize > total.saturating_sub(pos.get())) {
-                    return Err(FileError::Corrupt);
-                }
-                stack.push(Frame::Item { pixel });
-                if skip_at.is_none() && want.output {
-                    if pixel {
-                        enc.item(&mut out, len.0);
-                    } else {
-                        enc.item(&mut out, 0xFFFF_FFFF);
-                    }
-                }
-            }
-            DataToken::ItemEnd => {
-                let Some(Frame::Item { pixel }) = stack.pop() else { return Err(FileError::Corrupt) };
-                if skip_at.is_none() && want.output && !pixel {
-                    enc.item_end(&mut out);
-                }
-            }
-            DataToken::SequenceEnd => {
-                let Some(Frame::Seq { .. }) = stack.pop() else { return Err(FileError::Corrupt) };
-                names.pop();
-                match skip_at {
-                    Some(d) if d == stack.len() => skip_at = None,
-                    Some(_) => {}
-                    None => {
-                        if want.output {
-                            enc.seq_end(&mut out);
+                    let act = rules::action(ctx.profile, tag.0, tag.1, false);
+                    match act {
+                        Action::Keep | Action::ReplaceUid => {
+                            names.push(path_name(&[], tag));
+                            if want.output {
+                                enc.seq_start(&mut out.buf, tag);
+                            }
+                        }
+                        _ => {
+                            tally(&mut scan, act, depth, tag);
+                            if let Some(p) = scan.previews.as_mut() {
+                                p.push((path_name(&names, tag), "(sequence, removed with all its items)".into()));
+                            }
+                            skip_at = Some(depth);
+                            names.push(String::new());
                         }
                     }
                 }
-            }
-            DataToken::ElementHeader(h) => {
-                if h.len.get().is_some_and(|l| l as usize > total.saturating_sub(pos.get())) {
-                    return Err(FileError::Corrupt);
-                }
-                if skip_at.is_some() {
-                    pending = Some((h, Action::DropStructural));
-                    continue;
-                }
-                if !want.output && !want.previews && depth == 0 && h.tag == Tag(0x7FE0, 0x0010) {
-                    // a scan needs nothing past the pixel data header: its length was checked
-                    // against the bytes left just above, so a cut-off file is still caught
-                    scan.has_pixel_data = true;
-                    break;
-                }
-                let vr = effective_vr(&h);
-                let mut act = rules::action(ctx.profile, h.tag.0, h.tag.1, vr == VR::UI);
-                if h.vr == VR::UN && vr == VR::SQ && act == Action::Keep {
-                    // a sequence stored as opaque UN bytes cannot be cleaned inside: drop it
-                    act = Action::Remove(RemoveKind::Listed(keyword_of(h.tag).unwrap_or("UnparsedSequence")));
-                }
-                pending = Some((h, act));
-            }
-            DataToken::PrimitiveValue(v) => {
-                let Some((h, act)) = pending.take() else { return Err(FileError::Corrupt) };
-                if skip_at.is_some() {
-                    continue;
-                }
-                let raw = v.to_bytes();
-                if depth == 0 {
-                    capture(&mut scan, h.tag, &raw, &enc);
-                }
-                match act {
-                    Action::Keep => {
-                        if want.output {
-                            enc.header(&mut out, h.tag, h.vr, raw.len() as u32);
-                            out.extend_from_slice(&raw);
-                        }
+                DataToken::PixelSequenceStart => {
+                    stack.push(Frame::Seq { pixel: true });
+                    if depth == 0 {
+                        // (a plain scan reads encapsulated fragments to the end: no `settled`)
+                        scan.has_pixel_data = true;
                     }
-                    Action::DropStructural => {}
-                    Action::ReplaceUid => {
-                        let new = replace_uids(&raw, ctx.uids, &mut scan.uid_values_replaced);
-                        if want.output {
-                            enc.header(&mut out, h.tag, h.vr, new.len() as u32);
-                            out.extend_from_slice(&new);
-                        }
+                    if skip_at.is_none() && want.output {
+                        enc.pixel_seq_start(&mut out.buf);
                     }
-                    Action::Remove(_) => {
-                        tally(&mut scan, act, depth, h.tag);
-                        if let Some(p) = scan.previews.as_mut() {
-                            p.push((path_name(&names, h.tag), preview_text(effective_vr(&h), &raw)));
+                    names.push(String::new());
+                }
+                DataToken::ItemStart { len } => {
+                    let pixel = matches!(stack.last(), Some(Frame::Seq { pixel: true, .. }));
+                    if len.get().is_some_and(|l| l as usize > total.saturating_sub(pos.get())) {
+                        return Err(FileError::Corrupt);
+                    }
+                    stack.push(Frame::Item { pixel });
+                    if skip_at.is_none() && want.output {
+                        if pixel {
+                            enc.item(&mut out.buf, len.0);
+                        } else {
+                            enc.item(&mut out.buf, 0xFFFF_FFFF);
                         }
                     }
                 }
-            }
-            DataToken::OffsetTable(table) => {
-                if skip_at.is_none() && want.output {
-                    for t in table {
-                        out.extend_from_slice(&t.to_le_bytes());
+                DataToken::ItemEnd => {
+                    let Some(Frame::Item { pixel }) = stack.pop() else { return Err(FileError::Corrupt) };
+                    if skip_at.is_none() && want.output && !pixel {
+                        enc.item_end(&mut out.buf);
                     }
                 }
-            }
-            DataToken::ItemValue(data) => {
-                if skip_at.is_none() && want.output {
-                    out.extend_from_slice(&data);
+                DataToken::SequenceEnd => {
+                    let Some(Frame::Seq { .. }) = stack.pop() else { return Err(FileError::Corrupt) };
+                    names.pop();
+                    match skip_at {
+                        Some(d) if d == stack.len() => skip_at = None,
+                        Some(_) => {}
+                        None => {
+                            if want.output {
+                                enc.seq_end(&mut out.buf);
+                            }
+                        }
+                    }
+                }
+                DataToken::ElementHeader(h) => {
+                    if h.len.get().is_some_and(|l| l as usize > total.saturating_sub(pos.get())) {
+                        return Err(FileError::Corrupt);
+                    }
+                    if skip_at.is_some() {
+                        pending = Some((h, Action::DropStructural));
+                        continue;
+                    }
+                    if !want.output && !want.previews && depth == 0 && h.tag == Tag(0x7FE0, 0x0010) {
+                        // a scan needs nothing past the pixel data header: its length was checked
+                        // against the bytes left just above, so a cut-off file is still caught
+                        scan.has_pixel_data = true;
+                        if !recording {
+                            break;
+                        }
+                        settled = true;
+                    }
+                    let vr = effective_vr(&h);
+                    let mut act = rules::action(ctx.profile, h.tag.0, h.tag.1, vr == VR::UI);
+                    if h.vr == VR::UN && vr == VR::SQ && act == Action::Keep {
+                        // a sequence stored as opaque UN bytes cannot be cleaned inside: drop it
+                        act = Action::Remove(RemoveKind::Listed(keyword_of(h.tag).unwrap_or("UnparsedSequence")));
+                    }
+                    match h.len.get().map(|l| l as usize) {
+                        Some(len) if depth == 0 && len >= SPLICE_MIN => {
+                            // a large value (the pixel data): take it from the input as it is
+                            // and go on with a fresh reader after it (nothing is open at depth 0)
+                            let start = pos.get();
+                            let raw = body.get(start..start + len).ok_or(FileError::Corrupt)?;
+                            let splice = (want.output && act == Action::Keep).then(|| {
+                                enc.header(&mut out.buf, h.tag, h.vr, len as u32);
+                                (out.buf.len(), start..start + len)
+                            });
+                            value(&mut scan, &mut out.buf, &enc, &mut ctx.uids, &want, &names, depth, h, act, raw, splice.is_some())?;
+                            out.splices.extend(splice);
+                            pos.set(start + len);
+                            reader = new_reader()?;
+                        }
+                        _ => pending = Some((h, act)),
+                    }
+                }
+                DataToken::PrimitiveValue(v) => {
+                    let Some((h, act)) = pending.take() else { return Err(FileError::Corrupt) };
+                    if skip_at.is_some() {
+                        continue;
+                    }
+                    let raw = v.to_bytes();
+                    value(&mut scan, &mut out.buf, &enc, &mut ctx.uids, &want, &names, depth, h, act, &raw, false)?;
+                }
+                DataToken::OffsetTable(table) => {
+                    if skip_at.is_none() && want.output {
+                        for t in table {
+                            out.buf.extend_from_slice(&t.to_le_bytes());
+                        }
+                    }
+                }
+                DataToken::ItemValue(data) => {
+                    if skip_at.is_none() && want.output {
+                        out.buf.extend_from_slice(&data);
+                    }
                 }
             }
         }
-    }
-    if want.output && !markers_written {
-        write_markers(&enc, &mut out, ctx.profile);
-    }
-    if !stack.is_empty() || pending.is_some() {
-        // the data set ended inside a sequence or before a value: truncated
-        return Err(FileError::Corrupt);
-    }
-    if scan.rows.is_some() && !scan.has_pixel_data {
-        // image attributes but the data set stops before the pixels: cut off at an
-        // element boundary, which dicom-parser reads as a clean end
-        return Err(FileError::Corrupt);
+        if want.output && !markers_written {
+            write_markers(&enc, &mut out.buf, ctx.profile);
+        }
+        if !stack.is_empty() || pending.is_some() {
+            // the data set ended inside a sequence or before a value: truncated
+            return Err(FileError::Corrupt);
+        }
+        if scan.rows.is_some() && !scan.has_pixel_data {
+            // image attributes but the data set stops before the pixels: cut off at an
+            // element boundary, which dicom-parser reads as a clean end
+            return Err(FileError::Corrupt);
+        }
+        Ok(())
+    })();
+    match walked {
+        Ok(()) => {}
+        // past the point where a plain scan stops: same verdict as a plain scan (the rewrite
+        // of this file will fail at the same place, before any output)
+        Err(_) if settled => return Ok((scan, None)),
+        Err(e) => return Err(e),
     }
     if !want.output {
         return Ok((scan, None));
@@ -546,12 +629,61 @@ pub(crate) fn process(
     if enc_kind == Encoding::DeflatedLe {
         let mut file = header;
         let mut z = flate2::write::DeflateEncoder::new(file, flate2::Compression::default());
-        z.write_all(&out).map_err(|_| FileError::Corrupt)?;
+        for p in out.pieces(body) {
+            z.write_all(p).map_err(|_| FileError::Corrupt)?;
+        }
         file = z.finish().map_err(|_| FileError::Corrupt)?;
-        return Ok((scan, Some(file)));
+        return Ok((scan, Some(Out { buf: file, splices: Vec::new() })));
     }
-    // `out` already starts with the header
+    // `out` already starts with the header; splices refer to `bytes` from here on
+    for (_, r) in out.splices.iter_mut() {
+        *r = r.start + meta.body_offset..r.end + meta.body_offset;
+    }
     Ok((scan, Some(out)))
+}
+
+/// One primitive value at `depth`: facts, and the rule's action. With `spliced`, the caller
+/// has written the header and splices the value itself.
+#[allow(clippy::too_many_arguments)]
+fn value(
+    scan: &mut Scan,
+    out: &mut Vec<u8>,
+    enc: &Enc,
+    uids: &mut Uids<'_>,
+    want: &Want,
+    names: &[String],
+    depth: usize,
+    h: DataElementHeader,
+    act: Action,
+    raw: &[u8],
+    spliced: bool,
+) -> Result<(), FileError> {
+    if depth == 0 {
+        capture(scan, h.tag, raw, enc);
+    }
+    match act {
+        Action::Keep => {
+            if want.output && !spliced {
+                enc.header(out, h.tag, h.vr, raw.len() as u32);
+                out.extend_from_slice(raw);
+            }
+        }
+        Action::DropStructural => {}
+        Action::ReplaceUid => {
+            let new = replace_uids(raw, uids, &mut scan.uid_values_replaced)?;
+            if want.output {
+                enc.header(out, h.tag, h.vr, new.len() as u32);
+                out.extend_from_slice(&new);
+            }
+        }
+        Action::Remove(_) => {
+            tally(scan, act, depth, h.tag);
+            if let Some(p) = scan.previews.as_mut() {
+                p.push((path_name(names, h.tag), preview_text(effective_vr(&h), raw)));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Zero preamble, "DICM" and a rebuilt file meta group (explicit VR LE).
@@ -644,7 +776,7 @@ fn tally(scan: &mut Scan, act: Action, _depth: usize, _tag: Tag) {
 }
 
 /// Replace each UID of a (possibly multi-valued) UI value; registry UIDs stay.
-fn replace_uids(raw: &[u8], uids: &mut UidMap, counter: &mut u64) -> Vec<u8> {
+fn replace_uids(raw: &[u8], uids: &mut Uids<'_>, counter: &mut u64) -> Result<Vec<u8>, FileError> {
     let t = trim_text(raw);
     let mut out = Vec::with_capacity(64);
     for (i, part) in t.split(|&b| b == b'\\').enumerate() {
@@ -657,13 +789,13 @@ fn replace_uids(raw: &[u8], uids: &mut UidMap, counter: &mut u64) -> Vec<u8> {
             out.extend_from_slice(p);
         } else {
             *counter += 1;
-            out.extend_from_slice(uids.map(&s).as_bytes());
+            out.extend_from_slice(uids.map(&s)?.as_bytes());
         }
     }
     if out.len() % 2 == 1 {
         out.push(0);
     }
-    out
+    Ok(out)
 }
 
 fn capture(scan: &mut Scan, tag: Tag, raw: &[u8], enc: &Enc) {

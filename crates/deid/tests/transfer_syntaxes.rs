@@ -81,6 +81,12 @@ const STUDY: &str = "1.2.826.0.1.3680043.99.2";
 
 /// Returns (file bytes, expected PixelData value bytes as pydicom/common::parse sees them).
 fn build(ts: &str, enc: Enc, deflate: bool, encapsulated: bool) -> (Vec<u8>, Vec<u8>) {
+    build_with(ts, enc, deflate, encapsulated, false)
+}
+
+/// `big`: 32 KiB of pixel data (large values are spliced, not copied, by the rewrite) and
+/// elements after it (a private name and trailing padding).
+fn build_with(ts: &str, enc: Enc, deflate: bool, encapsulated: bool, big: bool) -> (Vec<u8>, Vec<u8>) {
     let mut ds = Vec::new();
     enc.el(&mut ds, 0x0008, 0x0016, b"UI", b"1.2.840.10008.5.1.4.1.1.4");
     enc.el(&mut ds, 0x0008, 0x0018, b"UI", SOP.as_bytes());
@@ -116,12 +122,15 @@ fn build(ts: &str, enc: Enc, deflate: bool, encapsulated: bool) -> (Vec<u8>, Vec
     enc.el(&mut ds, 0x6000, 0x0022, b"LO", b"PHI-overlay");
     let pixel: Vec<u8> = if encapsulated {
         // offset table item (empty) + one fragment; always little endian
-        let frag = b"\xFF\xD8jpegish\xFF\xD9";
+        let mut frag = b"\xFF\xD8jpegish\xFF\xD9".to_vec();
+        if big {
+            frag.splice(2..2, (0..32 * 1024u32).map(|i| (i * 7 % 251) as u8));
+        }
         let mut p = Vec::new();
         p.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0, 0, 0, 0]);
         p.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0]);
         p.extend_from_slice(&(frag.len() as u32).to_le_bytes());
-        p.extend_from_slice(frag);
+        p.extend_from_slice(&frag);
         ds.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]);
         ds.extend_from_slice(&p);
         ds.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
@@ -132,9 +141,19 @@ fn build(ts: &str, enc: Enc, deflate: bool, encapsulated: bool) -> (Vec<u8>, Vec
         for v in [1u16, 0x0203, 0x0405, 0xFFFE] {
             p.extend_from_slice(&enc.u16(v));
         }
+        if big {
+            for v in 0..16 * 1024u32 {
+                p.extend_from_slice(&enc.u16((v * 31 % 65521) as u16));
+            }
+        }
         enc.el(&mut ds, 0x7FE0, 0x0010, b"OW", &p);
         p
     };
+    if big {
+        enc.el(&mut ds, 0x7FE1, 0x0010, b"LO", b"ACME 1.0");
+        enc.el(&mut ds, 0x7FE1, 0x1001, b"LO", b"PHI-after-pixels");
+        enc.el(&mut ds, 0xFFFC, 0xFFFC, b"OB", &[0; 8]);
+    }
     let mut f = vec![0x55u8; 128]; // non-zero preamble: must come back zeroed
     f.extend_from_slice(b"DICM");
     let mut meta = Vec::new();
@@ -215,6 +234,60 @@ fn every_transfer_syntax_preserved_and_cleaned() {
         assert_eq!(top_text(&p, 0x0008, 0x0020).as_deref(), Some("20200102"), "dates kept");
         assert_eq!(out.facts.age_years, Some(50), "{ts}: age from birth date and study date");
         assert_eq!(out.facts.sex, deid::Sex::Female);
+    }
+}
+
+/// Zip `files` (stored entries).
+fn zip_of(files: &[Vec<u8>]) -> Vec<u8> {
+    let mut zw = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (i, f) in files.iter().enumerate() {
+        let o = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        zw.start_file(format!("f{i}.dcm"), o).unwrap();
+        zw.write_all(f).unwrap();
+    }
+    zw.finish().unwrap().into_inner()
+}
+
+#[test]
+fn large_pixel_data_and_trailing_elements_in_every_transfer_syntax() {
+    for (ts, enc, deflate, encap) in variants() {
+        let (input, pixel) = build_with(ts, enc, deflate, encap, true);
+        let out = deid::deidentify_file_bytes(&input, Profile::Basic, seed(2)).unwrap_or_else(|e| panic!("{ts}: {e}"));
+        let p = parse(&out.bytes);
+        assert_eq!(p.pixel.as_deref(), Some(&pixel[..]), "{ts}: pixel bytes identical");
+        assert!(!p.all_tags.iter().any(|t| t.0 == 0x7FE1), "{ts}: private element after the pixels left");
+        assert!(!contains(&out.bytes, b"PHI-") && !contains(&out.bytes, SOP.as_bytes()), "{ts}: canary left");
+
+        // three instances (one when deflated: the SOP UID cannot be patched in place)
+        let mut files = vec![input.clone()];
+        if !deflate {
+            for last in [b'8', b'9'] {
+                let mut f = input.clone();
+                let mut at = 0;
+                while let Some(i) = memchr::memmem::find(&f[at..], SOP.as_bytes()) {
+                    f[at + i + SOP.len() - 1] = last;
+                    at += i + SOP.len();
+                }
+                files.push(f);
+            }
+        }
+        let zip = zip_of(&files);
+        for compression in [deid::OutputCompression::Stored, deid::OutputCompression::Deflate { level: 1 }] {
+            let mut o = deid::Options::new(seed(4));
+            o.compression = compression;
+            let mut par = std::io::Cursor::new(Vec::new());
+            let mut seq = std::io::Cursor::new(Vec::new());
+            let a = deid::deidentify_zip(std::io::Cursor::new(&zip), &mut par, &o).unwrap_or_else(|e| panic!("{ts}: {e}"));
+            let b = deid::deidentify_zip_sequential(std::io::Cursor::new(&zip), &mut seq, &o).unwrap();
+            assert_eq!(a, b, "{ts}: outcome");
+            assert!(par.get_ref() == seq.get_ref(), "{ts} {compression:?}: parallel != sequential bytes");
+            let written = zip_entries(par.get_ref());
+            assert_eq!(written.len(), files.len(), "{ts}: files written");
+            let mut d = deid::Deidentifier::new(o.profile, o.seed);
+            for (f, (_, w)) in files.iter().zip(&written) {
+                assert!(d.file(f).unwrap() == *w, "{ts}: ZIP entry differs from the file-by-file rewrite");
+            }
+        }
     }
 }
 
