@@ -309,6 +309,18 @@ fn pipeline<I: Send, O: Send, E>(
     Ok(())
 }
 
+/// Frees written buffers on the pool where there is one: giving large blocks back to the OS
+/// is work the writing thread need not wait for.
+fn discard(parallel: bool, spent: Vec<Vec<u8>>) {
+    #[cfg(all(feature = "parallel", not(target_arch = "wasm32")))]
+    if parallel {
+        rayon::spawn(move || drop(spent));
+        return;
+    }
+    let _ = parallel;
+    drop(spent);
+}
+
 /// A data set starting with a group 0008 (or 0002) element, little endian: what old
 /// exports without the Part 10 header look like.
 fn looks_like_raw_dicom(b: &[u8]) -> bool {
@@ -685,6 +697,7 @@ pub(crate) fn deidentify<R: Read + Seek, W: Write + Seek>(
     let mut total_read = 0u64;
     let mut pos = 0usize;
     let write = |items: Vec<Rewritten>| -> Result<(), DeidError> {
+        let mut spent = Vec::with_capacity(items.len());
         for it in items {
             let bytes = it.bytes?;
             if it.reread {
@@ -708,7 +721,9 @@ pub(crate) fn deidentify<R: Read + Seek, W: Write + Seek>(
             }
             pos += 1;
             crate::count_file(&mut report, &scan);
+            spent.push(bytes);
         }
+        discard(parallel, spent);
         Ok(())
     };
     let (profile, max_inflated) = (opts.profile, opts.limits.max_entry_bytes);

@@ -451,7 +451,14 @@ pub(crate) fn process(
     let mut settled = false;
 
     let walked = (|| -> Result<(), FileError> {
-        while let Some(token) = reader.next() {
+        loop {
+            if stack.is_empty() && pending.is_none() && pos.get() >= total {
+                // the data set ends at depth 0 after a whole element: where dicom-parser would
+                // meet end of input reading the next tag and stop (after building an error
+                // with a backtrace)
+                break;
+            }
+            let Some(token) = reader.next() else { break };
             let token = token.map_err(|_| FileError::Corrupt)?;
             let depth = stack.len();
             if want.output && !markers_written && depth == 0 {
@@ -479,7 +486,7 @@ pub(crate) fn process(
                     let act = rules::action(ctx.profile, tag.0, tag.1, false);
                     match act {
                         Action::Keep | Action::ReplaceUid => {
-                            names.push(path_name(&[], tag));
+                            names.push(if want.previews { path_name(&[], tag) } else { String::new() });
                             if want.output {
                                 enc.seq_start(&mut out.buf, tag);
                             }

@@ -256,8 +256,33 @@ pub(crate) const KEEP_UID_TAGS: &[(u16, u16)] = &[
     (0x0008, 0x9123), // CreatorVersionUID (software version, not an instance)
 ];
 
-pub(crate) fn in_table(table: &[(u16, u16, &'static str)], g: u16, e: u16) -> Option<&'static str> {
+#[cfg(test)]
+fn in_table(table: &[(u16, u16, &'static str)], g: u16, e: u16) -> Option<&'static str> {
     table.iter().find(|(tg, te, _)| *tg == g && *te == e).map(|(_, _, k)| *k)
+}
+
+/// `table` as (tag, keyword) sorted by tag, first entry of a tag kept: the lookups of
+/// [`in_table`] by binary search (every element of every file is looked up).
+fn sorted(table: &[(u16, u16, &'static str)]) -> Vec<(u32, &'static str)> {
+    let mut v: Vec<(u32, &'static str)> = table.iter().map(|(g, e, k)| ((u32::from(*g) << 16) | u32::from(*e), *k)).collect();
+    v.sort_by_key(|(t, _)| *t); // stable: equal tags keep table order
+    v.dedup_by_key(|(t, _)| *t); // keeps the first of equal tags, as `in_table` finds it
+    v
+}
+
+fn lookup(table: &[(u32, &'static str)], g: u16, e: u16) -> Option<&'static str> {
+    let t = (u32::from(g) << 16) | u32::from(e);
+    table.binary_search_by_key(&t, |(k, _)| *k).ok().map(|i| table[i].1)
+}
+
+fn design_sorted() -> &'static [(u32, &'static str)] {
+    static T: std::sync::OnceLock<Vec<(u32, &'static str)>> = std::sync::OnceLock::new();
+    T.get_or_init(|| sorted(DESIGN_LIST))
+}
+
+fn basic_sorted() -> &'static [(u32, &'static str)] {
+    static T: std::sync::OnceLock<Vec<(u32, &'static str)>> = std::sync::OnceLock::new();
+    T.get_or_init(|| sorted(BASIC_EXTRA))
 }
 
 pub(crate) fn keep_uid(g: u16, e: u16) -> bool {
@@ -310,14 +335,14 @@ pub(crate) fn action(profile: Profile, g: u16, e: u16, is_ui: bool) -> Action {
         // group lengths, and file-meta elements misplaced in the body (meta is rebuilt)
         return Action::DropStructural;
     }
-    if let Some(k) = in_table(DESIGN_LIST, g, e) {
+    if let Some(k) = lookup(design_sorted(), g, e) {
         return Action::Remove(RemoveKind::Listed(k));
     }
     if profile == Profile::Basic {
         if (0x5000..=0x50FF).contains(&g) {
             return Action::Remove(RemoveKind::Curve);
         }
-        if let Some(k) = in_table(BASIC_EXTRA, g, e) {
+        if let Some(k) = lookup(basic_sorted(), g, e) {
             return Action::Remove(RemoveKind::Listed(k));
         }
     }
@@ -347,5 +372,18 @@ mod tests {
         }
         assert!(bad.is_empty(), "{bad:#?}");
         assert_eq!(DESIGN_LIST.len(), 32);
+    }
+
+    #[test]
+    fn sorted_lookup_equals_table_scan() {
+        for table in [DESIGN_LIST, BASIC_EXTRA] {
+            let s = sorted(table);
+            for (g, e, _) in table {
+                for (dg, de) in [(0, 0), (0, 1), (1, 0), (0, 0xFFFF)] {
+                    let (g, e) = (g.wrapping_add(dg), e.wrapping_add(de));
+                    assert_eq!(lookup(&s, g, e), in_table(table, g, e), "({g:04X},{e:04X})");
+                }
+            }
+        }
     }
 }
