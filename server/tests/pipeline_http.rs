@@ -40,16 +40,7 @@ async fn upload_scan(b: &Browser, bytes: &[u8], discard_archive: bool) -> String
 
 async fn upload_with(b: &Browser, bytes: &[u8], discard_archive: bool) -> (StatusCode, Value) {
     let body = serde_json::json!({ "size": bytes.len(), "chunk_size": 8 * MIB, "discard_archive": discard_archive });
-    let resp = b
-        .http
-        .post(format!("{}/uploads", b.base))
-        .header("cookie", cookies(b))
-        .header("x-csrf-token", csrf(b))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let (st, created) = json(resp).await;
+    let (st, created) = create_with(b, &body).await;
     assert_eq!(st, StatusCode::CREATED, "{created}");
     let id = created["id"].as_str().unwrap().to_string();
     for (i, part) in bytes.chunks(8 * MIB).enumerate() {

@@ -162,12 +162,17 @@ pub async fn create(
     if let Some(s) = series {
         body["series"] = s.into();
     }
+    create_with(b, &body).await
+}
+
+/// `POST /uploads` with any body.
+pub async fn create_with(b: &Browser, body: &Value) -> (StatusCode, Value) {
     let resp = b
         .http
         .post(format!("{}/uploads", b.base))
         .header("cookie", cookies(b))
         .header("x-csrf-token", csrf(b))
-        .json(&body)
+        .json(body)
         .send()
         .await
         .unwrap();
@@ -248,25 +253,38 @@ pub fn temp_files(server: &TestServer) -> Vec<PathBuf> {
     files_under(&server.data_dir.join("tmp"))
 }
 
+/// The clean fixture's files rewritten by `edit(position, bytes)`; `false` drops the file.
+pub fn rewrite_clean(mut edit: impl FnMut(usize, &mut Vec<u8>) -> bool) -> Vec<u8> {
+    let src = fixture("t1_mprage_sag_clean.zip");
+    let mut zin = zip::ZipArchive::new(std::io::Cursor::new(src)).unwrap();
+    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let mut index = 0;
+    for i in 0..zin.len() {
+        let mut f = zin.by_index(i).unwrap();
+        if f.is_dir() {
+            continue;
+        }
+        let name = f.name().unwrap().to_string();
+        let mut d = Vec::new();
+        f.read_to_end(&mut d).unwrap();
+        if edit(index, &mut d) {
+            out.start_file(name, opts).unwrap();
+            out.write_all(&d).unwrap();
+        }
+        index += 1;
+    }
+    assert_eq!(index, 256);
+    out.finish().unwrap().into_inner()
+}
+
 /// The clean fixture with its image zeroed outside a 32³ cube (files 112..144, rows and
 /// columns 112..144). Explicit VR little endian, 256×256 16-bit: pixel data is the last
 /// element (`7FE0,0010 OW`).
 pub fn small_head() -> Vec<u8> {
     static ZIP: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     ZIP.get_or_init(|| {
-        let src = fixture("t1_mprage_sag_clean.zip");
-        let mut zin = zip::ZipArchive::new(std::io::Cursor::new(src)).unwrap();
-        let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-        let mut index = 0;
-        for i in 0..zin.len() {
-            let mut f = zin.by_index(i).unwrap();
-            if f.is_dir() {
-                continue;
-            }
-            let name = f.name().unwrap().to_string();
-            let mut d = Vec::new();
-            f.read_to_end(&mut d).unwrap();
+        rewrite_clean(|index, d| {
             let at = d.windows(4).rposition(|w| w == [0xE0, 0x7F, 0x10, 0x00]).expect("pixel data");
             assert_eq!(&d[at + 4..at + 6], b"OW");
             let len = u32::from_le_bytes(d[at + 8..at + 12].try_into().unwrap()) as usize;
@@ -282,36 +300,13 @@ pub fn small_head() -> Vec<u8> {
                     }
                 }
             }
-            index += 1;
-            out.start_file(name, opts).unwrap();
-            out.write_all(&d).unwrap();
-        }
-        assert_eq!(index, 256);
-        out.finish().unwrap().into_inner()
+            true
+        })
     })
     .clone()
 }
 
 /// The clean fixture with only some of its files (by position), for refusals.
 pub fn clean_subset(keep: impl Fn(usize) -> bool) -> Vec<u8> {
-    let src = fixture("t1_mprage_sag_clean.zip");
-    let mut zin = zip::ZipArchive::new(std::io::Cursor::new(src)).unwrap();
-    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    let mut index = 0;
-    for i in 0..zin.len() {
-        let mut f = zin.by_index(i).unwrap();
-        if f.is_dir() {
-            continue;
-        }
-        if keep(index) {
-            let name = f.name().unwrap().to_string();
-            let mut d = Vec::new();
-            f.read_to_end(&mut d).unwrap();
-            out.start_file(name, opts).unwrap();
-            out.write_all(&d).unwrap();
-        }
-        index += 1;
-    }
-    out.finish().unwrap().into_inner()
+    rewrite_clean(|index, _| keep(index))
 }
