@@ -191,7 +191,9 @@ fn read_packed<R: Read + Seek>(za: &mut ZipArchive<R>, index: usize) -> Packed {
                 Err(_) => Packed::Done(Err(DeidError::CorruptZip)),
             }
         }
-        CompressionMethod::Deflated => Packed::Done(inflate(BufReader::with_capacity(64 * 1024, f), declared, crc)),
+        CompressionMethod::Deflated => {
+            Packed::Done(inflate(BufReader::with_capacity(64 * 1024, f), false, declared, crc))
+        }
         _ => Packed::Done(Err(DeidError::UnsupportedCompression)),
     }
 }
@@ -200,8 +202,9 @@ fn read_packed<R: Read + Seek>(za: &mut ZipArchive<R>, index: usize) -> Packed {
 /// were checked against the limits before any inflation; more output than declared is a
 /// damaged or hostile archive), then the CRC-32 check. Same verdicts as the `zip` crate's
 /// reader: a stream cut short is caught by the CRC, data after the end of the stream is
-/// ignored.
-fn inflate<B: BufRead>(mut src: B, declared: u64, crc: u32) -> Result<Vec<u8>, DeidError> {
+/// ignored. `whole`: the first buffer of `src` is all of the compressed data (in memory):
+/// inflate it as the last input (zlib then keeps no window copy of the output).
+fn inflate<B: BufRead>(mut src: B, whole: bool, declared: u64, crc: u32) -> Result<Vec<u8>, DeidError> {
     use flate2::{Decompress, FlushDecompress, Status};
     let mut out = Vec::with_capacity(declared.saturating_add(1) as usize);
     let mut d = Decompress::new(false);
@@ -209,7 +212,7 @@ fn inflate<B: BufRead>(mut src: B, declared: u64, crc: u32) -> Result<Vec<u8>, D
         let input = src.fill_buf().map_err(|_| DeidError::CorruptZip)?;
         let eof = input.is_empty();
         let (in0, out0) = (d.total_in(), out.len());
-        let flush = if eof { FlushDecompress::Finish } else { FlushDecompress::None };
+        let flush = if eof || whole { FlushDecompress::Finish } else { FlushDecompress::None };
         let status = d.decompress_vec(input, &mut out, flush).map_err(|_| DeidError::CorruptZip)?;
         let used = (d.total_in() - in0) as usize;
         src.consume(used);
@@ -245,7 +248,7 @@ fn unpack(p: Packed) -> Result<Vec<u8>, DeidError> {
             }
             check_crc(data, crc)
         }
-        Packed::Deflated { data, crc, declared } => inflate(&data[..], declared, crc),
+        Packed::Deflated { data, crc, declared } => inflate(&data[..], true, declared, crc),
         Packed::Done(r) => r,
     }
 }
