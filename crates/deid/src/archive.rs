@@ -34,6 +34,8 @@ pub(crate) const PARALLEL: bool = cfg!(all(feature = "parallel", not(target_arch
 const BATCH_BYTES: u64 = 8 * MIB;
 /// ...or entries.
 const BATCH_ENTRIES: usize = 64;
+/// The first batch of a pass is small, so the pool and the calling thread both start early.
+const FIRST_BATCH_ENTRIES: usize = 8;
 /// Deflated entries up to this compressed size are read into memory and inflated by the
 /// per-entry work; larger ones are inflated while reading, in bounded memory.
 const IN_MEMORY_COMPRESSED: u64 = 16 * MIB;
@@ -426,13 +428,15 @@ fn scan_archive<R: Read + Seek>(
     let mut skipped = Skipped { junk: entries.iter().filter(|e| !e.dir && e.junk).count() as u64, ..Default::default() };
     let mut to_read = entries.iter().filter(|e| !e.dir && !e.junk).peekable();
     let mut read_failed = false;
+    let mut most = FIRST_BATCH_ENTRIES;
     let next = || {
         if read_failed {
             return None;
         }
         let mut batch = Vec::new();
         let mut bytes = 0u64;
-        while let Some(e) = to_read.next_if(|_| bytes < BATCH_BYTES && batch.len() < BATCH_ENTRIES) {
+        let limit = std::mem::replace(&mut most, BATCH_ENTRIES);
+        while let Some(e) = to_read.next_if(|_| bytes < BATCH_BYTES && batch.len() < limit) {
             bytes = bytes.saturating_add(e.size);
             let packed = read_packed(za, e.index);
             read_failed = matches!(packed, Packed::Done(Err(_)));
@@ -671,10 +675,12 @@ pub(crate) fn deidentify<R: Read + Seek, W: Write + Seek>(
     .unix_permissions(0o644);
 
     let mut todo = indices.iter().copied().enumerate().peekable();
+    let mut most = FIRST_BATCH_ENTRIES;
     let next = || {
         let mut batch = Vec::new();
         let mut bytes = 0u64;
-        while let Some((pos, index)) = todo.next_if(|_| bytes < BATCH_BYTES && batch.len() < BATCH_ENTRIES) {
+        let limit = std::mem::replace(&mut most, BATCH_ENTRIES);
+        while let Some((pos, index)) = todo.next_if(|_| bytes < BATCH_BYTES && batch.len() < limit) {
             let input = match cache.remove(&index) {
                 Some(b) => {
                     bytes += b.len() as u64;
