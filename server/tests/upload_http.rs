@@ -292,7 +292,8 @@ async fn adversarial_archives_get_specific_errors_and_leave_nothing() {
     assert!(!log.contains("panicked"), "no panic");
     assert!(!log.contains("canary"));
 
-    // the two-series archive is accepted when the client names the series
+    // the two-series archive: the client names a series; this one is a 4 mm stack, which
+    // the conversion check refuses (after de-identification, before anything is kept)
     let (st, v) = upload(
         &b,
         &fixture("adv_two_series_mixed.zip"),
@@ -300,11 +301,16 @@ async fn adversarial_archives_get_specific_errors_and_leave_nothing() {
         Some(1),
     )
     .await;
-    assert_eq!(st, StatusCode::CREATED, "{v}");
-    // non-DICOM files named .dcm are skipped, never copied
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["code"], "too_coarse", "{v}");
+    assert!(scan_rows(&server).await.is_empty());
+    // non-DICOM files named .dcm are skipped by de-identification (no "not DICOM" refusal);
+    // the small synthetic series left is then refused by the conversion check
     let (st, v) = upload(&b, &fixture("adv_nondicom_named_dcm.zip"), 256 * 1024, None).await;
-    assert_eq!(st, StatusCode::CREATED, "{v}");
-    assert_eq!(scan_rows(&server).await.len(), 2);
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["code"], "too_coarse", "{v}");
+    assert!(scan_rows(&server).await.is_empty());
+    assert!(objects(&server).is_empty());
     assert!(temp_files(&server).is_empty());
 }
 
