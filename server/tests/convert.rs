@@ -713,45 +713,6 @@ fn every_error_has_a_code_and_a_message_without_placeholders() {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// timing (cargo test -p server --test convert -- --ignored --nocapture timing)
-
-#[test]
-#[ignore]
-fn timing_t1_clean() {
-    let t = TestDir::new("timing");
-    let zip = clean_deid(t.path());
-    let mut total = Vec::new();
-    let mut dcm = Vec::new();
-    for i in 0..5 {
-        let work = t.path().join(format!("w{i}")).tap_mkdir();
-        let started = Instant::now();
-        let c = convert::convert(&zip, &work, &ConvertSettings::default()).unwrap();
-        total.push(started.elapsed().as_millis() as u64);
-        dcm.push(c.dcm2niix_ms);
-    }
-    total.sort();
-    dcm.sort();
-    eprintln!("t1_mprage_sag_clean: convert {total:?} ms (median {}), dcm2niix {dcm:?} ms (median {})", total[2], dcm[2]);
-
-    // where the rest goes: extraction, and gzip of the 33 MB result by level
-    let dir = t.path().join("extract").tap_mkdir();
-    let started = Instant::now();
-    convert::extract_zip(&zip, &dir, &ConvertSettings::default()).unwrap();
-    eprintln!("extract: {} ms", started.elapsed().as_millis());
-    let nii = gunzip(&t.path().join("w0/out/volume.nii.gz"));
-    let started = Instant::now();
-    volumetry::nifti::decode_f32(&nii).unwrap();
-    eprintln!("volumetry decode check: {} ms", started.elapsed().as_millis());
-    for level in [1, 6] {
-        let started = Instant::now();
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
-        gz.write_all(&nii).unwrap();
-        let bytes = gz.finish().unwrap().len();
-        eprintln!("gzip level {level}: {} ms, {bytes} bytes", started.elapsed().as_millis());
-    }
-}
-
 trait TapMkdir {
     fn tap_mkdir(self) -> PathBuf;
 }

@@ -75,10 +75,15 @@ impl PipelineSettings {
             model: config.segment_model.clone(),
             brain_mask: config.segment_brain_mask,
             segment_timeout: Duration::from_secs(config.segment_timeout_secs),
-            convert: ConvertSettings { dcm2niix: config.dcm2niix.clone(), ..ConvertSettings::default() },
+            convert: convert_settings(config),
             tmp_dir: config.tmp_dir(),
         }
     }
+}
+
+/// The conversion settings of this configuration (the pipeline and the upload's dry run).
+pub fn convert_settings(config: &crate::config::Config) -> ConvertSettings {
+    ConvertSettings { dcm2niix: config.dcm2niix.clone(), ..ConvertSettings::default() }
 }
 
 /// Why a step did not complete.
@@ -191,7 +196,8 @@ impl Steps {
             dims: converted.dims,
             voxel_mm: converted.voxel_mm,
             nifti_bytes,
-            warnings: conversion_warnings(converted.voxel_mm, self.settings.convert.low_res_voxel_mm),
+            // the converter's own warnings (low resolution), as the report carries them
+            warnings: converted.warnings.iter().map(|w| Warning { code: w.code().into(), message: w.to_string() }).collect(),
             dcm2niix_ms: converted.dcm2niix_ms,
         };
         on_converted(facts.clone()).await?;
@@ -253,22 +259,6 @@ impl Steps {
         let volumes: volumetry::VolumesJson = serde_json::from_slice(&bytes)
             .map_err(|e| StepError::Refused { code: "bad_volumes", reason: format!("the segmentation service returned unreadable volumes ({e})") })?;
         Ok((score::score(&volumes, facts, warnings), bytes))
-    }
-}
-
-/// The low-resolution warning (voxels between `low_res_mm` and the 2 mm limit).
-pub fn conversion_warnings(voxel_mm: [f64; 3], low_res_mm: f64) -> Vec<Warning> {
-    let coarsest = voxel_mm.iter().copied().fold(0.0, f64::max);
-    if coarsest > low_res_mm {
-        vec![Warning {
-            code: "low_resolution".into(),
-            message: format!(
-                "Voxels are {:.2} × {:.2} × {:.2} mm (coarser than {low_res_mm} mm): small structures such as the hippocampus are less accurate.",
-                voxel_mm[0], voxel_mm[1], voxel_mm[2]
-            ),
-        }]
-    } else {
-        Vec::new()
     }
 }
 

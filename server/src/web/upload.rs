@@ -566,10 +566,7 @@ async fn finish_upload(
     // nothing is kept. The pipeline converts again from the stored archive (durably).
     let conversion = {
         let work = dir.join("convert-check");
-        let (zip, settings) = (out.clone(), crate::convert::ConvertSettings {
-            dcm2niix: state.config.dcm2niix.clone(),
-            ..crate::convert::ConvertSettings::default()
-        });
+        let (zip, settings) = (out.clone(), crate::pipeline::convert_settings(&state.config));
         let w = work.clone();
         let r = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&w).map_err(|source| crate::convert::ConvertError::Io { op: "create work dir", source })?;
