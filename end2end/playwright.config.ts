@@ -1,9 +1,18 @@
 import { defineConfig } from "@playwright/test";
 
-// The server under test: the built `neurovol` binary on a private port and a fresh data
-// directory, both chosen by scripts/test.sh (NEUROVOL_E2E_PORT, NEUROVOL_E2E_DATA_DIR).
-const port = Number(process.env.NEUROVOL_E2E_PORT ?? 3100);
-const baseURL = `http://127.0.0.1:${port}`;
+import { app, queued } from "./servers";
+
+function webServer(s: { port: number; dataDir: string; url: string }, env: Record<string, string> = {}) {
+  return {
+    command: `../scripts/serve.sh debug ${s.dataDir}`,
+    url: `${s.url}/`,
+    env: { LEPTOS_SITE_ADDR: `127.0.0.1:${s.port}`, NEUROVOL_LOG: process.env.NEUROVOL_LOG ?? "warn", ...env },
+    reuseExistingServer: !process.env.CI,
+    timeout: 120_000,
+    stdout: "pipe" as const,
+    stderr: "pipe" as const,
+  };
+}
 
 export default defineConfig({
   testDir: "./tests",
@@ -15,7 +24,7 @@ export default defineConfig({
   reporter: [["list"]],
   outputDir: "test-results",
   use: {
-    baseURL,
+    baseURL: app.url,
     trace: "retain-on-failure",
     screenshot: "only-on-failure",
     launchOptions: {
@@ -33,12 +42,5 @@ export default defineConfig({
       ],
     },
   },
-  webServer: {
-    command: process.env.NEUROVOL_E2E_SERVER_CMD ?? "../scripts/e2e-server.sh",
-    url: `${baseURL}/`,
-    reuseExistingServer: !process.env.CI,
-    timeout: 120_000,
-    stdout: "pipe",
-    stderr: "pipe",
-  },
+  webServer: [webServer(app), webServer(queued, { NEUROVOL_PIPELINE_CONCURRENCY: "0" })],
 });

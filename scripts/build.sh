@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Builds the site (hydrate WASM + CSS + public files) and the `neurovol` binary.
+# Builds the site (hydrate WASM + CSS + public files), the `neurovol` binary and the
+# `neurovol-worker` it starts.
 # What cargo-leptos would do, in a few visible steps (see ARCHITECTURE.md for why).
 #   scripts/build.sh            debug build
 #   scripts/build.sh --release  optimised build, WASM shrunk with wasm-opt
-#   scripts/build.sh --site-only   debug site only (the test command builds the binary)
+#   scripts/build.sh --site-only   debug site only (the test command builds the binaries)
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 
@@ -42,6 +43,7 @@ cp -r public/. "$SITE_DIR/"
 log "site ready in $SITE_DIR ($(du -h "$SITE_DIR/pkg/neurovol_bg.wasm" | cut -f1) WASM)"
 $site_only && exit 0
 
-log "building the server (profile $profile)"
-cargo build -p server --bin neurovol --profile "$profile"
-log "built $CARGO_TARGET_DIR/$out/neurovol"
+# Every binary the server starts goes beside `neurovol`, where it looks for them.
+log "building the server and the segmentation worker (profile $profile)"
+cargo build -p server --bin neurovol -p worker --bin neurovol-worker --profile "$profile"
+log "built $CARGO_TARGET_DIR/$out/neurovol and neurovol-worker"

@@ -30,6 +30,8 @@ cargo build -p deid --target wasm32-unknown-unknown --release --example wasm_abi
 export NEUROVOL_DEID_WASM="$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/examples/wasm_abi.wasm" NEUROVOL_REQUIRE_WASM=1
 # s3s-fs (installed by setup.sh) for the S3 object-store and pipeline tests
 export NEUROVOL_REQUIRE_S3=1
+# dcm2niix (Debian, installed by setup.sh) for the conversion tests
+export NEUROVOL_REQUIRE_DCM2NIIX=1
 
 log "Rust tests (SQLite)"
 cargo test --no-fail-fast
@@ -50,7 +52,9 @@ NEUROVOL_TEST_S3=1 cargo test --no-fail-fast --test pipeline_http -- phi_scan ki
 unset NEUROVOL_TEST_DATABASE_URL
 
 log "End-to-end tests (Playwright, Chromium)"
-export NEUROVOL_E2E_PORT=$(free_port)
-export NEUROVOL_E2E_DATA_DIR="$scratch/e2e-data"
+# two servers started by scripts/serve.sh: the app as run.sh runs it (pipeline on), and one
+# whose scans stay queued, for the tests that look at a scan right after its upload
+export NEUROVOL_E2E_PORT=$(free_port) NEUROVOL_E2E_QUEUED_PORT=$(free_port)
+export NEUROVOL_E2E_DATA_DIR="$scratch/e2e-data" NEUROVOL_E2E_QUEUED_DATA_DIR="$scratch/e2e-queued-data"
 (cd end2end && npx playwright test)
 log "all tests passed"

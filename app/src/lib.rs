@@ -6,10 +6,13 @@
 //! with `hydrate` into the browser's WASM (makes the same HTML interactive).
 
 pub mod auth_rules;
+mod format;
 mod pages;
+mod scan_page;
+pub mod scan_state;
+pub mod scans_api;
 pub mod session;
 mod upload;
-pub mod upload_api;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
@@ -64,7 +67,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/home") view=pages::Home/>
                     <Route path=path!("/privacy") view=pages::Privacy/>
                     <Route path=path!("/upload") view=upload::UploadPage/>
-                    <Route path=path!("/scans/:id") view=upload::ScanStatusPage/>
+                    <Route path=path!("/scans/:id") view=scan_page::ScanStatusPage/>
                 </Routes>
             </main>
             <footer class="site-footer">

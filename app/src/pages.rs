@@ -195,7 +195,7 @@ pub fn Home() -> impl IntoView {
                 <section>
                     <h1>"My scans"</h1>
                     <p class="muted">"Signed in as " <strong>{user.email}</strong></p>
-                    <crate::upload::ScanList/>
+                    <crate::scan_page::ScanList/>
                 </section>
             }
             .into_any(),
@@ -242,6 +242,7 @@ fn privacy_body(f: PrivacyFacts) -> impl IntoView {
         <ul>{list(f.removed_also)}</ul>
         <h2>"What is kept"</h2>
         <ul data-testid="kept-facts">{list(f.kept_facts)}</ul>
+        <p>"Files that used the Deflated transfer syntax are stored uncompressed (Explicit VR Little Endian) after de-identification."</p>
         <h2>"Where it is kept"</h2>
         <ul>
             <li>"Accounts and results: " {f.database}</li>

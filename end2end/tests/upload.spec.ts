@@ -1,17 +1,21 @@
-import { test, expect, Page } from "@playwright/test";
+import { test, expect } from "@playwright/test";
 import * as fs from "fs";
 import * as path from "path";
 import * as zlib from "zlib";
 
+import { queued } from "../servers";
+import { dropFixture, fixtures, signUp as signUpAs } from "./kit";
+
 // Upload flow in real Chromium: a real drag-and-drop of the PHI fixture, de-identification
 // in the Web Worker (WASM), the removal report with the fixture's fake values shown
 // locally, confirm, chunked upload with progress, the scan's status page. The bytes that
-// reach the server are captured and searched for every injected value.
+// reach the server are captured and searched for every injected value. These tests look at
+// a scan right after its upload, so they run against the server whose scans stay queued.
+test.use({ baseURL: queued.url });
 
-const fixtures = process.env.NEUROVOL_FIXTURES ?? path.resolve(__dirname, "../../../shared/fixtures");
 const FIXTURE = "t1_mprage_sag_phi.zip";
 const email = `upload-${Date.now()}@example.org`;
-const password = "violet harbour lantern 42";
+const signUp = (page: Parameters<typeof signUpAs>[0], address = email) => signUpAs(page, address);
 
 function canaries(): string[] {
   const m = JSON.parse(fs.readFileSync(path.join(fixtures, "t1_mprage_sag_phi.manifest.json"), "utf8"));
@@ -40,15 +44,6 @@ function unzip(buf: Buffer): { name: string; data: Buffer }[] {
     p = start + csize;
   }
   return out;
-}
-
-async function signUp(page: Page, address = email) {
-  await page.goto("/signup");
-  await page.getByLabel("Email").fill(address);
-  await page.getByLabel("Password", { exact: true }).fill(password);
-  await page.getByLabel("Repeat password").fill(password);
-  await page.getByRole("button", { name: "Create account" }).click();
-  await expect(page).toHaveURL(/\/home$/);
 }
 
 test("drag-drop the PHI fixture, review what is removed, upload with progress, land on the status page", async ({ page }, testInfo) => {
@@ -86,24 +81,7 @@ test("drag-drop the PHI fixture, review what is removed, upload with progress, l
     return route.continue();
   });
 
-  // a REAL drag and drop: a DataTransfer built in the page from the fixture's bytes
-  const b64 = fs.readFileSync(path.join(fixtures, FIXTURE)).toString("base64");
-  const dataTransfer = await page.evaluateHandle(
-    ({ b64, name }) => {
-      const bin = atob(b64);
-      const bytes = new Uint8Array(bin.length);
-      for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-      const dt = new DataTransfer();
-      dt.items.add(new File([bytes], name, { type: "application/zip" }));
-      return dt;
-    },
-    { b64, name: FIXTURE },
-  );
-  const zone = page.getByTestId("dropzone");
-  await zone.dispatchEvent("dragenter", { dataTransfer });
-  await zone.dispatchEvent("dragover", { dataTransfer });
-  await expect(zone).toHaveClass(/hover/);
-  await zone.dispatchEvent("drop", { dataTransfer });
+  await dropFixture(page, FIXTURE);
 
   // the series list, with the LOCAL-ONLY description, pre-selected 3D T1
   const rows = page.getByTestId("series-row");

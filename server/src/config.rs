@@ -71,6 +71,12 @@ pub struct Config {
     pub segment_timeout_secs: u64,
     /// The dcm2niix binary (`NEUROVOL_DCM2NIIX`, default `dcm2niix` on PATH).
     pub dcm2niix: PathBuf,
+    /// Largest upload (`NEUROVOL_UPLOAD_MAX_BYTES`, default 1 GiB).
+    pub upload_max_bytes: u64,
+    /// Idle uploads older than this are removed (`NEUROVOL_UPLOAD_EXPIRY_SECS`, default 86400).
+    pub upload_expiry_secs: u64,
+    /// How often expired uploads are swept (`NEUROVOL_UPLOAD_SWEEP_SECS`, default 600).
+    pub upload_sweep_secs: u64,
 }
 
 /// A configured secret: never printed by `Debug`.
@@ -127,6 +133,9 @@ struct FileConfig {
     segment_brain_mask: Option<bool>,
     segment_timeout_secs: Option<u64>,
     dcm2niix: Option<PathBuf>,
+    upload_max_bytes: Option<u64>,
+    upload_expiry_secs: Option<u64>,
+    upload_sweep_secs: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -220,10 +229,13 @@ impl Config {
             segment_model: env("NEUROVOL_SEGMENT_MODEL")
                 .or(file.segment_model)
                 .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "model21_104class".into()),
+                .unwrap_or_else(|| volumetry::ModelId::DEFAULT.folder().into()),
             segment_brain_mask: parse_flag(&env, "NEUROVOL_SEGMENT_BRAIN_MASK")?.or(file.segment_brain_mask).unwrap_or(true),
             segment_timeout_secs: parse_env(&env, "NEUROVOL_SEGMENT_TIMEOUT_SECS")?.or(file.segment_timeout_secs).unwrap_or(1800),
             dcm2niix: env("NEUROVOL_DCM2NIIX").map(PathBuf::from).or(file.dcm2niix).unwrap_or_else(|| "dcm2niix".into()),
+            upload_max_bytes: parse_env(&env, "NEUROVOL_UPLOAD_MAX_BYTES")?.or(file.upload_max_bytes).unwrap_or(1 << 30).max(1),
+            upload_expiry_secs: parse_env(&env, "NEUROVOL_UPLOAD_EXPIRY_SECS")?.or(file.upload_expiry_secs).unwrap_or(86_400).max(1),
+            upload_sweep_secs: parse_env(&env, "NEUROVOL_UPLOAD_SWEEP_SECS")?.or(file.upload_sweep_secs).unwrap_or(600).max(1),
         })
     }
 

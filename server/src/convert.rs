@@ -54,7 +54,6 @@
 //!   [`ConvertWarning::LowResolution`].
 //!   Comparisons allow 0.001 mm of rounding (DICOM decimal strings stored as f32).
 
-#![allow(dead_code)]
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};

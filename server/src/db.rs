@@ -88,3 +88,14 @@ mod tests {
         assert_eq!(super::redact_url("sqlite://data/neurovol.db"), "sqlite://data/neurovol.db");
     }
 }
+
+/// A text column holding one of a state enum's names (`app::scan_state`), parsed; an
+/// unknown name is a decode error, not a silent default.
+pub fn get_enum<T>(row: &sqlx::any::AnyRow, column: &str, parse: fn(&str) -> Option<T>) -> Result<T, sqlx::Error> {
+    use sqlx::Row;
+    let text: String = row.try_get(column)?;
+    parse(&text).ok_or_else(|| sqlx::Error::ColumnDecode {
+        index: column.to_string(),
+        source: format!("unknown value {text:?}").into(),
+    })
+}

@@ -1,22 +1,12 @@
 //! `neurovol`: the NeuroVol server and its command-line tools.
 
-mod auth;
-mod cli;
-mod config;
-mod convert;
-mod db;
-mod object_store;
-mod pipeline;
-mod segmenter;
-mod storage;
-mod web;
-
-use std::sync::Arc;
+//! Parses the command line and calls the library (`server`), which holds everything else.
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::Config;
+use server::config::Config;
+use server::{cli, db};
 
 #[derive(Parser)]
 #[command(name = "neurovol", version, about = "Brain MRI volumetry with privacy by design")]
@@ -94,7 +84,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve => serve(config).await,
+            Command::Serve => server::serve(config).await,
             Command::Deid(_) | Command::Segment(_) => unreachable!("handled before the runtime starts"),
             Command::Analyze(args) => cli::analyze::run(&args, &config).await,
             Command::Migrate => {
@@ -112,53 +102,4 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
-}
-
-async fn serve(config: Config) -> anyhow::Result<()> {
-    let db = db::connect(&config).await?;
-    db::migrate(&db).await?;
-    auth::warm_up().await;
-    let config = Arc::new(config);
-    tracing::info!(
-        database = if config.uses_postgres() { "postgres" } else { "sqlite" },
-        data_dir = %config.data_dir.display(),
-        site_root = %config.site_root.display(),
-        "starting"
-    );
-    // Hourly clean-up of expired sessions and throttle counters.
-    {
-        let (db, config) = (db.clone(), config.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(3600));
-            loop {
-                tick.tick().await;
-                if let Err(e) = auth::purge_expired(&db, &config).await {
-                    tracing::warn!(error = %e, "session clean-up failed");
-                }
-            }
-        });
-    }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-    // where the worker fetches the local store's signed URLs (the bound port if it was 0)
-    let object_url_base = config.object_url_base.clone().unwrap_or_else(|| {
-        if config.public_url.ends_with(":0") {
-            format!("http://{}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default())
-        } else {
-            config.public_url.clone()
-        }
-    });
-    let store = pipeline::open_store(&config, &object_url_base).await?;
-    let wake = Arc::new(tokio::sync::Notify::new());
-    pipeline::start(&config, db.clone(), store.clone(), wake.clone())?;
-    let state = web::AppState {
-        leptos: web::leptos_options(&config),
-        privacy: Arc::new(web::privacy::facts(&config)),
-        db,
-        config,
-        store,
-        wake,
-    };
-    web::serve(state, listener).await
 }

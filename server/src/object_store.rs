@@ -1,7 +1,7 @@
 //! One object-store interface for what the server keeps (de-identified ZIPs, NIfTI volumes,
 //! segmentations), with two implementations:
 //!
-//! - [`LocalObjectStore`]: a folder (`storage::LocalStore`) plus the app's own HMAC-signed
+//! - [`LocalObjectStore`]: a folder (`storage::ObjectFolder`) plus the app's own HMAC-signed
 //!   URLs (`storage::UrlSigner`, served by `web/objects.rs`). The embedded default.
 //! - [`S3ObjectStore`]: an S3-compatible bucket (Cloudflare R2 in production) through
 //!   `aws-sdk-s3`, with the store's own pre-signed URLs for the segmentation worker.
@@ -15,7 +15,6 @@
 //! server that is down yields `Unavailable` after the SDK's own few quick retries (connect
 //! timeout 5 s, each attempt at most 60 s), never a hang. Messages never hold a URL, a
 //! signature or a secret.
-#![allow(dead_code)] // wired into the server by the pipeline (issue 6)
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -24,7 +23,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::storage::{LocalStore, UrlSigner};
+use crate::storage::{ObjectFolder, UrlSigner};
 
 pub type StoreResult<T> = Result<T, StoreError>;
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = StoreResult<T>> + Send + 'a>>;
@@ -50,9 +49,6 @@ impl StoreError {
     }
 }
 
-/// Longest validity of a pre-signed URL (same cap as `storage::MAX_SIGNED_URL_TTL`).
-pub const MAX_PRESIGN_TTL: Duration = Duration::from_secs(15 * 60);
-
 pub trait ObjectStore: Send + Sync {
     /// `"local"` or `"s3"`.
     fn kind(&self) -> &'static str;
@@ -74,16 +70,8 @@ pub trait ObjectStore: Send + Sync {
     fn presign_put<'a>(&'a self, key: &'a str, ttl: Duration) -> StoreFuture<'a, String>;
 }
 
-/// Same rule as `storage.rs` (kept in step by the conformance tests).
-fn valid_key(key: &str) -> bool {
-    !key.is_empty()
-        && key.len() <= 128
-        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
-        && !key.starts_with('.')
-}
-
 fn check_key(key: &str) -> StoreResult<()> {
-    if valid_key(key) { Ok(()) } else { Err(StoreError::InvalidKey) }
+    if crate::storage::valid_key(key) { Ok(()) } else { Err(StoreError::InvalidKey) }
 }
 
 /// Writes `dst` with `fill`; removes it again when `fill` fails.
@@ -108,18 +96,18 @@ where
 #[derive(Debug, Clone)]
 pub struct LocalObjectStore {
     root: PathBuf,
-    store: LocalStore,
+    store: ObjectFolder,
     signer: UrlSigner,
 }
 
 impl LocalObjectStore {
     pub fn new(root: impl Into<PathBuf>, signer: UrlSigner) -> LocalObjectStore {
         let root = root.into();
-        LocalObjectStore { store: LocalStore::new(root.clone()), root, signer }
+        LocalObjectStore { store: ObjectFolder::new(root.clone()), root, signer }
     }
 
     /// The underlying folder store (`web/objects.rs` serves signed URLs from it).
-    pub fn local(&self) -> &LocalStore {
+    pub fn local(&self) -> &ObjectFolder {
         &self.store
     }
 
@@ -138,7 +126,7 @@ impl LocalObjectStore {
 
     fn presign(&self, key: &str, method: &str, ttl: Duration) -> StoreResult<String> {
         check_key(key)?;
-        self.signer.sign(key, method, ttl.min(MAX_PRESIGN_TTL)).map_err(|_| StoreError::InvalidKey)
+        self.signer.sign(key, method, ttl.min(crate::storage::MAX_SIGNED_URL_TTL)).map_err(|_| StoreError::InvalidKey)
     }
 }
 
@@ -232,7 +220,7 @@ impl ObjectStore for LocalObjectStore {
             while let Some(entry) = dir.next_entry().await? {
                 // staging files (`.incoming-*`) and anything else that is not a key are skipped
                 let Ok(name) = entry.file_name().into_string() else { continue };
-                if valid_key(&name) && entry.file_type().await?.is_file() {
+                if crate::storage::valid_key(&name) && entry.file_type().await?.is_file() {
                     keys.push(name);
                 }
             }
@@ -463,7 +451,7 @@ impl S3ObjectStore {
     async fn presign(&self, key: &str, put: bool, ttl: Duration) -> StoreResult<String> {
         use aws_sdk_s3::presigning::PresigningConfig;
         check_key(key)?;
-        let cfg = PresigningConfig::expires_in(ttl.min(MAX_PRESIGN_TTL).max(Duration::from_secs(1)))
+        let cfg = PresigningConfig::expires_in(ttl.min(crate::storage::MAX_SIGNED_URL_TTL).max(Duration::from_secs(1)))
             .map_err(|e| StoreError::Unavailable(format!("presign: {e}")))?;
         let req = if put {
             self.client.put_object().bucket(&self.bucket).key(key).presigned(cfg).await.map_err(|e| s3_error("presign put", e))?

@@ -11,21 +11,21 @@
 //! Requests time out, and are retried with exponential backoff (plus jitter, honouring
 //! `Retry-After`) on connection errors, 429 and 5xx. A job the worker no longer knows (it
 //! restarted, or its result expired) is reported as [`JobState::Lost`]: submit it again.
-//! Nothing here logs a URL (signed URLs are credentials) or the API key.
-//!
-//! This file depends on no other server module, so integration tests include it directly.
-
-#![allow(dead_code)] // the pipeline (issue 6) is its caller
+//! Nothing here logs a URL (signed URLs are credentials) or the API key. The job's JSON
+//! (input, output, statuses) is `segment_api`'s, the same types the worker serves.
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use segment_api::{ErrorReply, JobReport, Policy, RunRequest, Status};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{Notify, watch};
+
+pub use segment_api::{JobInput, JobOutput, JobTimings};
 
 /// Where jobs go.
 #[derive(Clone, Debug)]
@@ -65,6 +65,43 @@ impl LocalWorkerSettings {
     }
 }
 
+impl Backend {
+    /// Whether jobs can go anywhere, checked once at start so that a server without a
+    /// segmentation service stops with one line instead of leaving every scan waiting.
+    /// `Local`: the worker binary exists and is executable (a bare name is looked up on
+    /// `PATH`). `RunPod`: configured (its endpoint answers only when asked).
+    pub fn check_runnable(&self) -> Result<(), String> {
+        match self {
+            Backend::RunPod { .. } => Ok(()),
+            Backend::Local(local) => match find_executable(&local.binary) {
+                Some(_) => Ok(()),
+                None => Err(format!(
+                    "the segmentation worker {} is not there or not executable (build it with \
+                     scripts/build.sh, set NEUROVOL_WORKER_BIN to it, or configure \
+                     NEUROVOL_RUNPOD_ENDPOINT_ID and NEUROVOL_RUNPOD_API_KEY)",
+                    local.binary.display()
+                )),
+            },
+        }
+    }
+}
+
+/// The executable `binary` names: itself when it has a folder part, else the first match
+/// on `PATH` (as `Command::new` will look it up).
+fn find_executable(binary: &std::path::Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if binary.components().count() > 1 {
+        return runnable(binary).then(|| binary.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(binary))
+        .find(|p| runnable(p))
+}
+
 /// `neurovol-worker` beside the running binary if there is one, else the name (PATH).
 pub fn default_worker_binary() -> PathBuf {
     std::env::current_exe()
@@ -101,38 +138,6 @@ impl Default for ClientSettings {
     }
 }
 
-/// One segmentation request. URLs are pre-signed (GET for the input, PUT for outputs).
-#[derive(Clone, Serialize, Deserialize)]
-pub struct JobInput {
-    pub nifti_url: String,
-    pub labels_url: String,
-    pub volumes_url: String,
-    pub model: String,
-    /// Run mindgrab too, for the intracranial volume.
-    pub brain_mask: bool,
-}
-
-impl JobInput {
-    pub fn new(nifti_url: String, labels_url: String, volumes_url: String) -> JobInput {
-        JobInput {
-            nifti_url,
-            labels_url,
-            volumes_url,
-            model: "model21_104class".into(),
-            brain_mask: true,
-        }
-    }
-}
-
-impl std::fmt::Debug for JobInput {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JobInput")
-            .field("model", &self.model)
-            .field("brain_mask", &self.brain_mask)
-            .finish_non_exhaustive()
-    }
-}
-
 /// What the pipeline persists to find a job again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobHandle {
@@ -140,25 +145,6 @@ pub struct JobHandle {
     /// `local:<worker instance>` or `runpod:<endpoint id>`: a handle from another local
     /// worker instance (restarted since) is [`JobState::Lost`] without asking.
     pub backend: String,
-}
-
-/// `output` of a completed job (the worker's report; unknown fields are ignored).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct JobOutput {
-    pub model: String,
-    #[serde(default)]
-    pub engine: String,
-    #[serde(default)]
-    pub labels_sha256: String,
-    #[serde(default)]
-    pub volumes_sha256: String,
-    #[serde(default)]
-    pub labels_bytes: u64,
-    #[serde(default)]
-    pub volumes_bytes: u64,
-    /// Seconds per step (download_s, segment_s, upload_s, total_s, ...).
-    #[serde(default)]
-    pub timings: std::collections::BTreeMap<String, f64>,
 }
 
 /// A job's state, as the pipeline stores it.
@@ -365,10 +351,9 @@ impl Segmenter {
                     let text = resp.text().await.unwrap_or_default();
                     let json: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
                     let msg = || {
-                        json.get("error")
-                            .and_then(Value::as_str)
-                            .map(str::to_string)
-                            .unwrap_or_else(|| format!("HTTP {}", status.as_u16()))
+                        ErrorReply::deserialize(&json)
+                            .map(|r| r.error)
+                            .unwrap_or_else(|_| format!("HTTP {}", status.as_u16()))
                     };
                     if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {
                         return Ok((status, json, tag));
@@ -409,10 +394,14 @@ impl Segmenter {
         input: &JobInput,
         timeout: Option<Duration>,
     ) -> Result<JobHandle, SegmenterError> {
-        let mut body = json!({ "input": input });
-        if let Some(t) = timeout {
-            body["policy"] = json!({ "executionTimeout": t.as_millis() as u64 });
-        }
+        let body = RunRequest {
+            input: Some(input.clone()),
+            policy: timeout.map(|t| Policy {
+                execution_timeout_ms: Some(t.as_millis() as u64),
+            }),
+        };
+        let body = serde_json::to_value(&body)
+            .map_err(|e| SegmenterError::Protocol(format!("cannot encode the job: {e}")))?;
         let (status, v, tag) = self
             .call(reqwest::Method::POST, "/run", Some(&body))
             .await?;
@@ -456,30 +445,35 @@ impl Segmenter {
 
     /// Current state of a job.
     pub async fn status(&self, job: &JobHandle) -> Result<JobState, SegmenterError> {
-        if self.stale(job) {
-            return Ok(Self::lost(job));
-        }
-        let (status, v, tag) = self
-            .call(reqwest::Method::GET, &format!("/status/{}", job.id), None)
-            .await?;
-        if status == reqwest::StatusCode::NOT_FOUND || tag != job.backend {
-            return Ok(Self::lost(job));
-        }
-        parse_state(&v)
+        self.ask(reqwest::Method::GET, "status", job).await
     }
 
     /// Asks the worker to cancel; returns the state it reports.
     pub async fn cancel(&self, job: &JobHandle) -> Result<JobState, SegmenterError> {
+        let state = self.ask(reqwest::Method::POST, "cancel", job).await?;
+        if !matches!(state, JobState::Lost { .. }) {
+            tracing::info!(job = %job.id, "segmentation job cancel requested");
+        }
+        Ok(state)
+    }
+
+    /// `/status/{id}` or `/cancel/{id}`: the state the worker reports, or `Lost` when it
+    /// (or this worker instance) does not know the job.
+    async fn ask(
+        &self,
+        method: reqwest::Method,
+        verb: &str,
+        job: &JobHandle,
+    ) -> Result<JobState, SegmenterError> {
         if self.stale(job) {
             return Ok(Self::lost(job));
         }
         let (status, v, tag) = self
-            .call(reqwest::Method::POST, &format!("/cancel/{}", job.id), None)
+            .call(method, &format!("/{verb}/{}", job.id), None)
             .await?;
         if status == reqwest::StatusCode::NOT_FOUND || tag != job.backend {
             return Ok(Self::lost(job));
         }
-        tracing::info!(job = %job.id, "segmentation job cancel requested");
         parse_state(&v)
     }
 
@@ -524,19 +518,8 @@ impl Segmenter {
 }
 
 fn describe(e: reqwest::Error) -> String {
-    let timeout = e.is_timeout();
-    let connect = e.is_connect();
-    let e = e.without_url();
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(&e);
-    while let Some(c) = src {
-        let t = c.to_string();
-        if !t.contains("://") && !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        src = c.source();
-    }
+    let (timeout, connect) = (e.is_timeout(), e.is_connect());
+    let s = segment_api::describe_error(&e.without_url());
     if timeout {
         format!("timed out ({s})")
     } else if connect {
@@ -546,32 +529,29 @@ fn describe(e: reqwest::Error) -> String {
     }
 }
 
+/// A worker's (or RunPod's) report as the pipeline's state.
 fn parse_state(v: &Value) -> Result<JobState, SegmenterError> {
-    let status = v
-        .get("status")
-        .and_then(Value::as_str)
-        .ok_or_else(|| SegmenterError::Protocol("no status".into()))?;
-    let error = || match v.get("error") {
-        Some(Value::String(s)) => s.clone(),
-        Some(other) if !other.is_null() => other.to_string(),
-        _ => "no reason given".to_string(),
+    let report = JobReport::deserialize(v)
+        .map_err(|e| SegmenterError::Protocol(format!("bad job report: {e}")))?;
+    let reason = || {
+        report
+            .error
+            .clone()
+            .unwrap_or_else(|| "no reason given".to_string())
     };
-    Ok(match status {
-        "IN_QUEUE" => JobState::Queued,
-        "IN_PROGRESS" => JobState::Running,
-        "COMPLETED" => {
-            let output = v
-                .get("output")
-                .cloned()
-                .ok_or_else(|| SegmenterError::Protocol("COMPLETED without output".into()))?;
-            let output = serde_json::from_value(output)
+    Ok(match report.status {
+        Status::InQueue => JobState::Queued,
+        Status::InProgress => JobState::Running,
+        Status::Completed => {
+            let output = report
+                .job_output()
+                .ok_or_else(|| SegmenterError::Protocol("COMPLETED without output".into()))?
                 .map_err(|e| SegmenterError::Protocol(format!("bad output: {e}")))?;
             JobState::Completed { output }
         }
-        "FAILED" => JobState::Failed { reason: error() },
-        "CANCELLED" => JobState::Cancelled,
-        "TIMED_OUT" => JobState::TimedOut { reason: error() },
-        other => return Err(SegmenterError::Protocol(format!("unknown status {other}"))),
+        Status::Failed => JobState::Failed { reason: reason() },
+        Status::Cancelled => JobState::Cancelled,
+        Status::TimedOut => JobState::TimedOut { reason: reason() },
     })
 }
 
@@ -699,6 +679,7 @@ async fn supervise(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn states_parse_and_round_trip() {
@@ -724,15 +705,5 @@ mod tests {
             .is_retryable()
         );
         assert!(!JobState::Running.is_terminal());
-    }
-
-    #[test]
-    fn input_debug_hides_urls() {
-        let i = JobInput::new(
-            "http://h/a?sig=SECRET".into(),
-            "http://h/b?sig=SECRET".into(),
-            "http://h/c?sig=SECRET".into(),
-        );
-        assert!(!format!("{i:?}").contains("SECRET"));
     }
 }

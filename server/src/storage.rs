@@ -1,8 +1,8 @@
-//! Object storage for what the server keeps (for now: the de-identified ZIP of a scan).
+//! The rules of object keys and signed URLs, and the local folder of objects.
 //!
-//! Embedded default: a local folder, `<data_dir>/objects/<key>`. Keys are random
-//! (`new_key`), never derived from user data. Issue 6 puts this behind a trait with an
-//! S3/R2 implementation; callers only use `put_file`, `get`, `delete`.
+//! Keys are random ([`new_key`]), never derived from user data; [`valid_key`] is the one
+//! check every store applies. [`ObjectFolder`] is `<data_dir>/objects/<key>`: the files
+//! behind `object_store::LocalObjectStore` and the signed-URL routes.
 //!
 //! Signed URLs (the local store's stand-in for S3 pre-signed URLs): [`UrlSigner`] makes
 //! `BASE/objects/KEY?method=GET|PUT&exp=UNIX_SECONDS&sig=HEX`, where `sig` is
@@ -14,7 +14,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone)]
-pub struct LocalStore {
+pub struct ObjectFolder {
     root: PathBuf,
 }
 
@@ -23,16 +23,17 @@ pub fn new_key(suffix: &str) -> String {
     format!("{}{suffix}", hex::encode(rand::random::<[u8; 16]>()))
 }
 
-fn valid_key(key: &str) -> bool {
+/// The one object-key rule: short, `[A-Za-z0-9._-]`, no leading dot (so never a path).
+pub fn valid_key(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= 128
         && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
         && !key.starts_with('.')
 }
 
-impl LocalStore {
-    pub fn new(root: impl Into<PathBuf>) -> LocalStore {
-        LocalStore { root: root.into() }
+impl ObjectFolder {
+    pub fn new(root: impl Into<PathBuf>) -> ObjectFolder {
+        ObjectFolder { root: root.into() }
     }
 
     fn path(&self, key: &str) -> io::Result<PathBuf> {
@@ -65,7 +66,6 @@ impl LocalStore {
         Ok(size)
     }
 
-    #[allow(dead_code)] // read back by the pipeline (issue 6)
     pub async fn get(&self, key: &str) -> io::Result<Vec<u8>> {
         tokio::fs::read(self.path(key)?).await
     }
@@ -79,8 +79,8 @@ impl LocalStore {
     }
 }
 
-/// Longest validity the pipeline should ask for (matches S3 pre-signed URL practice).
-#[allow(dead_code)] // signing is used by the pipeline (issue 6) and tests
+/// Longest validity of any signed or pre-signed URL, local or S3 (S3 practice); the
+/// pipeline asks for exactly this.
 pub const MAX_SIGNED_URL_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
 /// Why a signed URL was refused (the text is safe to send back: it holds no URL).
@@ -132,7 +132,6 @@ impl UrlSigner {
     }
 
     /// A URL allowing `method` ("GET" or "PUT") on `key` until `expires_at` (Unix seconds).
-    #[allow(dead_code)]
     pub fn sign_until(&self, key: &str, method: &str, expires_at: u64) -> io::Result<String> {
         use hmac::Mac;
         if !valid_key(key) || !matches!(method, "GET" | "PUT") {
@@ -143,7 +142,6 @@ impl UrlSigner {
     }
 
     /// [`UrlSigner::sign_until`] now + `ttl` (capped at [`MAX_SIGNED_URL_TTL`]).
-    #[allow(dead_code)]
     pub fn sign(&self, key: &str, method: &str, ttl: std::time::Duration) -> io::Result<String> {
         self.sign_until(key, method, unix_now() + ttl.min(MAX_SIGNED_URL_TTL).as_secs().max(1))
     }

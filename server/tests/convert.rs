@@ -8,8 +8,6 @@
 //! low resolution, coverage, units) are tested on synthetic headers through the same
 //! `check_volume` that `convert` calls.
 
-#[path = "../src/convert.rs"]
-mod convert;
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -17,7 +15,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use convert::{ConvertError, ConvertSettings, ConvertWarning};
+use server::convert::{self, ConvertError, ConvertSettings, ConvertWarning};
 use volumetry::nifti::Header;
 
 // ---------------------------------------------------------------------------------------
@@ -249,6 +247,11 @@ fn clean_deid(dir: &Path) -> PathBuf {
 macro_rules! require_dcm2niix {
     () => {
         if !dcm2niix_available() {
+            // the test command requires it (NEUROVOL_REQUIRE_DCM2NIIX=1): a failure, not a skip
+            assert!(
+                std::env::var("NEUROVOL_REQUIRE_DCM2NIIX").ok().is_none_or(|v| v != "1"),
+                "dcm2niix is not installed (NEUROVOL_REQUIRE_DCM2NIIX=1)"
+            );
             eprintln!("SKIPPED: dcm2niix is not installed");
             return;
         }

@@ -8,22 +8,15 @@
 //! When it is missing the S3 tests print a skip line, unless `NEUROVOL_REQUIRE_S3=1`
 //! (scripts/test.sh) makes that a failure.
 
-#[path = "../src/storage.rs"]
-#[allow(dead_code)]
-mod storage;
-
 mod common;
-
-#[path = "../src/object_store.rs"]
-mod object_store;
 
 use std::path::{Path, PathBuf};
 
 use std::time::{Duration, Instant};
 
-use object_store::{LocalObjectStore, ObjectStore, S3ObjectStore, S3Settings, StoreError};
+use server::object_store::{LocalObjectStore, ObjectStore, S3ObjectStore, S3Settings, StoreError};
 use common::s3::{ACCESS_KEY, BUCKET, S3Server, SECRET_KEY, s3s_fs_or_skip};
-use storage::UrlSigner;
+use server::storage::{self, UrlSigner};
 
 const URL_KEY: &str = "test-object-url-key-0123456789abcdef0123456789";
 

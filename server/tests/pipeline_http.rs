@@ -365,9 +365,9 @@ async fn the_object_store_down_for_30_s_mid_job_is_retried() {
 
 #[tokio::test]
 async fn a_failed_scan_says_why_and_the_user_can_retry_it() {
-    // no worker binary: every segmentation attempt fails, then the scan fails
+    // a worker that exits at once: every segmentation attempt fails, then the scan fails
     let broken = pipeline_env(&[
-        ("NEUROVOL_WORKER_BIN", "/nonexistent/neurovol-worker".into()),
+        ("NEUROVOL_WORKER_BIN", "/bin/false".into()),
         ("NEUROVOL_JOB_MAX_ATTEMPTS", "2".into()),
     ]);
     let mut first = TestServer::start(&as_refs(&broken)).await;
@@ -396,6 +396,37 @@ async fn a_failed_scan_says_why_and_the_user_can_retry_it() {
     assert_eq!(ok_segments, 1);
     drop(second);
     drop(first);
+}
+
+#[tokio::test]
+async fn a_scan_waiting_for_the_segmentation_service_says_so_in_plain_words() {
+    // a worker that exits at once, and a long back-off: the scan waits between attempts
+    let env = pipeline_env(&[("NEUROVOL_WORKER_BIN", "/bin/false".into()), ("NEUROVOL_JOB_BACKOFF_SECS", "120".into())]);
+    let server = TestServer::start(&as_refs(&env)).await;
+    let db = server.db().await;
+    let mut b = signed_in(&server).await;
+    let scan = upload_scan(&b, &small_head(), false).await;
+    let until = Instant::now() + Duration::from_secs(120);
+    loop {
+        let attempts: Option<i64> = sqlx::query("SELECT attempts FROM jobs WHERE scan_id = $1 AND step = 'segment'")
+            .bind(&scan)
+            .fetch_optional(&db)
+            .await
+            .unwrap()
+            .map(|r| r.get("attempts"));
+        if attempts.is_some_and(|a| a > 0) {
+            break;
+        }
+        assert!(Instant::now() < until, "no segmentation attempt; log:\n{}", server.logs());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let page = b.get(&format!("/scans/{scan}")).await.text().await.unwrap();
+    assert!(page.contains(r#"data-testid="scan-retrying""#), "{page}");
+    assert!(page.contains("Waiting for the segmentation service") && page.contains("We retry automatically"), "{page}");
+    // the technical reason stays in the log
+    assert!(!page.contains("is starting"), "{page}");
+    assert!(server.logs().contains("cannot start the segmentation service"));
+    assert_eq!(scan_status(&db, &scan).await, "stored");
 }
 
 #[tokio::test]
@@ -472,22 +503,70 @@ async fn two_processes_on_one_postgres_share_20_scans_without_running_a_step_twi
     drop(loader);
 }
 
-#[test]
-fn a_missing_dcm2niix_stops_the_server_at_start_with_a_clear_message() {
-    let dir = temp_dir("no-dcm2niix");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_neurovol"))
-        .arg("serve")
-        .env_remove("NEUROVOL_CONFIG")
-        .env_remove("NEUROVOL_DATABASE_URL")
+/// `neurovol serve` with the pipeline on and `env` set: its exit status, the last line it
+/// printed, and the files it left in its data dir.
+fn serve_at_start(name: &str, env: &[(&str, &str)]) -> (std::process::ExitStatus, String, Vec<std::path::PathBuf>) {
+    let dir = temp_dir(name);
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_neurovol"));
+    cmd.arg("serve");
+    for var in ["NEUROVOL_CONFIG", "NEUROVOL_DATABASE_URL", "NEUROVOL_RUNPOD_ENDPOINT_ID", "NEUROVOL_RUNPOD_API_KEY"] {
+        cmd.env_remove(var);
+    }
+    let out = cmd
         .env("NEUROVOL_DATA_DIR", &dir)
         .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
         .env("NEUROVOL_PIPELINE_CONCURRENCY", "1")
-        .env("NEUROVOL_DCM2NIIX", "/nonexistent/dcm2niix")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
-    assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let last = stderr.lines().last().unwrap_or_default();
-    assert!(last.contains("dcm2niix") && last.contains("NEUROVOL_DCM2NIIX"), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default().to_string();
+    let mut files = Vec::new();
+    let mut todo = vec![dir.clone()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() { todo.push(e.path()) } else { files.push(e.path()) }
+        }
+    }
     std::fs::remove_dir_all(&dir).unwrap();
+    (out.status, last, files)
+}
+
+#[test]
+fn a_missing_dcm2niix_stops_the_server_at_start_with_a_clear_message() {
+    let (status, last, files) = serve_at_start("no-dcm2niix", &[("NEUROVOL_DCM2NIIX", "/nonexistent/dcm2niix")]);
+    assert!(!status.success());
+    assert!(last.contains("dcm2niix") && last.contains("NEUROVOL_DCM2NIIX"), "{last}");
+    assert!(files.is_empty(), "left behind: {files:?}");
+}
+
+#[test]
+fn a_server_without_a_segmentation_service_stops_at_start_and_writes_no_database() {
+    // neither a worker binary nor RunPod: one line naming the setting, no database file
+    let (status, last, files) = serve_at_start("no-worker", &[("NEUROVOL_WORKER_BIN", "/nonexistent/neurovol-worker")]);
+    assert!(!status.success());
+    assert!(last.contains("NEUROVOL_WORKER_BIN") && last.contains("/nonexistent/neurovol-worker"), "{last}");
+    assert!(files.is_empty(), "left behind: {files:?}");
+    // a worker that is there but cannot be run (no execute bit) is refused the same way
+    let not_executable = temp_dir("not-executable").join("neurovol-worker");
+    std::fs::write(&not_executable, b"#!/bin/sh\n").unwrap();
+    let bin = not_executable.display().to_string();
+    let (status, last, files) = serve_at_start("worker-not-executable", &[("NEUROVOL_WORKER_BIN", bin.as_str())]);
+    assert!(!status.success());
+    assert!(last.contains("NEUROVOL_WORKER_BIN"), "{last}");
+    assert!(files.is_empty(), "left behind: {files:?}");
+    std::fs::remove_dir_all(not_executable.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn a_server_without_its_model_files_stops_at_start_naming_neurovol_assets() {
+    // an executable that is there: the check looks at the model files next
+    let worker = "/bin/true";
+    let (status, last, files) = serve_at_start(
+        "no-assets",
+        &[("NEUROVOL_WORKER_BIN", worker), ("NEUROVOL_ASSETS", "/nonexistent/assets")],
+    );
+    assert!(!status.success());
+    assert!(last.contains("NEUROVOL_ASSETS") && last.contains("model21_104class"), "{last}");
+    assert!(files.is_empty(), "left behind: {files:?}");
 }

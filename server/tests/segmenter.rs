@@ -1,4 +1,4 @@
-//! The server's segmentation client (src/segmenter.rs, included here as a module) against
+//! The server's segmentation client (`server::segmenter`) against
 //! the real `neurovol-worker` child process, with inputs and outputs moving through the
 //! real `neurovol serve`'s signed object URLs (src/storage.rs + web/objects.rs).
 //!
@@ -11,22 +11,16 @@
 
 mod common;
 
-#[path = "../src/storage.rs"]
-#[allow(dead_code)]
-mod storage;
-
-#[path = "../src/segmenter.rs"]
-mod segmenter;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::TestServer;
-use segmenter::{
+use server::segmenter::{
     Backend, ClientSettings, JobInput, JobState, LocalWorkerSettings, Segmenter, SegmenterError,
 };
-use storage::{LocalStore, UrlSigner};
+use server::storage::{self, ObjectFolder, UrlSigner};
 
 const URL_KEY: &str = "test-object-url-key-0123456789abcdef0123456789";
 
@@ -89,7 +83,7 @@ fn settings() -> ClientSettings {
     }
 }
 
-async fn put(store: &LocalStore, key: &str, bytes: &[u8]) {
+async fn put(store: &ObjectFolder, key: &str, bytes: &[u8]) {
     let tmp = std::env::temp_dir().join(format!(
         "nv-seg-put-{}",
         hex::encode(rand::random::<[u8; 6]>())
@@ -105,37 +99,9 @@ fn unix_now() -> u64 {
         .as_secs()
 }
 
-/// Same synthetic head as the worker tests: an ellipsoid, 40³ at 1.2 mm, gzip.
+/// The worker tests' synthetic head (an ellipsoid, 40³ at 1.2 mm), gzip.
 fn tiny_head_gz() -> Vec<u8> {
-    let n = 40usize;
-    let mut data = vec![0f32; n * n * n];
-    for k in 0..n {
-        for j in 0..n {
-            for i in 0..n {
-                let (x, y, z) = (i as f32 - 20.0, j as f32 - 20.0, k as f32 - 20.0);
-                let r = (x * x / 196.0 + y * y / 256.0 + z * z / 169.0).sqrt();
-                if r < 1.0 {
-                    data[i + n * (j + n * k)] =
-                        if r < 0.6 { 110.0 } else { 70.0 } + ((i * 7 + j * 3 + k) % 11) as f32;
-                }
-            }
-        }
-    }
-    let mut v = volumetry::Volume {
-        dims: [n, n, n],
-        data,
-        header: Default::default(),
-    };
-    v.header.pixdim = [1.0, 1.2, 1.2, 1.2, 1.0, 1.0, 1.0, 1.0];
-    v.header.set_affine(
-        &[
-            [1.2, 0.0, 0.0, -24.0],
-            [0.0, 1.2, 0.0, -24.0],
-            [0.0, 0.0, 1.2, -24.0],
-        ],
-        1,
-    );
-    let raw = volumetry::nifti::encode(&v);
+    let raw = volumetry::nifti::encode(&volumetry::synthetic::head());
     use std::io::Write;
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&raw).unwrap();
@@ -180,7 +146,7 @@ fn fresh_keys() -> Keys {
 
 async fn wait_state(
     seg: &Segmenter,
-    h: &segmenter::JobHandle,
+    h: &server::segmenter::JobHandle,
     want: fn(&JobState) -> bool,
     within: Duration,
 ) -> JobState {
@@ -198,7 +164,7 @@ async fn wait_state(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_cancel_timeout_queue_and_worker_crash() {
     let server = TestServer::start(&[("NEUROVOL_OBJECT_URL_KEY", URL_KEY)]).await;
-    let store = LocalStore::new(server.data_dir.join("objects"));
+    let store = ObjectFolder::new(server.data_dir.join("objects"));
     let signer = UrlSigner::new(URL_KEY.as_bytes().to_vec(), &server.url);
     let ttl = Duration::from_secs(600);
 
@@ -476,7 +442,7 @@ async fn t1_reference_end_to_end_equals_segment_file() {
     let brain_mask = std::env::var("NEUROVOL_E2E_BRAIN_MASK").is_ok_and(|v| v == "1");
     let input = assets().join("reference/t1_crop/input_t1_crop.nii.gz");
     let server = TestServer::start(&[("NEUROVOL_OBJECT_URL_KEY", URL_KEY)]).await;
-    let store = LocalStore::new(server.data_dir.join("objects"));
+    let store = ObjectFolder::new(server.data_dir.join("objects"));
     let signer = UrlSigner::new(URL_KEY.as_bytes().to_vec(), &server.url);
     let in_key = storage::new_key(".nii.gz");
     put(&store, &in_key, &std::fs::read(&input).unwrap()).await;

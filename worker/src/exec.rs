@@ -11,37 +11,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use reqwest::Url;
-use serde::{Deserialize, Serialize};
+use segment_api::{JobInput, JobOutput, JobTimings};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use volumetry::{ModelId, SegmentOptions};
-
-/// `input` of a `/run` request.
-#[derive(Clone, Deserialize, Serialize)]
-pub struct JobInput {
-    /// Pre-signed GET URL of the de-identified NIfTI (`.nii` or `.nii.gz`).
-    pub nifti_url: String,
-    /// Pre-signed PUT URL for the label NIfTI (gzip-compressed, input grid).
-    pub labels_url: String,
-    /// Pre-signed PUT URL for `volumes.json`.
-    pub volumes_url: String,
-    /// Region model; default `model21_104class`.
-    #[serde(default)]
-    pub model: Option<String>,
-    /// Also run mindgrab for the intracranial volume (default true).
-    #[serde(default)]
-    pub brain_mask: Option<bool>,
-}
-
-impl std::fmt::Debug for JobInput {
-    // Never print the URLs (their query strings are credentials).
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JobInput")
-            .field("model", &self.model)
-            .field("brain_mask", &self.brain_mask)
-            .finish_non_exhaustive()
-    }
-}
 
 /// What a job needs from the worker.
 pub struct ExecContext {
@@ -51,34 +24,6 @@ pub struct ExecContext {
     pub max_nifti_bytes: u64,
     /// One permit: one inference at a time on this device.
     pub inference: Arc<Semaphore>,
-}
-
-/// `output` of a COMPLETED job.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct JobOutput {
-    pub model: String,
-    pub engine: String,
-    pub labels_bytes: u64,
-    pub labels_sha256: String,
-    pub volumes_bytes: u64,
-    pub volumes_sha256: String,
-    pub input_bytes: u64,
-    pub dims: [usize; 3],
-    pub timings: JobTimings,
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct JobTimings {
-    pub download_s: f64,
-    /// Time spent waiting for the device (another inference running).
-    pub wait_s: f64,
-    pub conform_s: f64,
-    pub model_s: f64,
-    pub mask_s: f64,
-    pub post_s: f64,
-    pub segment_s: f64,
-    pub upload_s: f64,
-    pub total_s: f64,
 }
 
 fn parse_url(field: &str, s: &str) -> Result<Url, String> {
@@ -99,12 +44,11 @@ fn parse_url(field: &str, s: &str) -> Result<Url, String> {
 /// the next job waits for it.
 pub async fn run(ctx: &ExecContext, input: JobInput) -> Result<JobOutput, String> {
     let t0 = Instant::now();
-    let model = ModelId::parse(input.model.as_deref().unwrap_or("model21_104class"))
-        .map_err(|e| e.to_string())?;
+    let model = ModelId::parse(&input.model).map_err(|e| e.to_string())?;
     let nifti_url = parse_url("nifti_url", &input.nifti_url)?;
     let labels_url = parse_url("labels_url", &input.labels_url)?;
     let volumes_url = parse_url("volumes_url", &input.volumes_url)?;
-    let brain_mask = input.brain_mask.unwrap_or(true);
+    let brain_mask = input.brain_mask;
     drop(input);
 
     let bytes = download(&ctx.http, nifti_url, ctx.max_input_bytes).await?;
@@ -267,17 +211,7 @@ fn strip(e: volumetry::VolumetryError) -> String {
 /// Text of an error and its causes, without any URL.
 fn describe_error(e: reqwest::Error) -> String {
     let timeout = e.is_timeout();
-    let e = e.without_url();
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(&e);
-    while let Some(c) = src {
-        let t = c.to_string();
-        if !t.contains("://") && !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        src = c.source();
-    }
+    let s = segment_api::describe_error(&e.without_url());
     if timeout {
         format!("timed out ({s})")
     } else {
@@ -424,15 +358,9 @@ mod tests {
     }
 
     #[test]
-    fn input_debug_hides_urls() {
-        let i = JobInput {
-            nifti_url: "http://h/x?sig=SECRET".into(),
-            labels_url: "http://h/y?sig=SECRET".into(),
-            volumes_url: "http://h/z?sig=SECRET".into(),
-            model: None,
-            brain_mask: None,
-        };
-        assert!(!format!("{i:?}").contains("SECRET"));
+    fn the_default_model_is_volumetrys() {
+        let default = ModelId::parse(segment_api::DEFAULT_MODEL).unwrap();
+        assert_eq!(default, SegmentOptions::default().model);
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! ```
 //! Every request needs `Authorization: Bearer KEY` (401 otherwise). Statuses: IN_QUEUE,
 //! IN_PROGRESS, COMPLETED, FAILED, CANCELLED, TIMED_OUT. One job runs at a time; a bounded
-//! queue holds the rest. See `docs/segmentation-worker.md`.
+//! queue holds the rest. The JSON types are `segment_api`'s, shared with the server's
+//! client. See `docs/segmentation-worker.md`.
 
 pub mod config;
 pub mod exec;
@@ -26,30 +27,13 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::{Deserialize, Serialize};
+use segment_api::{ErrorReply, JobReport, RunRequest};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use tokio::sync::{Notify, Semaphore, watch};
 
 pub use config::WorkerConfig;
-pub use exec::{JobInput, JobOutput};
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Status {
-    InQueue,
-    InProgress,
-    Completed,
-    Failed,
-    Cancelled,
-    TimedOut,
-}
-
-impl Status {
-    pub fn is_terminal(self) -> bool {
-        !matches!(self, Status::InQueue | Status::InProgress)
-    }
-}
+pub use segment_api::{JobInput, JobOutput, Status};
 
 struct Job {
     status: Status,
@@ -119,7 +103,7 @@ impl Worker {
         }))
     }
 
-    fn status_json(id: &str, job: &Job) -> Value {
+    fn report(id: &str, job: &Job) -> JobReport {
         let now = Instant::now();
         let delay = job
             .started
@@ -129,14 +113,13 @@ impl Worker {
             .started
             .map(|s| job.finished.unwrap_or(now).saturating_duration_since(s))
             .unwrap_or_default();
-        let mut v = json!({ "id": id, "status": job.status, "delayTime": ms(delay), "executionTime": ms(exec) });
-        if let Some(o) = &job.output {
-            v["output"] = o.clone();
+        JobReport {
+            delay_time_ms: Some(ms(delay)),
+            execution_time_ms: Some(ms(exec)),
+            output: job.output.clone(),
+            error: job.error.clone(),
+            ..JobReport::new(id, job.status)
         }
-        if let Some(e) = &job.error {
-            v["error"] = json!(e);
-        }
-        v
     }
 
     fn forget_old(&self, t: &mut Table) {
@@ -276,21 +259,8 @@ impl Worker {
     }
 }
 
-#[derive(Deserialize)]
-struct RunRequest {
-    input: Option<JobInput>,
-    #[serde(default)]
-    policy: Option<Policy>,
-}
-
-#[derive(Deserialize)]
-struct Policy {
-    #[serde(rename = "executionTimeout")]
-    execution_timeout: Option<u64>,
-}
-
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": msg.into() }))).into_response()
+    (status, Json(ErrorReply { error: msg.into() })).into_response()
 }
 
 /// Bearer-key check (constant time) and endpoint-id match.
@@ -330,7 +300,7 @@ async fn run(
     };
     let timeout = req
         .policy
-        .and_then(|p| p.execution_timeout)
+        .and_then(|p| p.execution_timeout_ms)
         .map(|ms| Duration::from_millis(ms.max(1)))
         .map_or(w.cfg.job_timeout, |d| d.min(w.cfg.job_timeout));
     let id = hex::encode(rand::random::<[u8; 16]>());
@@ -346,7 +316,9 @@ async fn run(
             return (
                 StatusCode::TOO_MANY_REQUESTS,
                 [(header::RETRY_AFTER, "5")],
-                Json(json!({ "error": "the queue is full" })),
+                Json(ErrorReply {
+                    error: "the queue is full".into(),
+                }),
             )
                 .into_response();
         }
@@ -369,7 +341,7 @@ async fn run(
     }
     tracing::info!(job = %id, "job queued");
     w.wake.notify_one();
-    Json(json!({ "id": id, "status": Status::InQueue })).into_response()
+    Json(JobReport::new(id, Status::InQueue)).into_response()
 }
 
 async fn status(
@@ -382,7 +354,7 @@ async fn status(
     }
     let t = lock(&w);
     match t.jobs.get(&id) {
-        Some(job) => Json(Worker::status_json(&id, job)).into_response(),
+        Some(job) => Json(Worker::report(&id, job)).into_response(),
         None => error(StatusCode::NOT_FOUND, "no such job"),
     }
 }
@@ -396,41 +368,31 @@ async fn cancel(
         return r;
     }
     let mut t = lock(&w);
-    let cancelled_queued = {
-        let Some(job) = t.jobs.get_mut(&id) else {
-            return error(StatusCode::NOT_FOUND, "no such job");
-        };
-        match job.status {
-            Status::InQueue => {
-                job.status = Status::Cancelled;
-                job.finished = Some(Instant::now());
-                job.input = None;
-                true
-            }
-            Status::InProgress => {
-                // The runner drops the job's work at once (an inference already on the
-                // device finishes on its thread; its result is discarded).
-                job.status = Status::Cancelled;
-                job.finished = Some(Instant::now());
-                job.cancel.notify_one();
-                tracing::info!(job = %id, "job cancelled while running");
-                false
-            }
-            _ => false,
-        }
+    let Some(job) = t.jobs.get_mut(&id) else {
+        return error(StatusCode::NOT_FOUND, "no such job");
     };
-    if cancelled_queued {
-        t.queue.retain(|q| q != &id);
-        *t.counts.entry("cancelled").or_default() += 1;
-        tracing::info!(job = %id, "job cancelled in the queue");
-        return Json(json!({ "id": id, "status": Status::Cancelled })).into_response();
+    let was = job.status;
+    if !was.is_terminal() {
+        job.status = Status::Cancelled;
+        job.finished = Some(Instant::now());
     }
-    let status = t
-        .jobs
-        .get(&id)
-        .map(|j| j.status)
-        .unwrap_or(Status::Cancelled);
-    Json(json!({ "id": id, "status": status })).into_response()
+    let status = job.status;
+    match was {
+        Status::InQueue => {
+            job.input = None;
+            t.queue.retain(|q| q != &id);
+            *t.counts.entry("cancelled").or_default() += 1;
+            tracing::info!(job = %id, "job cancelled in the queue");
+        }
+        Status::InProgress => {
+            // The runner drops the job's work at once (an inference already on the
+            // device finishes on its thread; its result is discarded) and counts it.
+            job.cancel.notify_one();
+            tracing::info!(job = %id, "job cancelled while running");
+        }
+        _ => {}
+    }
+    Json(JobReport::new(id, status)).into_response()
 }
 
 async fn health(

@@ -15,6 +15,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use reqwest::Method;
 use serde_json::{Value, json};
 
 const KEY: &str = "test-key-0123456789abcdef";
@@ -63,6 +64,25 @@ impl Worker {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// An authorised request without a body.
+    async fn request(
+        &self,
+        http: &reqwest::Client,
+        method: Method,
+        path: &str,
+    ) -> reqwest::Response {
+        http.request(method, self.api(path))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// An authorised request without a body; the JSON answer.
+    async fn call(&self, http: &reqwest::Client, method: Method, path: &str) -> Value {
+        self.request(http, method, path).await.json().await.unwrap()
+    }
+
     async fn run(&self, http: &reqwest::Client, input: Value) -> reqwest::Response {
         http.post(self.api("/run"))
             .bearer_auth(KEY)
@@ -81,14 +101,7 @@ impl Worker {
     }
 
     async fn status(&self, http: &reqwest::Client, id: &str) -> Value {
-        http.get(self.api(&format!("/status/{id}")))
-            .bearer_auth(KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.call(http, Method::GET, &format!("/status/{id}")).await
     }
 
     async fn wait_for(
@@ -196,37 +209,9 @@ fn input(base: &str, nifti: &str) -> Value {
     })
 }
 
-/// A small synthetic "head": an ellipsoid of brain-like intensities, 1.2 mm voxels, RAS.
+/// The synthetic head (an ellipsoid, 40³ at 1.2 mm): segments in seconds.
 fn tiny_head() -> Vec<u8> {
-    let n = 40usize;
-    let mut data = vec![0f32; n * n * n];
-    for k in 0..n {
-        for j in 0..n {
-            for i in 0..n {
-                let (x, y, z) = (i as f32 - 20.0, j as f32 - 20.0, k as f32 - 20.0);
-                let r = (x * x / 196.0 + y * y / 256.0 + z * z / 169.0).sqrt();
-                if r < 1.0 {
-                    data[i + n * (j + n * k)] =
-                        if r < 0.6 { 110.0 } else { 70.0 } + ((i * 7 + j * 3 + k) % 11) as f32;
-                }
-            }
-        }
-    }
-    let mut v = volumetry::Volume {
-        dims: [n, n, n],
-        data,
-        header: Default::default(),
-    };
-    v.header.pixdim = [1.0, 1.2, 1.2, 1.2, 1.0, 1.0, 1.0, 1.0];
-    v.header.set_affine(
-        &[
-            [1.2, 0.0, 0.0, -24.0],
-            [0.0, 1.2, 0.0, -24.0],
-            [0.0, 0.0, 1.2, -24.0],
-        ],
-        1,
-    );
-    volumetry::nifti::encode(&v)
+    volumetry::nifti::encode(&volumetry::synthetic::head())
 }
 
 fn four_d() -> Vec<u8> {
@@ -305,45 +290,16 @@ async fn run_status_cancel_and_outputs() {
         .await;
     let queued = w.submit(&http, input(&base, "/obj/head.nii")).await;
     assert_eq!(w.status(&http, &queued).await["status"], "IN_QUEUE");
-    let c: Value = http
-        .post(w.api(&format!("/cancel/{queued}")))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(c["status"], "CANCELLED");
-    let c: Value = http
-        .post(w.api(&format!("/cancel/{running}")))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(c["status"], "CANCELLED");
+    for id in [&queued, &running] {
+        let c = w.call(&http, Method::POST, &format!("/cancel/{id}")).await;
+        assert_eq!(c["status"], "CANCELLED");
+    }
     assert_eq!(w.status(&http, &running).await["status"], "CANCELLED");
     assert_eq!(w.status(&http, &queued).await["status"], "CANCELLED");
 
-    let r = http
-        .get(w.api("/status/nope"))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap();
+    let r = w.request(&http, Method::GET, "/status/nope").await;
     assert_eq!(r.status(), 404);
-    let h: Value = http
-        .get(w.api("/health"))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let h = w.call(&http, Method::GET, "/health").await;
     assert_eq!(h["jobs"]["completed"], 1, "{h}");
     assert_eq!(h["jobs"]["cancelled"], 2, "{h}");
     let logs = w.logs();

@@ -6,9 +6,14 @@
 //! upstream URLs, refusing (and deleting) any download whose SHA-256 differs. Downloading is
 //! the caller's [`Downloader`], so this crate carries no HTTP client and tests run offline.
 //!
-//! Files without an upstream URL (the `derived` safetensors/arch.json conversions and
-//! NeuroVol's own documentation) cannot be fetched; [`FetchReport::not_downloadable`] lists them
-//! and [`verify`] says whether they are present and intact.
+//! Files without an upstream URL cannot be fetched; [`FetchReport::not_downloadable`] lists
+//! them. The `derived` ones (each model's `model.safetensors` + `arch.json`) are computed from the
+//! upstream TF.js files by [`derive`] ([`derive_missing`]; [`install`] = fetch + derive), the
+//! safetensors checked against the manifest's SHA-256. NeuroVol's own documents cannot be made
+//! and are not needed to run.
+//!
+//! The manifest itself is kept in the repository ([`pinned_manifest`]), so a fresh clone knows
+//! what to download without the assets folder.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -18,11 +23,26 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub mod derive;
+mod install;
+
+pub use install::{DeriveReport, InstallReport, Outcome, derive_missing, install};
+
 /// Environment variable naming the assets folder (`models/`, `normative/`, … inside it).
 pub const ASSETS_ENV: &str = "NEUROVOL_ASSETS";
 
 /// Where the manifest lives inside the assets folder.
 pub const MANIFEST_PATH: &str = "models/MANIFEST.json";
+
+/// The manifest this build pins: `crates/assets/MANIFEST.json`, a copy of the assets folder's
+/// `models/MANIFEST.json` (a test keeps them equal), so a machine without the assets still
+/// knows what to download and which hashes to accept.
+pub const PINNED_MANIFEST_JSON: &str = include_str!("../MANIFEST.json");
+
+/// [`PINNED_MANIFEST_JSON`], parsed and validated.
+pub fn pinned_manifest() -> Result<Manifest, AssetError> {
+    Manifest::from_json(PINNED_MANIFEST_JSON)
+}
 
 /// The assets folder from [`ASSETS_ENV`], if set and non-empty.
 pub fn assets_root_from_env() -> Option<PathBuf> {
@@ -93,6 +113,18 @@ pub enum AssetError {
     HashMismatch {
         path: String,
         url: String,
+        expected: String,
+        actual: String,
+    },
+    /// A derived file could not be computed (missing or altered upstream input, unsupported or
+    /// inconsistent TF.js model); `path` names the file(s) that were to be derived.
+    #[error("cannot derive {path}: {message}")]
+    Derive { path: String, message: String },
+    #[error(
+        "refused {path}: SHA-256 of the file derived from the upstream TF.js model is {actual}, the manifest expects {expected}; nothing written"
+    )]
+    DerivedHashMismatch {
+        path: String,
         expected: String,
         actual: String,
     },
@@ -274,17 +306,7 @@ fn fetch_one(
     dest: &Path,
     downloader: &mut dyn Downloader,
 ) -> Result<(), AssetError> {
-    let parent = dest.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(parent).map_err(io_err(parent))?;
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // same folder, so the final rename is atomic; pid keeps concurrent fetches apart
-    let mut temp = TempFile {
-        path: parent.join(format!(".{name}.{}.part", std::process::id())),
-        keep: false,
-    };
+    let temp = TempFile::beside(dest)?;
     let file = File::create(&temp.path).map_err(io_err(&temp.path))?;
     let mut sink = CheckedSink {
         file,
@@ -321,15 +343,48 @@ fn fetch_one(
         });
     }
     drop(sink.file);
-    fs::rename(&temp.path, dest).map_err(io_err(dest))?;
-    temp.keep = true; // renamed: nothing left to delete
-    Ok(())
+    temp.persist(dest)
 }
 
-/// Deletes the partial download on every early return (refusal, error, panic).
+/// Writes `bytes` to `dest` through a temporary file, so `dest` is never partial.
+fn write_atomically(dest: &Path, bytes: &[u8]) -> Result<(), AssetError> {
+    let temp = TempFile::beside(dest)?;
+    let mut file = File::create(&temp.path).map_err(io_err(&temp.path))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io_err(&temp.path))?;
+    drop(file);
+    temp.persist(dest)
+}
+
+/// Deletes the partial file on every early return (refusal, error, panic).
 struct TempFile {
     path: PathBuf,
     keep: bool,
+}
+
+impl TempFile {
+    /// A temporary name beside `dest`: same folder, so the final rename is atomic; the pid keeps
+    /// concurrent runs apart. Creates the folder.
+    fn beside(dest: &Path) -> Result<TempFile, AssetError> {
+        let parent = dest.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(parent).map_err(io_err(parent))?;
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(TempFile {
+            path: parent.join(format!(".{name}.{}.part", std::process::id())),
+            keep: false,
+        })
+    }
+
+    /// Renames the finished file into place.
+    fn persist(mut self, dest: &Path) -> Result<(), AssetError> {
+        fs::rename(&self.path, dest).map_err(io_err(dest))?;
+        self.keep = true; // renamed: nothing left to delete
+        Ok(())
+    }
 }
 
 impl Drop for TempFile {

@@ -1,6 +1,7 @@
 //! Minimal C ABI over `deidentify_zip` so plain Node can run the wasm32 build without
 //! wasm-bindgen: `nv_alloc` input buffers, `nv_deid_zip` (returns 0 or an error code),
-//! then read `nv_out_ptr`/`nv_out_len`. Used by scripts/deid-wasm-check.sh.
+//! then read `nv_out_ptr`/`nv_out_len`: the output ZIP, or after an error the error's JSON.
+//! Used by scripts/deid-wasm-check.sh.
 
 use std::io::Cursor;
 use std::sync::Mutex;
@@ -36,15 +37,17 @@ pub unsafe extern "C" fn nv_deid_zip(zip: *const u8, zip_len: usize, seed: *cons
         o.compression = deid::OutputCompression::Stored;
     }
     let mut out = Cursor::new(Vec::new());
-    match deid::deidentify_zip(Cursor::new(input), &mut out, &o) {
-        Ok(_) => {
-            if let Ok(mut g) = OUT.lock() {
-                *g = out.into_inner();
-            }
-            0
+    let (rc, bytes) = match deid::deidentify_zip(Cursor::new(input), &mut out, &o) {
+        Ok(_) => (0, out.into_inner()),
+        Err(e) => {
+            let json = serde_json::to_string(&e).unwrap_or_default();
+            (1 + json.len() as u32, json.into_bytes())
         }
-        Err(e) => 1 + serde_json::to_string(&e).map(|s| s.len() as u32).unwrap_or(0),
+    };
+    if let Ok(mut g) = OUT.lock() {
+        *g = bytes;
     }
+    rc
 }
 
 #[unsafe(no_mangle)]

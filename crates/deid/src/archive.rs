@@ -256,8 +256,9 @@ fn unpack(p: Packed) -> Result<Vec<u8>, DeidError> {
 }
 
 /// Caps on the inflated bytes: one entry, and all entries read so far. The declared sizes
-/// already passed these caps and inflating never goes past a declared size, so this is a
-/// second line of defence.
+/// already passed these caps and inflating never goes past a declared size, so for entries
+/// this is a second line of defence; for the deflated data sets inside them, which declare
+/// no size, it is the first.
 fn charge(len: u64, limits: &Limits, total_read: &mut u64) -> Result<(), DeidError> {
     let budget = limits.max_entry_bytes.min(limits.max_total_bytes.saturating_sub(*total_read));
     if len > budget {
@@ -463,6 +464,8 @@ fn scan_archive<R: Read + Seek>(
             let Some(file) = it.file else { return Err(DeidError::NestedZip) };
             match file {
                 Ok((scan, rec)) => {
+                    // a deflated data set is written inflated: its inflated bytes are extracted too
+                    charge(scan.inflated_data_set.unwrap_or(0), limits, &mut total_read)?;
                     if scan.meta.sop_class.as_deref() == Some(DICOMDIR_CLASS) {
                         skipped.dicomdir += 1;
                     } else if !scan.has_pixel_data {

@@ -20,7 +20,9 @@
 //! - writes each SOP instance once (duplicates in an archive are counted, not repeated);
 //! - copies every kept value byte for byte: pixel data (native or encapsulated) is
 //!   identical and the transfer syntax is preserved (implicit/explicit LE, explicit BE,
-//!   deflated, JPEG/JPEG-LS/JPEG 2000/RLE without decoding);
+//!   JPEG/JPEG-LS/JPEG 2000/RLE without decoding), except that a deflated data set is
+//!   written inflated: Deflated Explicit VR Little Endian becomes Explicit VR Little Endian
+//!   (dcm2niix cannot read deflated files; [`Report::transcoded_from_deflated`]);
 //! - captures PatientAge (years), PatientSex and StudyDate before removal ([`Facts`]).
 //!
 //! # Why not the `dicom-anonymization` crate
@@ -72,7 +74,8 @@ pub const IMPLEMENTATION_VERSION_NAME: &str = "NEUROVOL_DEID_1";
 pub struct Limits {
     /// Maximum number of entries (files and folders) in the ZIP.
     pub max_entries: u64,
-    /// Maximum total uncompressed bytes of all entries.
+    /// Maximum total uncompressed bytes of all entries (a deflated data set counts inflated
+    /// as well, since it is written inflated).
     pub max_total_bytes: u64,
     /// Maximum uncompressed bytes of one entry (also caps an inflated deflated data set).
     pub max_entry_bytes: u64,
@@ -214,6 +217,10 @@ pub struct Report {
     pub curve_elements_removed: u64,
     /// Distinct original UIDs replaced.
     pub distinct_uids_replaced: u64,
+    /// Files stored with a deflated data set (Deflated Explicit VR Little Endian): written
+    /// uncompressed after de-identification, as Explicit VR Little Endian.
+    #[serde(default)]
+    pub transcoded_from_deflated: u64,
     pub skipped: Skipped,
     pub series_in_archive: u64,
 }
@@ -291,6 +298,7 @@ fn count_file(r: &mut Report, scan: &part10::Scan) {
     r.private_elements_removed += scan.private_removed;
     r.overlay_elements_removed += scan.overlay_removed;
     r.curve_elements_removed += scan.curve_removed;
+    r.transcoded_from_deflated += u64::from(scan.inflated_data_set.is_some());
 }
 
 fn file_err(e: part10::FileError) -> DeidError {

@@ -6,7 +6,7 @@
 
 use std::cell::Cell;
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::ops::Range;
 use std::rc::Rc;
 
@@ -22,7 +22,9 @@ use crate::facts::RawFacts;
 use crate::rules::{self, Action, Profile, RemoveKind};
 use crate::uid::{UidMap, UidRecord};
 
+pub(crate) const EXPLICIT_LE_TS: &str = "1.2.840.10008.1.2.1";
 pub(crate) const DEFLATED_TS: &str = "1.2.840.10008.1.2.1.99";
+pub(crate) const JPIP_TS: &str = "1.2.840.10008.1.2.4.94";
 pub(crate) const JPIP_DEFLATED_TS: &str = "1.2.840.10008.1.2.4.95";
 pub(crate) const DICOMDIR_CLASS: &str = "1.2.840.10008.1.3.10";
 
@@ -44,7 +46,8 @@ enum Encoding {
     ImplicitLe,
     ExplicitLe,
     ExplicitBe,
-    /// Explicit VR little endian, data set deflated (raw DEFLATE) after the meta.
+    /// Explicit VR little endian, data set deflated (raw DEFLATE) after the meta; written
+    /// back inflated ([`written_transfer_syntax`]).
     DeflatedLe,
 }
 
@@ -65,6 +68,9 @@ pub(crate) struct Meta {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Scan {
     pub meta: Meta,
+    /// Length of the data set after inflating, for a file with a deflated data set (written
+    /// inflated, so it counts toward the archive's size limits).
+    pub inflated_data_set: Option<u64>,
     pub has_pixel_data: bool,
     pub rows: Option<u16>,
     pub columns: Option<u16>,
@@ -185,6 +191,17 @@ pub(crate) fn parse_meta(bytes: &[u8]) -> Result<Meta, FileError> {
     meta.transfer_syntax = ts.ok_or(FileError::Corrupt)?;
     meta.body_offset = pos;
     Ok(meta)
+}
+
+/// The transfer syntax a rewritten file is written in: the source's own, except that a
+/// deflated data set is written inflated, under the syntax that differs from the source's
+/// only in not being deflated (dcm2niix, among others, cannot read deflated data sets).
+pub(crate) fn written_transfer_syntax(ts: &str) -> &str {
+    match ts {
+        DEFLATED_TS => EXPLICIT_LE_TS,
+        JPIP_DEFLATED_TS => JPIP_TS,
+        other => other,
+    }
 }
 
 fn encoding_of(ts: &str) -> Result<Encoding, FileError> {
@@ -416,12 +433,15 @@ pub(crate) fn process(
     };
     let mut reader = new_reader()?;
 
-    let mut scan = Scan { meta: meta.clone(), ..Default::default() };
+    let mut scan = Scan {
+        meta: meta.clone(),
+        inflated_data_set: (enc_kind == Encoding::DeflatedLe).then_some(body.len() as u64),
+        ..Default::default()
+    };
     if want.previews {
         scan.previews = Some(Vec::new());
     }
     // the header goes first so the body is written once, in place (no copy of the pixels)
-    let mut header = Vec::new();
     let mut out = Out::default();
     if want.output || recording {
         let new_instance = match meta.sop_instance.as_deref() {
@@ -429,13 +449,9 @@ pub(crate) fn process(
             _ => None,
         };
         if want.output {
-            header = file_header(&meta, new_instance.as_deref());
-            if enc_kind == Encoding::DeflatedLe {
-                out.buf.reserve(body.len() + 512);
-            } else {
-                out.buf.reserve(header.len() + body.len().min(64 * 1024) + 512);
-                out.buf.append(&mut header);
-            }
+            let mut header = file_header(&meta, new_instance.as_deref());
+            out.buf.reserve(header.len() + body.len().min(64 * 1024) + 512);
+            out.buf.append(&mut header);
         }
     }
     let mut stack: Vec<Frame> = Vec::new();
@@ -634,13 +650,8 @@ pub(crate) fn process(
     }
 
     if enc_kind == Encoding::DeflatedLe {
-        let mut file = header;
-        let mut z = flate2::write::DeflateEncoder::new(file, flate2::Compression::default());
-        for p in out.pieces(body) {
-            z.write_all(p).map_err(|_| FileError::Corrupt)?;
-        }
-        file = z.finish().map_err(|_| FileError::Corrupt)?;
-        return Ok((scan, Some(Out { buf: file, splices: Vec::new() })));
+        // written inflated: the splices refer to the inflated data set, which ends here
+        return Ok((scan, Some(Out { buf: out.to_vec(body), splices: Vec::new() })));
     }
     // `out` already starts with the header; splices refer to `bytes` from here on
     for (_, r) in out.splices.iter_mut() {
@@ -693,7 +704,8 @@ fn value(
     Ok(())
 }
 
-/// Zero preamble, "DICM" and a rebuilt file meta group (explicit VR LE).
+/// Zero preamble, "DICM" and a rebuilt file meta group (explicit VR LE), with the transfer
+/// syntax the data set is written in and the group length of what is written.
 fn file_header(meta: &Meta, new_instance: Option<&str>) -> Vec<u8> {
     let mut file = Vec::with_capacity(400);
     file.extend_from_slice(&[0u8; 128]);
@@ -723,7 +735,7 @@ fn file_header(meta: &Meta, new_instance: Option<&str>) -> Vec<u8> {
     if let Some(u) = new_instance {
         put(&mut group, 0x0003, b"UI", u.as_bytes());
     }
-    put(&mut group, 0x0010, b"UI", meta.transfer_syntax.as_bytes());
+    put(&mut group, 0x0010, b"UI", written_transfer_syntax(&meta.transfer_syntax).as_bytes());
     put(&mut group, 0x0012, b"UI", crate::IMPLEMENTATION_CLASS_UID.as_bytes());
     put(&mut group, 0x0013, b"SH", crate::IMPLEMENTATION_VERSION_NAME.as_bytes());
     file.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);

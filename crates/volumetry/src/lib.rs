@@ -14,6 +14,7 @@ pub mod error;
 pub mod model;
 pub mod nifti;
 pub mod post;
+pub mod synthetic;
 pub mod volumes;
 
 use std::path::{Path, PathBuf};

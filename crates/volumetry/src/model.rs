@@ -29,7 +29,10 @@ impl ModelId {
         ModelId::Mindgrab,
     ];
 
-    pub fn folder(self) -> &'static str {
+    /// The region model used when none is named (server, worker and commands).
+    pub const DEFAULT: ModelId = ModelId::Model21_104class;
+
+    pub const fn folder(self) -> &'static str {
         match self {
             ModelId::Model21_104class => "model21_104class",
             ModelId::Model18cls => "model18cls",

@@ -19,9 +19,10 @@ use anyhow::{Context, anyhow};
 
 use crate::config::Config;
 use crate::object_store::ObjectStore;
-use crate::pipeline::{PipelineSettings, SegmenterSlot, StepError, Steps, TempDir};
+use crate::pipeline::{PipelineSettings, SegmenterSlot, StepError, Steps};
+use crate::temp_dir::TempDir;
 use crate::segmenter::{ClientSettings, Segmenter};
-use crate::storage::{self, LocalStore, UrlSigner};
+use crate::storage::{self, ObjectFolder, UrlSigner};
 
 #[derive(Debug, clap::Args)]
 pub struct AnalyzeArgs {
@@ -100,7 +101,7 @@ pub async fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
             let root = tmp.path().join("objects");
             std::fs::create_dir_all(&root)?;
             let routes = crate::web::objects::router::<()>(crate::web::objects::SignedObjects::new(
-                LocalStore::new(&root),
+                ObjectFolder::new(&root),
                 Some(signer.clone()),
                 tmp.path().join("staging"),
             ));

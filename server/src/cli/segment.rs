@@ -21,7 +21,7 @@ pub struct SegmentArgs {
     #[arg(long)]
     pub volumes: PathBuf,
     /// model21_104class (default), model18cls, model30chan50cls or mindgrab.
-    #[arg(long, default_value = "model21_104class")]
+    #[arg(long, default_value = volumetry::ModelId::DEFAULT.folder())]
     pub model: String,
     /// Age in years at the scan (for percentiles).
     #[arg(long)]

@@ -91,17 +91,23 @@ pub fn score(volumes: &VolumesJson, facts: &ScanFacts, extra_warnings: Vec<Warni
     for f in flags.iter().filter(|f| f.region.is_none() || GLOBAL_FAILURES.contains(&f.code.as_str())) {
         warnings.push(Warning { code: f.code.clone(), message: f.message.clone() });
     }
+    // the reference's own age range and low-confidence ages (norms is their one home)
     if let Some(a) = facts.age_years {
-        if !(2..=100).contains(&a) {
-            warnings.push(Warning {
+        let (min, max) = Norms::embedded().age_range();
+        match Norms::embedded().check_age(f64::from(a)) {
+            Err(_) => warnings.push(Warning {
                 code: "age_out_of_range".into(),
-                message: format!("Age {a} years is outside the normative reference (2–100 years): no percentiles."),
-            });
-        } else if !(5..=85).contains(&a) {
-            warnings.push(Warning {
+                message: format!("Age {a} years is outside the normative reference ({min}–{max} years): no percentiles."),
+            }),
+            Ok(true) => warnings.push(Warning {
                 code: "low_confidence".into(),
-                message: "Percentiles under 5 or over 85 years rest on few reference scans: read them with care.".into(),
-            });
+                message: format!(
+                    "Percentiles under {} or over {} years rest on few reference scans: read them with care.",
+                    norms::LOW_CONFIDENCE_BELOW_AGE,
+                    norms::LOW_CONFIDENCE_ABOVE_AGE
+                ),
+            }),
+            Ok(false) => {}
         }
     } else {
         warnings.push(Warning { code: "age_unknown".into(), message: "The scan does not record the age: no percentiles.".into() });

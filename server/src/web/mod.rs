@@ -1,6 +1,8 @@
 //! The HTTP server: Leptos pages and server functions, account endpoints, static files.
 
+pub mod api_error;
 mod auth_routes;
+mod signed_in;
 pub mod objects;
 mod scan_actions;
 pub mod privacy;
@@ -67,7 +69,7 @@ pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(app::App);
     let leptos = state.leptos.clone();
     let privacy = state.privacy.clone();
-    let scans: app::upload_api::SharedScanStore = Arc::new(upload::DbScanStore { db: state.db.clone() });
+    let scans: app::scans_api::SharedScanStore = Arc::new(crate::scans::DbScanStore { db: state.db.clone() });
     let provide = move || {
         provide_context((*privacy).clone());
         provide_context(scans.clone());

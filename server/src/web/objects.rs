@@ -16,7 +16,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 
-use crate::storage::{self, LocalStore, UrlSigner};
+use crate::storage::{self, ObjectFolder, UrlSigner};
 use crate::config::Config;
 
 /// Largest object a signed PUT may write (label NIfTIs and volumes JSON are far smaller).
@@ -26,14 +26,14 @@ pub const MAX_SIGNED_PUT: usize = 512 << 20;
 /// `AppState` so `neurovol analyze` serves the same routes for its own temporary store.
 #[derive(Clone)]
 pub struct SignedObjects {
-    store: LocalStore,
+    store: ObjectFolder,
     /// `None` when the secret could not be loaded: every request gets 503.
     signer: Option<UrlSigner>,
     staging: PathBuf,
 }
 
 impl SignedObjects {
-    pub fn new(store: LocalStore, signer: Option<UrlSigner>, staging: PathBuf) -> SignedObjects {
+    pub fn new(store: ObjectFolder, signer: Option<UrlSigner>, staging: PathBuf) -> SignedObjects {
         SignedObjects { store, signer, staging }
     }
 
@@ -43,7 +43,7 @@ impl SignedObjects {
             .map(|secret| UrlSigner::new(secret, &config.public_url))
             .map_err(|e| tracing::error!(error = %e, "object URL secret unavailable"))
             .ok();
-        SignedObjects::new(LocalStore::new(config.data_dir.join("objects")), signer, config.tmp_dir())
+        SignedObjects::new(ObjectFolder::new(config.data_dir.join("objects")), signer, config.tmp_dir())
     }
 }
 
@@ -68,7 +68,7 @@ fn check(
     key: &str,
     method: &str,
     q: &HashMap<String, String>,
-) -> Result<LocalStore, Response> {
+) -> Result<ObjectFolder, Response> {
     let signer = state
         .signer
         .as_ref()

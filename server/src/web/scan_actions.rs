@@ -2,22 +2,18 @@
 //! A plain form post (CSRF token checked by the middleware) answered with a `303` back to
 //! the scan's page, so it works without JavaScript.
 
-use app::SessionInfo;
-use axum::Extension;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use super::signed_in::SignedIn;
 
-pub async fn retry(State(state): State<AppState>, Extension(session): Extension<SessionInfo>, Path(id): Path<String>) -> Response {
-    let Some(user) = session.user.as_ref() else {
-        return (StatusCode::UNAUTHORIZED, "Please log in.").into_response();
-    };
+pub async fn retry(State(state): State<AppState>, user: SignedIn, Path(id): Path<String>) -> Response {
     if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return (StatusCode::NOT_FOUND, "Not found").into_response();
     }
-    match crate::pipeline::retry(&state.db, &user.id, &id).await {
+    match crate::pipeline::retry(&state.db, &user.user_id, &id).await {
         Ok(true) => {
             tracing::info!(scan = %id, "scan retry requested");
             state.wake.notify_waiters();

@@ -1,6 +1,7 @@
 // Runs the wasm32 build of examples/wasm_abi.rs under plain Node (no wasm-bindgen glue):
 //   node deid_node.mjs WASM ZIP SEED_HEX64 OUT.zip STORED(0|1) RUNS [FILES MB]
-// Writes the de-identified ZIP of the last run and prints one JSON line with the median.
+// Writes the de-identified ZIP of the last run and prints one JSON line with the median;
+// when the archive is refused, prints the error's JSON on stderr and exits with status 2.
 // The zip crate links getrandom's wasm-bindgen imports; deid never calls them, so they
 // are stubs that throw (a call would be a bug: output must depend on the seed only).
 import fs from "node:fs";
@@ -29,7 +30,8 @@ for (let i = 0; i < runs; i++) {
   const rc = x.nv_deid_zip(zp, zip.length, sp, Number(stored));
   times.push(Number(process.hrtime.bigint() - t) / 1e9);
   if (rc !== 0) {
-    console.error(`deid failed with code ${rc}`);
+    const err = Buffer.from(new Uint8Array(x.memory.buffer, x.nv_out_ptr(), x.nv_out_len())).toString();
+    console.error(`deid failed: ${err}`);
     process.exit(2);
   }
 }

@@ -10,12 +10,13 @@ use leptos::prelude::*;
 use leptos::server_fn::codec::GetUrl;
 use serde::{Deserialize, Serialize};
 
+pub use crate::scan_state::{ScanStatus, Step};
+
 /// A scan as listed on the home page. Numbers and codes only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScanSummary {
     pub id: String,
-    /// `deidentified` (then the pipeline's states, issue 6)
-    pub status: String,
+    pub status: ScanStatus,
     pub age_years: Option<u32>,
     /// M, F, O or U
     pub sex: String,
@@ -40,6 +41,8 @@ pub struct ScanDetail {
     pub failure_reason: Option<String>,
     /// Whether the Retry action is offered.
     pub failure_retryable: bool,
+    /// Set while the pipeline waits to retry a step after a service did not answer.
+    pub retrying: Option<Retrying>,
     /// (code, message) notes: low resolution, quality, age outside the reference, ...
     pub warnings: Vec<(String, String)>,
     pub voxel_mm: Option<[f64; 3]>,
@@ -50,6 +53,26 @@ pub struct ScanDetail {
     pub csrf_token: String,
 }
 
+/// A step that a service kept from finishing and that the pipeline will run again by itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retrying {
+    pub step: Step,
+    /// Attempts made so far.
+    pub attempts: u32,
+}
+
+impl Retrying {
+    /// What the scan page says; the server log keeps the technical reason.
+    pub fn text(&self) -> String {
+        let waiting_for = match self.step {
+            Step::Segment => "the segmentation service",
+            Step::Convert | Step::Score => "the storage service",
+        };
+        let tries = if self.attempts == 1 { "once" } else { "several times" };
+        format!("Waiting for {waiting_for}: it did not answer ({tries} so far). We retry automatically; you can leave this page.")
+    }
+}
+
 /// One region of a processed scan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegionRow {
@@ -58,17 +81,6 @@ pub struct RegionRow {
     pub percentile: Option<f64>,
     pub flag: Option<String>,
 }
-
-/// The pipeline's states in order, with what the scan page calls them.
-pub const STEPS: &[(&str, &str)] = &[
-    ("deidentified", "De-identified"),
-    ("converted", "Converted to a 3D volume"),
-    ("stored", "Stored"),
-    ("segmenting", "Segmenting brain regions"),
-    ("segmented", "Segmented"),
-    ("scored", "Compared with the normative reference"),
-    ("done", "Done"),
-];
 
 /// What a region's flag means, in a few words.
 pub fn flag_text(code: &str) -> &'static str {
@@ -85,25 +97,8 @@ pub fn flag_text(code: &str) -> &'static str {
 }
 
 impl ScanSummary {
-    pub fn status_text(&self) -> &'static str {
-        match self.status.as_str() {
-            "deidentified" => "Received and de-identified — waiting for processing",
-            "converted" | "stored" => "Converted — waiting for segmentation",
-            "segmenting" => "Segmenting",
-            "segmented" | "scored" => "Computing percentiles",
-            "failed" => "Processing failed",
-            "done" => "Done",
-            _ => "Processing",
-        }
-    }
-
     pub fn sex_text(&self) -> &'static str {
-        match self.sex.as_str() {
-            "M" => "male",
-            "F" => "female",
-            "O" => "other",
-            _ => "not recorded",
-        }
+        crate::format::sex_text(&self.sex)
     }
 }
 

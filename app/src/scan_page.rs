@@ -1,0 +1,179 @@
+//! A scan's page (`/scans/{id}`: the pipeline's progress, then the results) and the scan
+//! list on the home page.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::components::A;
+use leptos_router::hooks::use_params_map;
+
+use crate::format::mib;
+use crate::scans_api::{ScanDetail, ScanStatus, ScanSummary, get_scan, list_scans};
+
+#[component]
+pub fn ScanStatusPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.read().get("id").unwrap_or_default();
+    let scan = Resource::new(id, get_scan);
+    view! {
+        <Title text="Scan — NeuroVol"/>
+        <section class="card">
+            <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match scan.await {
+                        Ok(Some(d)) => scan_detail(d).into_any(),
+                        Ok(None) => view! { <h1>"Scan not found"</h1><p><A href="/home">"Back to my scans"</A></p> }.into_any(),
+                        Err(_) => view! {
+                            <h1>"Scan"</h1>
+                            <p class="notice error">"Please " <a href="/login">"log in"</a> " to see this scan."</p>
+                        }
+                        .into_any(),
+                    }
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
+fn scan_detail(d: ScanDetail) -> impl IntoView {
+    let s = d.summary.clone();
+    let processing = s.status.is_processing();
+    let archive_text = if d.archive_deleted {
+        "The de-identified DICOM archive was discarded after processing, as you asked.".to_string()
+    } else {
+        format!("The de-identified archive ({}) is kept.", mib(d.object_bytes as f64))
+    };
+    let csrf = d.csrf_token.clone();
+    let id = s.id.clone();
+    view! {
+        <h1>"Scan"</h1>
+        <p class="status-line" data-testid="scan-status" data-status=s.status.as_str()>
+            <span class="tag">{s.status.text()}</span>
+            {processing.then(|| view! {
+                // reload while processing (no script needed); results appear when done
+                <meta http-equiv="refresh" content="10"/>
+                <span class="muted small">" This page refreshes itself until the results are ready."</span>
+            })}
+        </p>
+        <ol class="steps" data-testid="scan-steps">
+            {ScanStatus::PATH.iter().map(|state| {
+                let cls = step_class(s.status, *state);
+                view! { <li class=cls>{state.step_label()}</li> }
+            }).collect_view()}
+        </ol>
+        {d.retrying.as_ref().map(|r| view! {
+            <p class="notice warn" role="status" data-testid="scan-retrying" data-step=r.step.as_str()>{r.text()}</p>
+        })}
+        {d.failure_reason.clone().map(|reason| view! {
+            <div class="notice error" role="alert" data-testid="scan-failure">
+                <p>{reason}</p>
+                {d.failure_retryable.then(|| view! {
+                    <form method="post" action=format!("/scans/{id}/retry")>
+                        <input type="hidden" name="csrf_token" value=csrf.clone()/>
+                        <button type="submit" data-testid="retry">"Retry"</button>
+                    </form>
+                })}
+            </div>
+        })}
+        {(!d.warnings.is_empty()).then(|| view! {
+            <ul class="notice warn" data-testid="scan-warnings">
+                {d.warnings.iter().map(|w| view! { <li data-code=w.0.clone()>{w.1.clone()}</li> }).collect_view()}
+            </ul>
+        })}
+        <dl class="facts" data-testid="scan-facts">
+            <dt>"Age at the scan"</dt><dd>{s.age_years.map_or("not recorded".to_string(), |a| format!("{a} years"))}</dd>
+            <dt>"Sex"</dt><dd>{s.sex_text()}</dd>
+            <dt>"Scan date"</dt><dd>{s.study_date.clone().unwrap_or_else(|| "not recorded".into())}</dd>
+            <dt>"Files"</dt><dd>{s.files}</dd>
+            {d.voxel_mm.map(|v| view! { <dt>"Voxel size"</dt><dd>{format!("{:.2} × {:.2} × {:.2} mm", v[0], v[1], v[2])}</dd> })}
+            {d.icv_mm3.map(|v| view! { <dt>"Intracranial volume"</dt><dd>{format!("{:.0} cm³", v / 1000.0)}</dd> })}
+        </dl>
+        {(!d.regions.is_empty()).then(|| regions_table(d.clone()))}
+        <p class="muted">
+            {format!(
+                "The server de-identified the files again before storing them: {} attribute kinds, {} private and {} overlay elements removed, {} identifiers replaced. ",
+                d.attributes_removed, d.private_elements_removed, d.overlay_elements_removed, d.uids_replaced
+            )}
+            {archive_text}
+        </p>
+        <p><A href="/home">"Back to my scans"</A> " · " <A href="/upload">"Upload another scan"</A></p>
+    }
+}
+
+fn step_class(status: ScanStatus, step: ScanStatus) -> &'static str {
+    let order = |s: ScanStatus| ScanStatus::PATH.iter().position(|k| *k == s);
+    match (order(status), order(step)) {
+        (Some(a), Some(b)) if b < a || status == ScanStatus::Done => "done",
+        (Some(a), Some(b)) if a == b => "current",
+        _ => "todo",
+    }
+}
+
+fn regions_table(d: ScanDetail) -> impl IntoView {
+    view! {
+        <h2>"Regional volumes"</h2>
+        <p class="muted small">
+            {format!("Model {}. Volumes are measured on the scan's own voxel grid; percentiles compare with people of the same age and sex (BrainCharts normative model, site average).", d.model.unwrap_or_default())}
+        </p>
+        <table class="regions" data-testid="regions">
+            <thead><tr><th>"Region"</th><th class="num">"Volume (mm³)"</th><th class="num">"Percentile"</th><th>"Note"</th></tr></thead>
+            <tbody>
+                {d.regions.into_iter().map(|r| view! {
+                    <tr data-testid="region-row" data-name=r.name.clone()>
+                        <td>{r.name.clone()}</td>
+                        <td class="num">{format!("{:.0}", r.volume_mm3)}</td>
+                        <td class="num">{r.percentile.map_or("—".to_string(), |p| format!("{p:.1}"))}</td>
+                        <td data-flag=r.flag.clone().unwrap_or_default()>{r.flag.as_deref().map(crate::scans_api::flag_text).unwrap_or("")}</td>
+                    </tr>
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+}
+
+/// The home page's list of the user's scans (or the empty state).
+#[component]
+pub fn ScanList() -> impl IntoView {
+    let scans = Resource::new(|| (), |_| list_scans());
+    view! {
+        <p class="actions"><A href="/upload" attr:class="button" attr:data-testid="upload-link">"Upload a scan"</A></p>
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                match scans.await {
+                    Ok(list) if list.is_empty() => view! {
+                        <div class="empty-state" data-testid="scans-empty">
+                            <h2>"No scans yet"</h2>
+                            <p>
+                                "When you upload a brain MRI series, it appears here with its regional volumes and percentiles, and your scans are compared over time."
+                            </p>
+                        </div>
+                    }
+                    .into_any(),
+                    Ok(list) => scan_table(list).into_any(),
+                    Err(_) => view! { <p class="notice error">"Your scans could not be loaded."</p> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+fn scan_table(list: Vec<ScanSummary>) -> impl IntoView {
+    view! {
+        <table class="scans" data-testid="scan-list">
+            <thead><tr><th>"Scan date"</th><th>"Age"</th><th>"Sex"</th><th>"Status"</th><th></th></tr></thead>
+            <tbody>
+                {list.into_iter().map(|s| {
+                    let href = format!("/scans/{}", s.id);
+                    view! {
+                        <tr data-testid="scan-row">
+                            <td>{s.study_date.clone().unwrap_or_else(|| "—".into())}</td>
+                            <td>{s.age_years.map_or("—".to_string(), |a| a.to_string())}</td>
+                            <td>{s.sex_text()}</td>
+                            <td>{s.status.text()}</td>
+                            <td><A href=href>"Open"</A></td>
+                        </tr>
+                    }
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+}

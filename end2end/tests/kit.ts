@@ -1,0 +1,39 @@
+import { expect, Page } from "@playwright/test";
+import * as fs from "fs";
+import * as path from "path";
+
+// What the browser tests share: the fixtures folder, signing up, and a real drag and drop.
+
+export const fixtures = process.env.NEUROVOL_FIXTURES ?? path.resolve(__dirname, "../../../shared/fixtures");
+export const password = "violet harbour lantern 42";
+
+export async function signUp(page: Page, address: string) {
+  await page.goto("/signup");
+  await page.getByLabel("Email").fill(address);
+  await page.getByLabel("Password", { exact: true }).fill(password);
+  await page.getByLabel("Repeat password").fill(password);
+  await page.getByRole("button", { name: "Create account" }).click();
+  await expect(page).toHaveURL(/\/home$/);
+}
+
+/** A REAL drag and drop onto the upload page's drop zone: a DataTransfer built in the page
+ *  from the fixture's bytes, with the enter/over/drop events a browser sends. */
+export async function dropFixture(page: Page, name: string) {
+  const b64 = fs.readFileSync(path.join(fixtures, name)).toString("base64");
+  const dataTransfer = await page.evaluateHandle(
+    ({ b64, name }) => {
+      const bin = atob(b64);
+      const bytes = new Uint8Array(bin.length);
+      for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+      const dt = new DataTransfer();
+      dt.items.add(new File([bytes], name, { type: "application/zip" }));
+      return dt;
+    },
+    { b64, name },
+  );
+  const zone = page.getByTestId("dropzone");
+  await zone.dispatchEvent("dragenter", { dataTransfer });
+  await zone.dispatchEvent("dragover", { dataTransfer });
+  await expect(zone).toHaveClass(/hover/);
+  await zone.dispatchEvent("drop", { dataTransfer });
+}

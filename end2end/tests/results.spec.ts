@@ -1,0 +1,50 @@
+import { test, expect } from "@playwright/test";
+
+import { dropFixture, signUp } from "./kit";
+
+// The main job, end to end in real Chromium against the server as run.sh runs it: sign up,
+// drop the PHI T1 series, review, confirm, and wait while the real pipeline (dcm2niix, the
+// local CPU segmentation worker, the normative reference) takes the scan to its results.
+
+test("a dropped T1 series reaches its results: the hippocampus with a volume and a percentile", async ({ page }) => {
+  test.setTimeout(900_000);
+  await signUp(page, `results-${Date.now()}@example.org`);
+  await page.goto("/upload");
+  await page.waitForFunction(() => (window as any).__neurovol_hydrated === true);
+  await dropFixture(page, "t1_mprage_sag_phi.zip");
+  await expect(page.getByTestId("series-row")).toHaveCount(1, { timeout: 60_000 });
+  await page.getByTestId("deidentify").click();
+  await expect(page.getByTestId("removal-report")).toBeVisible({ timeout: 120_000 });
+  await page.getByTestId("confirm-upload").click();
+  await expect(page).toHaveURL(/\/scans\/[0-9a-f]{32}$/, { timeout: 120_000 });
+  const started = Date.now();
+
+  // the page refreshes itself while processing; poll it ourselves as a person would
+  const status = page.getByTestId("scan-status");
+  await expect
+    .poll(
+      async () => {
+        await page.reload();
+        const s = await status.getAttribute("data-status");
+        expect(s, "the scan failed").not.toBe("failed");
+        return s;
+      },
+      { timeout: 840_000, intervals: [5_000] },
+    )
+    .toBe("done");
+  console.log(`upload confirmed → done in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+
+  await expect(page.getByTestId("scan-retrying")).toHaveCount(0);
+  for (const side of ["Left", "Right"]) {
+    const row = page.locator(`[data-testid=region-row][data-name="${side}-Hippocampus"]`);
+    await expect(row).toHaveCount(1);
+    const cells = row.locator("td");
+    const volume = Number((await cells.nth(1).innerText()).trim());
+    expect(volume).toBeGreaterThan(2000);
+    expect(volume).toBeLessThan(6000);
+    const percentile = Number((await cells.nth(2).innerText()).trim());
+    expect(percentile).toBeGreaterThanOrEqual(0);
+    expect(percentile).toBeLessThanOrEqual(100);
+  }
+  await expect(page.getByTestId("scan-facts")).toContainText("Intracranial volume");
+});

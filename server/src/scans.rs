@@ -1,0 +1,131 @@
+//! The scans read model: what the pages show of a user's scans, read from the database
+//! (`app::scans_api::ScanStore`, provided to the pages as Leptos context).
+
+use app::scans_api::{BoxFuture, ScanDetail, ScanStatus, ScanStore, ScanSummary};
+use sqlx::Row;
+
+use crate::db::Db;
+
+pub struct DbScanStore {
+    pub db: Db,
+}
+
+fn summary_from(row: &sqlx::any::AnyRow) -> Result<ScanSummary, sqlx::Error> {
+    Ok(ScanSummary {
+        id: row.try_get("id")?,
+        status: crate::db::get_enum(row, "status", ScanStatus::parse)?,
+        age_years: row
+            .try_get::<Option<i64>, _>("age_years")?
+            .and_then(|a| u32::try_from(a).ok()),
+        sex: row.try_get("sex")?,
+        study_date: row.try_get("study_date")?,
+        created_at: row.try_get("created_at")?,
+        files: row.try_get::<i64, _>("files")?.max(0) as u64,
+    })
+}
+
+impl ScanStore for DbScanStore {
+    fn list(&self, user_id: String) -> BoxFuture<Result<Vec<ScanSummary>, String>> {
+        let db = self.db.clone();
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT id, status, age_years, sex, study_date, created_at, files FROM scans \
+                 WHERE user_id = $1 ORDER BY created_at DESC, id",
+            )
+            .bind(user_id)
+            .fetch_all(&db)
+            .await
+            .map_err(|e| e.to_string())?;
+            rows.iter()
+                .map(summary_from)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn get(
+        &self,
+        user_id: String,
+        scan_id: String,
+    ) -> BoxFuture<Result<Option<ScanDetail>, String>> {
+        let db = self.db.clone();
+        Box::pin(async move {
+            let row = sqlx::query(
+                "SELECT id, status, age_years, sex, study_date, created_at, files, object_bytes, report_json, \
+                 archive_deleted, failure_reason, failure_retryable, conversion_json, result_json FROM scans \
+                 WHERE user_id = $1 AND id = $2",
+            )
+            .bind(user_id)
+            .bind(&scan_id)
+            .fetch_optional(&db)
+            .await
+            .map_err(|e| e.to_string())?;
+            let Some(row) = row else { return Ok(None) };
+            detail_from(&db, &scan_id, &row).await.map(Some).map_err(|e| e.to_string())
+        })
+    }
+}
+
+async fn detail_from(db: &Db, scan_id: &str, row: &sqlx::any::AnyRow) -> Result<ScanDetail, sqlx::Error> {
+    let summary = summary_from(row)?;
+    let object_bytes = row.try_get::<i64, _>("object_bytes")?.max(0) as u64;
+    let report: serde_json::Value = serde_json::from_str(&row.try_get::<String, _>("report_json")?).unwrap_or_default();
+    let r = &report["report"];
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let conversion: Option<crate::pipeline::ConversionFacts> = row
+        .try_get::<Option<String>, _>("conversion_json")?
+        .and_then(|c| serde_json::from_str(&c).ok());
+    let result: Option<crate::pipeline::score::Report> = row
+        .try_get::<Option<String>, _>("result_json")?
+        .and_then(|c| serde_json::from_str(&c).ok());
+    let mut warnings: Vec<(String, String)> = Vec::new();
+    if let Some(res) = &result {
+        warnings.extend(res.warnings.iter().map(|w| (w.code.clone(), w.message.clone())));
+    } else if let Some(c) = &conversion {
+        warnings.extend(c.warnings.iter().map(|w| (w.code.clone(), w.message.clone())));
+    }
+    let regions = sqlx::query("SELECT name, volume_mm3, percentile, flag FROM scan_regions WHERE scan_id = $1 ORDER BY label, name")
+        .bind(scan_id)
+        .fetch_all(db)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(app::scans_api::RegionRow {
+                name: r.try_get("name")?,
+                volume_mm3: r.try_get("volume_mm3")?,
+                percentile: r.try_get("percentile")?,
+                flag: r.try_get("flag")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    // a queued job with attempts behind it is waiting for a service to answer
+    let retrying = sqlx::query("SELECT step, attempts FROM jobs WHERE scan_id = $1 AND state = 'queued' AND attempts > 0")
+        .bind(scan_id)
+        .fetch_optional(db)
+        .await?
+        .map(|j| {
+            Ok::<_, sqlx::Error>(app::scans_api::Retrying {
+                step: crate::db::get_enum(&j, "step", app::scans_api::Step::parse)?,
+                attempts: u32::try_from(j.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+            })
+        })
+        .transpose()?;
+    Ok(ScanDetail {
+        retrying,
+        summary,
+        object_bytes,
+        attributes_removed: r["removed"].as_object().map_or(0, |m| m.len() as u64),
+        private_elements_removed: n(&r["private_elements_removed"]),
+        overlay_elements_removed: n(&r["overlay_elements_removed"]),
+        uids_replaced: n(&r["distinct_uids_replaced"]),
+        archive_deleted: row.try_get::<i64, _>("archive_deleted")? != 0,
+        failure_reason: row.try_get("failure_reason")?,
+        failure_retryable: row.try_get::<i64, _>("failure_retryable")? != 0,
+        warnings,
+        voxel_mm: conversion.as_ref().map(|c| c.voxel_mm),
+        model: result.as_ref().map(|r| r.model.clone()),
+        icv_mm3: result.as_ref().and_then(|r| r.icv_mm3),
+        regions,
+        csrf_token: String::new(),
+    })
+}
