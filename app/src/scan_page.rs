@@ -7,6 +7,7 @@ use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
 
 use crate::format::mib;
+use crate::session::use_session;
 use crate::scans_api::{ScanDetail, ScanStatus, ScanSummary, get_scan, list_scans};
 
 #[component]
@@ -14,13 +15,16 @@ pub fn ScanStatusPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").unwrap_or_default();
     let scan = Resource::new(id, get_scan);
+    let session = use_session();
     view! {
         <Title text="Scan — NeuroVol"/>
         <section class="card">
             <Suspense fallback=|| view! { <p>"Loading…"</p> }>
                 {move || Suspend::new(async move {
+                    // the Retry form's CSRF token is the session's, not part of the scan
+                    let csrf = session.await.map(|s| s.csrf_token).unwrap_or_default();
                     match scan.await {
-                        Ok(Some(d)) => scan_detail(d).into_any(),
+                        Ok(Some(d)) => scan_detail(d, csrf).into_any(),
                         Ok(None) => view! { <h1>"Scan not found"</h1><p><A href="/home">"Back to my scans"</A></p> }.into_any(),
                         Err(_) => view! {
                             <h1>"Scan"</h1>
@@ -34,7 +38,7 @@ pub fn ScanStatusPage() -> impl IntoView {
     }
 }
 
-fn scan_detail(d: ScanDetail) -> impl IntoView {
+fn scan_detail(d: ScanDetail, csrf: String) -> impl IntoView {
     let s = d.summary.clone();
     let processing = s.status.is_processing();
     let archive_text = if d.archive_deleted {
@@ -42,7 +46,6 @@ fn scan_detail(d: ScanDetail) -> impl IntoView {
     } else {
         format!("The de-identified archive ({}) is kept.", mib(d.object_bytes as f64))
     };
-    let csrf = d.csrf_token.clone();
     let id = s.id.clone();
     view! {
         <h1>"Scan"</h1>

@@ -49,8 +49,6 @@ pub struct ScanDetail {
     pub model: Option<String>,
     pub icv_mm3: Option<f64>,
     pub regions: Vec<RegionRow>,
-    /// The visitor's CSRF token, for the Retry form (filled by [`get_scan`]).
-    pub csrf_token: String,
 }
 
 /// A step that a service kept from finishing and that the pipeline will run again by itself.
@@ -152,19 +150,8 @@ pub async fn get_scan(id: String) -> Result<Option<ScanDetail>, ServerFnError> {
     if id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Ok(None);
     }
-    let mut detail = store()?
+    store()?
         .get(user, id)
         .await
-        .map_err(|_| ServerFnError::new("The scan could not be loaded."))?;
-    if let Some(d) = detail.as_mut() {
-        d.csrf_token = csrf_token()?;
-    }
-    Ok(detail)
-}
-
-#[cfg(feature = "ssr")]
-fn csrf_token() -> Result<String, ServerFnError> {
-    let parts = use_context::<http::request::Parts>()
-        .ok_or_else(|| ServerFnError::new("request context missing"))?;
-    Ok(parts.extensions.get::<crate::SessionInfo>().map(|s| s.csrf_token.clone()).unwrap_or_default())
+        .map_err(|_| ServerFnError::new("The scan could not be loaded."))
 }

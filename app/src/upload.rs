@@ -9,6 +9,8 @@
 //! de-identified ZIP is uploaded in 8 MiB chunks (`/uploads/...`), resuming from the
 //! server's acknowledged chunks after a dropped connection → the scan's status page.
 
+mod client;
+
 use std::collections::BTreeMap;
 
 use leptos::prelude::*;
@@ -506,5 +508,3 @@ fn review(s: SummaryView, ms: Option<f64>) -> impl IntoView {
         </div>
     }
 }
-
-mod client;

@@ -196,31 +196,24 @@ test("a file that is not a ZIP gets a plain-language error in the page", async (
   await expect(page.getByTestId("series-row")).toHaveCount(2, { timeout: 30_000 });
 });
 
-test("loopback upload throughput (clean fixture, no interception)", async ({ page }) => {
+test("the clean fixture goes through the page without interception and lands on its status page", async ({ page }) => {
+  // (upload speed is measured by `cargo bench -p server --bench pipeline`, not here)
   test.setTimeout(180_000);
-  await signUp(page, `upload-speed-${Date.now()}@example.org`);
+  await signUp(page, `upload-clean-${Date.now()}@example.org`);
   await page.goto("/upload");
   await page.waitForFunction(() => (window as any).__neurovol_hydrated === true);
-  const puts: { ms: number }[] = [];
+  let puts = 0;
   let bytes = 0;
   page.on("requestfinished", (r) => {
     if (r.method() === "POST" && /\/uploads$/.test(r.url())) bytes = JSON.parse(r.postData() ?? "{}").size ?? 0;
-    if (r.method() === "PUT" && /\/chunks\/\d+$/.test(r.url())) {
-      const t = r.timing();
-      puts.push({ ms: t.responseEnd - t.requestStart });
-    }
+    if (r.method() === "PUT" && /\/chunks\/\d+$/.test(r.url())) puts++;
   });
   await page.getByTestId("file-input").setInputFiles(path.join(fixtures, "t1_mprage_sag_clean.zip"));
   await expect(page.getByTestId("series-row")).toHaveCount(1, { timeout: 60_000 });
   await page.getByTestId("deidentify").click();
   await expect(page.getByTestId("removal-report")).toBeVisible({ timeout: 120_000 });
-  const deidMs = Number(await page.getByTestId("deid-ms").getAttribute("data-ms"));
-  const t0 = Date.now();
   await page.getByTestId("confirm-upload").click();
   await expect(page).toHaveURL(/\/scans\/[0-9a-f]{32}$/, { timeout: 60_000 });
-  const total = Date.now() - t0;
-  const ms = puts.reduce((a, p) => a + p.ms, 0);
-  console.log(`clean fixture: browser de-identification ${deidMs} ms; chunk PUTs ${bytes} bytes in ${ms.toFixed(0)} ms → ${(bytes / 1048576 / (ms / 1000)).toFixed(0)} MiB/s on loopback; confirm → status page ${total} ms (includes the server's own de-identification)`);
-  expect(puts.length).toBeGreaterThan(0);
+  expect(puts).toBeGreaterThan(0);
   expect(bytes).toBeGreaterThan(1_000_000);
 });

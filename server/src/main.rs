@@ -27,6 +27,9 @@ enum Command {
     Segment(cli::segment::SegmentArgs),
     /// Run the whole pipeline on one ZIP without the web UI (de-identify, convert, segment, score).
     Analyze(cli::analyze::AnalyzeArgs),
+    /// Fetch the pinned upstream model files into DIR/models (SHA-256 checked) and derive
+    /// the weights the engine reads from them.
+    Assets(cli::assets::AssetsArgs),
 }
 
 fn init_logging() {
@@ -87,6 +90,7 @@ fn main() -> std::process::ExitCode {
             Command::Serve => server::serve(config).await,
             Command::Deid(_) | Command::Segment(_) => unreachable!("handled before the runtime starts"),
             Command::Analyze(args) => cli::analyze::run(&args, &config).await,
+            Command::Assets(args) => cli::assets::run(&args).await,
             Command::Migrate => {
                 let db = db::connect(&config).await?;
                 db::migrate(&db).await?;

@@ -126,6 +126,5 @@ async fn detail_from(db: &Db, scan_id: &str, row: &sqlx::any::AnyRow) -> Result<
         model: result.as_ref().map(|r| r.model.clone()),
         icv_mm3: result.as_ref().and_then(|r| r.icv_mm3),
         regions,
-        csrf_token: String::new(),
     })
 }

@@ -7,10 +7,10 @@
 //! the caller's [`Downloader`], so this crate carries no HTTP client and tests run offline.
 //!
 //! Files without an upstream URL cannot be fetched; [`FetchReport::not_downloadable`] lists
-//! them. The `derived` ones (each model's `model.safetensors` + `arch.json`) are computed from the
-//! upstream TF.js files by [`derive`] ([`derive_missing`]; [`install`] = fetch + derive), the
-//! safetensors checked against the manifest's SHA-256. NeuroVol's own documents cannot be made
-//! and are not needed to run.
+//! them. The `derived` ones (each model's `model.safetensors` + `arch.json`) are computed from
+//! the upstream TF.js files by [`derive`](mod@derive) ([`derive_missing`]; [`install`] does
+//! both steps), the safetensors checked against the manifest's SHA-256. NeuroVol's own
+//! documents cannot be made and are not needed to run.
 //!
 //! The manifest itself is kept in the repository ([`pinned_manifest`]), so a fresh clone knows
 //! what to download without the assets folder.

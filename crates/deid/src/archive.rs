@@ -257,8 +257,8 @@ fn unpack(p: Packed) -> Result<Vec<u8>, DeidError> {
 
 /// Caps on the inflated bytes: one entry, and all entries read so far. The declared sizes
 /// already passed these caps and inflating never goes past a declared size, so for entries
-/// this is a second line of defence; for the deflated data sets inside them, which declare
-/// no size, it is the first.
+/// this is a second line of defence; for the deflated data sets inside entries, which declare
+/// no size, it is the only cap on their total.
 fn charge(len: u64, limits: &Limits, total_read: &mut u64) -> Result<(), DeidError> {
     let budget = limits.max_entry_bytes.min(limits.max_total_bytes.saturating_sub(*total_read));
     if len > budget {

@@ -20,11 +20,6 @@ fn deidentify(zip: &[u8], opts: &Options) -> Result<(deid::Outcome, Vec<u8>), De
     Ok((o, out.into_inner()))
 }
 
-fn meta_text(file: &[u8], elem: u16) -> Option<String> {
-    let (meta, _) = meta_elements(file);
-    meta.iter().find(|m| m.elem == elem).map(|m| text(m.value()))
-}
-
 fn transfer_syntax(file: &[u8]) -> String {
     meta_text(file, 0x0010).unwrap_or_default()
 }
@@ -38,7 +33,7 @@ fn image_files(zip: &[u8]) -> Vec<Vec<u8>> {
             !name.contains("__MACOSX")
                 && d.len() > 132
                 && &d[128..132] == b"DICM"
-                && meta_text(d, 0x0002).as_deref() != Some("1.2.840.10008.1.3.10")
+                && meta_text(d, 0x0002).as_deref() != Some(DICOMDIR_CLASS)
         })
         .map(|(_, d)| d)
         .collect()
@@ -59,7 +54,10 @@ fn a_deflated_series_is_written_as_the_same_explicit_vr_little_endian_files() {
         let (from_deflated, zip) = deidentify(&deflated, &opts).unwrap();
         let (from_explicit, want) = deidentify(&explicit, &opts).unwrap();
         assert!(zip == want, "{compression:?}: output differs from the Explicit VR LE series' output");
-        assert_eq!(from_deflated.report.transcoded_from_deflated, n, "the report says the files are stored uncompressed");
+        assert_eq!(
+            from_deflated.report.transcoded_from_deflated, n,
+            "the report says the files are stored uncompressed"
+        );
         assert_eq!(from_explicit.report.transcoded_from_deflated, 0);
         assert_eq!(
             deid::Report { transcoded_from_deflated: 0, ..from_deflated.report.clone() },
@@ -97,7 +95,9 @@ fn no_canary_survives_in_the_output_of_a_deflated_series() {
         }
     }
     for k in ["StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "SOPInstanceUIDs"] {
-        needles.extend(m["original_uids"][k].as_array().into_iter().flatten().filter_map(|u| u.as_str().map(String::from)));
+        needles.extend(
+            m["original_uids"][k].as_array().into_iter().flatten().filter_map(|u| u.as_str().map(String::from)),
+        );
     }
     let entries = zip_entries(&zip);
     for v in &needles {

@@ -3,3 +3,4 @@
 pub mod deid;
 pub mod segment;
 pub mod analyze;
+pub mod assets;

@@ -156,7 +156,13 @@ pub fn meta_elements(bytes: &[u8]) -> (Vec<MetaElement>, usize) {
 
 pub const EXPLICIT_LE_TS: &str = "1.2.840.10008.1.2.1";
 pub const DEFLATED_TS: &str = "1.2.840.10008.1.2.1.99";
-const DICOMDIR_CLASS: &str = "1.2.840.10008.1.3.10";
+pub const DICOMDIR_CLASS: &str = "1.2.840.10008.1.3.10";
+
+/// The text of file meta element (0002,`elem`) of a Part 10 file.
+pub fn meta_text(file: &[u8], elem: u16) -> Option<String> {
+    let (meta, _) = meta_elements(file);
+    meta.iter().find(|m| m.elem == elem).map(|m| text(m.value()))
+}
 
 /// A Part 10 file: `preamble`, "DICM", the meta `elements` with the transfer syntax set to
 /// `ts` and a group length computed afresh, then `data_set` as given (already deflated for
@@ -211,9 +217,8 @@ pub fn deflate_bomb(inflated_len: u64) -> Vec<u8> {
 /// Endian transfer syntax: the same preamble, meta elements and data set, the data set
 /// deflated; only the meta's transfer syntax and group length change.
 pub fn deflate_part10(file: &[u8]) -> Vec<u8> {
+    assert_eq!(meta_text(file, 0x0010).as_deref(), Some(EXPLICIT_LE_TS), "only Explicit VR LE files are deflated");
     let (elements, body) = meta_elements(file);
-    let ts = elements.iter().find(|e| e.elem == 0x0010).map(|e| text(e.value()));
-    assert_eq!(ts.as_deref(), Some(EXPLICIT_LE_TS), "only Explicit VR Little Endian files are deflated");
     part10_file(&file[..128], &elements, DEFLATED_TS, &raw_deflate(&file[body..]))
 }
 
@@ -235,11 +240,10 @@ pub fn deflated_fixture_zip(name: &str) -> Vec<u8> {
         }
         let mut v = Vec::new();
         f.read_to_end(&mut v).expect("read entry");
-        let deflate = v.len() > 132 && &v[128..132] == b"DICM" && {
-            let (elements, _) = meta_elements(&v);
-            let meta = |elem: u16| elements.iter().find(|e| e.elem == elem).map(|e| text(e.value()));
-            meta(0x0010).as_deref() == Some(EXPLICIT_LE_TS) && meta(0x0002).as_deref() != Some(DICOMDIR_CLASS)
-        };
+        let deflate = v.len() > 132
+            && &v[128..132] == b"DICM"
+            && meta_text(&v, 0x0010).as_deref() == Some(EXPLICIT_LE_TS)
+            && meta_text(&v, 0x0002).as_deref() != Some(DICOMDIR_CLASS);
         if deflate {
             v = deflate_part10(&v);
         }
