@@ -8,6 +8,11 @@ cd "$REPO_ROOT"
 # feature set as the tests, so dependencies are compiled once, not twice.
 "$REPO_ROOT/scripts/build.sh" --site-only
 
+log "lint gate: cargo fmt --check, clippy -D warnings (native, and the wasm32 crates)"
+cargo fmt --all --check
+cargo clippy --all-targets -- -D warnings
+cargo clippy -p frontend -p deid-wasm --target wasm32-unknown-unknown -- -D warnings
+
 scratch=$(mktemp -d /tmp/neurovol-test.XXXXXX)
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 as_pg() { if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi; }

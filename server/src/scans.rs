@@ -6,6 +6,13 @@ use sqlx::Row;
 
 use crate::db::Db;
 
+/// `scans.report_json`: the server's removal report (keywords and counts, no values) and
+/// the series it kept, as `web/upload/complete.rs` writes it.
+#[derive(serde::Deserialize)]
+struct StoredDeidReport {
+    report: deid::Report,
+}
+
 pub struct DbScanStore {
     pub db: Db,
 }
@@ -69,9 +76,9 @@ impl ScanStore for DbScanStore {
 async fn detail_from(db: &Db, scan_id: &str, row: &sqlx::any::AnyRow) -> Result<ScanDetail, sqlx::Error> {
     let summary = summary_from(row)?;
     let object_bytes = row.try_get::<i64, _>("object_bytes")?.max(0) as u64;
-    let report: serde_json::Value = serde_json::from_str(&row.try_get::<String, _>("report_json")?).unwrap_or_default();
-    let r = &report["report"];
-    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    let stored: StoredDeidReport = serde_json::from_str(&row.try_get::<String, _>("report_json")?)
+        .map_err(|e| sqlx::Error::ColumnDecode { index: "report_json".into(), source: Box::new(e) })?;
+    let r = &stored.report;
     let conversion: Option<crate::pipeline::ConversionFacts> = row
         .try_get::<Option<String>, _>("conversion_json")?
         .and_then(|c| serde_json::from_str(&c).ok());
@@ -114,10 +121,10 @@ async fn detail_from(db: &Db, scan_id: &str, row: &sqlx::any::AnyRow) -> Result<
         retrying,
         summary,
         object_bytes,
-        attributes_removed: r["removed"].as_object().map_or(0, |m| m.len() as u64),
-        private_elements_removed: n(&r["private_elements_removed"]),
-        overlay_elements_removed: n(&r["overlay_elements_removed"]),
-        uids_replaced: n(&r["distinct_uids_replaced"]),
+        attributes_removed: r.removed.len() as u64,
+        private_elements_removed: r.private_elements_removed,
+        overlay_elements_removed: r.overlay_elements_removed,
+        uids_replaced: r.distinct_uids_replaced,
         archive_deleted: row.try_get::<i64, _>("archive_deleted")? != 0,
         failure_reason: row.try_get("failure_reason")?,
         failure_retryable: row.try_get::<i64, _>("failure_retryable")? != 0,

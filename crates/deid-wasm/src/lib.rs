@@ -25,11 +25,7 @@ const MAX_PREVIEW: usize = 400;
 
 /// Error as JSON: `{"code": "...", "message": "plain-language text"}`.
 fn err_json(e: &DeidError) -> String {
-    let code = serde_json::to_value(e)
-        .ok()
-        .and_then(|v| v.get("code").and_then(|c| c.as_str()).map(str::to_string))
-        .unwrap_or_else(|| "error".into());
-    serde_json::json!({ "code": code, "message": e.to_string() }).to_string()
+    serde_json::json!({ "code": e.code(), "message": e.to_string() }).to_string()
 }
 
 fn internal(msg: &str) -> String {

@@ -45,3 +45,69 @@ pub enum DeidError {
     #[error("Writing the de-identified archive failed.")]
     Output,
 }
+
+impl DeidError {
+    /// The stable code of this error, the same in the browser (the WASM worker's JSON) and
+    /// in the server's HTTP answers: the serde tag, i.e. the variant's snake_case name.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DeidError::NotAZip => "not_a_zip",
+            DeidError::CorruptZip => "corrupt_zip",
+            DeidError::EmptyZip => "empty_zip",
+            DeidError::UnsafePath => "unsafe_path",
+            DeidError::EncryptedEntries => "encrypted_entries",
+            DeidError::NestedZip => "nested_zip",
+            DeidError::UnsupportedCompression => "unsupported_compression",
+            DeidError::TooManyEntries { .. } => "too_many_entries",
+            DeidError::TooLargeWhenExtracted { .. } => "too_large_when_extracted",
+            DeidError::TruncatedOrCorruptDicom { .. } => "truncated_or_corrupt_dicom",
+            DeidError::NoDicomImages => "no_dicom_images",
+            DeidError::NoPart10Header => "no_part10_header",
+            DeidError::MultipleSeries { .. } => "multiple_series",
+            DeidError::SeriesNotFound => "series_not_found",
+            DeidError::NotDicomPart10 => "not_dicom_part10",
+            DeidError::CorruptDicom => "corrupt_dicom",
+            DeidError::UnsupportedTransferSyntax => "unsupported_transfer_syntax",
+            DeidError::Output => "output",
+        }
+    }
+
+    /// The archive is over a size or count limit (as opposed to unreadable or unusable).
+    pub fn is_over_limit(&self) -> bool {
+        matches!(self, DeidError::TooManyEntries { .. } | DeidError::TooLargeWhenExtracted { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `code()` is the serde tag, so the WASM worker's JSON and the server agree.
+    #[test]
+    fn code_is_the_serde_tag() {
+        let all = [
+            DeidError::NotAZip,
+            DeidError::CorruptZip,
+            DeidError::EmptyZip,
+            DeidError::UnsafePath,
+            DeidError::EncryptedEntries,
+            DeidError::NestedZip,
+            DeidError::UnsupportedCompression,
+            DeidError::TooManyEntries { count: 1, limit: 1 },
+            DeidError::TooLargeWhenExtracted { limit_mib: 1 },
+            DeidError::TruncatedOrCorruptDicom { count: 1, first_position: 1 },
+            DeidError::NoDicomImages,
+            DeidError::NoPart10Header,
+            DeidError::MultipleSeries { count: 2 },
+            DeidError::SeriesNotFound,
+            DeidError::NotDicomPart10,
+            DeidError::CorruptDicom,
+            DeidError::UnsupportedTransferSyntax,
+            DeidError::Output,
+        ];
+        for e in all {
+            let json = serde_json::to_value(&e).unwrap();
+            assert_eq!(json["code"], e.code(), "{e:?}");
+        }
+    }
+}

@@ -44,6 +44,13 @@ pub struct Date {
     pub day: u8,
 }
 
+/// ISO 8601 (`YYYY-MM-DD`), as the pages and the reports show it.
+impl std::fmt::Display for Date {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+}
+
 impl Date {
     /// Parse a DICOM DA value (YYYYMMDD, or the old YYYY.MM.DD form).
     pub fn parse_da(s: &str) -> Option<Date> {

@@ -87,7 +87,7 @@ pub async fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
     let scan_facts = crate::pipeline::score::ScanFacts {
         age_years: facts.age_years,
         sex: facts.sex.code().to_string(),
-        study_date: facts.study_date.map(|d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)),
+        study_date: facts.study_date.map(|d| d.to_string()),
     };
 
     // 2. the object store (and, for the local one, its signed-URL routes on loopback)

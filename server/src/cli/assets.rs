@@ -68,7 +68,7 @@ pub async fn run(args: &AssetsArgs) -> anyhow::Result<()> {
 }
 
 /// Keeps `DEST/models/MANIFEST.json` equal to the pinned manifest, so the folder can be
-/// checked later (`assets::verify`, `scripts/fetch-assets.sh`) like the team's assets folder.
+/// checked later (`assets::verify`) like the team's assets folder.
 fn write_manifest_copy(models: &std::path::Path) -> anyhow::Result<()> {
     let path = models.join("MANIFEST.json");
     if std::fs::read_to_string(&path).ok().as_deref() != Some(assets::PINNED_MANIFEST_JSON) {

@@ -206,7 +206,7 @@ async fn insert_scan(
     let facts = &outcome.facts;
     let study_date = facts
         .study_date
-        .map(|d| format!("{:04}-{:02}-{:02}", d.year, d.month, d.day));
+        .map(|d| d.to_string());
     // keywords and counts only (the report type holds no values)
     let report =
         serde_json::json!({ "report": outcome.report, "series": outcome.series }).to_string();

@@ -56,38 +56,13 @@ pub fn uploads_dir(state: &AppState) -> PathBuf {
 
 
 fn deid_error(e: &deid::DeidError) -> ApiError {
-    use deid::DeidError as E;
-    let (status, code) = match e {
-        E::NotAZip => (StatusCode::UNPROCESSABLE_ENTITY, "not_a_zip"),
-        E::CorruptZip => (StatusCode::UNPROCESSABLE_ENTITY, "corrupt_zip"),
-        E::EmptyZip => (StatusCode::UNPROCESSABLE_ENTITY, "empty_zip"),
-        E::UnsafePath => (StatusCode::UNPROCESSABLE_ENTITY, "unsafe_path"),
-        E::EncryptedEntries => (StatusCode::UNPROCESSABLE_ENTITY, "encrypted_entries"),
-        E::NestedZip => (StatusCode::UNPROCESSABLE_ENTITY, "nested_zip"),
-        E::UnsupportedCompression => (StatusCode::UNPROCESSABLE_ENTITY, "unsupported_compression"),
-        E::TooManyEntries { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_entries"),
-        E::TooLargeWhenExtracted { .. } => {
-            (StatusCode::PAYLOAD_TOO_LARGE, "too_large_when_extracted")
-        }
-        E::TruncatedOrCorruptDicom { .. } => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "truncated_or_corrupt_dicom",
-        ),
-        E::NoDicomImages => (StatusCode::UNPROCESSABLE_ENTITY, "no_dicom_images"),
-        E::NoPart10Header => (StatusCode::UNPROCESSABLE_ENTITY, "no_part10_header"),
-        E::MultipleSeries { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "multiple_series"),
-        E::SeriesNotFound => (StatusCode::UNPROCESSABLE_ENTITY, "series_not_found"),
-        E::NotDicomPart10 => (StatusCode::UNPROCESSABLE_ENTITY, "not_dicom"),
-        E::CorruptDicom => (StatusCode::UNPROCESSABLE_ENTITY, "corrupt_dicom"),
-        E::UnsupportedTransferSyntax => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unsupported_transfer_syntax",
-        ),
-        E::Output => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-        _ => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_archive"),
+    let status = match e {
+        deid::DeidError::Output => return ApiError::internal(),
+        e if e.is_over_limit() => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
     };
     // The crate's Display texts are plain language and never contain values or names.
-    ApiError::new(status, code, e.to_string())
+    ApiError::new(status, e.code(), e.to_string())
 }
 
 fn valid_id(id: &str) -> bool {
