@@ -19,6 +19,8 @@ esac
 log "building the browser bundle (frontend → wasm32, profile $wasm_profile)"
 cargo build -p frontend --lib --target wasm32-unknown-unknown --profile "$wasm_profile"
 
+# a fresh pkg folder: no stale content-hashed files from an earlier build
+rm -rf "$SITE_DIR/pkg"
 mkdir -p "$SITE_DIR/pkg"
 wasm-bindgen --target web --no-typescript --out-name neurovol --out-dir "$SITE_DIR/pkg" \
   "$CARGO_TARGET_DIR/wasm32-unknown-unknown/$wasm_out/frontend.wasm"
@@ -40,10 +42,31 @@ fi
 cp style/main.css "$SITE_DIR/pkg/neurovol.css"
 cp -r public/. "$SITE_DIR/"
 
-log "site ready in $SITE_DIR ($(du -h "$SITE_DIR/pkg/neurovol_bg.wasm" | cut -f1) WASM)"
+# Content-hashed names, so the files can be cached for good and a release never mixes old
+# and new WASM (server: web/headers.rs). Leptos reads the page's names from hash.txt beside
+# the binary; the de-identification worker script is rewritten to name its own files.
+pkg="$SITE_DIR/pkg"
+hash_of() { sha256sum "$1" | cut -c1-16; }
+js=$(hash_of "$pkg/neurovol.js"); wasm=$(hash_of "$pkg/neurovol_bg.wasm"); css=$(hash_of "$pkg/neurovol.css")
+mv "$pkg/neurovol.js" "$pkg/neurovol.$js.js"
+mv "$pkg/neurovol_bg.wasm" "$pkg/neurovol.$wasm.wasm"
+mv "$pkg/neurovol.css" "$pkg/neurovol.$css.css"
+dw_js=$(hash_of "$pkg/deid_worker.js"); dw_wasm=$(hash_of "$pkg/deid_worker_bg.wasm")
+mv "$pkg/deid_worker.js" "$pkg/deid_worker.$dw_js.js"
+mv "$pkg/deid_worker_bg.wasm" "$pkg/deid_worker.$dw_wasm.wasm"
+sed -i -e "s|/pkg/deid_worker.js|/pkg/deid_worker.$dw_js.js|" -e "s|/pkg/deid_worker_bg.wasm|/pkg/deid_worker.$dw_wasm.wasm|" \
+  "$SITE_DIR/deid-worker.js"
+grep -q "deid_worker.$dw_js.js" "$SITE_DIR/deid-worker.js" && grep -q "deid_worker.$dw_wasm.wasm" "$SITE_DIR/deid-worker.js" \
+  || { echo "build: public/deid-worker.js no longer names /pkg/deid_worker.js and its wasm" >&2; exit 1; }
+for profile_dir in debug release; do
+  mkdir -p "$CARGO_TARGET_DIR/$profile_dir"
+  printf 'js: %s\nwasm: %s\ncss: %s\n' "$js" "$wasm" "$css" > "$CARGO_TARGET_DIR/$profile_dir/hash.txt"
+done
+
+log "site ready in $SITE_DIR ($(du -h "$pkg/neurovol.$wasm.wasm" | cut -f1) WASM)"
 $site_only && exit 0
 
 # Every binary the server starts goes beside `neurovol`, where it looks for them.
 log "building the server and the segmentation worker (profile $profile)"
-cargo build -p server --bin neurovol -p worker --bin neurovol-worker --profile "$profile"
+cargo build -p server --bin neurovol -p neurovol-worker --bin neurovol-worker --profile "$profile"
 log "built $CARGO_TARGET_DIR/$out/neurovol and neurovol-worker"

@@ -173,6 +173,22 @@ impl AuthNotice {
     }
 }
 
+/// Where to go after signing in: a path on this site only (`/…`, never `//host` or a URL),
+/// short and of plain characters, so it can neither leave the site nor need escaping.
+pub fn safe_next(next: &str) -> Option<&str> {
+    let local = next.starts_with('/') && !next.starts_with("//") && next.len() <= 256;
+    let plain = next.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b));
+    (local && plain).then_some(next)
+}
+
+/// The sign-in page that sends the person on to `path` afterwards (if it is a safe next).
+pub fn login_url_with_next(path: &str) -> String {
+    match safe_next(path) {
+        Some(p) => format!("/login?next={p}"),
+        None => "/login".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,5 +220,16 @@ mod tests {
         }
         assert_eq!(AuthNotice::from_code("invalid"), Some(AuthNotice::InvalidCredentials));
         assert_eq!(AuthNotice::from_code("<script>"), None);
+    }
+
+    #[test]
+    fn next_accepts_only_local_paths() {
+        assert_eq!(safe_next("/scans/0123abcd"), Some("/scans/0123abcd"));
+        assert_eq!(safe_next("/home"), Some("/home"));
+        for bad in ["//evil.example/x", "https://evil.example/", "/\\evil.example", "home", "", "/a?b=c", "/%2F%2Fevil"] {
+            assert_eq!(safe_next(bad), None, "{bad}");
+        }
+        assert_eq!(login_url_with_next("/upload"), "/login?next=/upload");
+        assert_eq!(login_url_with_next("//x"), "/login");
     }
 }

@@ -15,7 +15,7 @@ pub mod session;
 mod upload;
 
 use leptos::prelude::*;
-use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_meta::{HashedStylesheet, MetaTags, Title, provide_meta_context};
 use leptos_router::components::{A, Route, Router, Routes};
 use leptos_router::path;
 
@@ -30,6 +30,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="referrer" content="same-origin"/>
+                // the content-hashed name when the build wrote hash.txt (scripts/build.sh)
+                <HashedStylesheet options=options.clone() id="neurovol"/>
                 <HydrationScripts options/>
                 <MetaTags/>
             </head>
@@ -49,7 +51,6 @@ pub fn App() -> impl IntoView {
     provide_context(session);
 
     view! {
-        <Stylesheet id="neurovol" href="/pkg/neurovol.css"/>
         <Title text="NeuroVol"/>
         <Router>
             <header class="site-header">

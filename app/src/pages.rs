@@ -68,6 +68,17 @@ fn notice_from_query() -> impl IntoView {
     }
 }
 
+/// The page to return to after signing in (`?next=`), when it is a path on this site.
+#[component]
+fn NextField() -> impl IntoView {
+    let query = use_query_map();
+    move || {
+        let next = query.read().get("next")?;
+        let next = crate::auth_rules::safe_next(&next)?.to_string();
+        Some(view! { <input type="hidden" name="next" value=next/> })
+    }
+}
+
 /// A password input with a show/hide toggle (a button, so it needs the hydrated page).
 #[component]
 fn PasswordInput(
@@ -175,6 +186,7 @@ pub fn LogIn() -> impl IntoView {
             {with_session(|info| view! {
                 <form method="post" action="/auth/login" class="stack" data-testid="login-form">
                     <CsrfField token=info.csrf_token/>
+                    <NextField/>
                     <label for="field-email">"Email"</label>
                     <input id="field-email" name="email" type="email" autocomplete="username" required/>
                     <PasswordInput name="password" label="Password" autocomplete="current-password"/>

@@ -72,6 +72,8 @@ struct ReportView {
     #[serde(default)]
     curve_elements_removed: u64,
     distinct_uids_replaced: u64,
+    #[serde(default)]
+    transcoded_from_deflated: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -391,9 +393,8 @@ fn UploadFlow(csrf: String) -> impl IntoView {
                     view! {
                         <div class="progress-block" data-testid="deid-progress">
                             <p>"De-identifying in your browser: " {done} " of " {total} " files"</p>
-                            <div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow=pct>
-                                <div class="fill" style=format!("width:{pct}%")></div>
-                            </div>
+                            // a <progress> element, not a styled div: the CSP allows no inline styles
+                            <progress class="bar" max="100" value=pct></progress>
                         </div>
                     }
                 }}
@@ -432,9 +433,8 @@ fn UploadFlow(csrf: String) -> impl IntoView {
                         <div class="progress-block" data-testid="upload-progress">
                             <p>"Uploading: " {mib(done)} " of " {mib(total)} " — "
                                 <span data-testid="upload-percent">{format!("{pct:.0} %")}</span></p>
-                            <div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow=pct>
-                                <div class="fill" style=format!("width:{pct}%")></div>
-                            </div>
+                            // a <progress> element, not a styled div: the CSP allows no inline styles
+                            <progress class="bar" max="100" value=pct></progress>
                             {move || (phase.get() == Phase::Finishing).then(|| view! { <p class="muted">"Checking the files on the server…"</p> })}
                             {move || upload_ms.get().map(|ms| view! { <p class="muted small" data-testid="upload-ms" data-ms=ms.round()>{format!("Uploaded in {:.1} s", ms / 1000.0)}</p> })}
                         </div>
@@ -495,6 +495,12 @@ fn review(s: SummaryView, ms: Option<f64>) -> impl IntoView {
             <ul class="counts">
                 <li data-testid="private-count">{format!("{} private (vendor) elements removed", r.private_elements_removed)}</li>
                 <li data-testid="overlay-count">{format!("{} overlay elements removed (they can hold burnt-in text)", r.overlay_elements_removed)}</li>
+                {(r.transcoded_from_deflated > 0).then(|| view! {
+                    <li data-testid="deflated-count">{format!(
+                        "{} file(s) used the Deflated transfer syntax: they are uploaded and stored uncompressed (Explicit VR Little Endian)",
+                        r.transcoded_from_deflated
+                    )}</li>
+                })}
                 <li>{format!("{} attribute kinds removed; {} identifiers (UIDs) replaced with new random ones", r.removed.len(), r.distinct_uids_replaced)}</li>
                 {(r.curve_elements_removed > 0).then(|| view! { <li>{format!("{} curve elements removed", r.curve_elements_removed)}</li> })}
             </ul>

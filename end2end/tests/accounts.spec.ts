@@ -1,18 +1,10 @@
-import { test, expect, Page } from "@playwright/test";
+import { test, expect } from "@playwright/test";
+
+import { password, signUp } from "./kit";
 
 // A fresh account per run: the e2e server starts on an empty data directory, but a
 // unique address keeps reruns against a reused server independent.
 const email = `e2e-${Date.now()}@example.org`;
-const password = "violet harbour lantern 42";
-
-async function signUp(page: Page) {
-  await page.goto("/signup");
-  await page.getByLabel("Email").fill(email);
-  await page.getByLabel("Password", { exact: true }).fill(password);
-  await page.getByLabel("Repeat password").fill(password);
-  await page.getByRole("button", { name: "Create account" }).click();
-  await expect(page).toHaveURL(/\/home$/);
-}
 
 test.describe.configure({ mode: "serial" });
 
@@ -48,7 +40,7 @@ test("hydration: the password toggle and live rules work without a page load", a
 });
 
 test("sign up lands on the empty home page", async ({ page }) => {
-  await signUp(page);
+  await signUp(page, email);
   await expect(page.getByRole("heading", { name: "My scans" })).toBeVisible();
   await expect(page.getByTestId("scans-empty")).toContainText("No scans yet");
   await expect(page.locator(".who")).toHaveText(email);

@@ -80,15 +80,6 @@ pub fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn passwords_never_printed() {
-        assert_eq!(super::redact_url("postgres://nv:secret@127.0.0.1:5432/nv"), "postgres://***@127.0.0.1:5432/nv");
-        assert_eq!(super::redact_url("sqlite://data/neurovol.db"), "sqlite://data/neurovol.db");
-    }
-}
-
 /// A text column holding one of a state enum's names (`app::scan_state`), parsed; an
 /// unknown name is a decode error, not a silent default.
 pub fn get_enum<T>(row: &sqlx::any::AnyRow, column: &str, parse: fn(&str) -> Option<T>) -> Result<T, sqlx::Error> {
@@ -98,4 +89,13 @@ pub fn get_enum<T>(row: &sqlx::any::AnyRow, column: &str, parse: fn(&str) -> Opt
         index: column.to_string(),
         source: format!("unknown value {text:?}").into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_never_printed() {
+        assert_eq!(super::redact_url("postgres://nv:secret@127.0.0.1:5432/nv"), "postgres://***@127.0.0.1:5432/nv");
+        assert_eq!(super::redact_url("sqlite://data/neurovol.db"), "sqlite://data/neurovol.db");
+    }
 }

@@ -230,18 +230,13 @@ const LOCAL_ENDPOINT: &str = "local";
 
 impl Segmenter {
     /// For `Local`, starts the worker and waits until it is ready (error if it cannot).
-    pub async fn start(
-        backend: Backend,
-        settings: ClientSettings,
-    ) -> Result<Segmenter, SegmenterError> {
+    pub async fn start(backend: Backend, settings: ClientSettings) -> Result<Segmenter, SegmenterError> {
         let http = reqwest::Client::builder()
             .timeout(settings.request_timeout)
             .connect_timeout(settings.request_timeout.min(Duration::from_secs(10)))
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| {
-                SegmenterError::Unavailable(format!("cannot build the HTTP client: {e}"))
-            })?;
+            .map_err(|e| SegmenterError::Unavailable(format!("cannot build the HTTP client: {e}")))?;
         let target = match backend {
             Backend::RunPod {
                 base_url,
@@ -264,11 +259,7 @@ impl Segmenter {
                 return Ok(seg);
             }
         };
-        Ok(Segmenter {
-            http,
-            settings,
-            target,
-        })
+        Ok(Segmenter { http, settings, target })
     }
 
     async fn local_conn(&self) -> Result<LocalConn, SegmenterError> {
@@ -278,9 +269,9 @@ impl Segmenter {
         let mut rx = sup.conn.clone();
         let wait = rx.wait_for(|c| c.is_some());
         match tokio::time::timeout(self.settings.worker_start_timeout, wait).await {
-            Ok(Ok(c)) => c.clone().ok_or_else(|| {
-                SegmenterError::Unavailable("the local worker is not running".into())
-            }),
+            Ok(Ok(c)) => c
+                .clone()
+                .ok_or_else(|| SegmenterError::Unavailable("the local worker is not running".into())),
             Ok(Err(_)) => Err(SegmenterError::Unavailable(
                 "the local worker supervisor stopped".into(),
             )),
@@ -374,14 +365,9 @@ impl Segmenter {
                     SegmenterError::Unavailable(why)
                 });
             }
-            let exp = self
-                .settings
-                .backoff_base
-                .saturating_mul(1u32 << attempt.min(16));
+            let exp = self.settings.backoff_base.saturating_mul(1u32 << attempt.min(16));
             let jitter = exp.mul_f64(rand::random::<f64>() * 0.5);
-            let delay = retry_after
-                .unwrap_or(exp + jitter)
-                .min(self.settings.backoff_max);
+            let delay = retry_after.unwrap_or(exp + jitter).min(self.settings.backoff_max);
             tracing::debug!(attempt, delay_ms = delay.as_millis() as u64, reason = %why, "segmenter request retried");
             tokio::time::sleep(delay).await;
             attempt += 1;
@@ -389,22 +375,16 @@ impl Segmenter {
     }
 
     /// Submits a job (`timeout`: RunPod's `policy.executionTimeout`).
-    pub async fn submit(
-        &self,
-        input: &JobInput,
-        timeout: Option<Duration>,
-    ) -> Result<JobHandle, SegmenterError> {
+    pub async fn submit(&self, input: &JobInput, timeout: Option<Duration>) -> Result<JobHandle, SegmenterError> {
         let body = RunRequest {
             input: Some(input.clone()),
             policy: timeout.map(|t| Policy {
                 execution_timeout_ms: Some(t.as_millis() as u64),
             }),
         };
-        let body = serde_json::to_value(&body)
-            .map_err(|e| SegmenterError::Protocol(format!("cannot encode the job: {e}")))?;
-        let (status, v, tag) = self
-            .call(reqwest::Method::POST, "/run", Some(&body))
-            .await?;
+        let body =
+            serde_json::to_value(&body).map_err(|e| SegmenterError::Protocol(format!("cannot encode the job: {e}")))?;
+        let (status, v, tag) = self.call(reqwest::Method::POST, "/run", Some(&body)).await?;
         if status == reqwest::StatusCode::NOT_FOUND {
             return Err(SegmenterError::Rejected("no such endpoint".into()));
         }
@@ -422,11 +402,7 @@ impl Segmenter {
     fn stale(&self, job: &JobHandle) -> bool {
         match &self.target {
             Target::Local { sup, .. } => {
-                let current = sup
-                    .conn
-                    .borrow()
-                    .as_ref()
-                    .map(|c| format!("local:{}", c.instance));
+                let current = sup.conn.borrow().as_ref().map(|c| format!("local:{}", c.instance));
                 // while restarting (None) we cannot tell yet: ask once it is back
                 current.is_some_and(|c| c != job.backend)
             }
@@ -437,9 +413,7 @@ impl Segmenter {
     fn lost(job: &JobHandle) -> JobState {
         tracing::warn!(job = %job.id, "segmentation job lost (worker restarted or result expired)");
         JobState::Lost {
-            reason:
-                "the segmentation worker no longer knows this job (it restarted); submit it again"
-                    .into(),
+            reason: "the segmentation worker no longer knows this job (it restarted); submit it again".into(),
         }
     }
 
@@ -459,18 +433,11 @@ impl Segmenter {
 
     /// `/status/{id}` or `/cancel/{id}`: the state the worker reports, or `Lost` when it
     /// (or this worker instance) does not know the job.
-    async fn ask(
-        &self,
-        method: reqwest::Method,
-        verb: &str,
-        job: &JobHandle,
-    ) -> Result<JobState, SegmenterError> {
+    async fn ask(&self, method: reqwest::Method, verb: &str, job: &JobHandle) -> Result<JobState, SegmenterError> {
         if self.stale(job) {
             return Ok(Self::lost(job));
         }
-        let (status, v, tag) = self
-            .call(method, &format!("/{verb}/{}", job.id), None)
-            .await?;
+        let (status, v, tag) = self.call(method, &format!("/{verb}/{}", job.id), None).await?;
         if status == reqwest::StatusCode::NOT_FOUND || tag != job.backend {
             return Ok(Self::lost(job));
         }
@@ -479,11 +446,7 @@ impl Segmenter {
 
     /// Polls until the job ends. After `deadline` it cancels the job and answers
     /// `TimedOut`. A worker that stays unreachable through all retries is an error.
-    pub async fn wait(
-        &self,
-        job: &JobHandle,
-        deadline: Duration,
-    ) -> Result<JobState, SegmenterError> {
+    pub async fn wait(&self, job: &JobHandle, deadline: Duration) -> Result<JobState, SegmenterError> {
         let until = tokio::time::Instant::now() + deadline;
         loop {
             let state = self.status(job).await?;
@@ -496,12 +459,7 @@ impl Segmenter {
                     reason: format!("no result within {:.0} s", deadline.as_secs_f64()),
                 });
             }
-            tokio::time::sleep(
-                self.settings
-                    .poll_interval
-                    .min(until - tokio::time::Instant::now()),
-            )
-            .await;
+            tokio::time::sleep(self.settings.poll_interval.min(until - tokio::time::Instant::now())).await;
         }
     }
 
@@ -531,14 +489,8 @@ fn describe(e: reqwest::Error) -> String {
 
 /// A worker's (or RunPod's) report as the pipeline's state.
 fn parse_state(v: &Value) -> Result<JobState, SegmenterError> {
-    let report = JobReport::deserialize(v)
-        .map_err(|e| SegmenterError::Protocol(format!("bad job report: {e}")))?;
-    let reason = || {
-        report
-            .error
-            .clone()
-            .unwrap_or_else(|| "no reason given".to_string())
-    };
+    let report = JobReport::deserialize(v).map_err(|e| SegmenterError::Protocol(format!("bad job report: {e}")))?;
+    let reason = || report.error.clone().unwrap_or_else(|| "no reason given".to_string());
     Ok(match report.status {
         Status::InQueue => JobState::Queued,
         Status::InProgress => JobState::Running,
@@ -594,12 +546,7 @@ async fn supervise(
             .env("NEUROVOL_WORKER_QUEUE", settings.queue_capacity.to_string())
             // finish-or-requeue well inside the 30 s this supervisor waits at shutdown
             .env("NEUROVOL_WORKER_SHUTDOWN_GRACE", "20")
-            .envs(
-                settings
-                    .extra_env
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str())),
-            )
+            .envs(settings.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -690,20 +637,13 @@ mod tests {
                 reason: "bad input".into()
             }
         );
-        let s = parse_state(
-            &json!({"status": "COMPLETED", "output": {"model": "m", "timings": {"total_s": 1.5}}}),
-        )
-        .unwrap();
+        let s = parse_state(&json!({"status": "COMPLETED", "output": {"model": "m", "timings": {"total_s": 1.5}}}))
+            .unwrap();
         let text = serde_json::to_string(&s).unwrap();
         assert!(text.contains("\"state\":\"completed\""), "{text}");
         assert_eq!(serde_json::from_str::<JobState>(&text).unwrap(), s);
         assert!(parse_state(&json!({"status": "WEIRD"})).is_err());
-        assert!(
-            JobState::Lost {
-                reason: String::new()
-            }
-            .is_retryable()
-        );
+        assert!(JobState::Lost { reason: String::new() }.is_retryable());
         assert!(!JobState::Running.is_terminal());
     }
 }

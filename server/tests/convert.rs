@@ -120,11 +120,10 @@ fn processes_mentioning(path: &Path) -> Vec<u32> {
     let mut pids = Vec::new();
     for e in fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        if let Ok(cmd) = fs::read(e.path().join("cmdline")) {
-            if String::from_utf8_lossy(&cmd).contains(&needle) && !is_zombie(pid) {
+        if let Ok(cmd) = fs::read(e.path().join("cmdline"))
+            && String::from_utf8_lossy(&cmd).contains(&needle) && !is_zombie(pid) {
                 pids.push(pid);
             }
-        }
     }
     pids
 }

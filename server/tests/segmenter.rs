@@ -11,15 +11,12 @@
 
 mod common;
 
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::TestServer;
-use server::segmenter::{
-    Backend, ClientSettings, JobInput, JobState, LocalWorkerSettings, Segmenter, SegmenterError,
-};
+use server::segmenter::{Backend, ClientSettings, JobInput, JobState, LocalWorkerSettings, Segmenter, SegmenterError};
 use server::storage::{self, ObjectFolder, UrlSigner};
 
 const URL_KEY: &str = "test-object-url-key-0123456789abcdef0123456789";
@@ -51,11 +48,10 @@ fn worker_bin() -> PathBuf {
         // build scripts (ring) declare `rerun-if-env-changed` on some, so a nested build
         // with them set would rebuild half the dependency tree every time.
         for (k, _) in std::env::vars_os() {
-            if let Some(k) = k.to_str() {
-                if (k.starts_with("CARGO_") && k != "CARGO_HOME") || k == "OUT_DIR" {
+            if let Some(k) = k.to_str()
+                && ((k.starts_with("CARGO_") && k != "CARGO_HOME") || k == "OUT_DIR") {
                     cmd.env_remove(k);
                 }
-            }
         }
         if let Some(target) = profile_dir.parent() {
             cmd.env("CARGO_TARGET_DIR", target);
@@ -84,10 +80,7 @@ fn settings() -> ClientSettings {
 }
 
 async fn put(store: &ObjectFolder, key: &str, bytes: &[u8]) {
-    let tmp = std::env::temp_dir().join(format!(
-        "nv-seg-put-{}",
-        hex::encode(rand::random::<[u8; 6]>())
-    ));
+    let tmp = std::env::temp_dir().join(format!("nv-seg-put-{}", hex::encode(rand::random::<[u8; 6]>())));
     std::fs::write(&tmp, bytes).unwrap();
     store.put_file(key, &tmp).await.unwrap();
 }
@@ -177,17 +170,9 @@ async fn failures_cancel_timeout_queue_and_worker_crash() {
 
     // --- the signed-URL routes themselves: no cookie needed, signature required
     let http = reqwest::Client::new();
-    let r = http
-        .get(format!("{}/objects/{head}", server.url))
-        .send()
-        .await
-        .unwrap();
+    let r = http.get(format!("{}/objects/{head}", server.url)).send().await.unwrap();
     assert_eq!(r.status(), 403);
-    let r = http
-        .get(signer.sign(&head, "GET", ttl).unwrap())
-        .send()
-        .await
-        .unwrap();
+    let r = http.get(signer.sign(&head, "GET", ttl).unwrap()).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let probe = storage::new_key(".json");
     let r = http
@@ -220,28 +205,16 @@ async fn failures_cancel_timeout_queue_and_worker_crash() {
     let last = tampered.pop().unwrap();
     tampered.push(if last == '0' { '1' } else { '0' });
     let cases = [
-        (
-            signer.sign_until(&head, "GET", unix_now() - 5).unwrap(),
-            "expired",
-        ),
+        (signer.sign_until(&head, "GET", unix_now() - 5).unwrap(), "expired"),
         (tampered, "signature does not match"),
         (signer.sign(&head, "PUT", ttl).unwrap(), "another method"),
-        (
-            signer.sign(&storage::new_key(".nii"), "GET", ttl).unwrap(),
-            "HTTP 404",
-        ),
-        (
-            signer.sign(&text, "GET", ttl).unwrap(),
-            "not a single 3D NIfTI",
-        ),
+        (signer.sign(&storage::new_key(".nii"), "GET", ttl).unwrap(), "HTTP 404"),
+        (signer.sign(&text, "GET", ttl).unwrap(), "not a single 3D NIfTI"),
         (signer.sign(&big, "GET", ttl).unwrap(), "too large"),
     ];
     for (url, want) in cases {
         let keys = fresh_keys();
-        let h = seg
-            .submit(&job(&signer, url, &keys, false), None)
-            .await
-            .unwrap();
+        let h = seg.submit(&job(&signer, url, &keys, false), None).await.unwrap();
         match seg.wait(&h, Duration::from_secs(60)).await.unwrap() {
             JobState::Failed { reason } => {
                 assert!(reason.contains(want), "{reason:?} should mention {want:?}");
@@ -256,15 +229,8 @@ async fn failures_cancel_timeout_queue_and_worker_crash() {
     }
     // an expired upload URL: the segmentation runs, the upload is refused
     let keys = fresh_keys();
-    let mut j = job(
-        &signer,
-        signer.sign(&head, "GET", ttl).unwrap(),
-        &keys,
-        false,
-    );
-    j.labels_url = signer
-        .sign_until(&keys.labels, "PUT", unix_now() - 1)
-        .unwrap();
+    let mut j = job(&signer, signer.sign(&head, "GET", ttl).unwrap(), &keys, false);
+    j.labels_url = signer.sign_until(&keys.labels, "PUT", unix_now() - 1).unwrap();
     let h = seg.submit(&j, None).await.unwrap();
     match seg.wait(&h, Duration::from_secs(120)).await.unwrap() {
         JobState::Failed { reason } => assert!(
@@ -292,13 +258,7 @@ async fn failures_cancel_timeout_queue_and_worker_crash() {
         .submit(&job(&signer, stalled.clone(), &fresh_keys(), false), None)
         .await
         .unwrap();
-    wait_state(
-        &seg,
-        &running,
-        |s| *s == JobState::Running,
-        Duration::from_secs(10),
-    )
-    .await;
+    wait_state(&seg, &running, |s| *s == JobState::Running, Duration::from_secs(10)).await;
     let queued = seg
         .submit(&job(&signer, stalled.clone(), &fresh_keys(), false), None)
         .await
@@ -334,12 +294,7 @@ async fn failures_cancel_timeout_queue_and_worker_crash() {
     let keys = fresh_keys();
     let retry = seg
         .submit(
-            &job(
-                &signer,
-                signer.sign(&head, "GET", ttl).unwrap(),
-                &keys,
-                false,
-            ),
+            &job(&signer, signer.sign(&head, "GET", ttl).unwrap(), &keys, false),
             None,
         )
         .await
@@ -348,10 +303,7 @@ async fn failures_cancel_timeout_queue_and_worker_crash() {
         JobState::Completed { output } => {
             use sha2::Digest;
             let labels = store.get(&keys.labels).await.expect("labels stored");
-            assert_eq!(
-                output.labels_sha256,
-                hex::encode(sha2::Sha256::digest(&labels))
-            );
+            assert_eq!(output.labels_sha256, hex::encode(sha2::Sha256::digest(&labels)));
             assert!(store.get(&keys.volumes).await.is_ok());
         }
         other => panic!("retry should complete, got {other:?}"),
@@ -375,11 +327,7 @@ async fn failures_cancel_timeout_queue_and_worker_crash() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
     let base = line
         .trim()
         .strip_prefix("neurovol-worker ready at ")
@@ -414,22 +362,13 @@ async fn failures_cancel_timeout_queue_and_worker_crash() {
         .await
         .unwrap();
     assert_eq!(h.backend, "runpod:ep42");
-    wait_state(
-        &rp,
-        &h,
-        |s| *s == JobState::Running,
-        Duration::from_secs(10),
-    )
-    .await;
+    wait_state(&rp, &h, |s| *s == JobState::Running, Duration::from_secs(10)).await;
     assert_eq!(rp.cancel(&h).await.unwrap(), JobState::Cancelled);
     let _ = child.kill();
     let _ = child.wait();
     // worker gone: the RunPod client gives up after its retries with a clear error
     let gone = rp.status(&h).await;
-    assert!(
-        matches!(gone, Err(SegmenterError::Unavailable(_))),
-        "{gone:?}"
-    );
+    assert!(matches!(gone, Err(SegmenterError::Unavailable(_))), "{gone:?}");
 
     seg.shutdown().await;
     assert!(seg.local_worker_pid().is_none());
@@ -459,9 +398,7 @@ async fn t1_reference_end_to_end_equals_segment_file() {
         .submit(
             &job(
                 &signer,
-                signer
-                    .sign(&in_key, "GET", Duration::from_secs(900))
-                    .unwrap(),
+                signer.sign(&in_key, "GET", Duration::from_secs(900)).unwrap(),
                 &keys,
                 brain_mask,
             ),
@@ -483,8 +420,7 @@ async fn t1_reference_end_to_end_equals_segment_file() {
     let dir = common::temp_dir("seg-ref");
     let (ref_labels, ref_volumes) = (dir.join("labels.nii.gz"), dir.join("volumes.json"));
     {
-        let (input, ref_labels, ref_volumes) =
-            (input.clone(), ref_labels.clone(), ref_volumes.clone());
+        let (input, ref_labels, ref_volumes) = (input.clone(), ref_labels.clone(), ref_volumes.clone());
         tokio::task::spawn_blocking(move || {
             let opts = volumetry::SegmentOptions {
                 brain_mask,
@@ -502,10 +438,7 @@ async fn t1_reference_end_to_end_equals_segment_file() {
     let got = volumetry::nifti::read_labels(&got_path).unwrap();
     let want = volumetry::nifti::read_labels(&ref_labels).unwrap();
     assert_eq!(got.dims, want.dims);
-    assert!(
-        got.data == want.data,
-        "labels differ from volumetry::segment_file"
-    );
+    assert!(got.data == want.data, "labels differ from volumetry::segment_file");
     assert_eq!(got.header.sform_or_qform(), want.header.sform_or_qform());
     let same = |a: &[u8], b: &[u8], what: &str| {
         if a != b {
@@ -525,11 +458,7 @@ async fn t1_reference_end_to_end_equals_segment_file() {
             );
         }
     };
-    same(
-        &volumes,
-        &std::fs::read(&ref_volumes).unwrap(),
-        "volumes.json",
-    );
+    same(&volumes, &std::fs::read(&ref_volumes).unwrap(), "volumes.json");
     // The label NIfTI byte for byte once decompressed (header + voxels). The gzip streams
     // themselves may differ: the worker and this test link flate2 with different backends
     // (feature unification per binary), which compress the same bytes differently.

@@ -39,9 +39,7 @@ fn the_canary_search_finds_the_raw_fixture() {
     assert!(find_identifying(&[("sample".into(), sample.into_bytes())], &with_uid).is_some());
 }
 
-async fn scan_rows(
-    server: &TestServer,
-) -> Vec<(String, Option<i64>, String, Option<String>, String, String)> {
+async fn scan_rows(server: &TestServer) -> Vec<(String, Option<i64>, String, Option<String>, String, String)> {
     use sqlx::Row;
     sqlx::any::install_default_drivers();
     let url = server
@@ -49,12 +47,10 @@ async fn scan_rows(
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", server.data_dir.join("neurovol.db").display()));
     let pool = sqlx::AnyPool::connect(&url).await.unwrap();
-    let rows = sqlx::query(
-        "SELECT id, age_years, sex, study_date, status, object_key FROM scans ORDER BY created_at",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
+    let rows = sqlx::query("SELECT id, age_years, sex, study_date, status, object_key FROM scans ORDER BY created_at")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
     let out = rows
         .iter()
         .map(|r| {
@@ -116,10 +112,7 @@ async fn raw_phi_upload_keeps_nothing_identifying() {
         .text()
         .await
         .unwrap();
-    assert!(
-        page.contains("de-identified"),
-        "status page shows the state"
-    );
+    assert!(page.contains("de-identified"), "status page shows the state");
 
     assert_nothing_identifying(&server, &canaries("t1_mprage_sag_phi.manifest.json"));
 }
@@ -154,9 +147,7 @@ async fn an_interrupted_upload_resumes_without_resending_acknowledged_chunks() {
             parts[half].len()
         );
         sock.write_all(head.as_bytes()).await.unwrap();
-        sock.write_all(&parts[half][..parts[half].len() / 2])
-            .await
-            .unwrap();
+        sock.write_all(&parts[half][..parts[half].len() / 2]).await.unwrap();
         sock.flush().await.unwrap();
         drop(sock);
     }
@@ -240,12 +231,7 @@ async fn adversarial_archives_get_specific_errors_and_leave_nothing() {
             "truncated_or_corrupt_dicom",
             "truncated or corrupt",
         ),
-        (
-            "adv_empty.zip",
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "empty_zip",
-            "empty",
-        ),
+        ("adv_empty.zip", StatusCode::UNPROCESSABLE_ENTITY, "empty_zip", "empty"),
         (
             "adv_not_a_zip.zip",
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -265,10 +251,7 @@ async fn adversarial_archives_get_specific_errors_and_leave_nothing() {
         assert_eq!(st, want_status, "{file}: {v}");
         assert_eq!(v["code"], want_code, "{file}: {v}");
         let msg = v["error"].as_str().unwrap_or("");
-        assert!(
-            msg.contains(want_text),
-            "{file}: plain-language error, got {msg:?}"
-        );
+        assert!(msg.contains(want_text), "{file}: plain-language error, got {msg:?}");
         assert!(scan_rows(&server).await.is_empty(), "{file}: no row");
         assert!(objects(&server).is_empty(), "{file}: no object");
         assert!(
@@ -277,10 +260,7 @@ async fn adversarial_archives_get_specific_errors_and_leave_nothing() {
             temp_files(&server)
         );
     }
-    for p in [
-        "/tmp/neurovol_abs_canary.dcm",
-        "/etc/neurovol_abs_canary.txt",
-    ] {
+    for p in ["/tmp/neurovol_abs_canary.dcm", "/etc/neurovol_abs_canary.txt"] {
         assert!(!Path::new(p).exists());
     }
     assert!(
@@ -294,13 +274,7 @@ async fn adversarial_archives_get_specific_errors_and_leave_nothing() {
 
     // the two-series archive: the client names a series; this one is a 4 mm stack, which
     // the conversion check refuses (after de-identification, before anything is kept)
-    let (st, v) = upload(
-        &b,
-        &fixture("adv_two_series_mixed.zip"),
-        256 * 1024,
-        Some(1),
-    )
-    .await;
+    let (st, v) = upload(&b, &fixture("adv_two_series_mixed.zip"), 256 * 1024, Some(1)).await;
     assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert_eq!(v["code"], "too_coarse", "{v}");
     assert!(scan_rows(&server).await.is_empty());
@@ -342,10 +316,7 @@ async fn limits_csrf_ownership_and_expiry() {
         &[],
         &[("x-csrf-token", "x".repeat(43))],
         // a foreign origin, even with the token
-        &[
-            ("x-csrf-token", csrf(&b)),
-            ("origin", "https://evil.example".into()),
-        ],
+        &[("x-csrf-token", csrf(&b)), ("origin", "https://evil.example".into())],
     ];
     for headers in refused {
         let mut put = b.http.put(&url).header("cookie", cookies(&b));
@@ -355,22 +326,11 @@ async fn limits_csrf_ownership_and_expiry() {
         let resp = put.body(data[..10].to_vec()).send().await.unwrap();
         assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{headers:?}");
     }
-    assert!(
-        status(&b, &id).await.1["received"]
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    assert!(status(&b, &id).await.1["received"].as_array().unwrap().is_empty());
 
     // wrong size and out-of-range chunks; an oversized body
-    assert_eq!(
-        put_chunk(&b, &id, 0, &data[..10]).await.0,
-        StatusCode::BAD_REQUEST
-    );
-    assert_eq!(
-        put_chunk(&b, &id, 9, &data[..10]).await.0,
-        StatusCode::BAD_REQUEST
-    );
+    assert_eq!(put_chunk(&b, &id, 0, &data[..10]).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(put_chunk(&b, &id, 9, &data[..10]).await.0, StatusCode::BAD_REQUEST);
     // over the route's body limit: 413, or the connection is closed while the body is still
     // being sent (the server answers from the Content-Length before reading the body)
     let big = b
@@ -396,10 +356,7 @@ async fn limits_csrf_ownership_and_expiry() {
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     let other = signed_in(&server).await;
     assert_eq!(status(&other, &id).await.0, StatusCode::NOT_FOUND);
-    assert_eq!(
-        put_chunk(&other, &id, 0, &data[..MIB]).await.0,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(put_chunk(&other, &id, 0, &data[..MIB]).await.0, StatusCode::NOT_FOUND);
 
     // at most 3 open uploads per account
     let (st, second) = create(&b, 100, MIB, None).await;
@@ -411,11 +368,7 @@ async fn limits_csrf_ownership_and_expiry() {
     // cancelling one frees a slot
     let resp = b
         .http
-        .delete(format!(
-            "{}/uploads/{}",
-            server.url,
-            second["id"].as_str().unwrap()
-        ))
+        .delete(format!("{}/uploads/{}", server.url, second["id"].as_str().unwrap()))
         .header("cookie", cookies(&b))
         .header("x-csrf-token", csrf(&b))
         .send()

@@ -86,7 +86,10 @@ impl WorkerConfig {
         match self.engine.as_str() {
             "cpu" => {}
             "cuda" if cfg!(feature = "cuda") => {
-                return Err("--engine cuda: the volumetry crate has no CUDA engine yet (issue 4); this feature is a skeleton".into());
+                return Err(
+                    "--engine cuda: the volumetry crate has no CUDA engine yet (issue 4); this feature is a skeleton"
+                        .into(),
+                );
             }
             "cuda" => return Err("--engine cuda needs a build with `--features cuda`".into()),
             other => return Err(format!("unknown engine '{other}' (cpu or cuda)")),
@@ -114,14 +117,7 @@ mod tests {
         assert!(c.validate().is_err());
         let c = WorkerConfig::try_parse_from(["w", "--api-key", "0123456789abcdef0123"]).unwrap();
         assert!(c.validate().is_ok());
-        let c = WorkerConfig::try_parse_from([
-            "w",
-            "--api-key",
-            "0123456789abcdef0123",
-            "--engine",
-            "cuda",
-        ])
-        .unwrap();
+        let c = WorkerConfig::try_parse_from(["w", "--api-key", "0123456789abcdef0123", "--engine", "cuda"]).unwrap();
         assert!(c.validate().is_err());
     }
 }

@@ -32,9 +32,7 @@ fn parse_url(field: &str, s: &str) -> Result<Url, String> {
         return Err(format!("input.{field} must be an http(s) URL"));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(format!(
-            "input.{field} must not carry credentials in the URL"
-        ));
+        return Err(format!("input.{field} must not carry credentials in the URL"));
     }
     Ok(url)
 }
@@ -99,22 +97,8 @@ pub async fn run(ctx: &ExecContext, input: JobInput) -> Result<JobOutput, String
     let labels_sha256 = hex::encode(Sha256::digest(&labels));
     let volumes_sha256 = hex::encode(Sha256::digest(&volumes));
     let (labels_bytes, volumes_bytes) = (labels.len() as u64, volumes.len() as u64);
-    upload(
-        &ctx.http,
-        labels_url,
-        labels,
-        "application/gzip",
-        "label NIfTI",
-    )
-    .await?;
-    upload(
-        &ctx.http,
-        volumes_url,
-        volumes,
-        "application/json",
-        "volumes JSON",
-    )
-    .await?;
+    upload(&ctx.http, labels_url, labels, "application/gzip", "label NIfTI").await?;
+    upload(&ctx.http, volumes_url, volumes, "application/json", "volumes JSON").await?;
     let upload_s = t_up.elapsed().as_secs_f64();
 
     Ok(JobOutput {
@@ -145,15 +129,10 @@ pub async fn run(ctx: &ExecContext, input: JobInput) -> Result<JobOutput, String
 /// (the server fills them from the norms crate; the worker never learns age or sex).
 pub fn encode_outputs(seg: &volumetry::Segmentation) -> Result<(Vec<u8>, Vec<u8>), String> {
     let raw = volumetry::nifti::encode(&seg.labels_native);
-    let mut gz = flate2::write::GzEncoder::new(
-        Vec::with_capacity(raw.len() / 8),
-        flate2::Compression::fast(),
-    );
+    let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 8), flate2::Compression::fast());
     gz.write_all(&raw)
         .map_err(|e| format!("cannot compress the labels: {e}"))?;
-    let labels = gz
-        .finish()
-        .map_err(|e| format!("cannot compress the labels: {e}"))?;
+    let labels = gz.finish().map_err(|e| format!("cannot compress the labels: {e}"))?;
     let vj = volumetry::volumes_json(&volumetry::report(seg));
     let volumes = serde_json::to_string_pretty(&vj)
         .map_err(|e| format!("cannot encode volumes: {e}"))?
@@ -181,9 +160,7 @@ pub fn check_nifti(bytes: &[u8], max_nifti_bytes: u64) -> Result<volumetry::Volu
         &owned
     } else {
         if bytes.len() as u64 > max_nifti_bytes {
-            return Err(format!(
-                "the input is too large (limit {max_nifti_bytes} bytes)"
-            ));
+            return Err(format!("the input is too large (limit {max_nifti_bytes} bytes)"));
         }
         bytes
     };
@@ -212,11 +189,7 @@ fn strip(e: volumetry::VolumetryError) -> String {
 fn describe_error(e: reqwest::Error) -> String {
     let timeout = e.is_timeout();
     let s = segment_api::describe_error(&e.without_url());
-    if timeout {
-        format!("timed out ({s})")
-    } else {
-        s
-    }
+    if timeout { format!("timed out ({s})") } else { s }
 }
 
 /// "HTTP 403 (reason)" for a refused request; the reason is the S3 error code/message or
@@ -239,23 +212,13 @@ async fn describe_refusal(resp: reqwest::Response) -> String {
                 .map(|j| text[i + a.len()..i + a.len() + j].to_string())
         })
     };
-    let reason = match (
-        between("<Code>", "</Code>"),
-        between("<Message>", "</Message>"),
-    ) {
+    let reason = match (between("<Code>", "</Code>"), between("<Message>", "</Message>")) {
         (Some(c), Some(m)) => format!("{c}: {m}"),
         (Some(c), None) => c,
         _ => text.lines().next().unwrap_or("").trim().to_string(),
     };
-    let reason: String = reason
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect();
-    let unsafe_text = reason.contains("://")
-        || reason.contains('?')
-        || reason.contains('&')
-        || reason.contains('=');
+    let reason: String = reason.chars().filter(|c| !c.is_control()).take(200).collect();
+    let unsafe_text = reason.contains("://") || reason.contains('?') || reason.contains('&') || reason.contains('=');
     if reason.is_empty() || unsafe_text {
         format!("HTTP {}", status.as_u16())
     } else {
@@ -293,13 +256,7 @@ async fn download(http: &reqwest::Client, url: Url, max: u64) -> Result<Vec<u8>,
     Ok(buf)
 }
 
-async fn upload(
-    http: &reqwest::Client,
-    url: Url,
-    body: Vec<u8>,
-    content_type: &str,
-    what: &str,
-) -> Result<(), String> {
+async fn upload(http: &reqwest::Client, url: Url, body: Vec<u8>, content_type: &str, what: &str) -> Result<(), String> {
     let resp = http
         .put(url)
         .header(reqwest::header::CONTENT_TYPE, content_type)

@@ -105,10 +105,7 @@ impl Worker {
 
     fn report(id: &str, job: &Job) -> JobReport {
         let now = Instant::now();
-        let delay = job
-            .started
-            .unwrap_or(now)
-            .saturating_duration_since(job.submitted);
+        let delay = job.started.unwrap_or(now).saturating_duration_since(job.submitted);
         let exec = job
             .started
             .map(|s| job.finished.unwrap_or(now).saturating_duration_since(s))
@@ -124,8 +121,7 @@ impl Worker {
 
     fn forget_old(&self, t: &mut Table) {
         let ttl = self.cfg.result_ttl;
-        t.jobs
-            .retain(|_, j| j.finished.is_none_or(|f| f.elapsed() < ttl));
+        t.jobs.retain(|_, j| j.finished.is_none_or(|f| f.elapsed() < ttl));
     }
 
     /// The single runner: takes queued jobs one by one until shutdown.
@@ -307,10 +303,7 @@ async fn run(
     {
         let mut t = lock(&w);
         if !t.accepting {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the worker is shutting down",
-            );
+            return error(StatusCode::SERVICE_UNAVAILABLE, "the worker is shutting down");
         }
         if t.queue.len() >= w.cfg.queue_capacity {
             return (
@@ -395,11 +388,7 @@ async fn cancel(
     Json(JobReport::new(id, status)).into_response()
 }
 
-async fn health(
-    State(w): State<Arc<Worker>>,
-    Path(endpoint): Path<String>,
-    headers: HeaderMap,
-) -> Response {
+async fn health(State(w): State<Arc<Worker>>, Path(endpoint): Path<String>, headers: HeaderMap) -> Response {
     if let Err(r) = authorize(&w, &headers, &endpoint) {
         return r;
     }

@@ -30,10 +30,7 @@ struct Worker {
 
 impl Worker {
     fn start(args: &[&str]) -> Worker {
-        let log = std::env::temp_dir().join(format!(
-            "nv-worker-test-{}.log",
-            hex::encode(rand::random::<[u8; 6]>())
-        ));
+        let log = std::env::temp_dir().join(format!("nv-worker-test-{}.log", hex::encode(rand::random::<[u8; 6]>())));
         let mut child = Command::new(env!("CARGO_BIN_EXE_neurovol-worker"))
             .args(["--listen", "127.0.0.1:0", "--exit-on-stdin-eof"])
             .args(args)
@@ -65,12 +62,7 @@ impl Worker {
     }
 
     /// An authorised request without a body.
-    async fn request(
-        &self,
-        http: &reqwest::Client,
-        method: Method,
-        path: &str,
-    ) -> reqwest::Response {
+    async fn request(&self, http: &reqwest::Client, method: Method, path: &str) -> reqwest::Response {
         http.request(method, self.api(path))
             .bearer_auth(KEY)
             .send()
@@ -104,13 +96,7 @@ impl Worker {
         self.call(http, Method::GET, &format!("/status/{id}")).await
     }
 
-    async fn wait_for(
-        &self,
-        http: &reqwest::Client,
-        id: &str,
-        want: &[&str],
-        within: Duration,
-    ) -> Value {
+    async fn wait_for(&self, http: &reqwest::Client, id: &str, want: &[&str], within: Duration) -> Value {
         let t0 = Instant::now();
         loop {
             let v = self.status(http, id).await;
@@ -138,10 +124,7 @@ impl Drop for Worker {
             !logs.contains("SECRETSIGNATURE42"),
             "signature leaked into the log:\n{logs}"
         );
-        assert!(
-            !logs.contains("/obj/"),
-            "URL path leaked into the log:\n{logs}"
-        );
+        assert!(!logs.contains("/obj/"), "URL path leaked into the log:\n{logs}");
     }
 }
 
@@ -153,20 +136,13 @@ struct Store(Arc<Mutex<HashMap<String, Vec<u8>>>>);
 impl Store {
     async fn start() -> (Store, String) {
         let store = Store::default();
-        async fn get_obj(
-            State(s): State<Store>,
-            Path(name): Path<String>,
-        ) -> axum::response::Response {
+        async fn get_obj(State(s): State<Store>, Path(name): Path<String>) -> axum::response::Response {
             match s.0.lock().unwrap().get(&name) {
                 Some(b) => b.clone().into_response(),
                 None => (StatusCode::NOT_FOUND, "no such object").into_response(),
             }
         }
-        async fn put_obj(
-            State(s): State<Store>,
-            Path(name): Path<String>,
-            body: Bytes,
-        ) -> StatusCode {
+        async fn put_obj(State(s): State<Store>, Path(name): Path<String>, body: Bytes) -> StatusCode {
             s.0.lock().unwrap().insert(name, body.to_vec());
             StatusCode::OK
         }
@@ -236,45 +212,23 @@ async fn run_status_cancel_and_outputs() {
 
     let id = w.submit(&http, input(&base, "/obj/head.nii")).await;
     let done = w
-        .wait_for(
-            &http,
-            &id,
-            &["COMPLETED", "FAILED"],
-            Duration::from_secs(240),
-        )
+        .wait_for(&http, &id, &["COMPLETED", "FAILED"], Duration::from_secs(240))
         .await;
     assert_eq!(done["status"], "COMPLETED", "{done}");
     let out = &done["output"];
     assert_eq!(out["model"], "model21_104class");
     assert_eq!(out["dims"], json!([40, 40, 40]));
-    for k in [
-        "download_s",
-        "segment_s",
-        "upload_s",
-        "total_s",
-        "model_s",
-        "conform_s",
-    ] {
-        assert!(
-            out["timings"][k].as_f64().is_some(),
-            "timing {k} missing: {out}"
-        );
+    for k in ["download_s", "segment_s", "upload_s", "total_s", "model_s", "conform_s"] {
+        assert!(out["timings"][k].as_f64().is_some(), "timing {k} missing: {out}");
     }
     assert!(done["executionTime"].as_u64().is_some() && done["delayTime"].as_u64().is_some());
     // outputs were uploaded and decode; their digests match the report
     let labels = store.get("labels.nii.gz").expect("labels uploaded");
     let volumes = store.get("volumes.json").expect("volumes uploaded");
     use sha2::Digest;
-    assert_eq!(
-        out["labels_sha256"],
-        hex::encode(sha2::Sha256::digest(&labels))
-    );
-    assert_eq!(
-        out["volumes_sha256"],
-        hex::encode(sha2::Sha256::digest(&volumes))
-    );
-    let dir =
-        std::env::temp_dir().join(format!("nv-wt-{}", hex::encode(rand::random::<[u8; 6]>())));
+    assert_eq!(out["labels_sha256"], hex::encode(sha2::Sha256::digest(&labels)));
+    assert_eq!(out["volumes_sha256"], hex::encode(sha2::Sha256::digest(&volumes)));
+    let dir = std::env::temp_dir().join(format!("nv-wt-{}", hex::encode(rand::random::<[u8; 6]>())));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("l.nii.gz"), &labels).unwrap();
     let lab = volumetry::nifti::read_labels(dir.join("l.nii.gz")).unwrap();
@@ -332,14 +286,8 @@ async fn wrong_key_or_endpoint_is_refused() {
             .status(),
         401
     );
-    assert_eq!(
-        http.post(w.api("/cancel/x")).send().await.unwrap().status(),
-        401
-    );
-    assert_eq!(
-        http.get(w.api("/health")).send().await.unwrap().status(),
-        401
-    );
+    assert_eq!(http.post(w.api("/cancel/x")).send().await.unwrap().status(), 401);
+    assert_eq!(http.get(w.api("/health")).send().await.unwrap().status(), 401);
     // the bare key (RunPod also accepts it without "Bearer") and another endpoint id
     assert_eq!(
         http.get(w.api("/health"))
@@ -351,15 +299,7 @@ async fn wrong_key_or_endpoint_is_refused() {
         200
     );
     let other = format!("{}/v2/other/health", w.url);
-    assert_eq!(
-        http.get(other)
-            .bearer_auth(KEY)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(http.get(other).bearer_auth(KEY).send().await.unwrap().status(), 404);
     // malformed bodies
     let r = http
         .post(w.api("/run"))
@@ -383,10 +323,7 @@ async fn wrong_key_or_endpoint_is_refused() {
 #[tokio::test]
 async fn refused_inputs_fail_with_a_reason() {
     let (store, base) = Store::start().await;
-    store.put(
-        "text.nii",
-        b"this is not an image at all, just text".repeat(20),
-    );
+    store.put("text.nii", b"this is not an image at all, just text".repeat(20));
     store.put("big.nii", vec![0u8; 20_000]);
     store.put("4d.nii", four_d());
     store.put("head.nii", tiny_head());
@@ -398,10 +335,7 @@ async fn refused_inputs_fail_with_a_reason() {
         (input(&base, "/obj/text.nii"), "not a single 3D NIfTI"),
         (input(&base, "/obj/big.nii"), "too large"),
         (input(&base, "/obj/4d.nii"), "volumes"),
-        (
-            input("http://127.0.0.1:1", "/obj/head.nii"),
-            "cannot download",
-        ),
+        (input("http://127.0.0.1:1", "/obj/head.nii"), "cannot download"),
     ];
     let mut bad_model = input(&base, "/obj/head.nii");
     bad_model["model"] = json!("no_such_model");
@@ -412,12 +346,7 @@ async fn refused_inputs_fail_with_a_reason() {
     for (inp, want) in cases {
         let id = w.submit(&http, inp).await;
         let v = w
-            .wait_for(
-                &http,
-                &id,
-                &["FAILED", "COMPLETED"],
-                Duration::from_secs(60),
-            )
+            .wait_for(&http, &id, &["FAILED", "COMPLETED"], Duration::from_secs(60))
             .await;
         assert_eq!(v["status"], "FAILED", "{v}");
         let err = v["error"].as_str().unwrap();
@@ -456,13 +385,8 @@ async fn slow_jobs_time_out() {
         .send()
         .await
         .unwrap();
-    let id = r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let v = w2
-        .wait_for(&http, &id, &["TIMED_OUT"], Duration::from_secs(20))
-        .await;
+    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let v = w2.wait_for(&http, &id, &["TIMED_OUT"], Duration::from_secs(20)).await;
     assert_eq!(v["status"], "TIMED_OUT");
 }
 
@@ -487,8 +411,7 @@ async fn stdin_eof_and_sigterm_shut_down() {
     let mut w = Worker::start(&["--shutdown-grace", "0.5"]);
     let http = reqwest::Client::new();
     let id = w.submit(&http, input(&base, "/stall")).await;
-    w.wait_for(&http, &id, &["IN_PROGRESS"], Duration::from_secs(10))
-        .await;
+    w.wait_for(&http, &id, &["IN_PROGRESS"], Duration::from_secs(10)).await;
     drop(w.child.stdin.take());
     let t0 = Instant::now();
     loop {
@@ -508,19 +431,10 @@ async fn stdin_eof_and_sigterm_shut_down() {
 
     let mut w = Worker::start(&[]);
     let pid = w.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let t0 = Instant::now();
     while w.child.try_wait().unwrap().is_none() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(15),
-            "worker ignored SIGTERM"
-        );
+        assert!(t0.elapsed() < Duration::from_secs(15), "worker ignored SIGTERM");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -91,11 +91,7 @@ pub struct RunRequest {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
     /// Milliseconds; the worker takes the smaller of this and its own limit.
-    #[serde(
-        rename = "executionTimeout",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "executionTimeout", default, skip_serializing_if = "Option::is_none")]
     pub execution_timeout_ms: Option<u64>,
 }
 
@@ -146,11 +142,7 @@ pub struct JobReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Value>,
     /// Why a job FAILED or TIMED_OUT, in one line without a URL.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "error_text"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "error_text")]
     pub error: Option<String>,
 }
 
@@ -176,10 +168,8 @@ impl JobReport {
 /// RunPod documents whole milliseconds; any other number is rounded, anything else dropped,
 /// so that a timing never makes a status unreadable.
 fn millis<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    Ok(Option::<Value>::deserialize(d)?.and_then(|v| {
-        v.as_u64()
-            .or_else(|| v.as_f64().map(|f| f.max(0.0).round() as u64))
-    }))
+    Ok(Option::<Value>::deserialize(d)?
+        .and_then(|v| v.as_u64().or_else(|| v.as_f64().map(|f| f.max(0.0).round() as u64))))
 }
 
 /// RunPod's `error` is a string; anything else is kept as its JSON text.
@@ -379,8 +369,7 @@ mod tests {
         assert_eq!(out.timings.get("total_s"), Some(&1.5));
         assert_eq!(out.timings.get("gpu_s"), None);
         let bad: JobReport =
-            serde_json::from_value(json!({"status": "COMPLETED", "output": {"engine": "cpu"}}))
-                .unwrap();
+            serde_json::from_value(json!({"status": "COMPLETED", "output": {"engine": "cpu"}})).unwrap();
         assert!(bad.job_output().unwrap().is_err());
         // every timing name `get` knows is a field, and the other way round
         let names = serde_json::to_value(JobTimings::default()).unwrap();
@@ -414,10 +403,7 @@ mod tests {
                 ))),
             ))),
         );
-        assert_eq!(
-            describe_error(&e),
-            "error sending request: client error (Connect)"
-        );
+        assert_eq!(describe_error(&e), "error sending request: client error (Connect)");
         assert_eq!(
             describe_error(&Layer("GET http://h/?sig=1 failed", None)),
             "no details (they named a URL)"

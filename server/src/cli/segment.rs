@@ -46,11 +46,10 @@ pub fn run(args: &SegmentArgs, assets: &Path) -> Result<volumetry::VolumeReport,
         None => None,
         Some(code) => Some(Sex::from_code(code).ok_or_else(|| format!("--sex must be M or F, not {code:?}"))?),
     };
-    if let Some(age) = args.age {
-        if !(age.is_finite() && (0.0..=130.0).contains(&age)) {
+    if let Some(age) = args.age
+        && !(age.is_finite() && (0.0..=130.0).contains(&age)) {
             return Err(format!("--age must be a number of years between 0 and 130, not {age}"));
         }
-    }
     if !args.input.is_file() {
         return Err(format!("cannot read {}: no such file", args.input.display()));
     }

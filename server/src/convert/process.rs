@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use super::*;
 
 /// The dcm2niix version, e.g. `v1.0.20220720` (for the logs and the start-up check).
+#[expect(clippy::zombie_processes, reason = "reaped by wait_with_timeout, or killed by the guard")]
 pub fn dcm2niix_version(bin: &Path) -> Result<String, ConvertError> {
     let mut cmd = Command::new(bin);
     cmd.arg("--version").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());

@@ -31,6 +31,9 @@ pub struct LogInForm {
     email: String,
     #[serde(default)]
     password: String,
+    /// Where the visitor was going (`/login?next=`); only a local path is followed.
+    #[serde(default)]
+    next: String,
 }
 
 fn see_other(location: &str) -> Response {
@@ -48,12 +51,12 @@ fn internal_error(e: impl std::fmt::Display) -> Response {
 
 /// Sets the session cookie and rotates the CSRF token (a token seen before sign-in is
 /// never reused after it).
-async fn start_session(state: &AppState, user_id: &str) -> Response {
+async fn start_session(state: &AppState, user_id: &str, next: &str) -> Response {
     let token = match auth::create_session(&state.db, user_id, state.config.session_days).await {
         Ok(t) => t,
         Err(e) => return internal_error(e),
     };
-    let mut resp = see_other("/home");
+    let mut resp = see_other(app::auth_rules::safe_next(next).unwrap_or("/home"));
     let max_age = state.config.session_days as i64 * 86_400;
     resp.headers_mut().append(header::SET_COOKIE, set_cookie(state, SESSION_COOKIE, &token, Some(max_age)));
     resp.headers_mut().append(header::SET_COOKIE, set_cookie(state, CSRF_COOKIE, &auth::random_token(), None));
@@ -64,7 +67,7 @@ pub async fn sign_up(State(state): State<AppState>, Form(form): Form<SignUpForm>
     match auth::sign_up(&state.db, &form.email, &form.password, &form.password_confirm).await {
         Ok(user) => {
             tracing::info!(account = %user.id, "account created");
-            start_session(&state, &user.id).await
+            start_session(&state, &user.id, "/home").await
         }
         Err(SignUpError::Rejected(notice)) => see_other(&format!("/signup?error={}", notice.code())),
         Err(SignUpError::Internal(e)) => internal_error(e),
@@ -72,8 +75,8 @@ pub async fn sign_up(State(state): State<AppState>, Form(form): Form<SignUpForm>
 }
 
 fn client_ip(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> String {
-    if state.config.trust_forwarded_for {
-        if let Some(first) = headers
+    if state.config.trust_forwarded_for
+        && let Some(first) = headers
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(',').next())
@@ -82,7 +85,6 @@ fn client_ip(state: &AppState, peer: SocketAddr, headers: &HeaderMap) -> String 
         {
             return first.to_string();
         }
-    }
     peer.ip().to_string()
 }
 
@@ -96,15 +98,15 @@ pub async fn log_in(
     match auth::log_in(&state.db, &state.config, &form.email, &form.password, &ip).await {
         Ok(user) => {
             tracing::info!(account = %user.id, "signed in");
-            start_session(&state, &user.id).await
+            start_session(&state, &user.id, &form.next).await
         }
         Err(LogInError::InvalidCredentials) => {
             tracing::info!("sign-in refused");
-            see_other(&format!("/login?error={}", AuthNotice::InvalidCredentials.code()))
+            see_other(&with_next(format!("/login?error={}", AuthNotice::InvalidCredentials.code()), &form.next))
         }
         Err(LogInError::Throttled) => {
             tracing::warn!("sign-in throttled");
-            let mut resp = see_other(&format!("/login?error={}", AuthNotice::Throttled.code()));
+            let mut resp = see_other(&with_next(format!("/login?error={}", AuthNotice::Throttled.code()), &form.next));
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(state.config.login_window_secs));
             resp
         }
@@ -113,12 +115,19 @@ pub async fn log_in(
 }
 
 pub async fn log_out(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(token) = cookie_value(&headers, SESSION_COOKIE) {
-        if let Err(e) = auth::end_session(&state.db, token).await {
+    if let Some(token) = cookie_value(&headers, SESSION_COOKIE)
+        && let Err(e) = auth::end_session(&state.db, token).await {
             return internal_error(e);
         }
-    }
     let mut resp = see_other(&format!("/login?notice={}", AuthNotice::SignedOut.code()));
     resp.headers_mut().append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, "", Some(0)));
     resp
+}
+
+/// A sign-in page URL that keeps the visitor's safe `next` (for another try).
+fn with_next(url: String, next: &str) -> String {
+    match app::auth_rules::safe_next(next) {
+        Some(n) => format!("{url}&next={n}"),
+        None => url,
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod api_error;
 mod auth_routes;
+pub mod headers;
 mod signed_in;
 pub mod objects;
 mod scan_actions;
@@ -46,13 +47,24 @@ impl axum::extract::FromRef<AppState> for LeptosOptions {
     }
 }
 
+/// Largest request body of any route but the chunk upload (forms and JSON).
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
 pub fn leptos_options(config: &Config) -> LeptosOptions {
     LeptosOptions::builder()
         .output_name("neurovol")
+        // content-hashed static files: scripts/build.sh writes hash.txt beside the binary
+        .hash_files(hash_file_beside_binary())
         .site_root(config.site_root.to_string_lossy().to_string())
         .site_pkg_dir("pkg")
         .site_addr(config.listen)
         .build()
+}
+
+/// Whether `hash.txt` (the content hashes of the site's files) sits beside this binary,
+/// where Leptos looks for it.
+fn hash_file_beside_binary() -> bool {
+    std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join("hash.txt"))).is_some_and(|p| p.is_file())
 }
 
 /// Random request ids (no user data), returned in `x-request-id` and logged on every line.
@@ -71,6 +83,10 @@ pub fn router(state: AppState) -> Router {
     let privacy = state.privacy.clone();
     let scans: app::scans_api::SharedScanStore = Arc::new(crate::scans::DbScanStore { db: state.db.clone() });
     let provide = move || {
+        // the CSP nonce of this response (headers.rs) goes on Leptos's inline scripts
+        if let Some(nonce) = use_context::<http::request::Parts>().and_then(|p| p.extensions.get::<headers::CspNonce>().cloned()) {
+            provide_context(leptos::nonce::Nonce::from_value(nonce.0));
+        }
         provide_context((*privacy).clone());
         provide_context(scans.clone());
     };
@@ -97,7 +113,11 @@ pub fn router(state: AppState) -> Router {
             move || app::shell(leptos.clone())
         })
         .fallback_service(ServeDir::new(site_root).fallback(axum::routing::any(not_found)))
+        // every JSON and form body is small; the chunk route sets its own limit above
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(headers::visitors_sign_in))
         .layer(middleware::from_fn_with_state(state.clone(), security::session_and_csrf))
+        .layer(middleware::from_fn_with_state(state.clone(), headers::security_headers))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request| {

@@ -63,6 +63,7 @@ fn refuse(status: StatusCode, why: impl std::fmt::Display) -> Response {
         .into_response()
 }
 
+#[expect(clippy::result_large_err, reason = "the refusal is the response itself, built once per request")]
 fn check(
     state: &SignedObjects,
     key: &str,

@@ -100,11 +100,10 @@ async fn check_csrf(state: &AppState, request: Request, cookie_token: Option<&st
     if headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site") {
         return Err(forbidden("cross-site fetch"));
     }
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        if !origin_allowed(state, origin, headers) {
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
+        && !origin_allowed(state, origin, headers) {
             return Err(forbidden("foreign origin"));
         }
-    }
     let Some(expected) = cookie_token else {
         return Err(forbidden("no csrf cookie"));
     };
