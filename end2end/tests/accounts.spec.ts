@@ -1,6 +1,6 @@
-import { test, expect } from "@playwright/test";
+import { expect } from "@playwright/test";
 
-import { password, signUp } from "./kit";
+import { password, signUp, test } from "./kit";
 
 // A fresh account per run: the e2e server starts on an empty data directory, but a
 // unique address keeps reruns against a reused server independent.
@@ -57,11 +57,9 @@ test("log out, then log in again", async ({ page }) => {
   await expect(page).toHaveURL(/\/login\?notice=signed_out$/);
   await expect(page.getByTestId("form-notice")).toHaveText("You have been logged out.");
 
-  // Signed out: home no longer shows scans.
+  // Signed out: home sends the visitor to sign in, and back to home afterwards.
   await page.goto("/home");
-  await expect(page.getByRole("heading", { name: "Please log in" })).toBeVisible();
-
-  await page.goto("/login");
+  await expect(page).toHaveURL(/\/login\?next=\/home$/);
   await page.getByLabel("Email").fill(email);
   await page.getByLabel("Password", { exact: true }).fill(password);
   await page.getByRole("button", { name: "Log in" }).click();
@@ -94,4 +92,11 @@ test("the privacy page states the running configuration", async ({ page }) => {
   await expect(page.getByTestId("removed-attributes")).toContainText("PatientName");
   await expect(page.getByTestId("removed-attributes").locator("li")).toHaveCount(32);
   await expect(page.getByText("an SQLite database file on this server")).toBeVisible();
+});
+
+test("the privacy page renders and hydrates under the Content-Security-Policy", async ({ page }) => {
+  const response = await page.goto("/privacy");
+  expect(response?.headers()["content-security-policy"]).toContain("'nonce-");
+  await page.waitForFunction(() => (window as any).__neurovol_hydrated === true);
+  await expect(page.getByRole("heading", { level: 1 })).toBeVisible();
 });

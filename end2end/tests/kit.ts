@@ -1,8 +1,33 @@
-import { expect, Page } from "@playwright/test";
+import { test as base, expect, Page } from "@playwright/test";
 import * as fs from "fs";
 import * as path from "path";
 
-// What the browser tests share: the fixtures folder, signing up, and a real drag and drop.
+// What the browser tests share: the fixtures folder, signing up, a real drag and drop, and
+// a `test` that fails on any Content-Security-Policy violation in the page.
+
+/** Every test records `securitypolicyviolation` events (and the console's CSP errors, which
+ *  also cover workers) on every page it visits, and fails if there is any. */
+export const test = base.extend<{ cspViolations: string[] }>({
+  cspViolations: [
+    async ({ page }, use) => {
+      const seen: string[] = [];
+      await page.exposeBinding("__nvCspViolation", (_source, text: string) => {
+        seen.push(text);
+      });
+      await page.addInitScript(() => {
+        document.addEventListener("securitypolicyviolation", (e) =>
+          (window as any).__nvCspViolation(`${e.violatedDirective} blocked ${e.blockedURI} (${e.sourceFile}:${e.lineNumber})`),
+        );
+      });
+      page.on("console", (m) => {
+        if (m.type() === "error" && /Content Security Policy/i.test(m.text())) seen.push(m.text());
+      });
+      await use(seen);
+      expect(seen, "Content-Security-Policy violations").toEqual([]);
+    },
+    { auto: true },
+  ],
+});
 
 export const fixtures = process.env.NEUROVOL_FIXTURES ?? path.resolve(__dirname, "../../../shared/fixtures");
 export const password = "violet harbour lantern 42";

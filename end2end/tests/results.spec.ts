@@ -1,6 +1,6 @@
-import { test, expect } from "@playwright/test";
+import { expect } from "@playwright/test";
 
-import { dropFixture, signUp } from "./kit";
+import { dropFixture, signUp, test } from "./kit";
 
 // The main job, end to end in real Chromium against the server as run.sh runs it: sign up,
 // drop the PHI T1 series, review, confirm, and wait while the real pipeline (dcm2niix, the

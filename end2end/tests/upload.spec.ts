@@ -1,10 +1,10 @@
-import { test, expect } from "@playwright/test";
+import { expect } from "@playwright/test";
 import * as fs from "fs";
 import * as path from "path";
 import * as zlib from "zlib";
 
 import { queued } from "../servers";
-import { dropFixture, fixtures, signUp as signUpAs } from "./kit";
+import { dropFixture, fixtures, signUp as signUpAs, test } from "./kit";
 
 // Upload flow in real Chromium: a real drag-and-drop of the PHI fixture, de-identification
 // in the Web Worker (WASM), the removal report with the fixture's fake values shown

@@ -77,6 +77,11 @@ pub struct Config {
     pub upload_expiry_secs: u64,
     /// How often expired uploads are swept (`NEUROVOL_UPLOAD_SWEEP_SECS`, default 600).
     pub upload_sweep_secs: u64,
+    /// Uploads one account may start per hour (`NEUROVOL_UPLOAD_CREATES_PER_HOUR`, default 30).
+    pub upload_creates_per_hour: u32,
+    /// Chunks one account may send per minute (`NEUROVOL_UPLOAD_CHUNKS_PER_MINUTE`, default
+    /// 600: 8 MiB chunks, i.e. about 80 MB/s).
+    pub upload_chunks_per_minute: u32,
 }
 
 /// A configured secret: never printed by `Debug`.
@@ -136,6 +141,8 @@ struct FileConfig {
     upload_max_bytes: Option<u64>,
     upload_expiry_secs: Option<u64>,
     upload_sweep_secs: Option<u64>,
+    upload_creates_per_hour: Option<u32>,
+    upload_chunks_per_minute: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -236,6 +243,14 @@ impl Config {
             upload_max_bytes: parse_env(&env, "NEUROVOL_UPLOAD_MAX_BYTES")?.or(file.upload_max_bytes).unwrap_or(1 << 30).max(1),
             upload_expiry_secs: parse_env(&env, "NEUROVOL_UPLOAD_EXPIRY_SECS")?.or(file.upload_expiry_secs).unwrap_or(86_400).max(1),
             upload_sweep_secs: parse_env(&env, "NEUROVOL_UPLOAD_SWEEP_SECS")?.or(file.upload_sweep_secs).unwrap_or(600).max(1),
+            upload_creates_per_hour: parse_env(&env, "NEUROVOL_UPLOAD_CREATES_PER_HOUR")?
+                .or(file.upload_creates_per_hour)
+                .unwrap_or(30)
+                .max(1),
+            upload_chunks_per_minute: parse_env(&env, "NEUROVOL_UPLOAD_CHUNKS_PER_MINUTE")?
+                .or(file.upload_chunks_per_minute)
+                .unwrap_or(600)
+                .max(1),
         })
     }
 

@@ -20,6 +20,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "accounts", include_str!("../../migrations/0001_accounts.sql")),
     (2, "scans", include_str!("../../migrations/0002_scans.sql")),
     (3, "pipeline", include_str!("../../migrations/0003_pipeline.sql")),
+    (4, "privacy", include_str!("../../migrations/0004_privacy.sql")),
 ];
 
 pub fn migrator() -> Migrator {
@@ -50,6 +51,9 @@ pub async fn connect(config: &Config) -> anyhow::Result<Db> {
                 if conn.backend_name() == "SQLite" {
                     sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
                     sqlx::query("PRAGMA busy_timeout = 5000").execute(&mut *conn).await?;
+                    // deleted rows are overwritten, so a deleted account's data does not
+                    // linger in the file's free pages
+                    sqlx::query("PRAGMA secure_delete = ON").execute(&mut *conn).await?;
                 }
                 Ok(())
             })

@@ -64,6 +64,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let state = web::AppState {
         leptos: web::leptos_options(&config),
         privacy: Arc::new(web::privacy::facts(&config)),
+        limits: Arc::new(web::rate_limit::RateLimits::from_config(&config)),
         db,
         config,
         store,

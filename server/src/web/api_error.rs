@@ -10,6 +10,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// `Retry-After` seconds (429 answers).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -18,8 +20,23 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
+    /// A JSON body that could not be read: too large (the route's body limit) or malformed.
+    pub fn from_json_rejection(e: &axum::extract::rejection::JsonRejection, malformed: &str) -> ApiError {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "The request is too large.")
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_request", malformed)
+        }
+    }
+
+    pub fn with_retry_after(mut self, secs: u64) -> ApiError {
+        self.retry_after = Some(secs);
+        self
+    }
+
     /// The stable code (logged; the page acts on it).
     pub fn code(&self) -> &'static str {
         self.code
@@ -43,10 +60,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(serde_json::json!({ "code": self.code, "error": self.message })),
-        )
-            .into_response()
+        let mut resp =
+            (self.status, Json(serde_json::json!({ "code": self.code, "error": self.message }))).into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+        }
+        resp
     }
 }

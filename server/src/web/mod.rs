@@ -3,6 +3,7 @@
 pub mod api_error;
 mod auth_routes;
 pub mod headers;
+pub mod rate_limit;
 mod signed_in;
 pub mod objects;
 mod scan_actions;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub store: Arc<dyn crate::object_store::ObjectStore>,
     /// Wakes the pipeline's runners when a scan is queued.
     pub wake: Arc<tokio::sync::Notify>,
+    /// Per-account request limits (uploads).
+    pub limits: Arc<rate_limit::RateLimits>,
 }
 
 impl axum::extract::FromRef<AppState> for LeptosOptions {

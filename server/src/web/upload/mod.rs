@@ -36,6 +36,7 @@ use tokio::io::AsyncWriteExt;
 use super::AppState;
 use crate::db::now_secs;
 use super::api_error::ApiError;
+use super::rate_limit::Action;
 use super::signed_in::SignedIn;
 
 pub use complete::complete;
@@ -190,13 +191,8 @@ pub async fn create(
     SignedIn { user_id: user }: SignedIn,
     body: Result<Json<CreateRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(req) = body.map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "The upload request was malformed.",
-        )
-    })?;
+    state.limits.check(&user, Action::CreateUpload)?;
+    let Json(req) = body.map_err(|e| ApiError::from_json_rejection(&e, "The upload request was malformed."))?;
     let max_bytes = state.config.upload_max_bytes;
     if req.size == 0 {
         return Err(ApiError::new(
@@ -280,6 +276,7 @@ pub async fn put_chunk(
     Path((id, index)): Path<(String, u64)>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    state.limits.check(&user, Action::PutChunk)?;
     let (dir, meta) = load(&state, &id, &user).await?;
     if index >= meta.chunks() {
         return Err(ApiError::new(
