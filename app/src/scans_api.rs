@@ -51,6 +51,78 @@ pub struct ScanDetail {
     pub regions: Vec<RegionRow>,
 }
 
+/// A file of a scan that its owner can download (`GET /scans/{id}/files/{name}`) and that
+/// the export holds: one name per file, used by the links, the server and the export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScanFile {
+    /// The de-identified DICOM archive (unless discarded after processing).
+    Archive,
+    /// The de-identified 3D volume.
+    Volume,
+    /// The segmentation: one label per voxel.
+    Labels,
+    /// The segmentation service's region volumes.
+    Volumes,
+    /// The scored report: volumes, percentiles and flags.
+    Results,
+    /// The regions table: volume, percentile and flag per region.
+    RegionsCsv,
+}
+
+impl ScanFile {
+    pub const ALL: [ScanFile; 6] =
+        [ScanFile::Archive, ScanFile::Volume, ScanFile::Labels, ScanFile::Volumes, ScanFile::Results, ScanFile::RegionsCsv];
+
+    /// The file's name, in the URL, the download and the export.
+    pub const fn file_name(self) -> &'static str {
+        match self {
+            ScanFile::Archive => "dicom-deidentified.zip",
+            ScanFile::Volume => "volume.nii.gz",
+            ScanFile::Labels => "labels.nii.gz",
+            ScanFile::Volumes => "volumes.json",
+            ScanFile::Results => "results.json",
+            ScanFile::RegionsCsv => "regions.csv",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<ScanFile> {
+        Self::ALL.into_iter().find(|f| f.file_name() == name)
+    }
+
+    /// What it is, for the scan page and the export's README.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ScanFile::Archive => "the de-identified DICOM files as the server stored them after its own de-identification",
+            ScanFile::Volume => "the de-identified 3D volume (NIfTI) converted from the DICOM files",
+            ScanFile::Labels => "the segmentation: a NIfTI with one region label per voxel",
+            ScanFile::Volumes => "the region volumes as measured by the segmentation service (JSON)",
+            ScanFile::Results => "the results: region volumes, percentiles and flags (JSON)",
+            ScanFile::RegionsCsv => "the results as a table: region, volume, percentile, flag (CSV)",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            ScanFile::Archive => "application/zip",
+            ScanFile::Volume | ScanFile::Labels => "application/gzip",
+            ScanFile::Volumes | ScanFile::Results => "application/json",
+            ScanFile::RegionsCsv => "text/csv; charset=utf-8",
+        }
+    }
+
+    /// The files of a scan in this state (results only once it is done).
+    pub fn available(status: ScanStatus, archive_deleted: bool) -> Vec<ScanFile> {
+        Self::ALL
+            .into_iter()
+            .filter(|f| match f {
+                ScanFile::Archive => !archive_deleted,
+                _ => status == ScanStatus::Done,
+            })
+            .collect()
+    }
+}
+
 /// A step that a service kept from finishing and that the pipeline will run again by itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Retrying {
@@ -117,8 +189,9 @@ pub trait ScanStore: Send + Sync + 'static {
 #[cfg(feature = "ssr")]
 pub type SharedScanStore = std::sync::Arc<dyn ScanStore>;
 
+/// The signed-in account's id from the request (an error for a visitor).
 #[cfg(feature = "ssr")]
-fn signed_in_user() -> Result<String, ServerFnError> {
+pub(crate) fn signed_in_user() -> Result<String, ServerFnError> {
     let parts = use_context::<http::request::Parts>()
         .ok_or_else(|| ServerFnError::new("request context missing"))?;
     parts

@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 pub struct UserInfo {
     pub id: String,
     pub email: String,
+    /// The account's default for "discard the DICOM archive after processing".
+    #[serde(default)]
+    pub discard_archive_default: bool,
 }
 
 /// Resolved by the server's session middleware for every request and put into the
@@ -15,8 +18,9 @@ pub struct UserInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionInfo {
     pub user: Option<UserInfo>,
-    /// Double-submit token: equals the `nv_csrf` cookie; every state-changing request
-    /// must echo it (form field `csrf_token` or header `x-csrf-token`).
+    /// The CSRF token, bound to the session (server `web/csrf.rs`): equals the `nv_csrf`
+    /// cookie; every state-changing request must echo it (form field `csrf_token` or header
+    /// `x-csrf-token`).
     pub csrf_token: String,
 }
 

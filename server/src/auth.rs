@@ -83,14 +83,16 @@ pub async fn sign_up(db: &Db, raw_email: &str, password: &str, confirm: &str) ->
     if inserted.rows_affected() == 0 {
         return Err(SignUpError::Rejected(AuthNotice::EmailUnavailable));
     }
-    Ok(UserInfo { id, email })
+    Ok(UserInfo { id, email, discard_archive_default: false })
 }
 
 #[derive(Debug)]
 pub enum LogInError {
-    /// Same outcome for unknown email and wrong password.
-    InvalidCredentials,
-    Throttled,
+    /// Same outcome for unknown email and wrong password. `account`: the account whose
+    /// password was wrong, for its own audit log only (never in the answer).
+    InvalidCredentials { account: Option<String> },
+    /// Too many failures; `account` as above.
+    Throttled { account: Option<String> },
     Internal(anyhow::Error),
 }
 
@@ -100,41 +102,126 @@ impl From<sqlx::Error> for LogInError {
     }
 }
 
+/// The throttle row of an account: the SHA-256 of its (submitted) email.
+pub fn account_throttle_key(email: &str) -> String {
+    format!("acct:{}", sha256_hex(email.as_bytes()))
+}
+
 pub async fn log_in(db: &Db, config: &Config, raw_email: &str, password: &str, client_ip: &str) -> Result<UserInfo, LogInError> {
-    let now = now_secs();
     let email = raw_email.trim().to_lowercase();
-    let account_key = format!("acct:{}", sha256_hex(email.as_bytes()));
+    let row = sqlx::query("SELECT id, password_hash, discard_archive_default FROM users WHERE email = $1")
+        .bind(&email)
+        .fetch_optional(db)
+        .await?;
+    let (user_id, hash, discard_archive_default) = match row {
+        Some(row) => (
+            Some(row.try_get::<String, _>("id")?),
+            row.try_get::<String, _>("password_hash")?,
+            row.try_get::<i64, _>("discard_archive_default")? != 0,
+        ),
+        None => (None, dummy_hash().to_string(), false),
+    };
+    check_password(db, config, &email, hash, password, client_ip).await.map_err(|e| e.for_account(user_id.clone()))?;
+    match user_id {
+        Some(id) => Ok(UserInfo { id, email, discard_archive_default }),
+        None => Err(LogInError::InvalidCredentials { account: None }),
+    }
+}
+
+impl LogInError {
+    fn for_account(self, id: Option<String>) -> LogInError {
+        match self {
+            LogInError::InvalidCredentials { .. } => LogInError::InvalidCredentials { account: id },
+            LogInError::Throttled { .. } => LogInError::Throttled { account: id },
+            other => other,
+        }
+    }
+}
+
+/// The password check of sign-in and of the account page's re-authentication: throttled
+/// per account (`email`) and per IP, always one bcrypt verification.
+async fn check_password(
+    db: &Db,
+    config: &Config,
+    email: &str,
+    hash: String,
+    password: &str,
+    client_ip: &str,
+) -> Result<(), LogInError> {
+    let now = now_secs();
+    let account_key = account_throttle_key(email);
     let ip_key = format!("ip:{client_ip}");
     let window = config.login_window_secs as i64;
 
     if throttled(db, &account_key, config.login_max_failures_per_account, window, now).await?
         || throttled(db, &ip_key, config.login_max_failures_per_ip, window, now).await?
     {
-        return Err(LogInError::Throttled);
+        return Err(LogInError::Throttled { account: None });
     }
-
-    let row = sqlx::query("SELECT id, password_hash FROM users WHERE email = $1")
-        .bind(&email)
-        .fetch_optional(db)
-        .await?;
-    let (user_id, hash) = match row {
-        Some(row) => (Some(row.try_get::<String, _>("id")?), row.try_get::<String, _>("password_hash")?),
-        None => (None, dummy_hash().to_string()),
-    };
     // Always one bcrypt verification, known email or not: same time, same answer.
     let password_ok = password.len() <= app::auth_rules::PASSWORD_MAX_BYTES && bcrypt_verify(password.to_string(), hash).await;
-
-    match user_id {
-        Some(id) if password_ok => {
-            sqlx::query("DELETE FROM login_throttle WHERE throttle_key = $1").bind(&account_key).execute(db).await?;
-            Ok(UserInfo { id, email })
-        }
-        _ => {
-            record_failure(db, &account_key, window, now).await?;
-            record_failure(db, &ip_key, window, now).await?;
-            Err(LogInError::InvalidCredentials)
-        }
+    if password_ok {
+        sqlx::query("DELETE FROM login_throttle WHERE throttle_key = $1").bind(&account_key).execute(db).await?;
+        Ok(())
+    } else {
+        record_failure(db, &account_key, window, now).await?;
+        record_failure(db, &ip_key, window, now).await?;
+        Err(LogInError::InvalidCredentials { account: None })
     }
+}
+
+/// Re-authentication on the account page (deleting, changing the password): the signed-in
+/// account's password, with sign-in's throttling. `Ok(false)` for a wrong password.
+pub async fn confirm_password(db: &Db, config: &Config, user_id: &str, password: &str, client_ip: &str) -> Result<bool, LogInError> {
+    let row = sqlx::query("SELECT email, password_hash FROM users WHERE id = $1").bind(user_id).fetch_optional(db).await?;
+    let Some(row) = row else { return Ok(false) };
+    let (email, hash): (String, String) = (row.try_get("email")?, row.try_get("password_hash")?);
+    match check_password(db, config, &email, hash, password, client_ip).await {
+        Ok(()) => Ok(true),
+        Err(LogInError::InvalidCredentials { .. }) => Ok(false),
+        Err(e) => Err(e.for_account(Some(user_id.to_string()))),
+    }
+}
+
+#[derive(Debug)]
+pub enum PasswordChangeError {
+    Rejected(AuthNotice),
+    Internal(anyhow::Error),
+}
+
+impl From<sqlx::Error> for PasswordChangeError {
+    fn from(e: sqlx::Error) -> Self {
+        PasswordChangeError::Internal(e.into())
+    }
+}
+
+/// Sets a new password (the rules of sign-up) and ends every other session of the account;
+/// the session `keep_token` stays signed in. The caller has confirmed the old password.
+pub async fn change_password(
+    db: &Db,
+    user_id: &str,
+    keep_token: &str,
+    password: &str,
+    confirm: &str,
+) -> Result<u64, PasswordChangeError> {
+    let email: String = sqlx::query("SELECT email FROM users WHERE id = $1").bind(user_id).fetch_one(db).await?.try_get("email")?;
+    if let Some(rule) = password_problems(password, &email).first() {
+        return Err(PasswordChangeError::Rejected(AuthNotice::Password(*rule)));
+    }
+    if password != confirm {
+        return Err(PasswordChangeError::Rejected(AuthNotice::PasswordMismatch));
+    }
+    let hash = bcrypt_hash(password.to_string()).await.map_err(PasswordChangeError::Internal)?;
+    let mut tx = db.begin().await?;
+    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2").bind(&hash).bind(user_id).execute(&mut *tx).await?;
+    let ended = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
+        .bind(user_id)
+        .bind(sha256_hex(keep_token.as_bytes()))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    Ok(ended)
 }
 
 async fn throttled(db: &Db, key: &str, max: u32, window: i64, now: i64) -> Result<bool, sqlx::Error> {
@@ -184,13 +271,21 @@ pub async fn create_session(db: &Db, user_id: &str, days: u32) -> Result<String,
 
 pub async fn session_user(db: &Db, token: &str) -> Result<Option<UserInfo>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT u.id, u.email FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.expires_at > $2",
+        "SELECT u.id, u.email, u.discard_archive_default FROM sessions s JOIN users u ON u.id = s.user_id \
+         WHERE s.token_hash = $1 AND s.expires_at > $2",
     )
     .bind(sha256_hex(token.as_bytes()))
     .bind(now_secs())
     .fetch_optional(db)
     .await?;
-    row.map(|r| Ok(UserInfo { id: r.try_get("id")?, email: r.try_get("email")? })).transpose()
+    row.map(|r| {
+        Ok(UserInfo {
+            id: r.try_get("id")?,
+            email: r.try_get("email")?,
+            discard_archive_default: r.try_get::<i64, _>("discard_archive_default")? != 0,
+        })
+    })
+    .transpose()
 }
 
 pub async fn end_session(db: &Db, token: &str) -> Result<(), sqlx::Error> {

@@ -173,13 +173,18 @@ impl Worker {
                 tokio::time::sleep(self.cfg.shutdown_grace).await;
             };
             enum End {
-                Done(Result<JobOutput, String>),
+                Completed(Box<JobOutput>),
+                Failed(String),
                 TimedOut,
                 Cancelled,
                 Requeue,
             }
             let end = tokio::select! {
-                r = &mut work => match r { Ok(r) => End::Done(r), Err(_) => End::TimedOut },
+                r = &mut work => match r {
+                    Ok(Ok(out)) => End::Completed(Box::new(out)),
+                    Ok(Err(reason)) => End::Failed(reason),
+                    Err(_) => End::TimedOut,
+                },
                 _ = cancel.notified() => End::Cancelled,
                 _ = grace => End::Requeue,
             };
@@ -194,12 +199,12 @@ impl Worker {
                 continue;
             }
             let (status, label) = match end {
-                End::Done(Ok(out)) => {
+                End::Completed(out) => {
                     tracing::info!(job = %id, total_s = out.timings.total_s, segment_s = out.timings.segment_s, model = %out.model, engine = %out.engine, "job completed");
                     job.output = serde_json::to_value(&out).ok();
                     (Status::Completed, "completed")
                 }
-                End::Done(Err(reason)) => {
+                End::Failed(reason) => {
                     tracing::warn!(job = %id, reason = %reason, "job failed");
                     job.error = Some(reason);
                     (Status::Failed, "failed")
@@ -260,6 +265,7 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
 }
 
 /// Bearer-key check (constant time) and endpoint-id match.
+#[expect(clippy::result_large_err, reason = "the refusal is the response itself, built once per request")]
 fn authorize(w: &Worker, headers: &HeaderMap, endpoint: &str) -> Result<(), Response> {
     let sent = headers
         .get(header::AUTHORIZATION)

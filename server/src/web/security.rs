@@ -1,11 +1,13 @@
 //! Per-request security middleware: session lookup, CSRF token issue and check.
 //!
-//! CSRF: a double-submit token. Every visitor gets an `nv_csrf` cookie (HttpOnly,
-//! SameSite=Lax); pages embed the same value in their forms. A state-changing request
+//! CSRF: a signed double-submit token bound to the session (`csrf.rs`). Every visitor gets
+//! an `nv_csrf` cookie (HttpOnly, SameSite=Lax) holding a token minted for their session (or
+//! for no session); pages embed the same value in their forms. A state-changing request
 //! (anything but GET/HEAD/OPTIONS) must echo it in the `x-csrf-token` header or the
-//! `csrf_token` form field, and must not come from another origin (`Origin`,
-//! `Sec-Fetch-Site`). A cross-site page can neither read the cookie nor the page, so it
-//! cannot forge the echo.
+//! `csrf_token` form field, the token must verify for the request's own session, and the
+//! request must not come from another origin (`Origin`, `Sec-Fetch-Site`). A cross-site
+//! page can neither read the cookie nor the page, so it cannot forge the echo, and a token
+//! planted from elsewhere was minted for another session.
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
@@ -57,9 +59,6 @@ pub async fn session_and_csrf(State(state): State<AppState>, request: Request, n
         return next.run(request).await;
     }
     let headers = request.headers();
-    let existing_csrf = cookie_value(headers, CSRF_COOKIE).filter(|t| t.len() >= 32).map(str::to_string);
-    let csrf_token = existing_csrf.clone().unwrap_or_else(auth::random_token);
-
     let user = match cookie_value(headers, SESSION_COOKIE) {
         Some(token) => match auth::session_user(&state.db, token).await {
             Ok(user) => user,
@@ -70,6 +69,10 @@ pub async fn session_and_csrf(State(state): State<AppState>, request: Request, n
         },
         None => None,
     };
+    // only a token minted for this request's session counts; any other is replaced
+    let binding = super::csrf::binding(user.as_ref().and(cookie_value(headers, SESSION_COOKIE)));
+    let existing_csrf = cookie_value(headers, CSRF_COOKIE).filter(|t| state.csrf.verify(t, &binding)).map(str::to_string);
+    let csrf_token = existing_csrf.clone().unwrap_or_else(|| state.csrf.mint(&binding));
 
     let mut request = request;
     if !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
