@@ -4,7 +4,8 @@ import { app, queued } from "./servers";
 
 function webServer(s: { port: number; dataDir: string; url: string }, env: Record<string, string> = {}) {
   return {
-    command: `../scripts/serve.sh debug ${s.dataDir}`,
+    // the debug build; bench/drop-to-done.sh asks for the release build run.sh serves
+    command: `../scripts/serve.sh ${process.env.NEUROVOL_E2E_PROFILE ?? "debug"} ${s.dataDir}`,
     url: `${s.url}/`,
     env: { LEPTOS_SITE_ADDR: `127.0.0.1:${s.port}`, NEUROVOL_LOG: process.env.NEUROVOL_LOG ?? "warn", ...env },
     reuseExistingServer: !process.env.CI,
