@@ -265,7 +265,10 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
 }
 
 /// Bearer-key check (constant time) and endpoint-id match.
-#[expect(clippy::result_large_err, reason = "the refusal is the response itself, built once per request")]
+#[expect(
+    clippy::result_large_err,
+    reason = "the refusal is the response itself, built once per request"
+)]
 fn authorize(w: &Worker, headers: &HeaderMap, endpoint: &str) -> Result<(), Response> {
     let sent = headers
         .get(header::AUTHORIZATION)

@@ -225,10 +225,7 @@ impl TfjsModel {
                     channels = match c.batch_input_shape.as_deref() {
                         Some([_, .., Some(ch)]) => Some(*ch),
                         _ => {
-                            return unsupported(format!(
-                                "input {:?} has no channel count",
-                                layer.name
-                            ));
+                            return unsupported(format!("input {:?} has no channel count", layer.name));
                         }
                     };
                 }
@@ -243,10 +240,7 @@ impl TfjsModel {
                 "Activation" => {
                     let act = c.activation.as_deref().unwrap_or("linear");
                     let act = Activation::from_tfjs(act).ok_or_else(|| {
-                        DeriveError::Unsupported(format!(
-                            "{:?}: activation {act:?} is not supported",
-                            layer.name
-                        ))
+                        DeriveError::Unsupported(format!("{:?}: activation {act:?} is not supported", layer.name))
                     })?;
                     match convs.last_mut() {
                         Some(conv) if conv.activation == Activation::None => conv.activation = act,
@@ -259,19 +253,14 @@ impl TfjsModel {
                     }
                 }
                 other => {
-                    return unsupported(format!(
-                        "layer {:?} of class {other:?} is not supported",
-                        layer.name
-                    ));
+                    return unsupported(format!("layer {:?} of class {other:?} is not supported", layer.name));
                 }
             }
         }
         let last = layers.last().map(|l| l.name.as_str());
         let outputs: Vec<_> = config.config.output_layers.iter().map(first_str).collect();
         if convs.is_empty() || outputs != [last] {
-            return unsupported(
-                "the output must be the last layer of a chain of convolutions".into(),
-            );
+            return unsupported("the output must be the last layer of a chain of convolutions".into());
         }
         for group in &model.weights_manifest {
             for w in &group.weights {
@@ -281,10 +270,7 @@ impl TfjsModel {
                     w.dtype.as_str()
                 };
                 if kind != "float32" {
-                    return bad_weights(format!(
-                        "{:?} is {kind} (only plain float32 is supported)",
-                        w.name
-                    ));
+                    return bad_weights(format!("{:?} is {kind} (only plain float32 is supported)", w.name));
                 }
             }
         }
@@ -318,12 +304,7 @@ impl TfjsModel {
         for (n, conv) in self.convs.iter().enumerate() {
             let k = conv.kernel;
             let kernel_name = format!("{}/kernel", conv.tfjs_name);
-            let kernel = take(
-                &weights,
-                &mut used,
-                &kernel_name,
-                &[k, k, k, conv.cin, conv.cout],
-            )?;
+            let kernel = take(&weights, &mut used, &kernel_name, &[k, k, k, conv.cin, conv.cout])?;
             tensors.push(Tensor {
                 name: format!("layers.{n}.weight"),
                 shape: vec![conv.cout, conv.cin, k, k, k],
@@ -383,10 +364,7 @@ impl TfjsModel {
             for w in &group.weights {
                 let len = 4 * w.shape.iter().product::<usize>();
                 let pieces = reader.take(len);
-                if out
-                    .insert(w.name.as_str(), (w.shape.as_slice(), pieces))
-                    .is_some()
-                {
+                if out.insert(w.name.as_str(), (w.shape.as_slice(), pieces)).is_some() {
                     return bad_weights(format!("{:?} is listed twice", w.name));
                 }
             }
@@ -461,9 +439,7 @@ fn inbound_names(layer: &KerasLayer) -> Result<Vec<&str>, DeriveError> {
         [node] => node
             .as_array()
             .map(|inputs| inputs.iter().filter_map(first_str).collect())
-            .ok_or_else(|| {
-                DeriveError::Unsupported(format!("{:?}: unreadable inbound_nodes", layer.name))
-            }),
+            .ok_or_else(|| DeriveError::Unsupported(format!("{:?}: unreadable inbound_nodes", layer.name))),
         _ => unsupported(format!("{:?} is called more than once", layer.name)),
     }
 }
@@ -497,9 +473,8 @@ fn parse_conv(layer: &KerasLayer, cin: usize) -> Result<Conv, DeriveError> {
         ));
     }
     let act = c.activation.as_deref().unwrap_or("linear");
-    let activation = Activation::from_tfjs(act).ok_or_else(|| {
-        DeriveError::Unsupported(format!("{name:?}: activation {act:?} is not supported"))
-    })?;
+    let activation = Activation::from_tfjs(act)
+        .ok_or_else(|| DeriveError::Unsupported(format!("{name:?}: activation {act:?} is not supported")))?;
     Ok(Conv {
         tfjs_name: name.clone(),
         cin,
@@ -578,7 +553,8 @@ fn kernel_to_pytorch(tfjs: Vec<u8>, k: usize, cin: usize, cout: usize) -> Vec<u8
 // model.safetensors
 
 const FORMAT: &str = "NeuroVol MeshNet weights v1";
-const LAYOUT: &str = "conv weight [out_ch, in_ch, kd, kh, kw] (PyTorch Conv3d) = tfjs kernel.transpose(4,3,0,1,2); bias [out_ch]";
+const LAYOUT: &str =
+    "conv weight [out_ch, in_ch, kd, kh, kw] (PyTorch Conv3d) = tfjs kernel.transpose(4,3,0,1,2); bias [out_ch]";
 
 /// The order of the four `__metadata__` keys in each shipped `model.safetensors`. The converter
 /// that made them wrote the metadata from a hash map, so the order differs from file to file;
@@ -701,9 +677,7 @@ mod tests {
     #[test]
     fn transpose_moves_each_value_to_its_pytorch_place() {
         // k=1, cin=2, cout=3: tfjs [1,1,1,2,3] value v = 10*i + o
-        let vals: Vec<f32> = (0..2)
-            .flat_map(|i| (0..3).map(move |o| (10 * i + o) as f32))
-            .collect();
+        let vals: Vec<f32> = (0..2).flat_map(|i| (0..3).map(move |o| (10 * i + o) as f32)).collect();
         let bytes: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
         let out = kernel_to_pytorch(bytes, 1, 2, 3);
         let got: Vec<f32> = out
@@ -718,10 +692,7 @@ mod tests {
     fn shard_reader_crosses_shard_boundaries() {
         let (a, b) = ([1u8, 2, 3], [4u8, 5, 6, 7, 8]);
         let files: [&[u8]; 2] = [&a, &b];
-        let mut r = ShardReader {
-            files: &files,
-            pos: 0,
-        };
+        let mut r = ShardReader { files: &files, pos: 0 };
         assert_eq!(r.take(2).concat(), [1, 2]);
         assert_eq!(r.take(4).concat(), [3, 4, 5, 6]);
         assert_eq!(r.take(2).concat(), [7, 8]);
@@ -730,10 +701,8 @@ mod tests {
     #[test]
     fn source_is_read_from_the_pinned_url() {
         assert_eq!(
-            source_from_url(
-                "https://github.com/neuroneural/brainchop/raw/4c87885f/public/models/mindgrab/model.json"
-            )
-            .as_deref(),
+            source_from_url("https://github.com/neuroneural/brainchop/raw/4c87885f/public/models/mindgrab/model.json")
+                .as_deref(),
             Some("github.com/neuroneural/brainchop public/models/mindgrab")
         );
         assert_eq!(source_from_url("https://example.org/model.json"), None);

@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 
 use crate::derive::{self, Derived, ModelNaming, TfjsModel};
 use crate::{
-    AssetError, Downloader, FetchReport, FileStatus, Manifest, ManifestFile, fetch, file_status,
-    io_err, write_atomically,
+    AssetError, Downloader, FetchReport, FileStatus, Manifest, ManifestFile, fetch, file_status, io_err,
+    write_atomically,
 };
 
 /// What [`derive_missing`] did, by manifest path.
@@ -81,9 +81,7 @@ pub fn derive_missing(manifest: &Manifest, dir: &Path) -> Result<DeriveReport, A
 
     for (folder, set) in &sets {
         let intact = |f: Option<&ManifestFile>| -> Result<bool, AssetError> {
-            f.map_or(Ok(true), |f| {
-                Ok(file_status(f, &dir.join(&f.path))? == FileStatus::Ok)
-            })
+            f.map_or(Ok(true), |f| Ok(file_status(f, &dir.join(&f.path))? == FileStatus::Ok))
         };
         let (weights_ok, arch_shipped) = (intact(set.safetensors)?, intact(set.arch)?);
         if weights_ok && arch_shipped {
@@ -126,12 +124,7 @@ pub fn derive_missing(manifest: &Manifest, dir: &Path) -> Result<DeriveReport, A
 }
 
 /// Reads the set's intact upstream inputs and derives both files.
-fn derive_set(
-    manifest: &Manifest,
-    dir: &Path,
-    folder: &str,
-    set: &DerivedSet,
-) -> Result<Derived, AssetError> {
+fn derive_set(manifest: &Manifest, dir: &Path, folder: &str, set: &DerivedSet) -> Result<Derived, AssetError> {
     let fail = |message: String| AssetError::Derive {
         path: set.targets(),
         message,
@@ -176,14 +169,10 @@ fn derive_set(
         let full = dir.join(path);
         fs::read(&full).map_err(io_err(&full))
     };
-    let model = TfjsModel::parse(&read(&model_json.path)?)
-        .map_err(|e| fail(format!("{}: {e}", model_json.path)))?;
+    let model = TfjsModel::parse(&read(&model_json.path)?).map_err(|e| fail(format!("{}: {e}", model_json.path)))?;
 
     // the shards model.json names, each of which must be one of the hash-checked inputs
-    let base = model_json
-        .path
-        .rsplit_once('/')
-        .map_or("", |(base, _)| base);
+    let base = model_json.path.rsplit_once('/').map_or("", |(base, _)| base);
     let mut shards = Vec::new();
     for shard in model.shard_paths() {
         let path = if base.is_empty() {
@@ -203,22 +192,11 @@ fn derive_set(
         .upstream_url
         .as_deref()
         .and_then(derive::source_from_url)
-        .ok_or_else(|| {
-            fail(format!(
-                "{}: unexpected upstream URL shape",
-                model_json.path
-            ))
-        })?;
+        .ok_or_else(|| fail(format!("{}: unexpected upstream URL shape", model_json.path)))?;
     let name = folder.rsplit('/').next().unwrap_or(folder);
     let shard_refs: Vec<&[u8]> = shards.iter().map(Vec::as_slice).collect();
     model
-        .derive(
-            &shard_refs,
-            ModelNaming {
-                name,
-                source: &source,
-            },
-        )
+        .derive(&shard_refs, ModelNaming { name, source: &source })
         .map_err(|e| fail(e.to_string()))
 }
 
@@ -260,11 +238,7 @@ impl InstallReport {
 /// Downloads what is missing ([`fetch`](crate::fetch), SHA-256 checked) and then derives what
 /// is missing ([`derive_missing`]), so that `dir` ends up with every model the engine loads.
 /// Stops at the first refusal; what was verified before it stays.
-pub fn install(
-    manifest: &Manifest,
-    dir: &Path,
-    downloader: &mut dyn Downloader,
-) -> Result<InstallReport, AssetError> {
+pub fn install(manifest: &Manifest, dir: &Path, downloader: &mut dyn Downloader) -> Result<InstallReport, AssetError> {
     let fetch = fetch(manifest, dir, downloader)?;
     let derive = derive_missing(manifest, dir)?;
     Ok(InstallReport { fetch, derive })

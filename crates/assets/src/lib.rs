@@ -94,22 +94,14 @@ pub enum AssetError {
     #[error("asset manifest: {0}")]
     InvalidManifest(String),
     #[error("refused {path}: download from {url} failed: {message}")]
-    Download {
-        path: String,
-        url: String,
-        message: String,
-    },
-    #[error(
-        "refused {path}: download from {url} is larger than the manifest's {expected_bytes} bytes; deleted"
-    )]
+    Download { path: String, url: String, message: String },
+    #[error("refused {path}: download from {url} is larger than the manifest's {expected_bytes} bytes; deleted")]
     TooLarge {
         path: String,
         url: String,
         expected_bytes: u64,
     },
-    #[error(
-        "refused {path}: SHA-256 of the download from {url} is {actual}, the manifest expects {expected}; deleted"
-    )]
+    #[error("refused {path}: SHA-256 of the download from {url} is {actual}, the manifest expects {expected}; deleted")]
     HashMismatch {
         path: String,
         url: String,
@@ -156,10 +148,7 @@ impl Manifest {
                 return bad("sha256 is not 64 hex digits");
             }
             f.sha256.make_ascii_lowercase();
-            if f.upstream_url
-                .as_deref()
-                .is_some_and(|u| !u.starts_with("https://"))
-            {
+            if f.upstream_url.as_deref().is_some_and(|u| !u.starts_with("https://")) {
                 return bad("upstream_url must be https");
             }
         }
@@ -178,9 +167,7 @@ fn is_safe_relative(path: &str) -> bool {
         && path
             .split('/')
             .all(|part| !part.is_empty() && part != "." && part != "..")
-        && Path::new(path)
-            .components()
-            .all(|c| matches!(c, Component::Normal(_)))
+        && Path::new(path).components().all(|c| matches!(c, Component::Normal(_)))
 }
 
 /// SHA-256 of a file, lower-case hex, streamed (model files are read once, not held).
@@ -278,11 +265,7 @@ pub struct FetchReport {
 /// only a matching file is renamed into place. A mismatch, an oversized body or a downloader
 /// error deletes the temporary file and stops with an error naming the file (and, for a
 /// mismatch, both hashes). Files fetched before the failure stay (they were verified).
-pub fn fetch(
-    manifest: &Manifest,
-    dir: &Path,
-    downloader: &mut dyn Downloader,
-) -> Result<FetchReport, AssetError> {
+pub fn fetch(manifest: &Manifest, dir: &Path, downloader: &mut dyn Downloader) -> Result<FetchReport, AssetError> {
     let mut report = FetchReport::default();
     for f in &manifest.files {
         let dest = dir.join(&f.path);
@@ -300,12 +283,7 @@ pub fn fetch(
     Ok(report)
 }
 
-fn fetch_one(
-    f: &ManifestFile,
-    url: &str,
-    dest: &Path,
-    downloader: &mut dyn Downloader,
-) -> Result<(), AssetError> {
+fn fetch_one(f: &ManifestFile, url: &str, dest: &Path, downloader: &mut dyn Downloader) -> Result<(), AssetError> {
     let temp = TempFile::beside(dest)?;
     let file = File::create(&temp.path).map_err(io_err(&temp.path))?;
     let mut sink = CheckedSink {

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use assets::derive::{DeriveError, ModelNaming, TfjsModel, source_from_url};
 use assets::{
-    AssetError, FileStatus, MANIFEST_PATH, Manifest, ManifestFile, Outcome, derive_missing,
-    install, pinned_manifest, verify,
+    AssetError, FileStatus, MANIFEST_PATH, Manifest, ManifestFile, Outcome, derive_missing, install, pinned_manifest,
+    verify,
 };
 use volumetry::{Model, ModelId};
 
@@ -25,10 +25,7 @@ fn assets_root() -> Option<PathBuf> {
         return Some(dir);
     }
     if std::env::var("NEUROVOL_REQUIRE_ASSETS").is_ok_and(|v| v == "1") {
-        panic!(
-            "shared assets not found at {} (set NEUROVOL_ASSETS)",
-            dir.display()
-        );
+        panic!("shared assets not found at {} (set NEUROVOL_ASSETS)", dir.display());
     }
     eprintln!(
         "skipping: shared assets not found at {} (set NEUROVOL_ASSETS)",
@@ -58,11 +55,7 @@ fn derived_models(m: &Manifest) -> Vec<String> {
 }
 
 /// Derives one model straight from the shared TF.js files through the public API.
-fn derive_from_shared(
-    models: &Path,
-    m: &Manifest,
-    model: &str,
-) -> Result<assets::derive::Derived, DeriveError> {
+fn derive_from_shared(models: &Path, m: &Manifest, model: &str) -> Result<assets::derive::Derived, DeriveError> {
     let json_entry = entry(m, &format!("{model}/model.json"));
     let tfjs = TfjsModel::parse(&fs::read(models.join(&json_entry.path)).unwrap())?;
     let shards: Vec<Vec<u8>> = tfjs
@@ -100,10 +93,7 @@ fn listing(dir: &Path) -> Vec<String> {
 }
 
 /// An "upstream" that serves each pinned URL from the shared assets folder.
-fn local_upstream(
-    m: &Manifest,
-    models: &Path,
-) -> impl FnMut(&str, &mut dyn Write) -> Result<(), String> + use<> {
+fn local_upstream(m: &Manifest, models: &Path) -> impl FnMut(&str, &mut dyn Write) -> Result<(), String> + use<> {
     let by_url: Vec<(String, PathBuf)> = m
         .files
         .iter()
@@ -197,8 +187,7 @@ fn derived_arch_json_has_the_shipped_structure() {
         let out = derive_from_shared(&models, &m, &model).unwrap();
         let derived: serde_json::Value = serde_json::from_slice(&out.arch_json).unwrap();
         let shipped: serde_json::Value =
-            serde_json::from_slice(&fs::read(models.join(&model).join("arch.json")).unwrap())
-                .unwrap();
+            serde_json::from_slice(&fs::read(models.join(&model).join("arch.json")).unwrap()).unwrap();
         for (key, value) in derived.as_object().unwrap() {
             if descriptive.contains(&key.as_str()) || key == "layers" {
                 continue;
@@ -234,28 +223,11 @@ fn assert_same_model(a: &Model, b: &Model, what: &str) {
     assert_eq!(a.layers.len(), b.layers.len(), "{what}");
     for (n, (x, y)) in a.layers.iter().zip(&b.layers).enumerate() {
         assert_eq!(
-            (
-                x.cin,
-                x.cout,
-                x.kernel,
-                x.dilation,
-                x.instance_norm_eps,
-                x.activation
-            ),
-            (
-                y.cin,
-                y.cout,
-                y.kernel,
-                y.dilation,
-                y.instance_norm_eps,
-                y.activation
-            ),
+            (x.cin, x.cout, x.kernel, x.dilation, x.instance_norm_eps, x.activation),
+            (y.cin, y.cout, y.kernel, y.dilation, y.instance_norm_eps, y.activation),
             "{what}: layer {n}"
         );
-        assert!(
-            x.weight == y.weight && x.bias == y.bias,
-            "{what}: layer {n} weights"
-        );
+        assert!(x.weight == y.weight && x.bias == y.bias, "{what}: layer {n} weights");
     }
 }
 
@@ -273,11 +245,7 @@ fn derived_arch_json_loads_into_the_same_layers() {
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join("arch.json"), &out.arch_json).unwrap();
         fs::write(dir.join("model.safetensors"), &out.safetensors).unwrap();
-        fs::copy(
-            models.join(model).join("colormap.json"),
-            dir.join("colormap.json"),
-        )
-        .unwrap();
+        fs::copy(models.join(model).join("colormap.json"), dir.join("colormap.json")).unwrap();
         let derived = Model::load_dir(&dir).unwrap();
         let shipped = Model::load_dir(models.join(model)).unwrap();
         assert_same_model(&derived, &shipped, model);
@@ -302,8 +270,7 @@ fn a_truncated_weight_file_is_refused() {
     let msg = err.to_string();
     assert!(matches!(err, DeriveError::Weights(_)), "{msg}");
     assert!(
-        msg.contains("model.bin holds 584944 bytes")
-            && msg.contains("the weightsManifest needs 584948"),
+        msg.contains("model.bin holds 584944 bytes") && msg.contains("the weightsManifest needs 584948"),
         "{msg}"
     );
     // one byte too many is refused as well
@@ -346,20 +313,11 @@ fn a_derived_file_with_another_hash_is_refused_and_not_written() {
     let mut pinned_other = one_model(&m, model);
     let target = format!("{model}/model.safetensors");
     let wrong = "0".repeat(64);
-    pinned_other
-        .files
-        .iter_mut()
-        .find(|f| f.path == target)
-        .unwrap()
-        .sha256 = wrong.clone();
+    pinned_other.files.iter_mut().find(|f| f.path == target).unwrap().sha256 = wrong.clone();
     let err = derive_missing(&pinned_other, dir).unwrap_err();
     let msg = err.to_string();
     match &err {
-        AssetError::DerivedHashMismatch {
-            path,
-            expected,
-            actual,
-        } => {
+        AssetError::DerivedHashMismatch { path, expected, actual } => {
             assert_eq!(path, &target);
             assert_eq!(expected, &wrong);
             assert_eq!(actual, &entry(&m, &target).sha256);
@@ -456,9 +414,8 @@ fn fetch_and_derive_gives_a_folder_the_engine_loads() {
     }
 
     // a second run downloads and derives nothing
-    let mut no_network = |url: &str, _: &mut dyn Write| -> Result<(), String> {
-        Err(format!("unexpected download of {url}"))
-    };
+    let mut no_network =
+        |url: &str, _: &mut dyn Write| -> Result<(), String> { Err(format!("unexpected download of {url}")) };
     let again = install(&m, &dest, &mut no_network).unwrap();
     assert!(again.fetch.downloaded.is_empty() && again.derive.derived.is_empty());
     for f in &m.files {
@@ -487,11 +444,7 @@ fn the_shipped_arch_json_is_accepted_as_is() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     copy_upstream(&m, &models, dir, "mindgrab");
-    fs::copy(
-        models.join("mindgrab/arch.json"),
-        dir.join("mindgrab/arch.json"),
-    )
-    .unwrap();
+    fs::copy(models.join("mindgrab/arch.json"), dir.join("mindgrab/arch.json")).unwrap();
     let report = derive_missing(&one_model(&m, "mindgrab"), dir).unwrap();
     assert_eq!(report.derived, ["mindgrab/model.safetensors"]);
     assert_eq!(report.already_present, ["mindgrab/arch.json"]);

@@ -117,17 +117,9 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 fn real_manifest_verifies_shared_models() {
     let m = real_manifest();
     assert_eq!(m.files.len(), 41);
-    assert_eq!(
-        m.upstream_commit,
-        "4c87885f3a2a8835e260d521dcec922b58d91d41"
-    );
+    assert_eq!(m.upstream_commit, "4c87885f3a2a8835e260d521dcec922b58d91d41");
     // every weight file the engine loads is pinned
-    for model in [
-        "mindgrab",
-        "model18cls",
-        "model21_104class",
-        "model30chan50cls",
-    ] {
+    for model in ["mindgrab", "model18cls", "model21_104class", "model30chan50cls"] {
         for file in ["model.safetensors", "arch.json"] {
             assert!(
                 m.files.iter().any(|f| f.path == format!("{model}/{file}")),
@@ -136,11 +128,7 @@ fn real_manifest_verifies_shared_models() {
         }
     }
     let report = verify(&m, &assets_root().join("models")).unwrap();
-    assert!(
-        report.is_ok(),
-        "{:?}",
-        report.problems().collect::<Vec<_>>()
-    );
+    assert!(report.is_ok(), "{:?}", report.problems().collect::<Vec<_>>());
 }
 
 #[test]
@@ -158,9 +146,7 @@ fn fetch_downloads_verifies_and_is_idempotent() {
     assert_eq!(report.not_downloadable, ["model5_gw_ae/arch.json"]);
     let v = verify(&m, &dest).unwrap();
     assert_eq!(
-        v.problems()
-            .map(|(p, s)| (p.as_str(), s.clone()))
-            .collect::<Vec<_>>(),
+        v.problems().map(|(p, s)| (p.as_str(), s.clone())).collect::<Vec<_>>(),
         [("model5_gw_ae/arch.json", FileStatus::Missing)]
     );
     assert!(leftovers(&dest).is_empty());
@@ -187,13 +173,7 @@ fn fetch_refuses_tampered_download_and_deletes_it() {
     bytes[10] ^= 0x01;
     fs::write(&tampered, &bytes).unwrap();
     let tampered_sha = assets::sha256_file(&tampered).unwrap();
-    let expected_sha = m
-        .files
-        .iter()
-        .find(|f| f.path == victim)
-        .unwrap()
-        .sha256
-        .clone();
+    let expected_sha = m.files.iter().find(|f| f.path == victim).unwrap().sha256.clone();
 
     let err = fetch(&m, &dest, &mut mirror).unwrap_err();
     match &err {
@@ -293,9 +273,7 @@ fn oversized_and_failed_downloads_are_refused() {
         Err("connection reset".into())
     };
     let err = fetch(&m, &dest, &mut failing).unwrap_err();
-    assert!(
-        matches!(err, AssetError::Download { ref message, .. } if message == "connection reset")
-    );
+    assert!(matches!(err, AssetError::Download { ref message, .. } if message == "connection reset"));
     assert!(err.to_string().contains("model18cls/colormap.json"));
     assert!(walk(&dest).is_empty(), "{:?}", walk(&dest));
 }
@@ -313,15 +291,7 @@ fn unsafe_manifests_are_refused() {
     // upper-case hashes are accepted and normalised
     let m = Manifest::from_json(&entry("ok/file.bin", &"A".repeat(64), url)).unwrap();
     assert_eq!(m.files[0].sha256, sha);
-    for path in [
-        "../escape",
-        "a/../../b",
-        "/etc/passwd",
-        "a//b",
-        "./a",
-        "a\\b",
-        "",
-    ] {
+    for path in ["../escape", "a/../../b", "/etc/passwd", "a//b", "./a", "a\\b", ""] {
         assert!(
             matches!(
                 Manifest::from_json(&entry(path, &sha, url)),
@@ -331,10 +301,7 @@ fn unsafe_manifests_are_refused() {
         );
     }
     for bad_sha in ["abc", &"g".repeat(64)] {
-        assert!(
-            Manifest::from_json(&entry("a", bad_sha, url)).is_err(),
-            "{bad_sha}"
-        );
+        assert!(Manifest::from_json(&entry("a", bad_sha, url)).is_err(), "{bad_sha}");
     }
     assert!(Manifest::from_json(&entry("a", &sha, "http://example.org/x")).is_err());
     assert!(matches!(Manifest::from_json("{"), Err(AssetError::Json(_))));

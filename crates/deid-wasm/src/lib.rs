@@ -12,9 +12,7 @@
 use std::collections::BTreeSet;
 use std::io::{Cursor, Read, Write};
 
-use deid::{
-    DeidError, Deidentifier, Facts, Inventory, Limits, Profile, Removal, Report, SeriesInfo,
-};
+use deid::{DeidError, Deidentifier, Facts, Inventory, Limits, Profile, Removal, Report, SeriesInfo};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use zip::write::SimpleFileOptions;
@@ -87,8 +85,7 @@ impl DeidJob {
 
     /// The series in the archive (JSON [`Inventory`]); throws the error JSON.
     pub fn inspect(&mut self) -> Result<String, String> {
-        let inv = deid::inspect_zip(Cursor::new(&self.zip[..]), &self.limits)
-            .map_err(|e| err_json(&e))?;
+        let inv = deid::inspect_zip(Cursor::new(&self.zip[..]), &self.limits).map_err(|e| err_json(&e))?;
         let json = serde_json::to_string(&inv).map_err(|_| internal("serialisation failed"))?;
         self.inventory = Some(inv);
         Ok(json)
@@ -96,25 +93,14 @@ impl DeidJob {
 
     /// Starts de-identifying the series at `series_index` with a 32-byte seed from
     /// `crypto.getRandomValues`. Returns the number of files to process.
-    pub fn start(
-        &mut self,
-        series_index: usize,
-        seed: &[u8],
-        deflate_level: u8,
-    ) -> Result<u32, String> {
-        let inv = self
-            .inventory
-            .as_ref()
-            .ok_or_else(|| internal("inspect first"))?;
+    pub fn start(&mut self, series_index: usize, seed: &[u8], deflate_level: u8) -> Result<u32, String> {
+        let inv = self.inventory.as_ref().ok_or_else(|| internal("inspect first"))?;
         let summary = inv
             .series
             .get(series_index)
             .ok_or_else(|| err_json(&DeidError::SeriesNotFound))?;
-        let seed: [u8; 32] = seed
-            .try_into()
-            .map_err(|_| internal("the seed must be 32 bytes"))?;
-        let za = ZipArchive::new(Cursor::new(&self.zip[..]))
-            .map_err(|_| err_json(&DeidError::NotAZip))?;
+        let seed: [u8; 32] = seed.try_into().map_err(|_| internal("the seed must be 32 bytes"))?;
+        let za = ZipArchive::new(Cursor::new(&self.zip[..])).map_err(|_| err_json(&DeidError::NotAZip))?;
         let entries: Vec<usize> = (0..za.len()).collect();
         self.run = Some(Run {
             series_uid: summary.local_only.series_instance_uid.clone(),
@@ -141,8 +127,7 @@ impl DeidJob {
         let limits = self.limits;
         let level = self.level;
         let run = self.run.as_mut().ok_or_else(|| internal("start first"))?;
-        let mut za = ZipArchive::new(Cursor::new(&self.zip[..]))
-            .map_err(|_| err_json(&DeidError::NotAZip))?;
+        let mut za = ZipArchive::new(Cursor::new(&self.zip[..])).map_err(|_| err_json(&DeidError::NotAZip))?;
         let opts = match level {
             0 => SimpleFileOptions::default().compression_method(CompressionMethod::Stored),
             l => SimpleFileOptions::default()
@@ -157,9 +142,7 @@ impl DeidJob {
             run.next += 1;
             n += 1;
             let (name, bytes) = {
-                let f = za
-                    .by_index(index)
-                    .map_err(|_| err_json(&DeidError::CorruptZip))?;
+                let f = za.by_index(index).map_err(|_| err_json(&DeidError::CorruptZip))?;
                 if f.is_dir() {
                     continue;
                 }
@@ -196,14 +179,10 @@ impl DeidJob {
                 run.facts = Some(out.facts);
             }
             run.written += 1;
-            let w = run
-                .writer
-                .as_mut()
-                .ok_or_else(|| internal("already finished"))?;
+            let w = run.writer.as_mut().ok_or_else(|| internal("already finished"))?;
             w.start_file(format!("IM{:05}.dcm", run.written), opts)
                 .map_err(|_| err_json(&DeidError::Output))?;
-            w.write_all(&out.bytes)
-                .map_err(|_| err_json(&DeidError::Output))?;
+            w.write_all(&out.bytes).map_err(|_| err_json(&DeidError::Output))?;
         }
         Ok(run.written)
     }
@@ -258,14 +237,9 @@ fn in_series(name: &[u8], bytes: &[u8], series_uid: &str, limits: &Limits) -> Re
     let mut one = ZipWriter::new(Cursor::new(Vec::with_capacity(bytes.len() + 256)));
     let name = String::from_utf8_lossy(name).into_owned();
     let opts = SimpleFileOptions::default().compression_method(CompressionMethod::Stored);
-    one.start_file(name, opts)
-        .map_err(|_| err_json(&DeidError::Output))?;
-    one.write_all(bytes)
-        .map_err(|_| err_json(&DeidError::Output))?;
-    let buf = one
-        .finish()
-        .map_err(|_| err_json(&DeidError::Output))?
-        .into_inner();
+    one.start_file(name, opts).map_err(|_| err_json(&DeidError::Output))?;
+    one.write_all(bytes).map_err(|_| err_json(&DeidError::Output))?;
+    let buf = one.finish().map_err(|_| err_json(&DeidError::Output))?.into_inner();
     match deid::inspect_zip(Cursor::new(&buf[..]), limits) {
         Ok(inv) => Ok(inv
             .series

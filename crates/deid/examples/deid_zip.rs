@@ -25,7 +25,11 @@ fn main() {
             }
             "--profile" => {
                 i += 1;
-                opts.profile = if args[i] == "seed" { deid::Profile::Seed } else { deid::Profile::Basic };
+                opts.profile = if args[i] == "seed" {
+                    deid::Profile::Seed
+                } else {
+                    deid::Profile::Basic
+                };
             }
             "--series" => {
                 i += 1;
@@ -42,7 +46,9 @@ fn main() {
         i += 1;
     }
     if !seeded {
-        File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut opts.seed)).expect("urandom");
+        File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut opts.seed))
+            .expect("urandom");
     }
     let input = BufReader::new(File::open(&pos[0]).expect("open input"));
     if inspect {

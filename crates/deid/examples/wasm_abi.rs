@@ -29,7 +29,12 @@ pub unsafe extern "C" fn nv_free(ptr: *mut u8, len: usize) {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nv_deid_zip(zip: *const u8, zip_len: usize, seed: *const u8, stored: u32) -> u32 {
     // SAFETY: the caller passes buffers it filled through nv_alloc
-    let (input, seed) = unsafe { (std::slice::from_raw_parts(zip, zip_len), std::slice::from_raw_parts(seed, 32)) };
+    let (input, seed) = unsafe {
+        (
+            std::slice::from_raw_parts(zip, zip_len),
+            std::slice::from_raw_parts(seed, 32),
+        )
+    };
     let mut s = [0u8; 32];
     s.copy_from_slice(seed);
     let mut o = deid::Options::new(s);
@@ -71,7 +76,9 @@ pub unsafe extern "C" fn nv_load_files(zip: *const u8, zip_len: usize) -> u32 {
     use std::io::Read;
     // SAFETY: buffer filled by the caller through nv_alloc
     let input = unsafe { std::slice::from_raw_parts(zip, zip_len) };
-    let Ok(mut za) = zip::ZipArchive::new(Cursor::new(input)) else { return 0 };
+    let Ok(mut za) = zip::ZipArchive::new(Cursor::new(input)) else {
+        return 0;
+    };
     let mut files = Vec::new();
     for i in 0..za.len() {
         let Ok(mut f) = za.by_index(i) else { continue };

@@ -18,10 +18,10 @@ use std::io::{BufRead, BufReader, Read, Seek, Write};
 use zip::write::{PreparedZipFile, SimpleFileOptions, ZipFileBuilder};
 use zip::{CompressionMethod, DateTime, ZipArchive, ZipWriter};
 
-use crate::part10::{self, Ctx, FileError, Out, Scan, Uids, Want, DICOMDIR_CLASS};
+use crate::part10::{self, Ctx, DICOMDIR_CLASS, FileError, Out, Scan, Uids, Want};
 use crate::uid::{UidMap, UidRecord};
 use crate::{
-    DeidError, Facts, Inventory, Limits, LocalOnly, Options, OutputCompression, Outcome, Profile, Report, SeriesInfo,
+    DeidError, Facts, Inventory, Limits, LocalOnly, Options, Outcome, OutputCompression, Profile, Report, SeriesInfo,
     SeriesSelector, SeriesSummary, Skipped,
 };
 
@@ -43,7 +43,9 @@ const IN_MEMORY_COMPRESSED: u64 = 16 * MIB;
 const MIB: u64 = 1024 * 1024;
 
 fn too_large(limit: u64) -> DeidError {
-    DeidError::TooLargeWhenExtracted { limit_mib: limit.div_ceil(MIB) }
+    DeidError::TooLargeWhenExtracted {
+        limit_mib: limit.div_ceil(MIB),
+    }
 }
 
 /// Junk that archivers and file managers add; dropped silently.
@@ -103,7 +105,10 @@ fn check_entries<R: Read + Seek>(za: &mut ZipArchive<R>, limits: &Limits) -> Res
         return Err(DeidError::EmptyZip);
     }
     if n > limits.max_entries {
-        return Err(DeidError::TooManyEntries { count: n, limit: limits.max_entries });
+        return Err(DeidError::TooManyEntries {
+            count: n,
+            limit: limits.max_entries,
+        });
     }
     let mut out = Vec::with_capacity(za.len());
     let mut declared_total: u64 = 0;
@@ -132,13 +137,18 @@ fn check_entries<R: Read + Seek>(za: &mut ZipArchive<R>, limits: &Limits) -> Res
             if size > limits.max_entry_bytes {
                 big = true;
             }
-            if size >= limits.ratio_check_min_bytes
-                && size / f.compressed_size().max(1) > limits.max_compression_ratio
+            if size >= limits.ratio_check_min_bytes && size / f.compressed_size().max(1) > limits.max_compression_ratio
             {
                 big = true;
             }
         }
-        out.push(Entry { index: i, position: i as u64 + 1, junk, dir, size });
+        out.push(Entry {
+            index: i,
+            position: i as u64 + 1,
+            junk,
+            dir,
+            size,
+        });
     }
     // the most specific, most hostile finding wins
     if unsafe_path {
@@ -164,8 +174,16 @@ fn check_entries<R: Read + Seek>(za: &mut ZipArchive<R>, limits: &Limits) -> Res
 
 /// One entry as read from the archive by the calling thread, not yet inflated.
 enum Packed {
-    Stored { data: Vec<u8>, crc: u32, declared: u64 },
-    Deflated { data: Vec<u8>, crc: u32, declared: u64 },
+    Stored {
+        data: Vec<u8>,
+        crc: u32,
+        declared: u64,
+    },
+    Deflated {
+        data: Vec<u8>,
+        crc: u32,
+        declared: u64,
+    },
     /// inflated while reading (large entries), or the read failed
     Done(Result<Vec<u8>, DeidError>),
 }
@@ -214,8 +232,14 @@ fn inflate<B: BufRead>(mut src: B, whole: bool, declared: u64, crc: u32) -> Resu
         let input = src.fill_buf().map_err(|_| DeidError::CorruptZip)?;
         let eof = input.is_empty();
         let (in0, out0) = (d.total_in(), out.len());
-        let flush = if eof || whole { FlushDecompress::Finish } else { FlushDecompress::None };
-        let status = d.decompress_vec(input, &mut out, flush).map_err(|_| DeidError::CorruptZip)?;
+        let flush = if eof || whole {
+            FlushDecompress::Finish
+        } else {
+            FlushDecompress::None
+        };
+        let status = d
+            .decompress_vec(input, &mut out, flush)
+            .map_err(|_| DeidError::CorruptZip)?;
         let used = (d.total_in() - in0) as usize;
         src.consume(used);
         if out.len() as u64 > declared {
@@ -238,7 +262,11 @@ fn inflate<B: BufRead>(mut src: B, whole: bool, declared: u64, crc: u32) -> Resu
 fn check_crc(data: Vec<u8>, crc: u32) -> Result<Vec<u8>, DeidError> {
     let mut c = flate2::Crc::new();
     c.update(&data);
-    if c.sum() == crc { Ok(data) } else { Err(DeidError::CorruptZip) }
+    if c.sum() == crc {
+        Ok(data)
+    } else {
+        Err(DeidError::CorruptZip)
+    }
 }
 
 /// The per-entry half of reading: inflate and check.
@@ -260,7 +288,9 @@ fn unpack(p: Packed) -> Result<Vec<u8>, DeidError> {
 /// this is a second line of defence; for the deflated data sets inside entries, which declare
 /// no size, it is the only cap on their total.
 fn charge(len: u64, limits: &Limits, total_read: &mut u64) -> Result<(), DeidError> {
-    let budget = limits.max_entry_bytes.min(limits.max_total_bytes.saturating_sub(*total_read));
+    let budget = limits
+        .max_entry_bytes
+        .min(limits.max_total_bytes.saturating_sub(*total_read));
     if len > budget {
         return Err(too_large(if budget == limits.max_entry_bytes {
             limits.max_entry_bytes
@@ -376,22 +406,45 @@ fn scan_entry(job: ScanJob, max_entry_bytes: u64, record: Option<Profile>) -> Sc
         Ok(b) if !is_zip_magic(b) => {
             let mut rec = UidRecord::default();
             let mut ctx = match record {
-                Some(profile) => Ctx { profile, uids: Uids::Record(&mut rec) },
-                None => Ctx { profile: Profile::Seed, uids: Uids::Ignore },
+                Some(profile) => Ctx {
+                    profile,
+                    uids: Uids::Record(&mut rec),
+                },
+                None => Ctx {
+                    profile: Profile::Seed,
+                    uids: Uids::Ignore,
+                },
             };
-            let r = part10::process(b, max_entry_bytes, &mut ctx, Want { output: false, previews: false });
+            let r = part10::process(
+                b,
+                max_entry_bytes,
+                &mut ctx,
+                Want {
+                    output: false,
+                    previews: false,
+                },
+            );
             Some(r.map(|(scan, _)| (scan, record.map(|_| rec.into_order()))))
         }
         _ => None,
     };
-    Scanned1 { index: job.index, position: job.position, bytes, file }
+    Scanned1 {
+        index: job.index,
+        position: job.position,
+        bytes,
+        file,
+    }
 }
 
 fn looks_like_3d_t1(s: &Scan) -> bool {
     if !s.modality.as_deref().is_some_and(|m| m.eq_ignore_ascii_case("MR")) {
         return false;
     }
-    if !s.mr_acquisition_type.as_deref().is_some_and(|m| m.eq_ignore_ascii_case("3D")) {
+    if !s
+        .mr_acquisition_type
+        .as_deref()
+        .is_some_and(|m| m.eq_ignore_ascii_case("3D"))
+    {
         return false;
     }
     let text = format!(
@@ -401,17 +454,26 @@ fn looks_like_3d_t1(s: &Scan) -> bool {
         s.sequence_name.as_deref().unwrap_or("")
     )
     .to_ascii_lowercase();
-    let named_t1 = ["t1", "mprage", "mp-rage", "mp2rage", "spgr", "bravo", "tfl", "tfe", "ir-fspgr", "ffe"]
+    let named_t1 = [
+        "t1", "mprage", "mp-rage", "mp2rage", "spgr", "bravo", "tfl", "tfe", "ir-fspgr", "ffe",
+    ]
+    .iter()
+    .any(|k| text.contains(k));
+    let named_other = ["t2", "flair", "dwi", "dti", "swi", "tof", "pd"]
         .iter()
         .any(|k| text.contains(k));
-    let named_other = ["t2", "flair", "dwi", "dti", "swi", "tof", "pd"].iter().any(|k| text.contains(k));
     let seq = s.scanning_sequence.as_deref().unwrap_or("").to_ascii_uppercase();
     let var = s.sequence_variant.as_deref().unwrap_or("").to_ascii_uppercase();
     let te_short = s.echo_time_ms.is_some_and(|te| te > 0.0 && te < 10.0);
     let params_t1 = (var.contains("MP") || s.inversion_time_ms.is_some() || seq.contains("GR")) && te_short;
     // enhanced MR keeps TE per frame; its top-level pulse-sequence flags say "IR gradient echo"
-    let enhanced_t1 = s.inversion_recovery.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("YES"))
-        && s.echo_pulse_sequence.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("GRADIENT"));
+    let enhanced_t1 = s
+        .inversion_recovery
+        .as_deref()
+        .is_some_and(|v| v.eq_ignore_ascii_case("YES"))
+        && s.echo_pulse_sequence
+            .as_deref()
+            .is_some_and(|v| v.eq_ignore_ascii_case("GRADIENT"));
     let params_t1 = params_t1 || enhanced_t1;
     (named_t1 || params_t1) && !named_other
 }
@@ -426,7 +488,10 @@ fn scan_archive<R: Read + Seek>(
     parallel: bool,
 ) -> Result<Scanned, DeidError> {
     let entries = check_entries(za, limits)?;
-    let mut skipped = Skipped { junk: entries.iter().filter(|e| !e.dir && e.junk).count() as u64, ..Default::default() };
+    let mut skipped = Skipped {
+        junk: entries.iter().filter(|e| !e.dir && e.junk).count() as u64,
+        ..Default::default()
+    };
     let mut to_read = entries.iter().filter(|e| !e.dir && !e.junk).peekable();
     let mut read_failed = false;
     let mut most = FIRST_BATCH_ENTRIES;
@@ -441,7 +506,11 @@ fn scan_archive<R: Read + Seek>(
             bytes = bytes.saturating_add(e.size);
             let packed = read_packed(za, e.index);
             read_failed = matches!(packed, Packed::Done(Err(_)));
-            batch.push(ScanJob { index: e.index, position: e.position, packed });
+            batch.push(ScanJob {
+                index: e.index,
+                position: e.position,
+                packed,
+            });
             if read_failed {
                 // the fold stops at this entry (or before): read no further
                 break;
@@ -461,7 +530,9 @@ fn scan_archive<R: Read + Seek>(
         for it in items {
             let bytes = it.bytes?;
             charge(bytes.len() as u64, limits, &mut total_read)?;
-            let Some(file) = it.file else { return Err(DeidError::NestedZip) };
+            let Some(file) = it.file else {
+                return Err(DeidError::NestedZip);
+            };
             match file {
                 Ok((scan, rec)) => {
                     // a deflated data set is written inflated: its inflated bytes are extracted too
@@ -547,7 +618,12 @@ fn scan_archive<R: Read + Seek>(
             (summary, files.into_iter().map(|(idx, _)| idx).collect(), facts)
         })
         .collect();
-    Ok(Scanned { series, skipped, cache, uids })
+    Ok(Scanned {
+        series,
+        skipped,
+        cache,
+        uids,
+    })
 }
 
 fn no_images(skipped: &Skipped) -> DeidError {
@@ -571,7 +647,10 @@ pub(crate) fn inspect<R: Read + Seek>(r: R, limits: &Limits, parallel: bool) -> 
     if s.series.is_empty() {
         return Err(no_images(&s.skipped));
     }
-    Ok(Inventory { series: s.series.into_iter().map(|(sum, _, _)| sum).collect(), skipped: s.skipped })
+    Ok(Inventory {
+        series: s.series.into_iter().map(|(sum, _, _)| sum).collect(),
+        skipped: s.skipped,
+    })
 }
 
 /// One output file for the rewrite's per-entry work.
@@ -613,9 +692,20 @@ fn rewrite_entry(
     let reread = job.input.is_err();
     let bytes = job.input.or_else(unpack);
     let file = bytes.as_ref().ok().map(|b| {
-        let mut ctx = Ctx { profile, uids: Uids::Assigned(uids) };
-        let (scan, out) = part10::process(b, max_inflated, &mut ctx, Want { output: true, previews: false })
-            .map_err(crate::file_err)?;
+        let mut ctx = Ctx {
+            profile,
+            uids: Uids::Assigned(uids),
+        };
+        let (scan, out) = part10::process(
+            b,
+            max_inflated,
+            &mut ctx,
+            Want {
+                output: true,
+                previews: false,
+            },
+        )
+        .map_err(crate::file_err)?;
         let out = out.ok_or(DeidError::CorruptDicom)?;
         let ready = if stored {
             Ready::Stored(out)
@@ -628,7 +718,12 @@ fn rewrite_entry(
         };
         Ok((scan, ready))
     });
-    Rewritten { index: job.index, reread, bytes, file }
+    Rewritten {
+        index: job.index,
+        reread,
+        bytes,
+        file,
+    }
 }
 
 pub(crate) fn deidentify<R: Read + Seek, W: Write + Seek>(
@@ -705,7 +800,10 @@ pub(crate) fn deidentify<R: Read + Seek, W: Write + Seek>(
     };
 
     let mut zw = ZipWriter::new(w);
-    let mut report = Report { profile: opts.profile, ..Default::default() };
+    let mut report = Report {
+        profile: opts.profile,
+        ..Default::default()
+    };
     let mut total_read = 0u64;
     let mut pos = 0usize;
     let write = |items: Vec<Rewritten>| -> Result<(), DeidError> {
@@ -717,9 +815,10 @@ pub(crate) fn deidentify<R: Read + Seek, W: Write + Seek>(
             }
             let (scan, ready) = it.file.unwrap_or(Err(DeidError::CorruptDicom)).map_err(|e| match e {
                 // the scan already accepted this entry; a different answer means the input changed
-                DeidError::CorruptDicom => {
-                    DeidError::TruncatedOrCorruptDicom { count: 1, first_position: it.index as u64 + 1 }
-                }
+                DeidError::CorruptDicom => DeidError::TruncatedOrCorruptDicom {
+                    count: 1,
+                    first_position: it.index as u64 + 1,
+                },
                 other => other,
             })?;
             match ready {
@@ -740,10 +839,19 @@ pub(crate) fn deidentify<R: Read + Seek, W: Write + Seek>(
     };
     let (profile, max_inflated) = (opts.profile, opts.limits.max_entry_bytes);
     let stored = opts.compression == OutputCompression::Stored;
-    pipeline(parallel, next, |job| rewrite_entry(job, max_inflated, profile, &uids, fo, stored), write)?;
+    pipeline(
+        parallel,
+        next,
+        |job| rewrite_entry(job, max_inflated, profile, &uids, fo, stored),
+        write,
+    )?;
     zw.finish().map_err(|_| DeidError::Output)?;
     report.distinct_uids_replaced = uids.len() as u64;
     report.skipped = scanned.skipped;
     report.series_in_archive = n as u64;
-    Ok(Outcome { report, facts, series: summary.info })
+    Ok(Outcome {
+        report,
+        facts,
+        series: summary.info,
+    })
 }

@@ -14,23 +14,35 @@ pub enum DeidError {
     CorruptZip,
     #[error("The ZIP archive is empty.")]
     EmptyZip,
-    #[error("The ZIP archive contains a file with an unsafe path (an absolute path or one that leads outside the archive), so it was refused.")]
+    #[error(
+        "The ZIP archive contains a file with an unsafe path (an absolute path or one that leads outside the archive), so it was refused."
+    )]
     UnsafePath,
-    #[error("The ZIP archive contains encrypted (password-protected) files, which are not supported. Please upload an unencrypted ZIP.")]
+    #[error(
+        "The ZIP archive contains encrypted (password-protected) files, which are not supported. Please upload an unencrypted ZIP."
+    )]
     EncryptedEntries,
-    #[error("The ZIP archive contains another ZIP archive. Please upload one ZIP with the DICOM files directly inside.")]
+    #[error(
+        "The ZIP archive contains another ZIP archive. Please upload one ZIP with the DICOM files directly inside."
+    )]
     NestedZip,
-    #[error("The ZIP archive uses a compression method that is not supported. Please create the ZIP with standard (deflate) compression.")]
+    #[error(
+        "The ZIP archive uses a compression method that is not supported. Please create the ZIP with standard (deflate) compression."
+    )]
     UnsupportedCompression,
     #[error("The ZIP archive contains too many files ({count}; the limit is {limit}).")]
     TooManyEntries { count: u64, limit: u64 },
     #[error("The archive is too large when extracted (the limit is {limit_mib} MiB).")]
     TooLargeWhenExtracted { limit_mib: u64 },
-    #[error("{count} DICOM file(s) in the archive are truncated or corrupt (the first is file number {first_position}). Please export the scan again.")]
+    #[error(
+        "{count} DICOM file(s) in the archive are truncated or corrupt (the first is file number {first_position}). Please export the scan again."
+    )]
     TruncatedOrCorruptDicom { count: u64, first_position: u64 },
     #[error("No DICOM images were found in the archive.")]
     NoDicomImages,
-    #[error("The archive holds DICOM data without the standard DICOM file header (DICOM Part 10), which is not supported. Please export the scan as DICOM files from the viewer or the scanner.")]
+    #[error(
+        "The archive holds DICOM data without the standard DICOM file header (DICOM Part 10), which is not supported. Please export the scan as DICOM files from the viewer or the scanner."
+    )]
     NoPart10Header,
     #[error("The archive holds {count} different image series. Please choose the one series to use.")]
     MultipleSeries { count: u64 },
@@ -74,7 +86,10 @@ impl DeidError {
 
     /// The archive is over a size or count limit (as opposed to unreadable or unusable).
     pub fn is_over_limit(&self) -> bool {
-        matches!(self, DeidError::TooManyEntries { .. } | DeidError::TooLargeWhenExtracted { .. })
+        matches!(
+            self,
+            DeidError::TooManyEntries { .. } | DeidError::TooLargeWhenExtracted { .. }
+        )
     }
 }
 
@@ -95,7 +110,10 @@ mod tests {
             DeidError::UnsupportedCompression,
             DeidError::TooManyEntries { count: 1, limit: 1 },
             DeidError::TooLargeWhenExtracted { limit_mib: 1 },
-            DeidError::TruncatedOrCorruptDicom { count: 1, first_position: 1 },
+            DeidError::TruncatedOrCorruptDicom {
+                count: 1,
+                first_position: 1,
+            },
             DeidError::NoDicomImages,
             DeidError::NoPart10Header,
             DeidError::MultipleSeries { count: 2 },

@@ -133,7 +133,12 @@ impl RawFacts {
                 }
             }
         };
-        Facts { age_years, age_source, sex, study_date }
+        Facts {
+            age_years,
+            age_source,
+            sex,
+            study_date,
+        }
     }
 }
 
@@ -157,6 +162,13 @@ mod tests {
         let f = r.resolve();
         assert_eq!(f.age_years, Some(56));
         assert_eq!(f.age_source, Some(AgeSource::BirthDateAndStudyDate));
-        assert_eq!(f.study_date, Some(Date { year: 2019, month: 3, day: 14 }));
+        assert_eq!(
+            f.study_date,
+            Some(Date {
+                year: 2019,
+                month: 3,
+                day: 14
+            })
+        );
     }
 }

@@ -59,7 +59,7 @@ use std::io::{Read, Seek, Write};
 use serde::{Deserialize, Serialize};
 
 pub use error::DeidError;
-pub use facts::{parse_age, AgeSource, Date, Facts, Sex};
+pub use facts::{AgeSource, Date, Facts, Sex, parse_age};
 pub use rules::Profile;
 
 /// ImplementationClassUID written into rebuilt file meta (a fixed `2.25` UID for NeuroVol).
@@ -113,7 +113,9 @@ pub enum SeriesSelector {
 pub enum OutputCompression {
     Stored,
     /// DEFLATE level 1 (fast) ..= 9 (small).
-    Deflate { level: u8 },
+    Deflate {
+        level: u8,
+    },
 }
 
 impl Default for OutputCompression {
@@ -262,7 +264,10 @@ impl Deidentifier {
         Deidentifier {
             profile,
             uids: uid::UidMap::new(seed),
-            report: Report { profile, ..Default::default() },
+            report: Report {
+                profile,
+                ..Default::default()
+            },
             max_inflated: Limits::default().max_entry_bytes,
         }
     }
@@ -274,13 +279,27 @@ impl Deidentifier {
 
     /// Like [`Deidentifier::file`], also returning the facts captured from this file.
     pub fn file_with_facts(&mut self, bytes: &[u8]) -> Result<DeidFile, DeidError> {
-        let mut ctx = part10::Ctx { profile: self.profile, uids: part10::Uids::Draw(&mut self.uids) };
-        let (scan, out) = part10::process(bytes, self.max_inflated, &mut ctx, part10::Want { output: true, previews: false })
-            .map_err(file_err)?;
+        let mut ctx = part10::Ctx {
+            profile: self.profile,
+            uids: part10::Uids::Draw(&mut self.uids),
+        };
+        let (scan, out) = part10::process(
+            bytes,
+            self.max_inflated,
+            &mut ctx,
+            part10::Want {
+                output: true,
+                previews: false,
+            },
+        )
+        .map_err(file_err)?;
         let out = out.ok_or(DeidError::CorruptDicom)?;
         count_file(&mut self.report, &scan);
         self.report.distinct_uids_replaced = self.uids.len() as u64;
-        Ok(DeidFile { bytes: out.to_vec(bytes), facts: scan.facts.resolve() })
+        Ok(DeidFile {
+            bytes: out.to_vec(bytes),
+            facts: scan.facts.resolve(),
+        })
     }
 
     /// The report so far.
@@ -306,9 +325,9 @@ fn file_err(e: part10::FileError) -> DeidError {
         part10::FileError::NotPart10 => DeidError::NotDicomPart10,
         part10::FileError::Corrupt => DeidError::CorruptDicom,
         part10::FileError::UnsupportedTransferSyntax => DeidError::UnsupportedTransferSyntax,
-        part10::FileError::TooLarge => {
-            DeidError::TooLargeWhenExtracted { limit_mib: Limits::default().max_entry_bytes / (1024 * 1024) }
-        }
+        part10::FileError::TooLarge => DeidError::TooLargeWhenExtracted {
+            limit_mib: Limits::default().max_entry_bytes / (1024 * 1024),
+        },
     }
 }
 
@@ -346,15 +365,26 @@ pub fn deidentify_file_bytes(bytes: &[u8], profile: Profile, seed: [u8; 32]) -> 
 /// What [`Deidentifier::file`] would remove from this file, with the original values as
 /// display text. LOCAL ONLY: for the browser's preview screen.
 pub fn preview_removals(bytes: &[u8], profile: Profile) -> Result<Vec<Removal>, DeidError> {
-    let mut ctx = part10::Ctx { profile, uids: part10::Uids::Ignore };
+    let mut ctx = part10::Ctx {
+        profile,
+        uids: part10::Uids::Ignore,
+    };
     let (scan, _) = part10::process(
         bytes,
         Limits::default().max_entry_bytes,
         &mut ctx,
-        part10::Want { output: false, previews: true },
+        part10::Want {
+            output: false,
+            previews: true,
+        },
     )
     .map_err(file_err)?;
-    Ok(scan.previews.unwrap_or_default().into_iter().map(|(path, value)| Removal { path, value }).collect())
+    Ok(scan
+        .previews
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(path, value)| Removal { path, value })
+        .collect())
 }
 
 /// Keywords of the attributes `profile` removes at every depth: DESIGN.md's list first,

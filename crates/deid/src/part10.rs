@@ -126,7 +126,12 @@ fn le16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_le_bytes([*b.get(at)?, *b.get(at + 1)?]))
 }
 fn le32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes([*b.get(at)?, *b.get(at + 1)?, *b.get(at + 2)?, *b.get(at + 3)?]))
+    Some(u32::from_le_bytes([
+        *b.get(at)?,
+        *b.get(at + 1)?,
+        *b.get(at + 2)?,
+        *b.get(at + 3)?,
+    ]))
 }
 
 fn long_length_vr(vr: &[u8]) -> bool {
@@ -381,8 +386,22 @@ fn path_name(stack_names: &[String], tag: Tag) -> String {
 
 fn preview_text(vr: VR, raw: &[u8]) -> String {
     match vr {
-        VR::OB | VR::OW | VR::OF | VR::OD | VR::OL | VR::OV | VR::UN | VR::US | VR::SS | VR::UL
-        | VR::SL | VR::FL | VR::FD | VR::AT | VR::SV | VR::UV => {
+        VR::OB
+        | VR::OW
+        | VR::OF
+        | VR::OD
+        | VR::OL
+        | VR::OV
+        | VR::UN
+        | VR::US
+        | VR::SS
+        | VR::UL
+        | VR::SL
+        | VR::FL
+        | VR::FD
+        | VR::AT
+        | VR::SV
+        | VR::UV => {
             format!("({} bytes of binary data)", raw.len())
         }
         _ => text(raw),
@@ -390,7 +409,13 @@ fn preview_text(vr: VR, raw: &[u8]) -> String {
 }
 
 fn parse_ds(raw: &[u8]) -> Option<f64> {
-    std::str::from_utf8(trim_text(raw)).ok()?.split('\\').next()?.trim().parse().ok()
+    std::str::from_utf8(trim_text(raw))
+        .ok()?
+        .split('\\')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Walk (and optionally rewrite) one Part 10 file. With output, `Out`'s splices refer to
@@ -422,14 +447,24 @@ pub(crate) fn process(
         Encoding::ExplicitBe => entries::EXPLICIT_VR_BIG_ENDIAN.erased(),
         Encoding::ExplicitLe | Encoding::DeflatedLe => entries::EXPLICIT_VR_LITTLE_ENDIAN.erased(),
     };
-    let enc = Enc { le: enc_kind != Encoding::ExplicitBe, explicit: enc_kind != Encoding::ImplicitLe };
+    let enc = Enc {
+        le: enc_kind != Encoding::ExplicitBe,
+        explicit: enc_kind != Encoding::ImplicitLe,
+    };
     let recording = matches!(ctx.uids, Uids::Record(_));
 
     let pos = Rc::new(Cell::new(0usize));
     let opts = DataSetReaderOptions::default().value_read(ValueReadStrategy::Raw);
     let new_reader = || {
-        DataSetReader::new_with_ts_options(SharedPosReader { data: body, pos: pos.clone() }, &ts, opts)
-            .map_err(|_| FileError::Corrupt)
+        DataSetReader::new_with_ts_options(
+            SharedPosReader {
+                data: body,
+                pos: pos.clone(),
+            },
+            &ts,
+            opts,
+        )
+        .map_err(|_| FileError::Corrupt)
     };
     let mut reader = new_reader()?;
 
@@ -502,7 +537,11 @@ pub(crate) fn process(
                     let act = rules::action(ctx.profile, tag.0, tag.1, false);
                     match act {
                         Action::Keep | Action::ReplaceUid => {
-                            names.push(if want.previews { path_name(&[], tag) } else { String::new() });
+                            names.push(if want.previews {
+                                path_name(&[], tag)
+                            } else {
+                                String::new()
+                            });
                             if want.output {
                                 enc.seq_start(&mut out.buf, tag);
                             }
@@ -543,13 +582,17 @@ pub(crate) fn process(
                     }
                 }
                 DataToken::ItemEnd => {
-                    let Some(Frame::Item { pixel }) = stack.pop() else { return Err(FileError::Corrupt) };
+                    let Some(Frame::Item { pixel }) = stack.pop() else {
+                        return Err(FileError::Corrupt);
+                    };
                     if skip_at.is_none() && want.output && !pixel {
                         enc.item_end(&mut out.buf);
                     }
                 }
                 DataToken::SequenceEnd => {
-                    let Some(Frame::Seq { .. }) = stack.pop() else { return Err(FileError::Corrupt) };
+                    let Some(Frame::Seq { .. }) = stack.pop() else {
+                        return Err(FileError::Corrupt);
+                    };
                     names.pop();
                     match skip_at {
                         Some(d) if d == stack.len() => skip_at = None,
@@ -562,7 +605,10 @@ pub(crate) fn process(
                     }
                 }
                 DataToken::ElementHeader(h) => {
-                    if h.len.get().is_some_and(|l| l as usize > total.saturating_sub(pos.get())) {
+                    if h.len
+                        .get()
+                        .is_some_and(|l| l as usize > total.saturating_sub(pos.get()))
+                    {
                         return Err(FileError::Corrupt);
                     }
                     if skip_at.is_some() {
@@ -594,7 +640,19 @@ pub(crate) fn process(
                                 enc.header(&mut out.buf, h.tag, h.vr, len as u32);
                                 (out.buf.len(), start..start + len)
                             });
-                            value(&mut scan, &mut out.buf, &enc, &mut ctx.uids, &want, &names, depth, h, act, raw, splice.is_some())?;
+                            value(
+                                &mut scan,
+                                &mut out.buf,
+                                &enc,
+                                &mut ctx.uids,
+                                &want,
+                                &names,
+                                depth,
+                                h,
+                                act,
+                                raw,
+                                splice.is_some(),
+                            )?;
                             out.splices.extend(splice);
                             pos.set(start + len);
                             reader = new_reader()?;
@@ -603,12 +661,26 @@ pub(crate) fn process(
                     }
                 }
                 DataToken::PrimitiveValue(v) => {
-                    let Some((h, act)) = pending.take() else { return Err(FileError::Corrupt) };
+                    let Some((h, act)) = pending.take() else {
+                        return Err(FileError::Corrupt);
+                    };
                     if skip_at.is_some() {
                         continue;
                     }
                     let raw = v.to_bytes();
-                    value(&mut scan, &mut out.buf, &enc, &mut ctx.uids, &want, &names, depth, h, act, &raw, false)?;
+                    value(
+                        &mut scan,
+                        &mut out.buf,
+                        &enc,
+                        &mut ctx.uids,
+                        &want,
+                        &names,
+                        depth,
+                        h,
+                        act,
+                        &raw,
+                        false,
+                    )?;
                 }
                 DataToken::OffsetTable(table) => {
                     if skip_at.is_none() && want.output {
@@ -651,7 +723,13 @@ pub(crate) fn process(
 
     if enc_kind == Encoding::DeflatedLe {
         // written inflated: the splices refer to the inflated data set, which ends here
-        return Ok((scan, Some(Out { buf: out.to_vec(body), splices: Vec::new() })));
+        return Ok((
+            scan,
+            Some(Out {
+                buf: out.to_vec(body),
+                splices: Vec::new(),
+            }),
+        ));
     }
     // `out` already starts with the header; splices refer to `bytes` from here on
     for (_, r) in out.splices.iter_mut() {
@@ -735,7 +813,12 @@ fn file_header(meta: &Meta, new_instance: Option<&str>) -> Vec<u8> {
     if let Some(u) = new_instance {
         put(&mut group, 0x0003, b"UI", u.as_bytes());
     }
-    put(&mut group, 0x0010, b"UI", written_transfer_syntax(&meta.transfer_syntax).as_bytes());
+    put(
+        &mut group,
+        0x0010,
+        b"UI",
+        written_transfer_syntax(&meta.transfer_syntax).as_bytes(),
+    );
     put(&mut group, 0x0012, b"UI", crate::IMPLEMENTATION_CLASS_UID.as_bytes());
     put(&mut group, 0x0013, b"SH", crate::IMPLEMENTATION_VERSION_NAME.as_bytes());
     file.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
@@ -768,7 +851,11 @@ fn write_markers(enc: &Enc, out: &mut Vec<u8>, profile: Profile) {
             (b"113108", b"Retain Patient Characteristics Option"),
         ] {
             enc.item(out, 0xFFFF_FFFF);
-            for (e, vr, v) in [(0x0100u16, VR::SH, code), (0x0102, VR::SH, b"DCM".as_slice()), (0x0104, VR::LO, meaning)] {
+            for (e, vr, v) in [
+                (0x0100u16, VR::SH, code),
+                (0x0102, VR::SH, b"DCM".as_slice()),
+                (0x0104, VR::LO, meaning),
+            ] {
                 let mut v = v.to_vec();
                 if v.len() % 2 == 1 {
                     v.push(b' ');
@@ -820,7 +907,11 @@ fn replace_uids(raw: &[u8], uids: &mut Uids<'_>, counter: &mut u64) -> Result<Ve
 fn capture(scan: &mut Scan, tag: Tag, raw: &[u8], enc: &Enc) {
     let u16v = |b: &[u8]| -> Option<u16> {
         let a: [u8; 2] = b.get(0..2)?.try_into().ok()?;
-        Some(if enc.le { u16::from_le_bytes(a) } else { u16::from_be_bytes(a) })
+        Some(if enc.le {
+            u16::from_le_bytes(a)
+        } else {
+            u16::from_be_bytes(a)
+        })
     };
     match (tag.0, tag.1) {
         (0x0010, 0x1010) => scan.facts.patient_age = Some(text(raw)),
@@ -831,12 +922,16 @@ fn capture(scan: &mut Scan, tag: Tag, raw: &[u8], enc: &Enc) {
         (0x0020, 0x000E) => scan.series_uid = Some(text(raw)),
         (0x0008, 0x0018) => scan.sop_instance_uid = Some(text(raw)),
         (0x0020, 0x0011) => {
-            scan.series_number = std::str::from_utf8(trim_text(raw)).ok().and_then(|s| s.trim().parse().ok())
+            scan.series_number = std::str::from_utf8(trim_text(raw))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
         }
         (0x0028, 0x0010) => scan.rows = u16v(raw),
         (0x0028, 0x0011) => scan.columns = u16v(raw),
         (0x0028, 0x0008) => {
-            scan.frames = std::str::from_utf8(trim_text(raw)).ok().and_then(|s| s.trim().parse().ok())
+            scan.frames = std::str::from_utf8(trim_text(raw))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
         }
         (0x0018, 0x0023) => scan.mr_acquisition_type = Some(text(raw)),
         (0x0018, 0x0020) => scan.scanning_sequence = Some(text(raw)),

@@ -258,13 +258,19 @@ pub(crate) const KEEP_UID_TAGS: &[(u16, u16)] = &[
 
 #[cfg(test)]
 fn in_table(table: &[(u16, u16, &'static str)], g: u16, e: u16) -> Option<&'static str> {
-    table.iter().find(|(tg, te, _)| *tg == g && *te == e).map(|(_, _, k)| *k)
+    table
+        .iter()
+        .find(|(tg, te, _)| *tg == g && *te == e)
+        .map(|(_, _, k)| *k)
 }
 
 /// `table` as (tag, keyword) sorted by tag, first entry of a tag kept: the lookups of
 /// [`in_table`] by binary search (every element of every file is looked up).
 fn sorted(table: &[(u16, u16, &'static str)]) -> Vec<(u32, &'static str)> {
-    let mut v: Vec<(u32, &'static str)> = table.iter().map(|(g, e, k)| ((u32::from(*g) << 16) | u32::from(*e), *k)).collect();
+    let mut v: Vec<(u32, &'static str)> = table
+        .iter()
+        .map(|(g, e, k)| ((u32::from(*g) << 16) | u32::from(*e), *k))
+        .collect();
     v.sort_by_key(|(t, _)| *t); // stable: equal tags keep table order
     v.dedup_by_key(|(t, _)| *t); // keeps the first of equal tags, as `in_table` finds it
     v
@@ -355,8 +361,8 @@ pub(crate) fn action(profile: Profile, g: u16, e: u16, is_ui: bool) -> Action {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dicom_core::dictionary::DataDictionary;
     use dicom_core::Tag;
+    use dicom_core::dictionary::DataDictionary;
     use dicom_dictionary_std::StandardDataDictionary;
 
     #[test]

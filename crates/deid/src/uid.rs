@@ -21,7 +21,10 @@ pub(crate) struct UidMap {
 
 impl UidMap {
     pub(crate) fn new(seed: [u8; 32]) -> Self {
-        Self { rng: ChaCha20Rng::from_seed(seed), map: HashMap::new() }
+        Self {
+            rng: ChaCha20Rng::from_seed(seed),
+            map: HashMap::new(),
+        }
     }
 
     pub(crate) fn map(&mut self, original: &str) -> String {
@@ -79,7 +82,11 @@ mod tests {
         assert!(a.starts_with("2.25.") && a.len() <= 64);
         assert!(!a[5..].starts_with('0') || a.len() == 6);
         let mut m2 = UidMap::new([7; 32]);
-        assert_eq!(a, m2.map("9.9"), "depends only on seed and order, never on the original");
+        assert_eq!(
+            a,
+            m2.map("9.9"),
+            "depends only on seed and order, never on the original"
+        );
     }
 
     #[test]

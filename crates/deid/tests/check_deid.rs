@@ -27,7 +27,9 @@ fn unavailable(why: &str) {
     if std::env::var("NEUROVOL_REQUIRE_PYCHECK").is_ok_and(|v| v == "1") {
         panic!("check_deid.py cannot run: {why}");
     }
-    eprintln!("\n!!!!!!!! SKIPPED check_deid.py test: {why}. Run scripts/py-venv.sh and set NEUROVOL_PYTHON. !!!!!!!!\n");
+    eprintln!(
+        "\n!!!!!!!! SKIPPED check_deid.py test: {why}. Run scripts/py-venv.sh and set NEUROVOL_PYTHON. !!!!!!!!\n"
+    );
 }
 
 fn dcm2niix_on_path() -> bool {
@@ -39,7 +41,10 @@ fn dcm2niix_on_path() -> bool {
 fn checker_python() -> Option<PathBuf> {
     let py = python();
     let ok = Command::new(&py)
-        .args(["-c", "import pydicom, numpy, nibabel; assert int(pydicom.__version__.split('.')[0]) >= 3"])
+        .args([
+            "-c",
+            "import pydicom, numpy, nibabel; assert int(pydicom.__version__.split('.')[0]) >= 3",
+        ])
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
@@ -113,7 +118,11 @@ fn check_deid_strict_on_every_series_fixture() {
             Err(out) => failures.push(format!("{name}:\n{out}")),
         }
     }
-    assert!(failures.is_empty(), "check_deid.py --strict failed:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "check_deid.py --strict failed:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -147,7 +156,11 @@ fn dcm2niix_volumes(zip: &[u8], dir: &Path) -> Vec<(String, Vec<u8>, Vec<u8>)> {
         .arg(&dicom)
         .output()
         .expect("run dcm2niix");
-    assert!(o.status.success(), "dcm2niix failed: {}", String::from_utf8_lossy(&o.stdout));
+    assert!(
+        o.status.success(),
+        "dcm2niix failed: {}",
+        String::from_utf8_lossy(&o.stdout)
+    );
     let mut vols: Vec<_> = std::fs::read_dir(&nifti)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -176,7 +189,11 @@ fn a_deflated_series_converts_to_the_same_voxels_as_its_explicit_twin() {
     let want = dcm2niix_volumes(&explicit, &tmp.0.join("explicit"));
     let got = dcm2niix_volumes(&deflated, &tmp.0.join("deflated"));
     assert_eq!(want.len(), 1, "one volume from the Explicit VR LE series");
-    assert_eq!(got.len(), want.len(), "one volume from the de-identified deflated series");
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "one volume from the de-identified deflated series"
+    );
     for ((wn, wdim, wvox), (gn, gdim, gvox)) in want.iter().zip(&got) {
         assert_eq!((gn, gdim), (wn, wdim), "same volume name and dimensions");
         assert!(gvox == wvox, "{gn}: voxel data differ");

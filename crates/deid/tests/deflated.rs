@@ -46,30 +46,49 @@ fn a_deflated_series_is_written_as_the_same_explicit_vr_little_endian_files() {
     let n = manifest(T1)["series"][0]["n_files"].as_u64().unwrap();
     let inputs = image_files(&deflated);
     assert_eq!(inputs.len() as u64, n, "test kit: every slice re-written");
-    assert!(inputs.iter().all(|f| transfer_syntax(f) == DEFLATED_TS), "test kit: every slice deflated");
+    assert!(
+        inputs.iter().all(|f| transfer_syntax(f) == DEFLATED_TS),
+        "test kit: every slice deflated"
+    );
 
     for compression in [OutputCompression::Stored, OutputCompression::Deflate { level: 6 }] {
         let mut opts = Options::new(seed(19));
         opts.compression = compression;
         let (from_deflated, zip) = deidentify(&deflated, &opts).unwrap();
         let (from_explicit, want) = deidentify(&explicit, &opts).unwrap();
-        assert!(zip == want, "{compression:?}: output differs from the Explicit VR LE series' output");
+        assert!(
+            zip == want,
+            "{compression:?}: output differs from the Explicit VR LE series' output"
+        );
         assert_eq!(
             from_deflated.report.transcoded_from_deflated, n,
             "the report says the files are stored uncompressed"
         );
         assert_eq!(from_explicit.report.transcoded_from_deflated, 0);
         assert_eq!(
-            deid::Report { transcoded_from_deflated: 0, ..from_deflated.report.clone() },
+            deid::Report {
+                transcoded_from_deflated: 0,
+                ..from_deflated.report.clone()
+            },
             from_explicit.report,
             "nothing else in the report differs"
         );
         assert_eq!(from_deflated.facts, from_explicit.facts);
-        assert_eq!(from_deflated.series.transfer_syntax, DEFLATED_TS, "the series is described as uploaded");
+        assert_eq!(
+            from_deflated.series.transfer_syntax, DEFLATED_TS,
+            "the series is described as uploaded"
+        );
 
         for (name, file) in zip_entries(&zip) {
-            assert_eq!(transfer_syntax(&file), EXPLICIT_LE_TS, "{name}: written as Explicit VR Little Endian");
-            assert!(parse(&file).pixel.is_some(), "{name}: an uncompressed data set with its pixel data");
+            assert_eq!(
+                transfer_syntax(&file),
+                EXPLICIT_LE_TS,
+                "{name}: written as Explicit VR Little Endian"
+            );
+            assert!(
+                parse(&file).pixel.is_some(),
+                "{name}: an uncompressed data set with its pixel data"
+            );
         }
     }
 
@@ -77,7 +96,10 @@ fn a_deflated_series_is_written_as_the_same_explicit_vr_little_endian_files() {
     let (_, zip) = deidentify(&deflated, &Options::new(seed(19))).unwrap();
     let mut d = deid::Deidentifier::new(Profile::Basic, seed(19));
     for (input, (name, written)) in inputs.iter().zip(zip_entries(&zip)) {
-        assert!(d.file(input).unwrap() == written, "{name}: file-by-file output differs from the ZIP entry");
+        assert!(
+            d.file(input).unwrap() == written,
+            "{name}: file-by-file output differs from the ZIP entry"
+        );
     }
     assert_eq!(d.report().transcoded_from_deflated, n);
 }
@@ -94,9 +116,18 @@ fn no_canary_survives_in_the_output_of_a_deflated_series() {
             needles.push(v.to_string());
         }
     }
-    for k in ["StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "SOPInstanceUIDs"] {
+    for k in [
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "FrameOfReferenceUID",
+        "SOPInstanceUIDs",
+    ] {
         needles.extend(
-            m["original_uids"][k].as_array().into_iter().flatten().filter_map(|u| u.as_str().map(String::from)),
+            m["original_uids"][k]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|u| u.as_str().map(String::from)),
         );
     }
     let entries = zip_entries(&zip);
@@ -119,7 +150,11 @@ fn a_deflate_bomb_is_refused_before_its_data_set_is_read_and_nothing_is_written(
     assert_eq!(d.file(&bomb).map(|_| ()), refused, "file by file (the browser)");
     assert_eq!(d.report().files_written, 0);
     assert_eq!(d.report().distinct_uids_replaced, 0);
-    assert_eq!(deid::preview_removals(&bomb, Profile::Basic).map(|_| ()), refused, "preview");
+    assert_eq!(
+        deid::preview_removals(&bomb, Profile::Basic).map(|_| ()),
+        refused,
+        "preview"
+    );
 
     // among real slices of a deflated series, after some of them
     let mut files = image_files(&deflated_fixture_zip(T1));
@@ -127,7 +162,11 @@ fn a_deflate_bomb_is_refused_before_its_data_set_is_read_and_nothing_is_written(
     files.push(bomb);
     let zip = zip_of(&files);
     let opts = Options::new(seed(3));
-    assert_eq!(deid::inspect_zip(Cursor::new(&zip), &opts.limits).map(|_| ()), refused, "inspection");
+    assert_eq!(
+        deid::inspect_zip(Cursor::new(&zip), &opts.limits).map(|_| ()),
+        refused,
+        "inspection"
+    );
     for sequential in [false, true] {
         let mut out = Cursor::new(Vec::new());
         let r = if sequential {
@@ -158,8 +197,13 @@ fn inflated_data_sets_count_toward_the_archive_size_limit() {
     let mut opts = Options::new(seed(7));
     opts.limits.max_total_bytes = (entries + inflated / 2).next_multiple_of(MIB);
     assert!(opts.limits.max_total_bytes < entries + inflated, "test set-up");
-    let refused = Err(DeidError::TooLargeWhenExtracted { limit_mib: opts.limits.max_total_bytes / MIB });
-    assert_eq!(deid::inspect_zip(Cursor::new(&deflated), &opts.limits).map(|_| ()), refused);
+    let refused = Err(DeidError::TooLargeWhenExtracted {
+        limit_mib: opts.limits.max_total_bytes / MIB,
+    });
+    assert_eq!(
+        deid::inspect_zip(Cursor::new(&deflated), &opts.limits).map(|_| ()),
+        refused
+    );
     assert_eq!(deidentify(&deflated, &opts).map(|_| ()), refused);
     opts.limits.max_total_bytes = (entries + inflated).next_multiple_of(MIB);
     assert!(deidentify(&deflated, &opts).is_ok(), "within the limit");

@@ -22,7 +22,12 @@ fn run(name: &str, opts: &Options) -> Result<(deid::Outcome, Vec<u8>), DeidError
 fn original_uids(m: &serde_json::Value) -> Vec<String> {
     let ou = &m["original_uids"];
     let mut v = Vec::new();
-    for k in ["StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "SOPInstanceUIDs"] {
+    for k in [
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+        "FrameOfReferenceUID",
+        "SOPInstanceUIDs",
+    ] {
         if let Some(a) = ou[k].as_array() {
             v.extend(a.iter().filter_map(|x| x.as_str().map(String::from)));
         }
@@ -59,9 +64,15 @@ fn check_series_output(name: &str, profile: Profile, compression: OutputCompress
         needles.push(("PHI- marker".into(), "PHI-".into()));
     }
     for (path, v) in &needles {
-        assert!(!contains(&zip, v.as_bytes()), "{name}: {path} value found in raw output ZIP");
+        assert!(
+            !contains(&zip, v.as_bytes()),
+            "{name}: {path} value found in raw output ZIP"
+        );
         for (ename, data) in &entries {
-            assert!(!contains(ename.as_bytes(), v.as_bytes()), "{name}: {path} in an entry name");
+            assert!(
+                !contains(ename.as_bytes(), v.as_bytes()),
+                "{name}: {path} in an entry name"
+            );
             assert!(!contains(data, v.as_bytes()), "{name}: {path} value found in {ename}");
         }
     }
@@ -75,15 +86,26 @@ fn check_series_output(name: &str, profile: Profile, compression: OutputCompress
         .unwrap()
         .iter()
         .filter(|e| e["action"] == "keep")
-        .map(|e| (e["keyword"].as_str().unwrap().to_string(), e["value"].as_str().unwrap().to_string()))
+        .map(|e| {
+            (
+                e["keyword"].as_str().unwrap().to_string(),
+                e["value"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     for (ename, data) in &entries {
-        assert!(ename.starts_with("IM") && ename.ends_with(".dcm"), "named by position: {ename}");
+        assert!(
+            ename.starts_with("IM") && ename.ends_with(".dcm"),
+            "named by position: {ename}"
+        );
         let p = parse(data);
         assert!(p.preamble_zero, "{name}: preamble not zeroed");
         for t in &p.all_tags {
             assert!(t.0 % 2 == 0, "{name}: private element {t} left in {ename}");
-            assert!(!(0x6000..=0x60FF).contains(&t.0), "{name}: overlay element {t} left in {ename}");
+            assert!(
+                !(0x6000..=0x60FF).contains(&t.0),
+                "{name}: overlay element {t} left in {ename}"
+            );
         }
         for (t, u) in &p.uis {
             for part in u.split('\\') {
@@ -97,7 +119,11 @@ fn check_series_output(name: &str, profile: Profile, compression: OutputCompress
             fors.insert(f);
         }
         let sop = top_text(&p, 0x0008, 0x0018).expect("SOPInstanceUID");
-        assert_eq!(text(&p.meta[&0x0003]), sop, "meta MediaStorageSOPInstanceUID = SOPInstanceUID");
+        assert_eq!(
+            text(&p.meta[&0x0003]),
+            sop,
+            "meta MediaStorageSOPInstanceUID = SOPInstanceUID"
+        );
         assert!(sop.starts_with("2.25."));
         sops.push(sop);
         let ts_orig = m["series"][0]["TransferSyntaxUID"][0].as_str().unwrap();
@@ -111,7 +137,11 @@ fn check_series_output(name: &str, profile: Profile, compression: OutputCompress
                 "StudyDate" => (0x0008, 0x0020),
                 _ => continue,
             };
-            assert_eq!(top_text(&p, tag.0, tag.1).as_deref(), Some(v.as_str()), "{kw} kept unchanged");
+            assert_eq!(
+                top_text(&p, tag.0, tag.1).as_deref(),
+                Some(v.as_str()),
+                "{kw} kept unchanged"
+            );
         }
         pixel_hashes.push(hex(&Sha256::digest(p.pixel.as_ref().expect("pixel data"))));
     }
@@ -216,8 +246,16 @@ fn references_between_files_stay_consistent() {
     for (_, data) in zip_entries(&zip).iter().take(3) {
         let p = parse(data);
         let study = top_text(&p, 0x0020, 0x000D).unwrap();
-        let refs: Vec<&String> = p.uis.iter().filter(|(t, _)| *t == Tag(0x0008, 0x1155)).map(|(_, u)| u).collect();
-        assert!(refs.contains(&&study), "ReferencedSOPInstanceUID mapped like the study UID");
+        let refs: Vec<&String> = p
+            .uis
+            .iter()
+            .filter(|(t, _)| *t == Tag(0x0008, 0x1155))
+            .map(|(_, u)| u)
+            .collect();
+        assert!(
+            refs.contains(&&study),
+            "ReferencedSOPInstanceUID mapped like the study UID"
+        );
     }
 }
 
@@ -228,10 +266,18 @@ fn inventory_lists_series_and_local_only_text() {
     assert_eq!(inv.series.len(), 1);
     let s = &inv.series[0];
     assert_eq!(s.info.files, 170);
-    assert_eq!((s.info.rows, s.info.columns, s.info.slices), (Some(256), Some(256), 170));
+    assert_eq!(
+        (s.info.rows, s.info.columns, s.info.slices),
+        (Some(256), Some(256), 170)
+    );
     assert_eq!(s.info.modality.as_deref(), Some("MR"));
     assert!(s.info.looks_like_3d_t1);
-    assert!(s.local_only.series_description.as_deref().is_some_and(|d| d.starts_with("PHI-SeriesDescription")));
+    assert!(
+        s.local_only
+            .series_description
+            .as_deref()
+            .is_some_and(|d| d.starts_with("PHI-SeriesDescription"))
+    );
     assert!(inv.skipped.junk > 0, "Finder junk dropped");
     // nothing but local_only carries text from the files
     let info = serde_json::to_string(&s.info).unwrap();
@@ -246,7 +292,10 @@ fn preview_lists_values_locally() {
     let prev = deid::preview_removals(file, Profile::Basic).unwrap();
     let find = |p: &str| prev.iter().find(|r| r.path == p).map(|r| r.value.clone());
     assert!(find("PatientName").is_some_and(|v| v.starts_with("PHI-PatientName")));
-    assert!(prev.iter().any(|r| r.path.starts_with("(0029,")), "private elements listed");
+    assert!(
+        prev.iter().any(|r| r.path.starts_with("(0029,")),
+        "private elements listed"
+    );
     assert!(prev.iter().any(|r| r.path.starts_with("(6000,")), "overlay listed");
     assert!(find("PatientAge").is_none(), "kept facts are not listed");
 }
@@ -254,15 +303,26 @@ fn preview_lists_values_locally() {
 #[test]
 fn file_by_file_api_matches_zip_api() {
     let input = std::fs::read(fixtures().join("t1_mprage_sag_clean.zip")).unwrap();
-    let files: Vec<Vec<u8>> = zip_entries(&input).into_iter().map(|(_, d)| d).filter(|d| d.len() > 132).collect();
+    let files: Vec<Vec<u8>> = zip_entries(&input)
+        .into_iter()
+        .map(|(_, d)| d)
+        .filter(|d| d.len() > 132)
+        .collect();
     let mut d = deid::Deidentifier::new(Profile::Basic, seed(5));
     let a = d.file(&files[0]).unwrap();
     let b = d.file(&files[1]).unwrap();
     let (pa, pb) = (parse(&a), parse(&b));
-    assert_eq!(top_text(&pa, 0x0020, 0x000D), top_text(&pb, 0x0020, 0x000D), "one mapping per upload");
+    assert_eq!(
+        top_text(&pa, 0x0020, 0x000D),
+        top_text(&pb, 0x0020, 0x000D),
+        "one mapping per upload"
+    );
     assert_ne!(top_text(&pa, 0x0008, 0x0018), top_text(&pb, 0x0008, 0x0018));
     assert_eq!(d.report().files_written, 2);
-    assert_eq!(deid::deidentify_file_bytes(b"not dicom", Profile::Basic, seed(1)), Err(DeidError::NotDicomPart10));
+    assert_eq!(
+        deid::deidentify_file_bytes(b"not dicom", Profile::Basic, seed(1)),
+        Err(DeidError::NotDicomPart10)
+    );
 }
 
 // ---------------------------------------------------------------- adversarial
@@ -315,15 +375,29 @@ fn every_adversarial_zip_gets_its_specific_error() {
         let check = adversarial_expectation(file).unwrap_or_else(|| panic!("no expectation for new case {file}"));
         let input = std::fs::read(fixtures().join(file)).unwrap();
         let names: Vec<String> = zip::ZipArchive::new(Cursor::new(&input))
-            .map(|mut z| (0..z.len()).filter_map(|i| z.by_index_raw(i).ok().map(|f| String::from_utf8_lossy(f.name_raw()).into_owned())).collect())
+            .map(|mut z| {
+                (0..z.len())
+                    .filter_map(|i| {
+                        z.by_index_raw(i)
+                            .ok()
+                            .map(|f| String::from_utf8_lossy(f.name_raw()).into_owned())
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
-        let mut reader = CountingReader { inner: Cursor::new(input.clone()), read: 0 };
+        let mut reader = CountingReader {
+            inner: Cursor::new(input.clone()),
+            read: 0,
+        };
         let mut out = Cursor::new(Vec::new());
         let r = deid::deidentify_zip(&mut reader, &mut out, &Options::new(seed(7)));
         assert!(check(&r), "{file}: unexpected result {r:?}");
         if let Err(e) = &r {
             let msg = e.to_string();
-            assert!(!msg.contains("PHI-") && !msg.contains("neurovol_") && !msg.contains('/'), "{file}: {msg}");
+            assert!(
+                !msg.contains("PHI-") && !msg.contains("neurovol_") && !msg.contains('/'),
+                "{file}: {msg}"
+            );
             for n in &names {
                 let base = n.rsplit('/').next().unwrap_or(n);
                 assert!(base.len() < 4 || !msg.contains(base), "{file}: error names an entry");
@@ -353,14 +427,20 @@ fn two_series_never_merged_and_each_selectable() {
     let mut series_uids = HashSet::new();
     for (i, s) in inv.series.iter().enumerate() {
         assert_eq!(s.info.files, 64);
-        for sel in [SeriesSelector::Index(i), SeriesSelector::Uid(s.local_only.series_instance_uid.clone())] {
+        for sel in [
+            SeriesSelector::Index(i),
+            SeriesSelector::Uid(s.local_only.series_instance_uid.clone()),
+        ] {
             let mut o = Options::new(seed(11));
             o.series = Some(sel);
             let mut out = Cursor::new(Vec::new());
             let oc = deid::deidentify_zip(Cursor::new(input.clone()), &mut out, &o).unwrap();
             assert_eq!(oc.report.files_written, 64);
             let e = zip_entries(out.get_ref());
-            let uids: HashSet<_> = e.iter().map(|(_, d)| top_text(&parse(d), 0x0020, 0x000E).unwrap()).collect();
+            let uids: HashSet<_> = e
+                .iter()
+                .map(|(_, d)| top_text(&parse(d), 0x0020, 0x000E).unwrap())
+                .collect();
             assert_eq!(uids.len(), 1, "only the chosen series");
             let sn: HashSet<_> = e.iter().map(|(_, d)| top_text(&parse(d), 0x0020, 0x0011)).collect();
             assert_eq!(sn.len(), 1);
@@ -382,7 +462,10 @@ fn configured_limits_are_enforced() {
     o.limits.max_entry_bytes = 1000;
     let r = deid::deidentify_zip(Cursor::new(input.clone()), Cursor::new(Vec::new()), &o);
     assert!(matches!(r, Err(DeidError::TooLargeWhenExtracted { .. })));
-    o.limits = deid::Limits { max_entries: 10, ..Default::default() };
+    o.limits = deid::Limits {
+        max_entries: 10,
+        ..Default::default()
+    };
     let r = deid::deidentify_zip(Cursor::new(input), Cursor::new(Vec::new()), &o);
     assert!(matches!(r, Err(DeidError::TooManyEntries { .. })));
 }
@@ -420,7 +503,11 @@ fn dicom_without_part10_header_is_named_as_such() {
         std::io::Write::write_all(&mut zw, &d[144 + meta_len..]).unwrap();
     }
     let zip = zw.finish().unwrap().into_inner();
-    let r = deid::deidentify_zip(Cursor::new(zip.clone()), Cursor::new(Vec::new()), &Options::new(seed(4)));
+    let r = deid::deidentify_zip(
+        Cursor::new(zip.clone()),
+        Cursor::new(Vec::new()),
+        &Options::new(seed(4)),
+    );
     assert_eq!(r.err(), Some(DeidError::NoPart10Header));
     // and a raw file is never passed through by the file API either
     let raw = &entries.iter().find(|(_, d)| d.len() > 132).unwrap().1;

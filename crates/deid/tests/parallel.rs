@@ -39,7 +39,10 @@ fn parallel_and_sequential_give_identical_zips() {
                 let rs = deid::deidentify_zip_sequential(Cursor::new(&input), &mut seq, &o);
                 assert_eq!(rp, rs, "{name} {profile:?} {compression:?} {series:?}: outcome differs");
                 if rp.is_ok() {
-                    assert!(par.get_ref() == seq.get_ref(), "{name} {profile:?} {compression:?}: bytes differ");
+                    assert!(
+                        par.get_ref() == seq.get_ref(),
+                        "{name} {profile:?} {compression:?}: bytes differ"
+                    );
                     compared += 1;
                 }
             }
@@ -62,7 +65,9 @@ fn zip_path_maps_uids_like_file_by_file() {
         // the inputs in output order: the scan's order (entry order, images of the series)
         let inputs: Vec<Vec<u8>> = zip_entries(&input)
             .into_iter()
-            .filter(|(n, d)| !n.contains("__MACOSX") && !n.ends_with("DICOMDIR") && d.len() > 132 && &d[128..132] == b"DICM")
+            .filter(|(n, d)| {
+                !n.contains("__MACOSX") && !n.ends_with("DICOMDIR") && d.len() > 132 && &d[128..132] == b"DICM"
+            })
             .map(|(_, d)| d)
             .collect();
         let mut d = deid::Deidentifier::new(o.profile, o.seed);
@@ -75,6 +80,10 @@ fn zip_path_maps_uids_like_file_by_file() {
             }
         }
         assert_eq!(k, written.len(), "{name}: ZIP output differs from file-by-file output");
-        assert_eq!(outcome.report.distinct_uids_replaced, d.report().distinct_uids_replaced, "{name}");
+        assert_eq!(
+            outcome.report.distinct_uids_replaced,
+            d.report().distinct_uids_replaced,
+            "{name}"
+        );
     }
 }

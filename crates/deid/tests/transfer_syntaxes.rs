@@ -157,7 +157,10 @@ fn build_with(ts: &str, enc: Enc, deflate: bool, encapsulated: bool, big: bool) 
     let mut f = vec![0x55u8; 128]; // non-zero preamble: must come back zeroed
     f.extend_from_slice(b"DICM");
     let mut meta = Vec::new();
-    let le = Enc { explicit: true, le: true };
+    let le = Enc {
+        explicit: true,
+        le: true,
+    };
     le.el(&mut meta, 0x0002, 0x0001, b"OB", &[0, 1]);
     le.el(&mut meta, 0x0002, 0x0002, b"UI", b"1.2.840.10008.5.1.4.1.1.4");
     le.el(&mut meta, 0x0002, 0x0003, b"UI", SOP.as_bytes());
@@ -177,14 +180,78 @@ fn build_with(ts: &str, enc: Enc, deflate: bool, encapsulated: bool, big: bool) 
 
 fn variants() -> Vec<(&'static str, Enc, bool, bool)> {
     vec![
-        ("1.2.840.10008.1.2", Enc { explicit: false, le: true }, false, false),
-        ("1.2.840.10008.1.2.1", Enc { explicit: true, le: true }, false, false),
-        ("1.2.840.10008.1.2.2", Enc { explicit: true, le: false }, false, false),
-        ("1.2.840.10008.1.2.1.99", Enc { explicit: true, le: true }, true, false),
-        ("1.2.840.10008.1.2.4.50", Enc { explicit: true, le: true }, false, true),
-        ("1.2.840.10008.1.2.4.80", Enc { explicit: true, le: true }, false, true),
-        ("1.2.840.10008.1.2.4.90", Enc { explicit: true, le: true }, false, true),
-        ("1.2.840.10008.1.2.5", Enc { explicit: true, le: true }, false, true),
+        (
+            "1.2.840.10008.1.2",
+            Enc {
+                explicit: false,
+                le: true,
+            },
+            false,
+            false,
+        ),
+        (
+            "1.2.840.10008.1.2.1",
+            Enc {
+                explicit: true,
+                le: true,
+            },
+            false,
+            false,
+        ),
+        (
+            "1.2.840.10008.1.2.2",
+            Enc {
+                explicit: true,
+                le: false,
+            },
+            false,
+            false,
+        ),
+        (
+            "1.2.840.10008.1.2.1.99",
+            Enc {
+                explicit: true,
+                le: true,
+            },
+            true,
+            false,
+        ),
+        (
+            "1.2.840.10008.1.2.4.50",
+            Enc {
+                explicit: true,
+                le: true,
+            },
+            false,
+            true,
+        ),
+        (
+            "1.2.840.10008.1.2.4.80",
+            Enc {
+                explicit: true,
+                le: true,
+            },
+            false,
+            true,
+        ),
+        (
+            "1.2.840.10008.1.2.4.90",
+            Enc {
+                explicit: true,
+                le: true,
+            },
+            false,
+            true,
+        ),
+        (
+            "1.2.840.10008.1.2.5",
+            Enc {
+                explicit: true,
+                le: true,
+            },
+            false,
+            true,
+        ),
     ]
 }
 
@@ -204,26 +271,47 @@ fn every_transfer_syntax_preserved_and_cleaned() {
         assert_eq!(p.pixel.as_deref(), Some(&pixel[..]), "{ts}: pixel bytes identical");
         for t in &p.all_tags {
             assert!(t.0 % 2 == 0 && !(0x6000..=0x60FF).contains(&t.0), "{ts}: {t} left");
-            assert!(*t != Tag(0x0010, 0x0010) && *t != Tag(0x0040, 0x0275) && *t != Tag(0x0010, 0x0030), "{ts}: {t} left");
+            assert!(
+                *t != Tag(0x0010, 0x0010) && *t != Tag(0x0040, 0x0275) && *t != Tag(0x0010, 0x0030),
+                "{ts}: {t} left"
+            );
         }
-        assert!(!p.meta.contains_key(&0x0016), "{ts}: SourceApplicationEntityTitle dropped");
+        assert!(
+            !p.meta.contains_key(&0x0016),
+            "{ts}: SourceApplicationEntityTitle dropped"
+        );
         assert!(!contains(&out.bytes, b"PHI-"), "{ts}: canary left");
-        assert!(!contains(&out.bytes, SOP.as_bytes()) && !contains(&out.bytes, STUDY.as_bytes()), "{ts}: UID left");
+        assert!(
+            !contains(&out.bytes, SOP.as_bytes()) && !contains(&out.bytes, STUDY.as_bytes()),
+            "{ts}: UID left"
+        );
         let sop = top_text(&p, 0x0008, 0x0018).unwrap();
         assert_eq!(text(&p.meta[&0x0003]), sop);
         let referenced: Vec<_> = p.uis.iter().filter(|(t, _)| *t == Tag(0x0008, 0x1155)).collect();
         assert_eq!(referenced.len(), 1, "{ts}: kept sequence kept");
         assert_eq!(referenced[0].1, sop, "{ts}: reference follows the new SOP UID");
-        assert_eq!(top_text(&p, 0x0008, 0x0016).as_deref(), Some("1.2.840.10008.5.1.4.1.1.4"), "class kept");
+        assert_eq!(
+            top_text(&p, 0x0008, 0x0016).as_deref(),
+            Some("1.2.840.10008.5.1.4.1.1.4"),
+            "class kept"
+        );
         assert_eq!(top_text(&p, 0x0018, 0x0023).as_deref(), Some("3D"));
-        assert_eq!(top_text(&p, 0x0012, 0x0062).as_deref(), Some("YES"), "{ts}: PatientIdentityRemoved");
+        assert_eq!(
+            top_text(&p, 0x0012, 0x0062).as_deref(),
+            Some("YES"),
+            "{ts}: PatientIdentityRemoved"
+        );
         assert!(top_text(&p, 0x0012, 0x0063).is_some_and(|m| m.contains("BASIC")));
         let codes: Vec<_> = p.all_tags.iter().filter(|t| **t == Tag(0x0008, 0x0100)).collect();
         assert_eq!(codes.len(), 3, "{ts}: three method codes");
         let order: Vec<_> = p.all_tags.iter().filter(|t| p.top.contains_key(t)).collect();
         assert!(order.windows(2).all(|w| w[0] < w[1]), "{ts}: top-level tags ascending");
         assert_eq!(top_text(&p, 0x0008, 0x0020).as_deref(), Some("20200102"), "dates kept");
-        assert_eq!(out.facts.age_years, Some(50), "{ts}: age from birth date and study date");
+        assert_eq!(
+            out.facts.age_years,
+            Some(50),
+            "{ts}: age from birth date and study date"
+        );
         assert_eq!(out.facts.sex, deid::Sex::Female);
     }
 }
@@ -235,8 +323,14 @@ fn large_pixel_data_and_trailing_elements_in_every_transfer_syntax() {
         let out = deid::deidentify_file_bytes(&input, Profile::Basic, seed(2)).unwrap_or_else(|e| panic!("{ts}: {e}"));
         let p = parse(&out.bytes);
         assert_eq!(p.pixel.as_deref(), Some(&pixel[..]), "{ts}: pixel bytes identical");
-        assert!(!p.all_tags.iter().any(|t| t.0 == 0x7FE1), "{ts}: private element after the pixels left");
-        assert!(!contains(&out.bytes, b"PHI-") && !contains(&out.bytes, SOP.as_bytes()), "{ts}: canary left");
+        assert!(
+            !p.all_tags.iter().any(|t| t.0 == 0x7FE1),
+            "{ts}: private element after the pixels left"
+        );
+        assert!(
+            !contains(&out.bytes, b"PHI-") && !contains(&out.bytes, SOP.as_bytes()),
+            "{ts}: canary left"
+        );
 
         // three instances (one when deflated: the SOP UID cannot be patched in place)
         let mut files = vec![input.clone()];
@@ -252,20 +346,30 @@ fn large_pixel_data_and_trailing_elements_in_every_transfer_syntax() {
             }
         }
         let zip = zip_of(&files);
-        for compression in [deid::OutputCompression::Stored, deid::OutputCompression::Deflate { level: 1 }] {
+        for compression in [
+            deid::OutputCompression::Stored,
+            deid::OutputCompression::Deflate { level: 1 },
+        ] {
             let mut o = deid::Options::new(seed(4));
             o.compression = compression;
             let mut par = std::io::Cursor::new(Vec::new());
             let mut seq = std::io::Cursor::new(Vec::new());
-            let a = deid::deidentify_zip(std::io::Cursor::new(&zip), &mut par, &o).unwrap_or_else(|e| panic!("{ts}: {e}"));
+            let a =
+                deid::deidentify_zip(std::io::Cursor::new(&zip), &mut par, &o).unwrap_or_else(|e| panic!("{ts}: {e}"));
             let b = deid::deidentify_zip_sequential(std::io::Cursor::new(&zip), &mut seq, &o).unwrap();
             assert_eq!(a, b, "{ts}: outcome");
-            assert!(par.get_ref() == seq.get_ref(), "{ts} {compression:?}: parallel != sequential bytes");
+            assert!(
+                par.get_ref() == seq.get_ref(),
+                "{ts} {compression:?}: parallel != sequential bytes"
+            );
             let written = zip_entries(par.get_ref());
             assert_eq!(written.len(), files.len(), "{ts}: files written");
             let mut d = deid::Deidentifier::new(o.profile, o.seed);
             for (f, (_, w)) in files.iter().zip(&written) {
-                assert!(d.file(f).unwrap() == *w, "{ts}: ZIP entry differs from the file-by-file rewrite");
+                assert!(
+                    d.file(f).unwrap() == *w,
+                    "{ts}: ZIP entry differs from the file-by-file rewrite"
+                );
             }
         }
     }
@@ -273,22 +377,46 @@ fn large_pixel_data_and_trailing_elements_in_every_transfer_syntax() {
 
 #[test]
 fn a_deflated_file_is_written_as_the_rewrite_of_its_explicit_vr_little_endian_twin() {
-    let le = Enc { explicit: true, le: true };
+    let le = Enc {
+        explicit: true,
+        le: true,
+    };
     for big in [false, true] {
         let (deflated, _) = build_with(DEFLATED_TS, le, true, false, big);
         let (explicit, _) = build_with(EXPLICIT_LE_TS, le, false, false, big);
         let mut d = deid::Deidentifier::new(Profile::Basic, seed(5));
         let mut e = deid::Deidentifier::new(Profile::Basic, seed(5));
         let out = d.file(&deflated).unwrap();
-        assert!(out == e.file(&explicit).unwrap(), "big={big}: output differs from the explicit VR LE rewrite");
+        assert!(
+            out == e.file(&explicit).unwrap(),
+            "big={big}: output differs from the explicit VR LE rewrite"
+        );
         let (meta, body) = meta_elements(&out);
         let group_length = meta.iter().find(|m| m.elem == 0x0000).map(|m| m.value().to_vec());
         let group: usize = meta.iter().filter(|m| m.elem != 0x0000).map(|m| m.encoded.len()).sum();
-        assert_eq!(group_length, Some((group as u32).to_le_bytes().to_vec()), "group length of what is written");
-        assert!(body < out.len() && contains(&out[body..], b"MR"), "the data set is stored uncompressed");
+        assert_eq!(
+            group_length,
+            Some((group as u32).to_le_bytes().to_vec()),
+            "group length of what is written"
+        );
+        assert!(
+            body < out.len() && contains(&out[body..], b"MR"),
+            "the data set is stored uncompressed"
+        );
         let (dr, er) = (d.report(), e.report());
-        assert_eq!((dr.transcoded_from_deflated, er.transcoded_from_deflated), (1, 0), "the report says so");
-        assert_eq!(deid::Report { transcoded_from_deflated: 0, ..dr }, er, "nothing else differs");
+        assert_eq!(
+            (dr.transcoded_from_deflated, er.transcoded_from_deflated),
+            (1, 0),
+            "the report says so"
+        );
+        assert_eq!(
+            deid::Report {
+                transcoded_from_deflated: 0,
+                ..dr
+            },
+            er,
+            "nothing else differs"
+        );
     }
 }
 
@@ -304,7 +432,15 @@ fn native_same_seed_same_bytes() {
 
 #[test]
 fn damaged_files_are_refused() {
-    let (input, _) = build("1.2.840.10008.1.2.1", Enc { explicit: true, le: true }, false, false);
+    let (input, _) = build(
+        "1.2.840.10008.1.2.1",
+        Enc {
+            explicit: true,
+            le: true,
+        },
+        false,
+        false,
+    );
     for cut in [140usize, 200, 300, input.len() - 3, input.len() - 9] {
         let r = deid::deidentify_file_bytes(&input[..cut], Profile::Basic, seed(1));
         assert!(r.is_err(), "cut at {cut} accepted");
@@ -313,12 +449,23 @@ fn damaged_files_are_refused() {
     let mut bad = input.clone();
     let at = bad.len() - 8 - 4; // PixelData OW length field
     bad[at..at + 4].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
-    assert_eq!(deid::deidentify_file_bytes(&bad, Profile::Basic, seed(1)).err(), Some(DeidError::CorruptDicom));
+    assert_eq!(
+        deid::deidentify_file_bytes(&bad, Profile::Basic, seed(1)).err(),
+        Some(DeidError::CorruptDicom)
+    );
     assert_eq!(
         deid::deidentify_file_bytes(b"DICM but not at 128", Profile::Basic, seed(1)).err(),
         Some(DeidError::NotDicomPart10)
     );
-    let (mut unk, _) = build("1.2.840.10008.1.2.1", Enc { explicit: true, le: true }, false, false);
+    let (mut unk, _) = build(
+        "1.2.840.10008.1.2.1",
+        Enc {
+            explicit: true,
+            le: true,
+        },
+        false,
+        false,
+    );
     // unknown private transfer syntax: refused, never passed through
     let pos = memchr::memmem::find(&unk, b"1.2.840.10008.1.2.1\0").unwrap();
     unk[pos..pos + 20].copy_from_slice(b"9.9.9.9.9.9.9.9.9.9\0");
@@ -332,9 +479,15 @@ fn damaged_files_are_refused() {
 fn sequence_hidden_in_un_is_dropped_not_passed_through() {
     // ReferencedImageSequence stored as VR UN (some converters do this): its content can
     // not be cleaned, so it must go even with the Seed profile, which keeps the sequence
-    let le = Enc { explicit: true, le: true };
+    let le = Enc {
+        explicit: true,
+        le: true,
+    };
     let mut item = Vec::new();
-    let imp = Enc { explicit: false, le: true };
+    let imp = Enc {
+        explicit: false,
+        le: true,
+    };
     imp.el(&mut item, 0x0010, 0x0010, b"PN", b"PHI-hidden");
     let mut un = Vec::new();
     un.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0]);
@@ -364,7 +517,10 @@ fn sequence_hidden_in_un_is_dropped_not_passed_through() {
 fn stray_delimiter_group_and_command_elements_do_not_break_reencoding() {
     // found by fuzzing: a (FFFE,FFFF) "element" has no VR on disk; writing it back in
     // explicit form made our own output unreadable. Such tags are dropped now.
-    let le = Enc { explicit: true, le: true };
+    let le = Enc {
+        explicit: true,
+        le: true,
+    };
     let mut ds = Vec::new();
     le.el(&mut ds, 0x0008, 0x0016, b"UI", b"1.2.840.10008.5.1.4.1.1.4");
     le.el(&mut ds, 0x0008, 0x0018, b"UI", SOP.as_bytes());

@@ -52,7 +52,10 @@ fn wasm_output_equals_native_output() {
     let tmp = temp_dir("eq");
     let deflated_t1 = tmp.join("t1_mprage_sag_phi.deflated.zip");
     std::fs::write(&deflated_t1, deflated_fixture_zip("t1_mprage_sag_phi")).unwrap();
-    let mut inputs: Vec<PathBuf> = SERIES_FIXTURES.iter().map(|n| fixtures().join(format!("{n}.zip"))).collect();
+    let mut inputs: Vec<PathBuf> = SERIES_FIXTURES
+        .iter()
+        .map(|n| fixtures().join(format!("{n}.zip")))
+        .collect();
     inputs.push(deflated_t1);
     for zip_path in &inputs {
         let name = zip_path.file_name().unwrap().to_string_lossy();
@@ -65,9 +68,16 @@ fn wasm_output_equals_native_output() {
             deid::deidentify_zip(Cursor::new(std::fs::read(zip_path).unwrap()), &mut native, &o).unwrap();
             let out = tmp.join(format!("{name}-{stored}.out.zip"));
             let st = run_wasm(&wasm, zip_path, 0x5a, stored, &out);
-            assert!(st.status.success(), "{name}: wasm run failed: {}", String::from_utf8_lossy(&st.stderr));
+            assert!(
+                st.status.success(),
+                "{name}: wasm run failed: {}",
+                String::from_utf8_lossy(&st.stderr)
+            );
             let w = std::fs::read(&out).unwrap();
-            assert!(w == native.get_ref()[..], "{name} (stored={stored}): wasm output differs from native");
+            assert!(
+                w == native.get_ref()[..],
+                "{name} (stored={stored}): wasm output differs from native"
+            );
         }
     }
     let _ = std::fs::remove_dir_all(&tmp);
@@ -83,7 +93,12 @@ fn wasm_refuses_a_deflate_bomb_with_the_native_error() {
     std::fs::write(&zip_path, &zip).unwrap();
     let native = deid::deidentify_zip(Cursor::new(&zip), Cursor::new(Vec::new()), &deid::Options::new([7; 32]))
         .expect_err("native refuses the bomb");
-    assert_eq!(native, deid::DeidError::TooLargeWhenExtracted { limit_mib: limit / (1024 * 1024) });
+    assert_eq!(
+        native,
+        deid::DeidError::TooLargeWhenExtracted {
+            limit_mib: limit / (1024 * 1024)
+        }
+    );
     let out = tmp.join("bomb.out.zip");
     let st = run_wasm(&wasm, &zip_path, 7, true, &out);
     let stderr = String::from_utf8_lossy(&st.stderr);

@@ -67,14 +67,8 @@ pub const REGION_MAP: &[(&str, Option<&str>)] = &[
     ("Right-VentralDC", Some("Right-VentralDC")),
     ("Left-Cerebellum-Cortex", Some("Left-Cerebellum-Cortex")),
     ("Right-Cerebellum-Cortex", Some("Right-Cerebellum-Cortex")),
-    (
-        "Left-Cerebellum-White-Matter",
-        Some("Left-Cerebellum-White-Matter"),
-    ),
-    (
-        "Right-Cerebellum-White-Matter",
-        Some("Right-Cerebellum-White-Matter"),
-    ),
+    ("Left-Cerebellum-White-Matter", Some("Left-Cerebellum-White-Matter")),
+    ("Right-Cerebellum-White-Matter", Some("Right-Cerebellum-White-Matter")),
     ("Left-Cerebral-White-Matter", None),
     ("Right-Cerebral-White-Matter", None),
     ("Left-Cerebral-Cortex", None),
@@ -83,10 +77,7 @@ pub const REGION_MAP: &[(&str, Option<&str>)] = &[
     ("4th-Ventricle", Some("4th-Ventricle")),
     ("Brain-Stem", Some("Brain-Stem")),
     // FreeSurfer eTIV (atlas-scaling estimate), not a segmented TIV: see PROVENANCE.md caveats.
-    (
-        "TotalIntracranialVolume",
-        Some("EstimatedTotalIntraCranialVol"),
-    ),
+    ("TotalIntracranialVolume", Some("EstimatedTotalIntraCranialVol")),
 ];
 
 /// Sex as the model codes it (F = 0, M = 1). Serialised as the one-letter DICOM code.
@@ -345,8 +336,7 @@ impl Norms {
         NORMS.get_or_init(|| {
             // The embedded file is a build-time constant checked by the tests, so failing here
             // is a build defect, not bad input.
-            Norms::from_json(EMBEDDED_PARAMS_JSON)
-                .expect("embedded braincharts_params.json is valid")
+            Norms::from_json(EMBEDDED_PARAMS_JSON).expect("embedded braincharts_params.json is valid")
         })
     }
 
@@ -360,9 +350,7 @@ impl Norms {
             return bad(format!("unsupported format {:?}", file.format));
         }
         let bs = &file.bspline;
-        if bs.knot_vector.len() != bs.n_basis + bs.degree + 1
-            || bs.knot_vector.windows(2).any(|k| !(k[0] <= k[1]))
-        {
+        if bs.knot_vector.len() != bs.n_basis + bs.degree + 1 || bs.knot_vector.windows(2).any(|k| !(k[0] <= k[1])) {
             return bad("B-spline knot vector does not match degree and basis size".into());
         }
         let [age_min, age_max] = file.valid_age_range;
@@ -372,23 +360,14 @@ impl Norms {
         let n = N_FIXED + bs.n_basis;
         let mut regions = BTreeMap::new();
         for (name, r) in file.regions {
-            let finite =
-                r.w.iter()
-                    .chain(r.sigma.iter().flatten())
-                    .all(|v| v.is_finite());
-            if r.w.len() != n
-                || r.sigma.len() != n
-                || r.sigma.iter().any(|row| row.len() != n)
-                || !finite
-            {
+            let finite = r.w.iter().chain(r.sigma.iter().flatten()).all(|v| v.is_finite());
+            if r.w.len() != n || r.sigma.len() != n || r.sigma.iter().any(|row| row.len() != n) || !finite {
                 return bad(format!(
                     "region {name}: weights/covariance are not {n}-dimensional and finite"
                 ));
             }
             if !(r.warp.b > 0.0 && r.warp.eps.is_finite() && r.s2_noise > 0.0) {
-                return bad(format!(
-                    "region {name}: warp b and noise variance must be positive"
-                ));
+                return bad(format!("region {name}: warp b and noise variance must be positive"));
             }
             let model = RegionModel {
                 name: name.clone(),
@@ -436,9 +415,7 @@ impl Norms {
             region: name.to_string(),
         };
         if let Some((_, target)) = REGION_MAP.iter().find(|(n, _)| *n == name) {
-            return target
-                .and_then(|t| self.regions.get(t))
-                .ok_or_else(no_model);
+            return target.and_then(|t| self.regions.get(t)).ok_or_else(no_model);
         }
         if let Some(m) = self.regions.get(name) {
             return Ok(m);
@@ -447,11 +424,7 @@ impl Norms {
             let full = format!("{side}-{name}");
             REGION_MAP.iter().any(|(n, _)| *n == full) || self.regions.contains_key(&full)
         };
-        if name.starts_with("ctx-lh-")
-            || name.starts_with("ctx-rh-")
-            || name.starts_with("CC_")
-            || lateral("Left")
-        {
+        if name.starts_with("ctx-lh-") || name.starts_with("ctx-rh-") || name.starts_with("CC_") || lateral("Left") {
             return Err(no_model());
         }
         Err(NoPercentile::UnknownRegion {
@@ -466,13 +439,7 @@ impl Norms {
         let m = t.len();
         // degree 0: indicator of [t_i, t_{i+1})
         let mut n: Vec<f64> = (0..m - 1)
-            .map(|i| {
-                if t[i] <= age && age < t[i + 1] {
-                    1.0
-                } else {
-                    0.0
-                }
-            })
+            .map(|i| if t[i] <= age && age < t[i + 1] { 1.0 } else { 0.0 })
             .collect();
         for p in 1..=self.degree {
             let ratio = |num: f64, den: f64| if den == 0.0 { 0.0 } else { num / den };
@@ -500,25 +467,13 @@ impl Norms {
     }
 
     /// Warped mean and SD for (region, sex, age, site).
-    pub fn predict(
-        &self,
-        region: &str,
-        sex: Sex,
-        age: f64,
-        site: &Site,
-    ) -> Result<WarpedPrediction, NoPercentile> {
+    pub fn predict(&self, region: &str, sex: Sex, age: f64, site: &Site) -> Result<WarpedPrediction, NoPercentile> {
         let model = self.model(region)?;
         self.check_age(age)?;
         Ok(self.predict_model(model, sex, age, site))
     }
 
-    fn predict_model(
-        &self,
-        model: &RegionModel,
-        sex: Sex,
-        age: f64,
-        site: &Site,
-    ) -> WarpedPrediction {
+    fn predict_model(&self, model: &RegionModel, sex: Sex, age: f64, site: &Site) -> WarpedPrediction {
         let mut x = vec![1.0, age, sex.covariate(), 1.0];
         x.extend(self.bspline_basis(age));
         let n = x.len();
@@ -589,10 +544,7 @@ impl Norms {
         site: &Site,
     ) -> Result<Vec<CentileCurve>, NoPercentile> {
         let model = self.model(region)?;
-        let zs = centiles
-            .iter()
-            .map(|&c| centile_z(c))
-            .collect::<Result<Vec<_>, _>>()?;
+        let zs = centiles.iter().map(|&c| centile_z(c)).collect::<Result<Vec<_>, _>>()?;
         let mut curves: Vec<CentileCurve> = centiles
             .iter()
             .map(|&centile| CentileCurve {
@@ -605,9 +557,7 @@ impl Norms {
             // one prediction per age, shared by all centiles
             let pred = self.predict_model(model, sex, age, site);
             for (curve, zq) in curves.iter_mut().zip(&zs) {
-                curve
-                    .points
-                    .push([age, model.unwarp(pred.mu_w + pred.sigma_w * zq)]);
+                curve.points.push([age, model.unwarp(pred.mu_w + pred.sigma_w * zq)]);
             }
         }
         Ok(curves)
@@ -615,14 +565,7 @@ impl Norms {
 
     /// Volume plus percentile or the typed reason for none. Checks in the order region,
     /// volume, sex, age, so an unmodelled region reports `no_model` even without age or sex.
-    pub fn assess(
-        &self,
-        region: &str,
-        volume_mm3: f64,
-        sex: Option<Sex>,
-        age: Option<f64>,
-        site: &Site,
-    ) -> RegionNorm {
+    pub fn assess(&self, region: &str, volume_mm3: f64, sex: Option<Sex>, age: Option<f64>, site: &Site) -> RegionNorm {
         let result = (|| -> Result<Percentile, NoPercentile> {
             self.model(region)?;
             if !(volume_mm3.is_finite() && volume_mm3 >= 0.0) {
@@ -633,13 +576,7 @@ impl Norms {
             self.percentile(region, sex, age, volume_mm3, site)
         })();
         let (percentile, z, low_confidence, site_calibrated, no_percentile) = match result {
-            Ok(p) => (
-                Some(p.percentile),
-                Some(p.z),
-                p.low_confidence,
-                p.site_calibrated,
-                None,
-            ),
+            Ok(p) => (Some(p.percentile), Some(p.z), p.low_confidence, p.site_calibrated, None),
             Err(e) => (None, None, false, false, Some(e)),
         };
         RegionNorm {
@@ -748,10 +685,7 @@ mod tests {
             let x = normal_quantile(p);
             let back = normal_cdf(x);
             let tol = 1e-13 * p.min(1.0 - p).max(1e-3);
-            assert!(
-                (back - p).abs() <= tol.max(1e-15),
-                "p={p} x={x} back={back}"
-            );
+            assert!((back - p).abs() <= tol.max(1e-15), "p={p} x={x} back={back}");
         }
         for bad in [0.0, 1.0, -0.1, f64::NAN] {
             assert!(normal_quantile(bad).is_nan());

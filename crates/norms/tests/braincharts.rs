@@ -53,18 +53,14 @@ struct Vector {
 
 #[test]
 fn embedded_params_match_shared_copy() {
-    assert_eq!(
-        norms::EMBEDDED_PARAMS_JSON,
-        read("normative/braincharts_params.json")
-    );
+    assert_eq!(norms::EMBEDDED_PARAMS_JSON, read("normative/braincharts_params.json"));
 }
 
 #[test]
 fn worked_examples_within_0_01_percentile_points() {
     let norms = Norms::embedded();
     let site = Site::default();
-    let vectors: Vectors =
-        serde_json::from_str(&read("normative/braincharts_test_vectors.json")).unwrap();
+    let vectors: Vectors = serde_json::from_str(&read("normative/braincharts_test_vectors.json")).unwrap();
     assert_eq!(vectors.vectors.len(), 20);
     let mut worst = 0.0f64;
     for v in &vectors.vectors {
@@ -177,10 +173,7 @@ fn curves_agree_with_pointwise_inverse_and_percentile() {
     }
     // centiles are ordered at every age (the warp is increasing)
     for i in 0..ages.len() {
-        assert!(
-            curves[0].points[i][1] < curves[1].points[i][1]
-                && curves[1].points[i][1] < curves[2].points[i][1]
-        );
+        assert!(curves[0].points[i][1] < curves[1].points[i][1] && curves[1].points[i][1] < curves[2].points[i][1]);
     }
 }
 
@@ -253,13 +246,7 @@ fn age_limits_and_low_confidence() {
         assert!(r.percentile > 0.0 && r.percentile < 100.0);
     }
     let err = norms
-        .centile_curves(
-            "Left-Hippocampus",
-            Sex::Female,
-            &[50.0],
-            &[40.0, 101.0],
-            &site,
-        )
+        .centile_curves("Left-Hippocampus", Sex::Female, &[50.0], &[40.0, 101.0], &site)
         .unwrap_err();
     assert!(matches!(err, NoPercentile::AgeOutOfRange { .. }));
 }
@@ -275,11 +262,7 @@ fn region_names() {
         "Left-Thalamus-Proper*",
         " Left-Thalamus ",
     ] {
-        assert_eq!(
-            norms.model(name).unwrap().name,
-            "Left-Thalamus-Proper",
-            "{name}"
-        );
+        assert_eq!(norms.model(name).unwrap().name, "Left-Thalamus-Proper", "{name}");
     }
     assert_eq!(
         norms.model("TotalIntracranialVolume").unwrap().name,
@@ -294,10 +277,7 @@ fn region_names() {
         "Hippocampus",
         "Lateral-Ventricle",
     ] {
-        assert!(
-            matches!(norms.model(name), Err(NoPercentile::NoModel { .. })),
-            "{name}"
-        );
+        assert!(matches!(norms.model(name), Err(NoPercentile::NoModel { .. })), "{name}");
     }
     for name in [
         "",
@@ -312,13 +292,7 @@ fn region_names() {
         );
     }
     // an unmodelled region still gets its volume, with a typed reason and no percentile
-    let r = norms.assess(
-        "Left-Cerebral-Cortex",
-        250_000.0,
-        Some(Sex::Male),
-        Some(40.0),
-        &site,
-    );
+    let r = norms.assess("Left-Cerebral-Cortex", 250_000.0, Some(Sex::Male), Some(40.0), &site);
     assert_eq!(r.volume_mm3, 250_000.0);
     assert_eq!(r.percentile, None);
     assert_eq!(
@@ -355,21 +329,11 @@ fn sex_codes_and_missing_covariates() {
         .unwrap();
     assert!(f.percentile > m.percentile);
 
-    let a = |sex, age| {
-        norms
-            .assess("Left-Hippocampus", 4000.0, sex, age, &site)
-            .no_percentile
-    };
+    let a = |sex, age| norms.assess("Left-Hippocampus", 4000.0, sex, age, &site).no_percentile;
     assert_eq!(a(None, Some(40.0)), Some(NoPercentile::SexUnknown));
     assert_eq!(a(Some(Sex::Female), None), Some(NoPercentile::AgeUnknown));
     assert_eq!(a(Some(Sex::Female), Some(40.0)), None);
-    let r = norms.assess(
-        "Left-Hippocampus",
-        4000.0,
-        Some(Sex::Female),
-        Some(3.0),
-        &site,
-    );
+    let r = norms.assess("Left-Hippocampus", 4000.0, Some(Sex::Female), Some(3.0), &site);
     assert!(r.low_confidence && r.percentile.is_some());
     // region problems outrank missing covariates
     assert!(matches!(
@@ -418,12 +382,8 @@ fn calibrated_site_offsets() {
     assert!(SiteCalibration::training_site(norms, "NOT_A_SITE").is_none());
     let offset = cal.offsets["Left-Hippocampus"].mu_w;
     let site = Site::Calibrated(cal);
-    let a = norms
-        .predict("Left-Hippocampus", Sex::Female, 30.0, &avg)
-        .unwrap();
-    let c = norms
-        .predict("Left-Hippocampus", Sex::Female, 30.0, &site)
-        .unwrap();
+    let a = norms.predict("Left-Hippocampus", Sex::Female, 30.0, &avg).unwrap();
+    let c = norms.predict("Left-Hippocampus", Sex::Female, 30.0, &site).unwrap();
     assert!((c.mu_w - (a.mu_w + offset)).abs() < 1e-12);
     assert_eq!(c.sigma_w, a.sigma_w);
     assert!(c.site_calibrated && !a.site_calibrated);
@@ -431,14 +391,7 @@ fn calibrated_site_offsets() {
     // a region the calibration does not cover falls back to the average, and says so
     let partial = Site::Calibrated(SiteCalibration {
         label: "test".into(),
-        offsets: [(
-            "Brain-Stem".to_string(),
-            norms::SiteOffset {
-                mu_w: 0.1,
-                s2_w: 0.01,
-            },
-        )]
-        .into(),
+        offsets: [("Brain-Stem".to_string(), norms::SiteOffset { mu_w: 0.1, s2_w: 0.01 })].into(),
     });
     let p = norms
         .percentile("Left-Hippocampus", Sex::Female, 30.0, 4000.0, &partial)

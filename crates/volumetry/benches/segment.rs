@@ -123,10 +123,7 @@ fn main() {
     let assets = assets_dir();
     let input_path = assets.join("reference/t1_crop/input_t1_crop.nii.gz");
     if !input_path.exists() {
-        eprintln!(
-            "assets not found at {} (set NEUROVOL_ASSETS)",
-            assets.display()
-        );
+        eprintln!("assets not found at {} (set NEUROVOL_ASSETS)", assets.display());
         return;
     }
     let runs: usize = std::env::var("NEUROVOL_BENCH_RUNS")

@@ -25,7 +25,10 @@ pub use engine::{Box3, CpuEngine, Engine, RunOptions, planned_flops};
 pub use error::{Result, VolumetryError};
 pub use model::{GeluForm, Model, ModelId};
 pub use nifti::Volume;
-pub use volumes::{Asymmetry, Grid, Quality, QualityFlag, VolumeReport, VolumesJson, VolumesJsonRegion, report, report_on, volumes_json};
+pub use volumes::{
+    Asymmetry, Grid, Quality, QualityFlag, VolumeReport, VolumesJson, VolumesJsonRegion, report, report_on,
+    volumes_json,
+};
 
 /// The assets folder: `$NEUROVOL_ASSETS`, else `<this crate>/../../../shared` (dev layout).
 pub fn assets_dir() -> PathBuf {
@@ -113,21 +116,17 @@ pub fn nonzero_box(v: &[f32], dims: [usize; 3], margin: usize) -> Option<Box3> {
             hi = [hi[0].max(l + 1), hi[1].max(y + 1), hi[2].max(z + 1)];
         }
     }
-    (lo[0] != usize::MAX)
-        .then(|| Box3([lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]]).grow(margin, dims))
+    (lo[0] != usize::MAX).then(|| Box3([lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]]).grow(margin, dims))
 }
 
 /// The box [`run_model`] evaluates for `fov` on a normalised volume.
-pub fn inference_region(
-    normalised: &[f32],
-    dims: [usize; 3],
-    fov: FieldOfView,
-) -> Result<Option<Box3>> {
+pub fn inference_region(normalised: &[f32], dims: [usize; 3], fov: FieldOfView) -> Result<Option<Box3>> {
     Ok(match fov {
         FieldOfView::FullCube => None,
-        FieldOfView::HeadBox => Some(nonzero_box(normalised, dims, 2).ok_or_else(|| {
-            VolumetryError::BadInput("the image is empty after intensity scaling".into())
-        })?),
+        FieldOfView::HeadBox => Some(
+            nonzero_box(normalised, dims, 2)
+                .ok_or_else(|| VolumetryError::BadInput("the image is empty after intensity scaling".into()))?,
+        ),
     })
 }
 
@@ -159,10 +158,7 @@ pub fn run_model(
 /// Segment a native-space volume with the chosen region model (and mindgrab if asked).
 pub fn segment(input: &Volume<f32>, assets: &Path, opts: &SegmentOptions) -> Result<Segmentation> {
     let t0 = Instant::now();
-    let engine: Arc<dyn Engine> = opts
-        .engine
-        .clone()
-        .unwrap_or_else(|| Arc::new(CpuEngine::new()));
+    let engine: Arc<dyn Engine> = opts.engine.clone().unwrap_or_else(|| Arc::new(CpuEngine::new()));
     let conformed = conform::conform(input)?;
     let t_conf = t0.elapsed().as_secs_f64();
     let model = Model::load(assets, opts.model)?;
@@ -213,11 +209,7 @@ pub fn segment(input: &Volume<f32>, assets: &Path, opts: &SegmentOptions) -> Res
 }
 
 /// [`segment`] reading the input from a `.nii` / `.nii.gz` file.
-pub fn segment_file(
-    input: impl AsRef<Path>,
-    assets: &Path,
-    opts: &SegmentOptions,
-) -> Result<Segmentation> {
+pub fn segment_file(input: impl AsRef<Path>, assets: &Path, opts: &SegmentOptions) -> Result<Segmentation> {
     let v = nifti::read_f32(input)?;
     segment(&v, assets, opts)
 }
@@ -249,8 +241,7 @@ pub fn write_outputs(
     let rep = report(seg);
     let mut vj = volumes_json(&rep);
     fill_percentiles(&mut vj);
-    let s = serde_json::to_string_pretty(&vj)
-        .map_err(|e| VolumetryError::Io(format!("cannot encode volumes: {e}")))?;
+    let s = serde_json::to_string_pretty(&vj).map_err(|e| VolumetryError::Io(format!("cannot encode volumes: {e}")))?;
     std::fs::write(volumes_out, s)
         .map_err(|e| VolumetryError::Io(format!("cannot write {}: {e}", volumes_out.display())))?;
     Ok(rep)

@@ -153,16 +153,15 @@ impl Model {
     pub fn load_dir(dir: impl AsRef<Path>) -> Result<Model> {
         let dir = dir.as_ref();
         let read = |f: &str| -> Result<Vec<u8>> {
-            std::fs::read(dir.join(f))
-                .map_err(|e| merr(format!("cannot read {}: {e}", dir.join(f).display())))
+            std::fs::read(dir.join(f)).map_err(|e| merr(format!("cannot read {}: {e}", dir.join(f).display())))
         };
-        let arch: ArchJson = serde_json::from_slice(&read("arch.json")?)
-            .map_err(|e| merr(format!("arch.json: {e}")))?;
-        let cmap: Colormap = serde_json::from_slice(&read("colormap.json")?)
-            .map_err(|e| merr(format!("colormap.json: {e}")))?;
+        let arch: ArchJson =
+            serde_json::from_slice(&read("arch.json")?).map_err(|e| merr(format!("arch.json: {e}")))?;
+        let cmap: Colormap =
+            serde_json::from_slice(&read("colormap.json")?).map_err(|e| merr(format!("colormap.json: {e}")))?;
         let st_bytes = read("model.safetensors")?;
-        let st = safetensors::SafeTensors::deserialize(&st_bytes)
-            .map_err(|e| merr(format!("model.safetensors: {e}")))?;
+        let st =
+            safetensors::SafeTensors::deserialize(&st_bytes).map_err(|e| merr(format!("model.safetensors: {e}")))?;
         let tensor = |name: &str, len: usize| -> Result<Vec<f32>> {
             let t = st
                 .tensor(name)
@@ -226,9 +225,7 @@ impl Model {
                 activation,
             });
         }
-        let last = layers
-            .last()
-            .ok_or_else(|| merr("arch.json has no layers"))?;
+        let last = layers.last().ok_or_else(|| merr("arch.json has no layers"))?;
         if layers[0].cin != 1
             || last.kernel != 1
             || last.activation != Activation::None
@@ -271,11 +268,7 @@ impl Model {
 
     /// Sum of the dilations of the 3³ layers = receptive-field radius in voxels.
     pub fn receptive_radius(&self) -> usize {
-        self.layers
-            .iter()
-            .filter(|l| l.kernel == 3)
-            .map(|l| l.dilation)
-            .sum()
+        self.layers.iter().filter(|l| l.kernel == 3).map(|l| l.dilation).sum()
     }
 
     pub fn has_instance_norm(&self) -> bool {

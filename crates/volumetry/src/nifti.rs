@@ -260,17 +260,13 @@ impl Header {
 }
 
 pub(crate) fn det3(r: &[[f64; 3]; 3]) -> f64 {
-    r[0][0] * (r[1][1] * r[2][2] - r[1][2] * r[2][1])
-        - r[0][1] * (r[1][0] * r[2][2] - r[1][2] * r[2][0])
+    r[0][0] * (r[1][1] * r[2][2] - r[1][2] * r[2][1]) - r[0][1] * (r[1][0] * r[2][2] - r[1][2] * r[2][0])
         + r[0][2] * (r[1][0] * r[2][1] - r[1][1] * r[2][0])
 }
 
 /// niimath's test: finite, every row and column has a non-negligible entry, |det| ≥ 1e-6.
 pub fn affine_valid(m: &Affine) -> bool {
-    let m32: Vec<Vec<f32>> = m
-        .iter()
-        .map(|r| r.iter().map(|&v| v as f32).collect())
-        .collect();
+    let m32: Vec<Vec<f32>> = m.iter().map(|r| r.iter().map(|&v| v as f32).collect()).collect();
     if m32.iter().flatten().any(|v| !v.is_finite()) {
         return false;
     }
@@ -290,8 +286,7 @@ fn bad(reason: impl Into<String>) -> VolumetryError {
 }
 
 fn read_all(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path)
-        .map_err(|e| VolumetryError::Io(format!("cannot read {}: {e}", path.display())))?;
+    let raw = std::fs::read(path).map_err(|e| VolumetryError::Io(format!("cannot read {}: {e}", path.display())))?;
     if raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
         let mut out = Vec::with_capacity(raw.len() * 3);
         // multi-member gzip is legal; MultiGzDecoder handles both
@@ -343,9 +338,7 @@ pub fn parse_header(b: &[u8]) -> Result<(Header, bool)> {
     let r = Reader { b, be: big };
     let magic = &b[344..348];
     if magic != b"n+1\0" && magic != b"ni1\0" {
-        return Err(bad(
-            "not a NIfTI-1 file (bad magic; ANALYZE is not supported)",
-        ));
+        return Err(bad("not a NIfTI-1 file (bad magic; ANALYZE is not supported)"));
     }
     if magic == b"ni1\0" {
         return Err(bad(
@@ -466,14 +459,7 @@ pub fn decode_f32(bytes: &[u8]) -> Result<Volume<f32>> {
     let (slope, inter) = if h.scl_slope == 0.0 || !h.scl_slope.is_finite() {
         (1.0f32, 0.0f32)
     } else {
-        (
-            h.scl_slope,
-            if h.scl_inter.is_finite() {
-                h.scl_inter
-            } else {
-                0.0
-            },
-        )
+        (h.scl_slope, if h.scl_inter.is_finite() { h.scl_inter } else { 0.0 })
     };
     let mut data = Vec::with_capacity(n);
     let mut tmp = [0u8; 8];
@@ -493,16 +479,7 @@ pub fn decode_f32(bytes: &[u8]) -> Result<Volume<f32>> {
         return Err(bad("the image contains NaN or infinite values"));
     }
     let mut header = h;
-    header.dim = [
-        3,
-        dims[0] as i16,
-        dims[1] as i16,
-        dims[2] as i16,
-        1,
-        1,
-        1,
-        1,
-    ];
+    header.dim = [3, dims[0] as i16, dims[1] as i16, dims[2] as i16, 1, 1, 1, 1];
     Ok(Volume {
         dims: [dims[0], dims[1], dims[2]],
         data,
@@ -536,10 +513,8 @@ impl Voxel for f32 {
 pub fn encode<T: Voxel>(vol: &Volume<T>) -> Vec<u8> {
     let h = &vol.header;
     let mut b = vec![0u8; 352];
-    let put_i16 =
-        |b: &mut Vec<u8>, off: usize, v: i16| b[off..off + 2].copy_from_slice(&v.to_le_bytes());
-    let put_f32 =
-        |b: &mut Vec<u8>, off: usize, v: f32| b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+    let put_i16 = |b: &mut Vec<u8>, off: usize, v: i16| b[off..off + 2].copy_from_slice(&v.to_le_bytes());
+    let put_f32 = |b: &mut Vec<u8>, off: usize, v: f32| b[off..off + 4].copy_from_slice(&v.to_le_bytes());
     b[0..4].copy_from_slice(&348i32.to_le_bytes());
     b[38] = b'r';
     let dim = [
@@ -557,11 +532,7 @@ pub fn encode<T: Voxel>(vol: &Volume<T>) -> Vec<u8> {
         put_f32(
             &mut b,
             76 + 4 * i,
-            if i == 0 && h.pixdim[0] == 0.0 {
-                1.0
-            } else {
-                h.pixdim[i]
-            },
+            if i == 0 && h.pixdim[0] == 0.0 { 1.0 } else { h.pixdim[i] },
         );
     }
     put_i16(&mut b, 68, h.intent_code);
@@ -597,8 +568,7 @@ pub fn encode<T: Voxel>(vol: &Volume<T>) -> Vec<u8> {
 pub fn write<T: Voxel>(vol: &Volume<T>, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
     let bytes = encode(vol);
-    let io =
-        |e: std::io::Error| VolumetryError::Io(format!("cannot write {}: {e}", path.display()));
+    let io = |e: std::io::Error| VolumetryError::Io(format!("cannot write {}: {e}", path.display()));
     let f = std::fs::File::create(path).map_err(io)?;
     let mut w = std::io::BufWriter::new(f);
     if path.extension().is_some_and(|e| e == "gz") {
@@ -615,13 +585,8 @@ pub fn write<T: Voxel>(vol: &Volume<T>, path: impl AsRef<Path>) -> Result<()> {
 /// Read an integer label volume (uint8 or any integral type) as u8.
 pub fn read_labels(path: impl AsRef<Path>) -> Result<Volume<u8>> {
     let v = read_f32(path)?;
-    if v.data
-        .iter()
-        .any(|&x| !(0.0..=255.0).contains(&x) || x.fract() != 0.0)
-    {
-        return Err(bad(
-            "label volume has values outside 0..255 or non-integers",
-        ));
+    if v.data.iter().any(|&x| !(0.0..=255.0).contains(&x) || x.fract() != 0.0) {
+        return Err(bad("label volume has values outside 0..255 or non-integers"));
     }
     Ok(Volume {
         dims: v.dims,
@@ -668,10 +633,7 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        assert!(matches!(
-            decode_f32(b"hello"),
-            Err(VolumetryError::BadInput(_))
-        ));
+        assert!(matches!(decode_f32(b"hello"), Err(VolumetryError::BadInput(_))));
         let mut b = encode(&Volume {
             dims: [2, 2, 2],
             data: vec![0u8; 8],

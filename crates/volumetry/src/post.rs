@@ -93,13 +93,7 @@ pub fn components(labels: &[u8], dims: [usize; 3], per_label: bool) -> (Vec<u32>
             let (x, y, z) = (v % nx, (v / nx) % ny, v / (nx * ny));
             for &(dx, dy, dz) in &nb {
                 let (xx, yy, zz) = (x as isize + dx, y as isize + dy, z as isize + dz);
-                if xx < 0
-                    || yy < 0
-                    || zz < 0
-                    || xx >= nx as isize
-                    || yy >= ny as isize
-                    || zz >= nz as isize
-                {
+                if xx < 0 || yy < 0 || zz < 0 || xx >= nx as isize || yy >= ny as isize || zz >= nz as isize {
                     continue;
                 }
                 let u = xx as usize + nx * (yy as usize + ny * zz as usize);
@@ -127,14 +121,11 @@ pub fn keep_largest_component(labels: &mut [u8], dims: [usize; 3]) {
     else {
         return;
     };
-    labels
-        .par_iter_mut()
-        .zip(comp.par_iter())
-        .for_each(|(l, &c)| {
-            if c != best {
-                *l = 0;
-            }
-        });
+    labels.par_iter_mut().zip(comp.par_iter()).for_each(|(l, &c)| {
+        if c != best {
+            *l = 0;
+        }
+    });
 }
 
 /// Per label value: (total voxels, voxels in its largest 26-connected same-label piece).
@@ -182,12 +173,7 @@ mod tests {
         l[at(5, 0, 0)] = 3;
         keep_largest_component(&mut l, dims);
         assert_eq!(
-            (
-                l[at(1, 1, 1)],
-                l[at(2, 2, 2)],
-                l[at(3, 3, 3)],
-                l[at(5, 0, 0)]
-            ),
+            (l[at(1, 1, 1)], l[at(2, 2, 2)], l[at(3, 3, 3)], l[at(5, 0, 0)]),
             (3, 5, 5, 0)
         );
         let pc = per_label_components(&l, dims);

@@ -118,8 +118,7 @@ fn side_of(name: &str) -> Option<(char, String)> {
     } else if let Some(r) = name.strip_prefix("ctx-lh-") {
         Some(('L', format!("ctx-{r}")))
     } else {
-        name.strip_prefix("ctx-rh-")
-            .map(|r| ('R', format!("ctx-{r}")))
+        name.strip_prefix("ctx-rh-").map(|r| ('R', format!("ctx-{r}")))
     }
 }
 
@@ -153,21 +152,14 @@ pub fn report_on(seg: &Segmentation, grid: Grid) -> VolumeReport {
     for (v, name) in seg.label_names.iter().enumerate().skip(1) {
         let (n, largest) = comps[v];
         let name = clean_name(name);
-        let frac = if n > 0 {
-            largest as f64 / n as f64
-        } else {
-            0.0
-        };
+        let frac = if n > 0 { largest as f64 / n as f64 } else { 0.0 };
         if n == 0 {
             flags.push(QualityFlag {
                 code: "missing_region".into(),
                 region: Some(name.clone()),
                 message: format!("{name} has no voxels"),
             });
-        } else if !name.starts_with("ctx-")
-            && frac < FRAGMENTED_BELOW
-            && n as f64 * voxel_mm3 > 1000.0
-        {
+        } else if !name.starts_with("ctx-") && frac < FRAGMENTED_BELOW && n as f64 * voxel_mm3 > 1000.0 {
             // cortical parcels are thin ribbons and legitimately split; deep structures are not
             flags.push(QualityFlag {
                 code: "fragmented".into(),
@@ -192,10 +184,7 @@ pub fn report_on(seg: &Segmentation, grid: Grid) -> VolumeReport {
         let Some(('L', s)) = side_of(&l.name) else {
             continue;
         };
-        let Some(r) = regions
-            .iter()
-            .find(|r| side_of(&r.name) == Some(('R', s.clone())))
-        else {
+        let Some(r) = regions.iter().find(|r| side_of(&r.name) == Some(('R', s.clone()))) else {
             continue;
         };
         let m = (l.volume_mm3 + r.volume_mm3) / 2.0;
@@ -208,10 +197,7 @@ pub fn report_on(seg: &Segmentation, grid: Grid) -> VolumeReport {
             flags.push(QualityFlag {
                 code: "asymmetric".into(),
                 region: Some(s.clone()),
-                message: format!(
-                    "{s} differs by {:.0} % between left and right",
-                    index.abs() * 100.0
-                ),
+                message: format!("{s} differs by {:.0} % between left and right", index.abs() * 100.0),
             });
         }
         asymmetry.push(Asymmetry {
@@ -260,10 +246,7 @@ pub fn report_on(seg: &Segmentation, grid: Grid) -> VolumeReport {
         flags.push(QualityFlag {
             code: "too_little_labelled".into(),
             region: None,
-            message: format!(
-                "only {:.0} cm³ labelled: probably not a brain T1",
-                total / 1000.0
-            ),
+            message: format!("only {:.0} cm³ labelled: probably not a brain T1", total / 1000.0),
         });
     }
     let ok = flags.is_empty();
@@ -314,14 +297,7 @@ mod tests {
     fn report_volumes_asymmetry_and_flags() {
         let dims = [10, 10, 10];
         let mut h = Header::default();
-        h.set_affine(
-            &[
-                [2.0, 0.0, 0.0, 0.0],
-                [0.0, 1.0, 0.0, 0.0],
-                [0.0, 0.0, 1.0, 0.0],
-            ],
-            1,
-        );
+        h.set_affine(&[[2.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]], 1);
         let mut data = vec![0u8; 1000];
         // label 1 (left): 30 voxels in one piece; label 2 (right): 20 voxels; label 3 absent
         for v in data.iter_mut().take(30) {
@@ -330,11 +306,7 @@ mod tests {
         for v in data.iter_mut().skip(500).take(20) {
             *v = 2;
         }
-        let labels = Volume {
-            dims,
-            data,
-            header: h,
-        };
+        let labels = Volume { dims, data, header: h };
         let seg = Segmentation {
             model: "m".into(),
             label_names: vec![
@@ -364,12 +336,7 @@ mod tests {
                 .iter()
                 .any(|f| f.code == "missing_region" && f.region.as_deref() == Some("CSF"))
         );
-        assert!(
-            r.quality
-                .flags
-                .iter()
-                .any(|f| f.code == "too_little_labelled")
-        );
+        assert!(r.quality.flags.iter().any(|f| f.code == "too_little_labelled"));
         assert!(!r.quality.ok);
         let j = volumes_json(&r);
         let s = serde_json::to_value(&j).unwrap();

@@ -17,10 +17,7 @@ fn assets() -> Option<PathBuf> {
     if std::env::var("NEUROVOL_REQUIRE_ASSETS").is_ok_and(|v| v == "1") {
         panic!("assets not found at {} (set NEUROVOL_ASSETS)", a.display());
     }
-    eprintln!(
-        "skipping: assets not found at {} (set NEUROVOL_ASSETS)",
-        a.display()
-    );
+    eprintln!("skipping: assets not found at {} (set NEUROVOL_ASSETS)", a.display());
     None
 }
 
@@ -74,11 +71,7 @@ fn compare(name: &str, got: &Volume<u8>, want: &Volume<u8>, labels: &[String]) -
         }
     }
     eprintln!("{name}: min Dice {min_dice:.4}, max |volume diff| {max_dv:.3} %");
-    assert!(
-        bad.is_empty(),
-        "{name}: labels outside tolerance:\n{}",
-        bad.join("\n")
-    );
+    assert!(bad.is_empty(), "{name}: labels outside tolerance:\n{}", bad.join("\n"));
     (min_dice, max_dv)
 }
 
@@ -88,13 +81,7 @@ fn conform_reproduces_reference_input() {
     let input = nifti::read_f32(a.join("reference/t1_crop/input_t1_crop.nii.gz")).unwrap();
     let c = conform::conform(&input).unwrap();
     let want = reference(&a, "conformed_input.nii.gz");
-    let diff = c
-        .volume
-        .data
-        .iter()
-        .zip(&want.data)
-        .filter(|(x, y)| x != y)
-        .count();
+    let diff = c.volume.data.iter().zip(&want.data).filter(|(x, y)| x != y).count();
     assert_eq!(diff, 0, "conformed voxels differ from niimath's");
     assert_eq!(c.volume.header.sform_affine(), want.header.sform_affine());
 }
@@ -214,14 +201,8 @@ fn unusable_inputs_give_one_line_reasons() {
         data: vec![1.0f32; 64],
         header: nifti::Header::default(),
     };
-    v.header.set_affine(
-        &[
-            [1.0, 0.0, 0.0, 0.0],
-            [0.0, 1.0, 0.0, 0.0],
-            [0.0, 0.0, 1.0, 0.0],
-        ],
-        1,
-    );
+    v.header
+        .set_affine(&[[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]], 1);
     let mut bytes = nifti::encode(&v);
     bytes[40..42].copy_from_slice(&4i16.to_le_bytes());
     bytes[48..50].copy_from_slice(&3i16.to_le_bytes());

@@ -89,27 +89,13 @@ where
             }
         }
         SdkError::TimeoutError(_) => StoreError::Unavailable(format!("{op}: timed out")),
-        _ => StoreError::Unavailable(format!("{op}: {}", error_chain(&err))),
+        _ => StoreError::Unavailable(format!("{op}: {}", segment_api::describe_error(&err))),
     }
 }
 
-/// An error and its sources, `Display` only ("dispatch failure: io error: ... refused").
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.ends_with(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
-    }
-    text
-}
 
 fn body_error(op: &'static str, e: aws_sdk_s3::primitives::ByteStreamError) -> StoreError {
-    StoreError::Unavailable(format!("{op}: reading the response body failed: {}", error_chain(&e)))
+    StoreError::Unavailable(format!("{op}: reading the response body failed: {}", segment_api::describe_error(&e)))
 }
 
 impl S3ObjectStore {
@@ -246,7 +232,7 @@ impl ObjectStore for S3ObjectStore {
                 .length(aws_sdk_s3::primitives::Length::Exact(size))
                 .build()
                 .await
-                .map_err(|e| StoreError::Io(std::io::Error::other(error_chain(&e))))?;
+                .map_err(|e| StoreError::Io(std::io::Error::other(segment_api::describe_error(&e))))?;
             self.client
                 .put_object()
                 .bucket(&self.bucket)

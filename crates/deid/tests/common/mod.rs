@@ -33,8 +33,12 @@ pub fn manifest(name: &str) -> serde_json::Value {
     serde_json::from_str(&s).expect("manifest json")
 }
 
-pub const SERIES_FIXTURES: &[&str] =
-    &["t1_mprage_sag_phi", "t1_mprage_sag_clean", "siemens_xa30_enh_t1_phi", "philips_ingenia_adni_t1_phi"];
+pub const SERIES_FIXTURES: &[&str] = &[
+    "t1_mprage_sag_phi",
+    "t1_mprage_sag_clean",
+    "siemens_xa30_enh_t1_phi",
+    "philips_ingenia_adni_t1_phi",
+];
 
 pub fn seed(b: u8) -> [u8; 32] {
     [b; 32]
@@ -123,7 +127,11 @@ impl MetaElement {
             8
         };
         encoded.extend_from_slice(&value);
-        MetaElement { elem, encoded, header_len }
+        MetaElement {
+            elem,
+            encoded,
+            header_len,
+        }
     }
 
     pub fn value(&self) -> &[u8] {
@@ -144,11 +152,18 @@ pub fn meta_elements(bytes: &[u8]) -> (Vec<MetaElement>, usize) {
         let elem = u16::from_le_bytes([bytes[pos + 2], bytes[pos + 3]]);
         let vr = &bytes[pos + 4..pos + 6];
         let (len, header_len) = if long_meta_vr(vr) {
-            (u32::from_le_bytes(bytes[pos + 8..pos + 12].try_into().unwrap()) as usize, 12)
+            (
+                u32::from_le_bytes(bytes[pos + 8..pos + 12].try_into().unwrap()) as usize,
+                12,
+            )
         } else {
             (u16::from_le_bytes([bytes[pos + 6], bytes[pos + 7]]) as usize, 8)
         };
-        out.push(MetaElement { elem, encoded: bytes[pos..pos + header_len + len].to_vec(), header_len });
+        out.push(MetaElement {
+            elem,
+            encoded: bytes[pos..pos + header_len + len].to_vec(),
+            header_len,
+        });
         pos += header_len + len;
     }
     (out, pos)
@@ -217,7 +232,11 @@ pub fn deflate_bomb(inflated_len: u64) -> Vec<u8> {
 /// Endian transfer syntax: the same preamble, meta elements and data set, the data set
 /// deflated; only the meta's transfer syntax and group length change.
 pub fn deflate_part10(file: &[u8]) -> Vec<u8> {
-    assert_eq!(meta_text(file, 0x0010).as_deref(), Some(EXPLICIT_LE_TS), "only Explicit VR LE files are deflated");
+    assert_eq!(
+        meta_text(file, 0x0010).as_deref(),
+        Some(EXPLICIT_LE_TS),
+        "only Explicit VR LE files are deflated"
+    );
     let (elements, body) = meta_elements(file);
     part10_file(&file[..128], &elements, DEFLATED_TS, &raw_deflate(&file[body..]))
 }
@@ -254,7 +273,10 @@ pub fn deflated_fixture_zip(name: &str) -> Vec<u8> {
 }
 
 pub fn parse(bytes: &[u8]) -> Parsed {
-    let mut p = Parsed { preamble_zero: bytes[..128].iter().all(|&b| b == 0), ..Default::default() };
+    let mut p = Parsed {
+        preamble_zero: bytes[..128].iter().all(|&b| b == 0),
+        ..Default::default()
+    };
     let (elements, pos) = meta_elements(bytes);
     for e in &elements {
         p.meta.insert(e.elem, e.value().to_vec());
@@ -263,7 +285,9 @@ pub fn parse(bytes: &[u8]) -> Parsed {
     let inflated;
     let body: &[u8] = if p.transfer_syntax == "1.2.840.10008.1.2.1.99" {
         let mut v = Vec::new();
-        flate2::read::DeflateDecoder::new(&bytes[pos..]).read_to_end(&mut v).unwrap();
+        flate2::read::DeflateDecoder::new(&bytes[pos..])
+            .read_to_end(&mut v)
+            .unwrap();
         inflated = v;
         &inflated
     } else {

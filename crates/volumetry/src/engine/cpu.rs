@@ -74,11 +74,7 @@ fn pack(l: &crate::model::Layer, isa: Isa, head: bool) -> Packed {
     let mut blocks = Vec::new();
     let mut c0 = 0;
     for &cb in &sizes {
-        blocks.push(Block {
-            c0,
-            cb,
-            w_off: w.len(),
-        });
+        blocks.push(Block { c0, cb, w_off: w.len() });
         for kz in 0..k {
             for ky in 0..k {
                 for kx in 0..k {
@@ -86,11 +82,7 @@ fn pack(l: &crate::model::Layer, isa: Isa, head: bool) -> Packed {
                         for c in 0..cb {
                             let co = c0 + c;
                             // kernel axes a,b,c run along x,y,z (tensor D,H,W = NIfTI i,j,k)
-                            w.push(if co < l.cout {
-                                l.w(co, ci, kx, ky, kz)
-                            } else {
-                                0.0
-                            });
+                            w.push(if co < l.cout { l.w(co, ci, kx, ky, kz) } else { 0.0 });
                         }
                     }
                 }
@@ -170,11 +162,7 @@ impl CpuEngine {
         let inputs = inputs.map(|o| o.map(|p| P(p as *mut f32)));
         let out = P(out);
         let isa = self.isa;
-        let act = if p.norm.is_some() {
-            Activation::None
-        } else {
-            p.act
-        };
+        let act = if p.norm.is_some() { Activation::None } else { p.act };
         let row = |y: usize| -> Vec<(f64, f64)> {
             let mut taps = [(std::ptr::null::<f32>(), 0usize); 9];
             let mut nt = 0;
@@ -187,8 +175,7 @@ impl CpuEngine {
                     }
                     // SAFETY: yy < ny, so the row lies inside the input slice
                     taps[nt] = (
-                        unsafe { inp.get().add((yy as usize * p.cin) * g.rs + g.pad) }
-                            as *const f32,
+                        unsafe { inp.get().add((yy as usize * p.cin) * g.rs + g.pad) } as *const f32,
                         (kz * 3 + ky) * 3,
                     );
                     nt += 1;
@@ -326,15 +313,7 @@ impl CpuEngine {
                                 }
                             })
                         });
-                        self.conv_slice(
-                            &packed[l],
-                            g,
-                            inputs,
-                            slot.as_mut_ptr(),
-                            &boxes[l],
-                            false,
-                            gelu,
-                        );
+                        self.conv_slice(&packed[l], g, inputs, slot.as_mut_ptr(), &boxes[l], false, gelu);
                         rings[l][z % caps[l]] = slot;
                     }
                     produced[l] += 1;
@@ -354,33 +333,17 @@ impl CpuEngine {
     }
 
     /// Normalise + activate one materialised slice in place (rows in parallel).
-    fn norm_slice(
-        &self,
-        slot: &mut [f32],
-        g: &Geo,
-        cout: usize,
-        ms: &[(f32, f32)],
-        act: Activation,
-        gelu: GeluForm,
-    ) {
+    fn norm_slice(&self, slot: &mut [f32], g: &Geo, cout: usize, ms: &[(f32, f32)], act: Activation, gelu: GeluForm) {
         let isa = self.isa;
-        slot[..g.slice_len(cout)]
-            .par_chunks_mut(cout * g.rs)
-            .for_each(|row| {
-                for (c, &(mean, inv)) in ms.iter().enumerate() {
-                    let o = c * g.rs + g.pad;
-                    isa.norm_act(&mut row[o..o + g.nx], mean, inv, act, gelu);
-                }
-            });
+        slot[..g.slice_len(cout)].par_chunks_mut(cout * g.rs).for_each(|row| {
+            for (c, &(mean, inv)) in ms.iter().enumerate() {
+                let o = c * g.rs + g.pad;
+                isa.norm_act(&mut row[o..o + g.nx], mean, inv, act, gelu);
+            }
+        });
     }
 
-    fn run_materialised(
-        &self,
-        packed: &[Packed],
-        g: &Geo,
-        input: &[Vec<f32>],
-        gelu: GeluForm,
-    ) -> Result<Vec<u8>> {
+    fn run_materialised(&self, packed: &[Packed], g: &Geo, input: &[Vec<f32>], gelu: GeluForm) -> Result<Vec<u8>> {
         let nh = packed.len() - 1;
         let gap = packed.iter().map(|p| p.rad).max().unwrap_or(0) + 1;
         let cap = g.nz + gap;
@@ -393,35 +356,22 @@ impl CpuEngine {
         // read, so the slice is still in cache for the conv that reads it.
         let mut owed: Option<Owed> = None;
         let mut normed = 0usize;
-        let settle = |ring: &mut Vec<Vec<f32>>,
-                      owed: &Option<Owed>,
-                      normed: &mut usize,
-                      in_base: usize,
-                      upto: usize| {
-            if let Some((ms, cout, act)) = owed {
-                while *normed < upto {
-                    let pos = (in_base + *normed) % cap;
-                    self.norm_slice(&mut ring[pos], g, *cout, ms, *act, gelu);
-                    *normed += 1;
+        let settle =
+            |ring: &mut Vec<Vec<f32>>, owed: &Option<Owed>, normed: &mut usize, in_base: usize, upto: usize| {
+                if let Some((ms, cout, act)) = owed {
+                    while *normed < upto {
+                        let pos = (in_base + *normed) % cap;
+                        self.norm_slice(&mut ring[pos], g, *cout, ms, *act, gelu);
+                        *normed += 1;
+                    }
                 }
-            }
-        };
+            };
         for l in 0..nh {
             let p = &packed[l];
-            let out_base = if l == 0 {
-                0
-            } else {
-                (in_base + cap - gap) % cap
-            };
+            let out_base = if l == 0 { 0 } else { (in_base + cap - gap) % cap };
             let mut stats = vec![(0.0f64, 0.0f64); p.cout];
             for z in 0..g.nz {
-                settle(
-                    &mut ring,
-                    &owed,
-                    &mut normed,
-                    in_base,
-                    (z + p.d + 1).min(g.nz),
-                );
+                settle(&mut ring, &owed, &mut normed, in_base, (z + p.d + 1).min(g.nz));
                 let pos = (out_base + z) % cap;
                 let mut slot = std::mem::take(&mut ring[pos]);
                 if slot.is_empty() {
@@ -438,15 +388,7 @@ impl CpuEngine {
                         }
                     })
                 });
-                let s = self.conv_slice(
-                    p,
-                    g,
-                    inputs,
-                    slot.as_mut_ptr(),
-                    &full,
-                    p.norm.is_some(),
-                    gelu,
-                );
+                let s = self.conv_slice(p, g, inputs, slot.as_mut_ptr(), &full, p.norm.is_some(), gelu);
                 for (a, v) in stats.iter_mut().zip(s) {
                     a.0 += v.0;
                     a.1 += v.1;
@@ -513,13 +455,7 @@ impl Engine for CpuEngine {
         format!("cpu-{:?}", self.isa).to_lowercase()
     }
 
-    fn run(
-        &self,
-        model: &Model,
-        input: &[f32],
-        dims: [usize; 3],
-        opts: &RunOptions,
-    ) -> Result<Vec<u8>> {
+    fn run(&self, model: &Model, input: &[f32], dims: [usize; 3], opts: &RunOptions) -> Result<Vec<u8>> {
         let [nx, ny, nz] = dims;
         if input.len() != nx * ny * nz || nx == 0 || ny == 0 || nz == 0 {
             return Err(VolumetryError::BadInput(
@@ -617,9 +553,7 @@ mod tests {
             kernel: k,
             dilation: d,
             weight: (0..cout * cin * k * k * k).map(|_| rng.f() * 0.5).collect(),
-            bias: (0..cout)
-                .map(|_| if norm { 0.0 } else { rng.f() * 0.2 })
-                .collect(),
+            bias: (0..cout).map(|_| if norm { 0.0 } else { rng.f() * 0.2 }).collect(),
             instance_norm_eps: norm.then_some(1e-5),
             activation: act,
         }
@@ -669,8 +603,7 @@ mod tests {
                     for y in 0..dims[1] {
                         for c in 0..cin {
                             for x in 0..dims[0] {
-                                s[(y * cin + c) * g.rs + g.pad + x] =
-                                    input[c * n + x + dims[0] * (y + dims[1] * z)];
+                                s[(y * cin + c) * g.rs + g.pad + x] = input[c * n + x + dims[0] * (y + dims[1] * z)];
                             }
                         }
                     }
@@ -685,15 +618,7 @@ mod tests {
                     let zz = z as isize + (kz - 1) * d as isize;
                     (zz >= 0 && zz < dims[2] as isize).then(|| slices[zz as usize].as_ptr())
                 });
-                eng.conv_slice(
-                    &p,
-                    &g,
-                    inputs,
-                    out.as_mut_ptr(),
-                    &full,
-                    false,
-                    GeluForm::Exact,
-                );
+                eng.conv_slice(&p, &g, inputs, out.as_mut_ptr(), &full, false, GeluForm::Exact);
                 for y in 0..dims[1] {
                     for c in 0..cout {
                         for x in 0..dims[0] {
@@ -703,8 +628,7 @@ mod tests {
                         }
                         // padding columns stay zero
                         assert!(
-                            out[(y * cout + c) * g.rs + g.pad + dims[0]
-                                ..(y * cout + c) * g.rs + g.pad + nx_pad]
+                            out[(y * cout + c) * g.rs + g.pad + dims[0]..(y * cout + c) * g.rs + g.pad + nx_pad]
                                 .iter()
                                 .all(|&v| v == 0.0)
                         );
@@ -723,15 +647,7 @@ mod tests {
         };
         let layers = vec![
             layer(rng, 1, c, 3, 1, act, norm),
-            layer(
-                rng,
-                c,
-                c,
-                3,
-                2,
-                if norm { act } else { Activation::Elu },
-                norm,
-            ),
+            layer(rng, c, c, 3, 2, if norm { act } else { Activation::Elu }, norm),
             layer(rng, c, c, 3, 4, act, norm),
             layer(rng, c, 14, 1, 1, Activation::None, false),
         ];

@@ -116,11 +116,7 @@ unsafe fn conv_row_generic<S: Simd>(r: &ConvRow) {
         let row = std::slice::from_raw_parts_mut(r.out.add(c * r.rs), r.nx_pad);
         // columns beyond the volume must read as zero padding for the next layer
         row[r.nx..].fill(0.0);
-        act_inplace(
-            &mut row[r.x_begin.min(r.nx)..r.x_end.min(r.nx)],
-            r.act,
-            r.gelu,
-        );
+        act_inplace(&mut row[r.x_begin.min(r.nx)..r.x_end.min(r.nx)], r.act, r.gelu);
     }
 }
 
@@ -193,10 +189,7 @@ pub(crate) fn exp_fast(x: f32) -> f32 {
     let t = x * std::f32::consts::LOG2_E + MAGIC;
     let n = t - MAGIC;
     let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
+    let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
     // t's bit pattern is 0x4B40_0000 + n for |n| < 2^22
     let e = (t.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127)) << 23;
     p * f32::from_bits(e)
@@ -208,9 +201,7 @@ pub(crate) fn gelu_exact(x: f32) -> f32 {
     let z = x * std::f32::consts::FRAC_1_SQRT_2;
     let a = z.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
-    let poly = t
-        * (0.254_829_6
-            + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152 + t * 1.061_405_4))));
+    let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152 + t * 1.061_405_4))));
     let e = 1.0 - poly * exp_fast(-a * a);
     let erf = if z < 0.0 { -e } else { e };
     0.5 * x * (1.0 + erf)
@@ -288,8 +279,7 @@ impl Isa {
         let want = std::env::var("NEUROVOL_ISA").ok();
         #[cfg(target_arch = "x86_64")]
         {
-            let has512 =
-                is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl");
+            let has512 = is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl");
             let has2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
             match want.as_deref() {
                 Some("portable") => return Isa::Portable,
@@ -341,14 +331,7 @@ impl Isa {
         }
     }
 
-    pub(crate) fn norm_act(
-        self,
-        row: &mut [f32],
-        mean: f32,
-        inv_std: f32,
-        act: Activation,
-        gelu: GeluForm,
-    ) {
+    pub(crate) fn norm_act(self, row: &mut [f32], mean: f32, inv_std: f32, act: Activation, gelu: GeluForm) {
         // SAFETY: feature checked by `detect`.
         unsafe {
             match self {
@@ -397,13 +380,7 @@ unsafe fn head_row_avx2(r: &HeadRow) {
 }
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-unsafe fn norm_act_avx512(
-    row: &mut [f32],
-    mean: f32,
-    inv_std: f32,
-    act: Activation,
-    gelu: GeluForm,
-) {
+unsafe fn norm_act_avx512(row: &mut [f32], mean: f32, inv_std: f32, act: Activation, gelu: GeluForm) {
     norm_act_generic(row, mean, inv_std, act, gelu)
 }
 #[cfg(target_arch = "x86_64")]
@@ -450,4 +427,3 @@ mod tests {
         }
     }
 }
-

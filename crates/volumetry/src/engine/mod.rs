@@ -53,11 +53,5 @@ pub trait Engine: Send + Sync {
     fn name(&self) -> String;
     /// `input`: normalised intensities, voxel (x,y,z) at `x + dims[0]*(y + dims[1]*z)`, with
     /// x = tensor axis D = NIfTI i (RECIPE §0). Returns labels in the same layout.
-    fn run(
-        &self,
-        model: &Model,
-        input: &[f32],
-        dims: [usize; 3],
-        opts: &RunOptions,
-    ) -> Result<Vec<u8>>;
+    fn run(&self, model: &Model, input: &[f32], dims: [usize; 3], opts: &RunOptions) -> Result<Vec<u8>>;
 }

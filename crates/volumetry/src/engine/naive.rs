@@ -21,8 +21,7 @@ pub fn conv3d(layer: &Layer, input: &[f32], dims: [usize; 3]) -> Vec<f32> {
                         for a in 0..k {
                             for b in 0..k {
                                 for c in 0..k {
-                                    let (xx, yy, zz) =
-                                        (x + (a - h) * d, y + (b - h) * d, z + (c - h) * d);
+                                    let (xx, yy, zz) = (x + (a - h) * d, y + (b - h) * d, z + (c - h) * d);
                                     if xx < 0
                                         || yy < 0
                                         || zz < 0
@@ -32,11 +31,8 @@ pub fn conv3d(layer: &Layer, input: &[f32], dims: [usize; 3]) -> Vec<f32> {
                                     {
                                         continue;
                                     }
-                                    let v = input[ci * n
-                                        + xx as usize
-                                        + nx * (yy as usize + ny * zz as usize)];
-                                    s += layer.w(co, ci, a as usize, b as usize, c as usize) as f64
-                                        * v as f64;
+                                    let v = input[ci * n + xx as usize + nx * (yy as usize + ny * zz as usize)];
+                                    s += layer.w(co, ci, a as usize, b as usize, c as usize) as f64 * v as f64;
                                 }
                             }
                         }
@@ -63,9 +59,7 @@ pub fn activate(v: f32, act: Activation, gelu: GeluForm) -> f32 {
         }
         Activation::Gelu => match gelu {
             GeluForm::Exact => 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2)),
-            GeluForm::Tanh => {
-                0.5 * x * (1.0 + (0.7978845608028654 * (x + 0.044715 * x * x * x)).tanh())
-            }
+            GeluForm::Tanh => 0.5 * x * (1.0 + (0.7978845608028654 * (x + 0.044715 * x * x * x)).tanh()),
         },
     }) as f32
 }
@@ -82,12 +76,10 @@ pub fn logits(model: &Model, input: &[f32], dims: [usize; 3], gelu: GeluForm) ->
                 let mean = ch.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
                 let var = ch.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n as f64;
                 let inv = 1.0 / (var + eps as f64).sqrt();
-                ch.iter_mut()
-                    .for_each(|v| *v = ((*v as f64 - mean) * inv) as f32);
+                ch.iter_mut().for_each(|v| *v = ((*v as f64 - mean) * inv) as f32);
             }
         }
-        y.iter_mut()
-            .for_each(|v| *v = activate(*v, l.activation, gelu));
+        y.iter_mut().for_each(|v| *v = activate(*v, l.activation, gelu));
         x = y;
     }
     x

@@ -14,12 +14,7 @@ pub(crate) trait Simd: Copy {
     /// a·b + c
     unsafe fn fmadd(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     /// Lane-wise: where `acc > best` (strict, NaN never wins) take (acc, idx_new).
-    unsafe fn gt_select(
-        acc: Self::V,
-        best: Self::V,
-        idx_new: Self::V,
-        idx_best: Self::V,
-    ) -> (Self::V, Self::V);
+    unsafe fn gt_select(acc: Self::V, best: Self::V, idx_new: Self::V, idx_best: Self::V) -> (Self::V, Self::V);
 }
 
 #[derive(Clone, Copy)]
@@ -49,12 +44,7 @@ impl Simd for Portable {
         r
     }
     #[inline(always)]
-    unsafe fn gt_select(
-        acc: Self::V,
-        best: Self::V,
-        idx_new: Self::V,
-        idx_best: Self::V,
-    ) -> (Self::V, Self::V) {
+    unsafe fn gt_select(acc: Self::V, best: Self::V, idx_new: Self::V, idx_best: Self::V) -> (Self::V, Self::V) {
         let mut b = best;
         let mut i = idx_best;
         for l in 0..8 {
@@ -97,12 +87,7 @@ mod x86 {
             _mm512_fmadd_ps(a, b, c)
         }
         #[inline(always)]
-        unsafe fn gt_select(
-            acc: __m512,
-            best: __m512,
-            idx_new: __m512,
-            idx_best: __m512,
-        ) -> (__m512, __m512) {
+        unsafe fn gt_select(acc: __m512, best: __m512, idx_new: __m512, idx_best: __m512) -> (__m512, __m512) {
             let m = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(acc, best);
             (
                 _mm512_mask_blend_ps(m, best, acc),
@@ -133,17 +118,9 @@ mod x86 {
             _mm256_fmadd_ps(a, b, c)
         }
         #[inline(always)]
-        unsafe fn gt_select(
-            acc: __m256,
-            best: __m256,
-            idx_new: __m256,
-            idx_best: __m256,
-        ) -> (__m256, __m256) {
+        unsafe fn gt_select(acc: __m256, best: __m256, idx_new: __m256, idx_best: __m256) -> (__m256, __m256) {
             let m = _mm256_cmp_ps::<_CMP_GT_OQ>(acc, best);
-            (
-                _mm256_blendv_ps(best, acc, m),
-                _mm256_blendv_ps(idx_best, idx_new, m),
-            )
+            (_mm256_blendv_ps(best, acc, m), _mm256_blendv_ps(idx_best, idx_new, m))
         }
     }
 }
