@@ -50,10 +50,12 @@ as_pg "$pg_bin/pg_ctl" -D "$scratch/pg/data" -l "$scratch/pg/log" -w \
   -o "-p $pg_port -k $scratch/pg -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
 # Same package selection as above (only the test targets are filtered), so nothing rebuilds.
 export NEUROVOL_TEST_DATABASE_URL="postgres://neurovol@127.0.0.1:$pg_port/postgres"
-cargo test --no-fail-fast --test accounts_http --test migrations --test upload_http
+cargo test --no-fail-fast --test accounts_http --test migrations --test upload_http --test account_http --test isolation_http
 log "Pipeline tests against PostgreSQL and the S3 store (s3s-fs)"
 # the PHI scan end to end, kill -9 recovery, and two processes sharing 20 scans
 NEUROVOL_TEST_S3=1 cargo test --no-fail-fast --test pipeline_http -- phi_scan kill_9 two_processes
+# deletion (nothing of the account left, the store down, kill -9) and the export, on S3
+NEUROVOL_TEST_S3=1 cargo test --no-fail-fast --test deletion_http --test export_http
 unset NEUROVOL_TEST_DATABASE_URL
 
 log "End-to-end tests (Playwright, Chromium)"

@@ -92,7 +92,10 @@ impl AuditKind {
 
     /// Whether the event is a warning sign the page highlights.
     pub fn is_warning(self) -> bool {
-        matches!(self, AuditKind::SignInFailed | AuditKind::SignInThrottled | AuditKind::PasswordCheckFailed)
+        matches!(
+            self,
+            AuditKind::SignInFailed | AuditKind::SignInThrottled | AuditKind::PasswordCheckFailed
+        )
     }
 }
 
@@ -140,7 +143,9 @@ impl DeletionScope {
     }
 
     pub fn parse(s: &str) -> Option<DeletionScope> {
-        [DeletionScope::Scan, DeletionScope::Account].into_iter().find(|k| k.as_str() == s)
+        [DeletionScope::Scan, DeletionScope::Account]
+            .into_iter()
+            .find(|k| k.as_str() == s)
     }
 }
 
@@ -233,7 +238,10 @@ pub async fn get_receipt(id: String) -> Result<Option<Receipt>, ServerFnError> {
         return Ok(None);
     }
     let user = crate::scans_api::signed_in_user().ok();
-    store()?.receipt(user, id).await.map_err(|_| ServerFnError::new("The receipt could not be loaded."))
+    store()?
+        .receipt(user, id)
+        .await
+        .map_err(|_| ServerFnError::new("The receipt could not be loaded."))
 }
 
 #[cfg(test)]

@@ -117,6 +117,10 @@ pub enum AuthNotice {
     Password(PasswordRule),
     SignedOut,
     SessionExpired,
+    /// The account page asked for the password again and it was wrong.
+    PasswordWrong,
+    PasswordChanged,
+    SettingsSaved,
 }
 
 impl AuthNotice {
@@ -130,6 +134,9 @@ impl AuthNotice {
             Self::Password(rule) => rule.code(),
             Self::SignedOut => "signed_out",
             Self::SessionExpired => "session_expired",
+            Self::PasswordWrong => "password_wrong",
+            Self::PasswordChanged => "password_changed",
+            Self::SettingsSaved => "settings_saved",
         }
     }
 
@@ -142,6 +149,9 @@ impl AuthNotice {
             Self::PasswordMismatch,
             Self::SignedOut,
             Self::SessionExpired,
+            Self::PasswordWrong,
+            Self::PasswordChanged,
+            Self::SettingsSaved,
         ];
         fixed
             .into_iter()
@@ -165,11 +175,14 @@ impl AuthNotice {
             Self::Password(rule) => format!("Password rule not met: {}.", rule.describe().to_lowercase()),
             Self::SignedOut => "You have been logged out.".into(),
             Self::SessionExpired => "Your page expired; please try again.".into(),
+            Self::PasswordWrong => "The password is not correct; nothing was changed.".into(),
+            Self::PasswordChanged => "Your password was changed; every other session was signed out.".into(),
+            Self::SettingsSaved => "Your settings were saved.".into(),
         }
     }
 
     pub fn is_error(self) -> bool {
-        !matches!(self, Self::SignedOut)
+        !matches!(self, Self::SignedOut | Self::PasswordChanged | Self::SettingsSaved)
     }
 }
 

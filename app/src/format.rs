@@ -14,3 +14,39 @@ pub fn sex_text(code: &str) -> &'static str {
         _ => "not recorded",
     }
 }
+
+/// A Unix time (seconds) as `YYYY-MM-DD HH:MM UTC`.
+pub fn utc_time(secs: i64) -> String {
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    format!(
+        "{} {:02}:{:02} UTC",
+        utc_date(days * 86_400),
+        rest / 3600,
+        rest % 3600 / 60
+    )
+}
+
+/// A Unix time (seconds) as its UTC date, `YYYY-MM-DD`.
+pub fn utc_date(secs: i64) -> String {
+    // Howard Hinnant's days-to-civil algorithm
+    let z = secs.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_times() {
+        assert_eq!(super::utc_time(0), "1970-01-01 00:00 UTC");
+        assert_eq!(super::utc_time(951_782_400 + 3_723), "2000-02-29 01:02 UTC");
+        assert_eq!(super::utc_date(1_767_225_600), "2026-01-01");
+    }
+}

@@ -5,6 +5,8 @@
 //! Built twice: with `ssr` into the server binary (renders HTML, runs server functions) and
 //! with `hydrate` into the browser's WASM (makes the same HTML interactive).
 
+pub mod account;
+mod account_page;
 pub mod auth_rules;
 mod format;
 mod pages;
@@ -17,7 +19,7 @@ mod upload;
 use leptos::prelude::*;
 use leptos_meta::{HashedStylesheet, MetaTags, Title, provide_meta_context};
 use leptos_router::components::{A, Route, Router, Routes};
-use leptos_router::path;
+use leptos_router::{SsrMode, path};
 
 pub use session::{PrivacyFacts, SessionInfo, UserInfo};
 
@@ -68,7 +70,12 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/home") view=pages::Home/>
                     <Route path=path!("/privacy") view=pages::Privacy/>
                     <Route path=path!("/upload") view=upload::UploadPage/>
-                    <Route path=path!("/scans/:id") view=scan_page::ScanStatusPage/>
+                    // rendered whole once their data is loaded (their forms need no script; a
+                    // missing scan's 404 is set before the answer starts; the answer never
+                    // depends on which part was ready first)
+                    <Route path=path!("/scans/:id") view=scan_page::ScanStatusPage ssr=SsrMode::Async/>
+                    <Route path=path!("/account") view=account_page::AccountPage ssr=SsrMode::Async/>
+                    <Route path=path!("/deleted/:id") view=account_page::ReceiptPage ssr=SsrMode::Async/>
                 </Routes>
             </main>
             <footer class="site-footer">

@@ -11,7 +11,9 @@ use crate::session::{PrivacyFacts, SessionInfo, get_privacy_facts, use_session};
 
 /// Runs `f` with the session once it is resolved (it is blocking, so this is immediate
 /// after the first render).
-fn with_session<V: IntoView + 'static>(f: impl Fn(SessionInfo) -> V + Send + Sync + Clone + 'static) -> impl IntoView {
+pub(crate) fn with_session<V: IntoView + 'static>(
+    f: impl Fn(SessionInfo) -> V + Send + Sync + Clone + 'static,
+) -> impl IntoView {
     let session = use_session();
     view! {
         <Suspense fallback=|| ()>
@@ -32,7 +34,7 @@ fn with_session<V: IntoView + 'static>(f: impl Fn(SessionInfo) -> V + Send + Syn
 }
 
 #[component]
-fn CsrfField(token: String) -> impl IntoView {
+pub(crate) fn CsrfField(token: String) -> impl IntoView {
     view! { <input type="hidden" name="csrf_token" value=token/> }
 }
 
@@ -41,7 +43,7 @@ pub fn AccountNav() -> impl IntoView {
     with_session(|info| match info.user {
         Some(user) => view! {
             <A href="/home">"My scans"</A>
-            <span class="who" title="Signed in">{user.email}</span>
+            <A href="/account" attr:class="who" attr:data-testid="account-link">{user.email}</A>
             <form method="post" action="/auth/logout" class="inline">
                 <CsrfField token=info.csrf_token/>
                 <button type="submit" class="link">"Log out"</button>
@@ -57,7 +59,7 @@ pub fn AccountNav() -> impl IntoView {
 }
 
 /// The notice named by `?notice=` or `?error=` in the URL (codes only, never user data).
-fn notice_from_query() -> impl IntoView {
+pub(crate) fn notice_from_query() -> impl IntoView {
     let query = use_query_map();
     move || {
         let q = query.read();
@@ -81,14 +83,18 @@ fn NextField() -> impl IntoView {
 
 /// A password input with a show/hide toggle (a button, so it needs the hydrated page).
 #[component]
-fn PasswordInput(
+pub(crate) fn PasswordInput(
     name: &'static str,
     label: &'static str,
     autocomplete: &'static str,
     #[prop(optional)] on_input: Option<WriteSignal<String>>,
+    /// Names the field's id (and its toggle's test id) when `name` is not unique on the page.
+    #[prop(optional)]
+    key: Option<&'static str>,
 ) -> impl IntoView {
     let (visible, set_visible) = signal(false);
-    let id = format!("field-{name}");
+    let key = key.unwrap_or(name);
+    let id = format!("field-{key}");
     view! {
         <label for=id.clone()>{label}</label>
         <div class="password-row">
@@ -107,7 +113,7 @@ fn PasswordInput(
             <button
                 type="button"
                 class="toggle"
-                data-testid=format!("toggle-{name}")
+                data-testid=format!("toggle-{key}")
                 aria-pressed=move || visible.get().to_string()
                 on:click=move |_| set_visible.update(|v| *v = !*v)
             >
@@ -264,6 +270,8 @@ fn privacy_body(f: PrivacyFacts) -> impl IntoView {
         </ul>
         <h2>"Retention"</h2>
         <ul>{list(f.retention)}</ul>
+        <h2>"Your controls"</h2>
+        <ul data-testid="privacy-controls">{list(f.controls)}</ul>
         <h2>"Logs"</h2>
         <p>{f.logging}</p>
     }

@@ -7,14 +7,16 @@ use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
 
 use crate::format::mib;
+use crate::pages::{CsrfField, PasswordInput, notice_from_query};
 use crate::session::use_session;
-use crate::scans_api::{ScanDetail, ScanStatus, ScanSummary, get_scan, list_scans};
+use crate::scans_api::{ScanDetail, ScanFile, ScanStatus, ScanSummary, get_scan, list_scans};
 
 #[component]
 pub fn ScanStatusPage() -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").unwrap_or_default();
-    let scan = Resource::new(id, get_scan);
+    // blocking: a missing scan's 404 status is set before the page streams
+    let scan = Resource::new_blocking(id, get_scan);
     let session = use_session();
     view! {
         <Title text="Scan — NeuroVol"/>
@@ -25,7 +27,14 @@ pub fn ScanStatusPage() -> impl IntoView {
                     let csrf = session.await.map(|s| s.csrf_token).unwrap_or_default();
                     match scan.await {
                         Ok(Some(d)) => scan_detail(d, csrf).into_any(),
-                        Ok(None) => view! { <h1>"Scan not found"</h1><p><A href="/home">"Back to my scans"</A></p> }.into_any(),
+                        Ok(None) => {
+                            // another account's scan answers exactly like a missing one
+                            #[cfg(feature = "ssr")]
+                            if let Some(resp) = use_context::<leptos_axum::ResponseOptions>() {
+                                resp.set_status(http::StatusCode::NOT_FOUND);
+                            }
+                            view! { <h1>"Scan not found"</h1><p><A href="/home">"Back to my scans"</A></p> }.into_any()
+                        }
                         Err(_) => view! {
                             <h1>"Scan"</h1>
                             <p class="notice error">"Please " <a href="/login">"log in"</a> " to see this scan."</p>
@@ -98,8 +107,35 @@ fn scan_detail(d: ScanDetail, csrf: String) -> impl IntoView {
             )}
             {archive_text}
         </p>
+        {scan_files(&id, ScanFile::available(s.status, d.archive_deleted))}
+        <h2 id="delete">"Delete this scan"</h2>
+        {notice_from_query()}
+        <form method="post" action=format!("/scans/{id}/delete") class="stack narrow" data-testid="delete-scan-form">
+            <CsrfField token=csrf.clone()/>
+            <p class="muted small">
+                "The scan, its files and its results are deleted at once and cannot be restored. A receipt shows when its stored files are gone."
+            </p>
+            <PasswordInput name="password" label="Your password, to confirm" autocomplete="current-password"/>
+            <button type="submit" class="danger" data-testid="delete-scan">"Delete this scan"</button>
+        </form>
         <p><A href="/home">"Back to my scans"</A> " · " <A href="/upload">"Upload another scan"</A></p>
     }
+}
+
+/// Download links of the scan's files (`GET /scans/{id}/files/{name}`).
+fn scan_files(id: &str, files: Vec<ScanFile>) -> impl IntoView + use<> {
+    let id = id.to_string();
+    (!files.is_empty()).then(move || view! {
+        <h2>"Files"</h2>
+        <ul data-testid="scan-files">
+            {files.into_iter().map(|f| view! {
+                <li>
+                    <a href=format!("/scans/{id}/files/{}", f.file_name()) download=f.file_name() data-file=f.file_name()>{f.file_name()}</a>
+                    <span class="muted small">{format!(" — {}", f.describe())}</span>
+                </li>
+            }).collect_view()}
+        </ul>
+    })
 }
 
 fn step_class(status: ScanStatus, step: ScanStatus) -> &'static str {

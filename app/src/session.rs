@@ -43,6 +43,8 @@ pub struct PrivacyFacts {
     pub session_days: u32,
     /// What is kept and for how long.
     pub retention: Vec<String>,
+    /// What the user can do with their data themselves (export, delete, the audit log).
+    pub controls: Vec<String>,
     pub logging: String,
 }
 

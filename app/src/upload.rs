@@ -18,7 +18,7 @@ use leptos_meta::Title;
 use send_wrapper::SendWrapper;
 use serde::Deserialize;
 
-use crate::session::use_session;
+use crate::session::{SessionInfo, use_session};
 use crate::format::{mib, sex_text};
 
 // ---------------------------------------------------------------------------------------
@@ -128,7 +128,9 @@ pub fn UploadPage() -> impl IntoView {
         <Suspense fallback=|| ()>
             {move || Suspend::new(async move {
                 match session.await {
-                    Ok(info) if info.user.is_some() => view! { <UploadFlow csrf=info.csrf_token/> }.into_any(),
+                    Ok(SessionInfo { user: Some(user), csrf_token }) => {
+                        view! { <UploadFlow csrf=csrf_token discard_default=user.discard_archive_default/> }.into_any()
+                    }
                     Ok(_) => view! {
                         <section class="card">
                             <h1>"Please log in"</h1>
@@ -144,7 +146,7 @@ pub fn UploadPage() -> impl IntoView {
 }
 
 #[component]
-fn UploadFlow(csrf: String) -> impl IntoView {
+fn UploadFlow(csrf: String, discard_default: bool) -> impl IntoView {
     let (phase, set_phase) = signal(Phase::Idle);
     let (error, set_error) = signal(None::<String>);
     let (hover, set_hover) = signal(false);
@@ -258,7 +260,8 @@ fn UploadFlow(csrf: String) -> impl IntoView {
         });
     };
 
-    let (discard, set_discard) = signal(false);
+    // the account's default (account page), changeable for this upload
+    let (discard, set_discard) = signal(discard_default);
     let confirm = move |_| {
         let Some(blob) = output.with_value(|b| b.as_ref().map(|b| (**b).clone())) else {
             return;

@@ -35,11 +35,20 @@ impl Origin {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Appends one event (inside the caller's transaction or on the pool).
-pub async fn record<'e, E>(db: E, user_id: &str, kind: AuditKind, subject: &str, origin: &Origin) -> Result<(), sqlx::Error>
+pub async fn record<'e, E>(
+    db: E,
+    user_id: &str,
+    kind: AuditKind,
+    subject: &str,
+    origin: &Origin,
+) -> Result<(), sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {

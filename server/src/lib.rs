@@ -2,11 +2,15 @@
 //! the command-line tools. `main.rs` only parses the command line; integration tests and
 //! benches use these modules directly.
 
+pub mod accounts;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod convert;
 pub mod db;
+pub mod deletion;
+pub mod export;
 pub mod object_store;
 pub mod pipeline;
 pub mod scans;
@@ -61,6 +65,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let store = pipeline::open_store(&config, &object_url_base).await?;
     let wake = Arc::new(tokio::sync::Notify::new());
     pipeline::start(&config, db.clone(), store.clone(), wake.clone())?;
+    // every serving process removes deleted objects, pipeline or not
+    let deletions = Arc::new(tokio::sync::Notify::new());
+    deletion::Deleter::new(
+        db.clone(),
+        config.uses_postgres(),
+        store.clone(),
+        deletion::Settings::from_config(&config),
+        deletions.clone(),
+    )
+    .spawn();
+    let csrf = web::csrf::CsrfKey::from_config(&config).map_err(|e| anyhow::anyhow!("cannot load the server secret: {e}"))?;
     let state = web::AppState {
         leptos: web::leptos_options(&config),
         privacy: Arc::new(web::privacy::facts(&config)),
@@ -69,6 +84,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         config,
         store,
         wake,
+        deletions,
+        csrf,
     };
     web::serve(state, listener).await
 }

@@ -135,3 +135,67 @@ async fn detail_from(db: &Db, scan_id: &str, row: &sqlx::any::AnyRow) -> Result<
         regions,
     })
 }
+
+/// Where a file of a scan comes from: an object of the store, or bytes made from the
+/// database (the results and their table).
+pub enum FileSource {
+    Object(String),
+    Made(Vec<u8>),
+}
+
+/// A file of the account's scan, or `None` when the account has no such scan or the scan
+/// has no such file (yet, or any more): the two answer alike.
+pub async fn file_source(db: &Db, user_id: &str, scan_id: &str, file: app::scans_api::ScanFile) -> Result<Option<FileSource>, sqlx::Error> {
+    use app::scans_api::ScanFile;
+    let row = sqlx::query(
+        "SELECT status, archive_deleted, object_key, nifti_key, labels_key, volumes_key, result_json FROM scans \
+         WHERE id = $1 AND user_id = $2",
+    )
+    .bind(scan_id)
+    .bind(user_id)
+    .fetch_optional(db)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let status = crate::db::get_enum(&row, "status", ScanStatus::parse)?;
+    if !ScanFile::available(status, row.try_get::<i64, _>("archive_deleted")? != 0).contains(&file) {
+        return Ok(None);
+    }
+    let key = |column: &str| row.try_get::<Option<String>, _>(column).map(|k| k.map(FileSource::Object));
+    Ok(match file {
+        ScanFile::Archive => key("object_key")?,
+        ScanFile::Volume => key("nifti_key")?,
+        ScanFile::Labels => key("labels_key")?,
+        ScanFile::Volumes => key("volumes_key")?,
+        ScanFile::Results => row.try_get::<Option<String>, _>("result_json")?.map(|json| {
+            // pretty-printed for people; the stored text is compact
+            let value: serde_json::Value = serde_json::from_str(&json).unwrap_or(serde_json::Value::String(json));
+            FileSource::Made(serde_json::to_vec_pretty(&value).unwrap_or_default())
+        }),
+        ScanFile::RegionsCsv => Some(FileSource::Made(regions_csv(db, scan_id).await?.into_bytes())),
+    })
+}
+
+/// The regions table as CSV: region, label, volume (mm³), percentile, flag.
+pub async fn regions_csv(db: &Db, scan_id: &str) -> Result<String, sqlx::Error> {
+    let rows = sqlx::query("SELECT name, label, volume_mm3, percentile, flag FROM scan_regions WHERE scan_id = $1 ORDER BY label, name")
+        .bind(scan_id)
+        .fetch_all(db)
+        .await?;
+    let field = |s: &str| {
+        if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+    };
+    let mut csv = String::from("region,label,volume_mm3,percentile,flag\n");
+    for r in &rows {
+        let percentile: Option<f64> = r.try_get("percentile")?;
+        let flag: Option<String> = r.try_get("flag")?;
+        csv.push_str(&format!(
+            "{},{},{:.1},{},{}\n",
+            field(&r.try_get::<String, _>("name")?),
+            r.try_get::<i64, _>("label")?,
+            r.try_get::<f64, _>("volume_mm3")?,
+            percentile.map(|p| format!("{p:.2}")).unwrap_or_default(),
+            field(flag.as_deref().unwrap_or("")),
+        ));
+    }
+    Ok(csv)
+}

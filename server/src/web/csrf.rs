@@ -28,7 +28,9 @@ impl std::fmt::Debug for CsrfKey {
 
 /// What a token is bound to: a session's id, or nothing (a visitor).
 pub fn binding(session_cookie: Option<&str>) -> String {
-    session_cookie.map(|token| crate::auth::sha256_hex(token.as_bytes())).unwrap_or_default()
+    session_cookie
+        .map(|token| crate::auth::sha256_hex(token.as_bytes()))
+        .unwrap_or_default()
 }
 
 impl CsrfKey {
@@ -40,7 +42,10 @@ impl CsrfKey {
 
     /// The deployment's key (see the module comment).
     pub fn from_config(config: &Config) -> std::io::Result<CsrfKey> {
-        let secret = crate::storage::load_or_create_secret(config.object_url_key.as_ref().map(|k| k.expose()), &config.data_dir)?;
+        let secret = crate::storage::load_or_create_secret(
+            config.object_url_key.as_ref().map(|k| k.expose()),
+            &config.data_dir,
+        )?;
         Ok(CsrfKey::new(&secret))
     }
 
@@ -59,7 +64,9 @@ impl CsrfKey {
 
     /// Whether `token` was minted by this key for `binding` (constant-time).
     pub fn verify(&self, token: &str, binding: &str) -> bool {
-        let Some((random, sig)) = token.split_once('.') else { return false };
+        let Some((random, sig)) = token.split_once('.') else {
+            return false;
+        };
         if random.len() != 32 || !random.bytes().all(|b| b.is_ascii_hexdigit()) {
             return false;
         }

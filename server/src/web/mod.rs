@@ -1,7 +1,11 @@
 //! The HTTP server: Leptos pages and server functions, account endpoints, static files.
 
+mod account_routes;
 pub mod api_error;
 mod auth_routes;
+mod client;
+pub mod csrf;
+pub mod routes;
 pub mod headers;
 pub mod rate_limit;
 mod signed_in;
@@ -20,7 +24,6 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderValue;
 use axum::middleware;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
 use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
@@ -40,6 +43,10 @@ pub struct AppState {
     pub store: Arc<dyn crate::object_store::ObjectStore>,
     /// Wakes the pipeline's runners when a scan is queued.
     pub wake: Arc<tokio::sync::Notify>,
+    /// Wakes the deleter when a deletion is queued (`deletion.rs`).
+    pub deletions: Arc<tokio::sync::Notify>,
+    /// Signs and checks the session-bound CSRF tokens (`csrf.rs`).
+    pub csrf: csrf::CsrfKey,
     /// Per-account request limits (uploads).
     pub limits: Arc<rate_limit::RateLimits>,
 }
@@ -85,6 +92,7 @@ pub fn router(state: AppState) -> Router {
     let leptos = state.leptos.clone();
     let privacy = state.privacy.clone();
     let scans: app::scans_api::SharedScanStore = Arc::new(crate::scans::DbScanStore { db: state.db.clone() });
+    let accounts: app::account::SharedAccountStore = Arc::new(crate::accounts::DbAccountStore { db: state.db.clone() });
     let provide = move || {
         // the CSP nonce of this response (headers.rs) goes on Leptos's inline scripts
         if let Some(nonce) = use_context::<http::request::Parts>().and_then(|p| p.extensions.get::<headers::CspNonce>().cloned()) {
@@ -92,25 +100,19 @@ pub fn router(state: AppState) -> Router {
         }
         provide_context((*privacy).clone());
         provide_context(scans.clone());
+        provide_context(accounts.clone());
     };
 
     let site_root = std::path::PathBuf::from(leptos.site_root.as_ref());
     let request_id = axum::http::HeaderName::from_static("x-request-id");
 
+    // every route is listed in routes.rs: handlers are registered from the list, pages and
+    // server functions are checked against it
+    routes::check_mounted(&routes.iter().map(|r| r.path().to_string()).collect::<Vec<_>>());
     Router::new()
-        .route("/auth/signup", post(auth_routes::sign_up))
-        .route("/auth/login", post(auth_routes::log_in))
-        .route("/auth/logout", post(auth_routes::log_out))
-        .route("/uploads", post(upload::create))
-        .route("/uploads/{id}", get(upload::status).delete(upload::cancel))
-        .route(
-            "/uploads/{id}/chunks/{index}",
-            put(upload::put_chunk).layer(DefaultBodyLimit::max(upload::MAX_CHUNK as usize)),
-        )
-        .route("/uploads/{id}/complete", post(upload::complete))
+        .merge(routes::handlers())
         // signed URLs of the local object store, for the segmentation worker (no session)
         .merge(objects::router(objects::SignedObjects::from_config(&state.config)))
-        .route("/scans/{id}/retry", post(scan_actions::retry))
         .leptos_routes_with_context(&state, routes, provide, {
             let leptos = leptos.clone();
             move || app::shell(leptos.clone())

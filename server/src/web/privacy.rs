@@ -6,8 +6,10 @@ use crate::config::Config;
 
 pub fn facts(config: &Config) -> PrivacyFacts {
     let design = deid::removed_keywords(deid::Profile::Seed);
-    let profile_extra: Vec<&str> =
-        deid::removed_keywords(deid::Profile::Basic).into_iter().filter(|k| !design.contains(k)).collect();
+    let profile_extra: Vec<&str> = deid::removed_keywords(deid::Profile::Basic)
+        .into_iter()
+        .filter(|k| !design.contains(k))
+        .collect();
     let database = if config.uses_postgres() {
         "a PostgreSQL database run by this service's operator".to_string()
     } else {
@@ -32,6 +34,7 @@ pub fn facts(config: &Config) -> PrivacyFacts {
             "Your sex as one letter (M, F, O) or unknown.".into(),
             "The study date.".into(),
             "Your email address and a bcrypt hash of your password, for signing in.".into(),
+            "An audit log of your account: sign-ins (and refused attempts), uploads, downloads, exports, deletions and retries, each with its time, IP address and browser (user agent). Only you see it, on your account page.".into(),
         ],
         database,
         object_store: match (&config.s3_endpoint, &config.s3_bucket) {
@@ -52,8 +55,22 @@ pub fn facts(config: &Config) -> PrivacyFacts {
         retention: vec![
             "The raw upload is never stored: only the de-identified files are.".into(),
             "Kept for each scan: the de-identified 3D volume (NIfTI), its region labels, the region volumes and percentiles, and the de-identified DICOM archive — unless you choose at upload to discard the archive after processing.".into(),
+            "Everything is kept until you delete it: a scan, or your whole account, on the account page.".into(),
             "Temporary files are deleted as soon as a step finishes or fails.".into(),
             "Signed-out and expired sessions are deleted.".into(),
+        ],
+        controls: vec![
+            "Download any file of a scan from its page, or everything we hold about you as one ZIP from your account page: your scans' files and results, your account's facts and settings, your audit log, a manifest with the SHA-256 of every file, and a README saying what each file is, why we hold it, where and for how long.".into(),
+            "Delete a scan, or your whole account, yourself after entering your password again. The database rows are deleted at once, in one step, together with a list of the stored files to remove; those are removed from storage within minutes, or about 20 minutes for a scan still being processed (retried until the storage answers, across restarts), and a receipt with counts and dates shows \"deletion pending\" until they are gone.".into(),
+            format!(
+                "Deleting your account signs out all its sessions and deletes its audit log; what remains is the receipt, which names no account and holds no health data. {}",
+                if config.uses_postgres() {
+                    "PostgreSQL frees the space of deleted rows in its routine maintenance (vacuum)."
+                } else {
+                    "Deleted database rows are overwritten in the database file, not left behind."
+                }
+            ),
+            "See every sign-in, upload, download, export, deletion and retry of your account, with its time, IP address and browser, on your account page. Changing your password there signs out every other session.".into(),
         ],
         logging: "Logs record request ids, routes, status codes, timings and your random account id — never your email, file contents, DICOM values or file names.".into(),
     }

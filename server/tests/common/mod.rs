@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod account_kit;
 pub mod s3;
 pub mod upload_kit;
 

@@ -20,6 +20,7 @@ use app::scan_state::ScanStatus;
 pub async fn complete(
     State(state): State<AppState>,
     SignedIn { user_id: user }: SignedIn,
+    super::super::client::Client(origin): super::super::client::Client,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let (dir, meta) = load(&state, &id, &user).await?;
@@ -45,7 +46,7 @@ pub async fn complete(
         ));
     }
     // Run to the end even if the client goes away, so nothing is left half done.
-    let task = tokio::spawn(finish_upload(state.clone(), id.clone(), dir, meta));
+    let task = tokio::spawn(finish_upload(state.clone(), id.clone(), dir, meta, origin));
     match task.await {
         Ok(Ok(scan_id)) => Ok((
             StatusCode::CREATED,
@@ -65,6 +66,7 @@ async fn finish_upload(
     id: String,
     dir: PathBuf,
     meta: Meta,
+    origin: crate::audit::Origin,
 ) -> Result<String, ApiError> {
     let _guard = crate::temp_dir::TempDir::adopt(dir.clone());
     let started = std::time::Instant::now();
@@ -175,6 +177,7 @@ async fn finish_upload(
         &key,
         object_bytes,
         &outcome,
+        &origin,
     )
     .await
     {
@@ -202,6 +205,7 @@ async fn insert_scan(
     key: &str,
     object_bytes: u64,
     outcome: &deid::Outcome,
+    origin: &crate::audit::Origin,
 ) -> Result<(), sqlx::Error> {
     let facts = &outcome.facts;
     let study_date = facts
@@ -211,7 +215,7 @@ async fn insert_scan(
     let report =
         serde_json::json!({ "report": outcome.report, "series": outcome.series }).to_string();
     let now = now_secs();
-    // the row and its job together: a scan is never left without its job
+    // the row, its job and the audit event together: a scan is never left without its job
     let mut tx = db.begin().await?;
     sqlx::query(
         "INSERT INTO scans (id, user_id, status, age_years, sex, study_date, object_key, object_bytes, files, report_json, created_at, updated_at, \
@@ -236,6 +240,7 @@ async fn insert_scan(
     .execute(&mut *tx)
     .await?;
     crate::pipeline::enqueue(&mut tx, scan_id).await?;
+    crate::audit::record(&mut *tx, &meta.user_id, app::account::AuditKind::UploadAccepted, scan_id, origin).await?;
     tx.commit().await?;
     Ok(())
 }

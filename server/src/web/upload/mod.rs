@@ -181,9 +181,10 @@ pub struct CreateRequest {
     chunk_size: Option<u64>,
     /// Series index (as in `deid::inspect_zip`) for archives with several series.
     series: Option<usize>,
-    /// Delete the de-identified DICOM archive once the scan is processed.
+    /// Delete the de-identified DICOM archive once the scan is processed (absent: the
+    /// account's default).
     #[serde(default)]
-    discard_archive: bool,
+    discard_archive: Option<bool>,
 }
 
 pub async fn create(
@@ -236,6 +237,19 @@ pub async fn create(
         .chunk_size
         .unwrap_or(MAX_CHUNK)
         .clamp(MIN_CHUNK, MAX_CHUNK);
+    let discard_archive = match req.discard_archive {
+        Some(d) => d,
+        None => sqlx::query("SELECT discard_archive_default FROM users WHERE id = $1")
+            .bind(&user)
+            .fetch_optional(&state.db)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot read the account's default");
+                ApiError::internal()
+            })?
+            .map(|r| sqlx::Row::try_get::<i64, _>(&r, "discard_archive_default").unwrap_or(0) != 0)
+            .unwrap_or(false),
+    };
     let id = hex::encode(rand::random::<[u8; 16]>());
     let meta = Meta {
         user_id: user,
@@ -243,7 +257,7 @@ pub async fn create(
         chunk_size,
         series: req.series,
         created_at: now_secs(),
-        discard_archive: req.discard_archive,
+        discard_archive,
     };
     let dir = uploads_dir(&state).join(&id);
     let write = async {
@@ -333,4 +347,19 @@ pub async fn cancel(
     ensure_not_completing(&dir).await?;
     let _ = tokio::fs::remove_dir_all(&dir).await;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Removes every open upload of an account (its deletion); returns how many.
+pub async fn discard_uploads_of(state: &AppState, user: &str) -> usize {
+    let mut removed = 0;
+    let Ok(mut rd) = tokio::fs::read_dir(uploads_dir(state)).await else { return 0 };
+    while let Ok(Some(e)) = rd.next_entry().await {
+        if let Ok(raw) = tokio::fs::read(e.path().join("meta.json")).await
+            && serde_json::from_slice::<Meta>(&raw).is_ok_and(|m| m.user_id == user)
+            && tokio::fs::remove_dir_all(e.path()).await.is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
 }

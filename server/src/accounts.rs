@@ -1,0 +1,47 @@
+//! The account read model: what the account page and the receipts show, read from the
+//! database (`app::account::AccountStore`, provided to the pages as Leptos context).
+
+use app::account::{AccountStore, AccountView, BoxFuture, Receipt, SignInMethod};
+use sqlx::Row;
+
+use crate::db::Db;
+
+pub struct DbAccountStore {
+    pub db: Db,
+}
+
+async fn account(db: &Db, user_id: &str) -> Result<Option<AccountView>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT email, created_at, discard_archive_default, (SELECT COUNT(*) FROM scans WHERE user_id = $1) AS scans \
+         FROM users WHERE id = $1",
+    )
+    .bind(user_id)
+    .fetch_optional(db)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(AccountView {
+        email: row.try_get("email")?,
+        created_at: row.try_get("created_at")?,
+        methods: vec![SignInMethod::Password],
+        discard_archive_default: row.try_get::<i64, _>("discard_archive_default")? != 0,
+        scans: row.try_get::<i64, _>("scans")?.max(0) as u64,
+        audit: crate::audit::list(db, user_id, Some(crate::audit::PAGE_EVENTS)).await?,
+        receipts: crate::deletion::receipts_of(db, user_id).await?,
+    }))
+}
+
+impl AccountStore for DbAccountStore {
+    fn account(&self, user_id: String) -> BoxFuture<Result<Option<AccountView>, String>> {
+        let db = self.db.clone();
+        Box::pin(async move { account(&db, &user_id).await.map_err(|e| e.to_string()) })
+    }
+
+    fn receipt(&self, user_id: Option<String>, id: String) -> BoxFuture<Result<Option<Receipt>, String>> {
+        let db = self.db.clone();
+        Box::pin(async move {
+            crate::deletion::receipt(&db, user_id.as_deref(), &id)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}

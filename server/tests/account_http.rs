@@ -1,0 +1,354 @@
+//! The account page's controls over real HTTP: the audit log (what, when, IP by the
+//! forwarded-for rule, browser), changing the password (other sessions end), the default
+//! for DICOM archives, and CSRF tokens bound to their session.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::account_kit::*;
+use common::upload_kit::*;
+use common::{Browser, PASSWORD, TestServer, location, unique_email};
+use reqwest::StatusCode;
+use sqlx::Row;
+
+const AGENT: &str = "NeuroVolTest/1.0 (audit)";
+const CLIENT: &str = "203.0.113.7";
+
+/// A form post as a browser behind the proxy sends it: the page's token, the proxy's
+/// forwarded-for (the client first), the browser's user agent.
+async fn post(b: &mut Browser, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+    if b.cookie("nv_csrf").is_none() {
+        b.get("/login").await;
+    }
+    let token = b.cookie("nv_csrf").unwrap();
+    let mut all = fields.to_vec();
+    all.push(("csrf_token", &token));
+    b.post_raw(
+        path,
+        &all,
+        &[
+            ("x-forwarded-for", &format!("{CLIENT}, 10.0.0.1")),
+            ("user-agent", AGENT),
+        ],
+    )
+    .await
+}
+
+async fn audit_rows(db: &sqlx::AnyPool, user: &str) -> Vec<(String, String, String, String)> {
+    sqlx::query("SELECT kind, subject, ip, user_agent FROM audit_log WHERE user_id = $1 ORDER BY at_ms, id")
+        .bind(user)
+        .fetch_all(db)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get("kind"), r.get("subject"), r.get("ip"), r.get("user_agent")))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_audit_log_records_what_happened_with_time_ip_and_browser() {
+    let server = TestServer::start(&[("NEUROVOL_TRUST_FORWARDED_FOR", "1")]).await;
+    let db = server.db().await;
+    let mut b = Browser::new(&server.url);
+    let email = unique_email("audited");
+    let resp = post(
+        &mut b,
+        "/auth/signup",
+        &[
+            ("email", &email),
+            ("password", PASSWORD),
+            ("password_confirm", PASSWORD),
+        ],
+    )
+    .await;
+    assert_eq!(location(&resp), "/home");
+    let id = user_id(&db, &email).await;
+    post(&mut b, "/auth/logout", &[]).await;
+    let resp = post(
+        &mut b,
+        "/auth/login",
+        &[("email", &email), ("password", "wrong password 123")],
+    )
+    .await;
+    assert_eq!(location(&resp), "/login?error=invalid");
+    // the refused sign-in is written off the answer's path: wait for it
+    let until = Instant::now() + Duration::from_secs(10);
+    while !audit_kinds(&db, &id).await.contains(&"sign_in_failed".to_string()) {
+        assert!(Instant::now() < until, "no sign_in_failed row");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before_unknown: i64 = sqlx::query("SELECT COUNT(*) AS n FROM audit_log")
+        .fetch_one(&db)
+        .await
+        .unwrap()
+        .get("n");
+    post(
+        &mut b,
+        "/auth/login",
+        &[("email", &unique_email("nobody")), ("password", "wrong password 123")],
+    )
+    .await;
+    let resp = post(&mut b, "/auth/login", &[("email", &email), ("password", PASSWORD)]).await;
+    assert_eq!(location(&resp), "/home");
+    let scan = upload_scan(&b, &small_head(), false).await;
+    let resp = b.get(&format!("/scans/{scan}/files/dicom-deidentified.zip")).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    post(&mut b, "/account/settings", &[]).await;
+    let receipt = {
+        let resp = post(&mut b, &format!("/scans/{scan}/delete"), &[("password", PASSWORD)]).await;
+        location(&resp).strip_prefix("/deleted/").unwrap().to_string()
+    };
+
+    let want = [
+        "account_created",
+        "signed_out",
+        "sign_in_failed",
+        "sign_in_succeeded",
+        "upload_accepted",
+        "file_downloaded",
+        "settings_changed",
+        "scan_deleted",
+    ];
+    let rows = audit_rows(&db, &id).await;
+    let mut kinds: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    kinds.sort();
+    let mut sorted = want.to_vec();
+    sorted.sort();
+    assert_eq!(kinds, sorted, "{rows:?}");
+    for (kind, subject, ip, agent) in &rows {
+        // the upload and download went through the upload kit (no proxy headers): the
+        // peer's address and no agent; every form post came "through the proxy"
+        if matches!(kind.as_str(), "upload_accepted" | "file_downloaded") {
+            assert_eq!(ip, "127.0.0.1", "{kind}");
+        } else {
+            assert_eq!(
+                (ip.as_str(), agent.as_str()),
+                (CLIENT, AGENT),
+                "{kind}: the forwarded-for rule and the browser"
+            );
+        }
+        match kind.as_str() {
+            "upload_accepted" | "scan_deleted" => assert_eq!(subject, &scan),
+            "file_downloaded" => assert_eq!(subject, &format!("{scan}/dicom-deidentified.zip")),
+            _ => assert_eq!(subject, ""),
+        }
+    }
+    // an unknown email has no account to log to: nothing was written for it
+    let total: i64 = sqlx::query("SELECT COUNT(*) AS n FROM audit_log")
+        .fetch_one(&db)
+        .await
+        .unwrap()
+        .get("n");
+    assert_eq!(
+        total - before_unknown,
+        want.len() as i64 - 3,
+        "only this account's later events"
+    );
+
+    // the account page shows the log, newest first, and the receipt
+    let page = b.get("/account").await.text().await.unwrap();
+    for kind in want {
+        assert!(
+            page.contains(&format!(r#"data-kind="{kind}""#)),
+            "the page shows {kind}"
+        );
+    }
+    assert!(page.contains(CLIENT) && page.contains("NeuroVolTest/1.0"));
+    assert!(page.contains(&format!("/deleted/{receipt}")));
+    assert!(page.contains(r#"data-method="password""#), "sign-in methods listed");
+}
+
+#[tokio::test]
+async fn changing_the_password_ends_every_other_session() {
+    let server = TestServer::start(&[]).await;
+    let (mut first, email) = account(&server, "rotate").await;
+    let mut second = Browser::new(&server.url);
+    assert_eq!(
+        location(
+            &second
+                .post_form("/auth/login", &[("email", &email), ("password", PASSWORD)])
+                .await
+        ),
+        "/home"
+    );
+    let new_password = "silver lantern orchard 19";
+
+    // a wrong current password changes nothing
+    let resp = first
+        .post_form(
+            "/account/password",
+            &[
+                ("current_password", "not it at all 1"),
+                ("password", new_password),
+                ("password_confirm", new_password),
+            ],
+        )
+        .await;
+    assert_eq!(location(&resp), "/account?error=password_wrong#password");
+    assert!(second.get("/account").await.status().is_success());
+    // a new password must follow the rules
+    let resp = first
+        .post_form(
+            "/account/password",
+            &[
+                ("current_password", PASSWORD),
+                ("password", "short"),
+                ("password_confirm", "short"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&resp), "/account?error=password_short#password");
+
+    let resp = first
+        .post_form(
+            "/account/password",
+            &[
+                ("current_password", PASSWORD),
+                ("password", new_password),
+                ("password_confirm", new_password),
+            ],
+        )
+        .await;
+    assert_eq!(location(&resp), "/account?notice=password_changed#password");
+    let page = first.get("/account?notice=password_changed").await;
+    assert!(page.status().is_success(), "this session stays signed in");
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("every other session was signed out")
+    );
+    assert_eq!(
+        second.get("/account").await.status(),
+        StatusCode::SEE_OTHER,
+        "the other session ended"
+    );
+
+    let mut third = Browser::new(&server.url);
+    assert_eq!(
+        location(
+            &third
+                .post_form("/auth/login", &[("email", &email), ("password", PASSWORD)])
+                .await
+        ),
+        "/login?error=invalid"
+    );
+    assert_eq!(
+        location(
+            &third
+                .post_form("/auth/login", &[("email", &email), ("password", new_password)])
+                .await
+        ),
+        "/home"
+    );
+}
+
+#[tokio::test]
+async fn the_archive_default_applies_to_uploads_that_do_not_choose() {
+    let server = TestServer::start(&[]).await;
+    let db = server.db().await;
+    let (mut b, _) = account(&server, "defaults").await;
+    let resp = b
+        .post_form("/account/settings", &[("discard_archive_default", "on")])
+        .await;
+    assert_eq!(location(&resp), "/account?notice=settings_saved#settings");
+    assert!(
+        b.get("/account")
+            .await
+            .text()
+            .await
+            .unwrap()
+            .contains(r#"data-testid="discard-default" checked"#)
+    );
+
+    let discard_of = |scan: String| {
+        let db = db.clone();
+        async move {
+            sqlx::query("SELECT discard_archive FROM scans WHERE id = $1")
+                .bind(scan)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+                .get::<i64, _>(0)
+        }
+    };
+    // no choice in the request: the account's default
+    let head = small_head();
+    let (st, done) = upload(&b, &head, 8 * MIB, None).await;
+    assert_eq!(st, StatusCode::CREATED, "{done}");
+    assert_eq!(discard_of(done["scan_id"].as_str().unwrap().to_string()).await, 1);
+    // an explicit choice wins
+    let kept = upload_scan(&b, &head, false).await;
+    assert_eq!(discard_of(kept).await, 0);
+    // back to keeping by default (an unticked box sends nothing)
+    b.post_form("/account/settings", &[]).await;
+    assert!(
+        !b.get("/account")
+            .await
+            .text()
+            .await
+            .unwrap()
+            .contains(r#"data-testid="discard-default" checked"#)
+    );
+}
+
+#[tokio::test]
+async fn csrf_tokens_are_bound_to_their_session() {
+    let server = TestServer::start(&[]).await;
+    let (mut a, _) = account(&server, "csrf-a").await;
+    let (b, _) = account(&server, "csrf-b").await;
+    let settings = |browser: &Browser, session: String, token: String| {
+        let http = browser.http.clone();
+        let url = format!("{}/account/settings", browser.base);
+        async move {
+            http.post(url)
+                .header("cookie", format!("nv_session={session}; nv_csrf={token}"))
+                .header("x-csrf-token", token)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("")
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    let (a_session, a_token) = (a.cookie("nv_session").unwrap(), a.cookie("nv_csrf").unwrap());
+    let (b_session, b_token) = (b.cookie("nv_session").unwrap(), b.cookie("nv_csrf").unwrap());
+    assert_eq!(
+        settings(&b, b_session.clone(), b_token.clone()).await,
+        StatusCode::SEE_OTHER,
+        "the genuine pair works"
+    );
+    // another session's token, planted in both cookie and header, is refused
+    assert_eq!(
+        settings(&b, b_session.clone(), a_token.clone()).await,
+        StatusCode::FORBIDDEN
+    );
+    // a visitor's token, or the plain random token of old, is refused for a session
+    let mut visitor = Browser::new(&server.url);
+    visitor.get("/login").await;
+    assert_eq!(
+        settings(&b, b_session.clone(), visitor.cookie("nv_csrf").unwrap()).await,
+        StatusCode::FORBIDDEN
+    );
+    let plain = "x".repeat(43);
+    assert_eq!(settings(&b, b_session.clone(), plain).await, StatusCode::FORBIDDEN);
+    // a forged signature
+    let (random, sig) = b_token.split_once('.').unwrap();
+    let flipped = format!("{random}.{}{}", if sig.starts_with('0') { '1' } else { '0' }, &sig[1..]);
+    assert_eq!(settings(&b, b_session.clone(), flipped).await, StatusCode::FORBIDDEN);
+    // a token dies with its session
+    a.post_form("/auth/logout", &[]).await;
+    assert_eq!(settings(&a, a_session, a_token.clone()).await, StatusCode::FORBIDDEN);
+    // and a page served with a stale token gets a fresh one for its session
+    let mut stale = Browser::new(&server.url);
+    stale.cookies = vec![
+        ("nv_session".into(), b_session.clone()),
+        ("nv_csrf".into(), a_token.clone()),
+    ];
+    stale.get("/home").await;
+    let fresh = stale.cookie("nv_csrf").unwrap();
+    assert_ne!(fresh, a_token);
+    assert_eq!(settings(&b, b_session, fresh).await, StatusCode::SEE_OTHER);
+}
