@@ -39,8 +39,13 @@ pub enum PasswordRule {
 }
 
 impl PasswordRule {
-    pub const ALL: [PasswordRule; 5] =
-        [Self::MinLength, Self::MaxLength, Self::NotEmail, Self::NotCommon, Self::NotRepeated];
+    pub const ALL: [PasswordRule; 5] = [
+        Self::MinLength,
+        Self::MaxLength,
+        Self::NotEmail,
+        Self::NotCommon,
+        Self::NotRepeated,
+    ];
 
     /// Shown next to the field, and as the error when the rule fails.
     pub fn describe(self) -> &'static str {
@@ -88,7 +93,10 @@ impl PasswordRule {
 
 /// Every rule the password breaks, in display order.
 pub fn password_problems(password: &str, email: &str) -> Vec<PasswordRule> {
-    PasswordRule::ALL.into_iter().filter(|r| !r.satisfied(password, email)).collect()
+    PasswordRule::ALL
+        .into_iter()
+        .filter(|r| !r.satisfied(password, email))
+        .collect()
 }
 
 /// Trimmed, lower-cased email, or `None` when it cannot be an address.
@@ -210,8 +218,14 @@ mod tests {
     fn password_rules() {
         assert_eq!(password_problems("short", "a@b.co"), vec![PasswordRule::MinLength]);
         assert!(password_problems("correct horse battery", "a@b.co").is_empty());
-        assert_eq!(password_problems("aliceInWonderland!", "alice@x.org"), vec![PasswordRule::NotEmail]);
-        assert_eq!(password_problems("Password1234", "z@x.org"), vec![PasswordRule::NotCommon]);
+        assert_eq!(
+            password_problems("aliceInWonderland!", "alice@x.org"),
+            vec![PasswordRule::NotEmail]
+        );
+        assert_eq!(
+            password_problems("Password1234", "z@x.org"),
+            vec![PasswordRule::NotCommon]
+        );
         assert!(password_problems("aaaaaaaaaaaaaaaa", "z@x.org").contains(&PasswordRule::NotRepeated));
         let long = "éb".repeat(25); // 75 bytes, 50 chars
         assert_eq!(password_problems(&long, "z@x.org"), vec![PasswordRule::MaxLength]);
@@ -220,7 +234,16 @@ mod tests {
     #[test]
     fn emails() {
         assert_eq!(normalize_email("  Ann@Example.ORG "), Some("ann@example.org".into()));
-        for bad in ["", "ann", "ann@", "@x.org", "ann@x", "a b@x.org", "a@x.org@y.org", "ann@.org"] {
+        for bad in [
+            "",
+            "ann",
+            "ann@",
+            "@x.org",
+            "ann@x",
+            "a b@x.org",
+            "a@x.org@y.org",
+            "ann@.org",
+        ] {
             assert_eq!(normalize_email(bad), None, "{bad}");
         }
     }
@@ -239,7 +262,15 @@ mod tests {
     fn next_accepts_only_local_paths() {
         assert_eq!(safe_next("/scans/0123abcd"), Some("/scans/0123abcd"));
         assert_eq!(safe_next("/home"), Some("/home"));
-        for bad in ["//evil.example/x", "https://evil.example/", "/\\evil.example", "home", "", "/a?b=c", "/%2F%2Fevil"] {
+        for bad in [
+            "//evil.example/x",
+            "https://evil.example/",
+            "/\\evil.example",
+            "home",
+            "",
+            "/a?b=c",
+            "/%2F%2Fevil",
+        ] {
             assert_eq!(safe_next(bad), None, "{bad}");
         }
         assert_eq!(login_url_with_next("/upload"), "/login?next=/upload");

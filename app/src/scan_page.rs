@@ -8,8 +8,8 @@ use leptos_router::hooks::use_params_map;
 
 use crate::format::mib;
 use crate::pages::{CsrfField, PasswordInput, notice_from_query};
-use crate::session::use_session;
 use crate::scans_api::{ScanDetail, ScanFile, ScanStatus, ScanSummary, get_scan, list_scans};
+use crate::session::use_session;
 
 #[component]
 pub fn ScanStatusPage() -> impl IntoView {

@@ -44,7 +44,10 @@ impl ScanStatus {
     }
 
     pub fn parse(s: &str) -> Option<ScanStatus> {
-        Self::PATH.into_iter().chain([ScanStatus::Failed]).find(|v| v.as_str() == s)
+        Self::PATH
+            .into_iter()
+            .chain([ScanStatus::Failed])
+            .find(|v| v.as_str() == s)
     }
 
     /// Still moving (the page refreshes itself).

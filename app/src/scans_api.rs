@@ -71,8 +71,14 @@ pub enum ScanFile {
 }
 
 impl ScanFile {
-    pub const ALL: [ScanFile; 6] =
-        [ScanFile::Archive, ScanFile::Volume, ScanFile::Labels, ScanFile::Volumes, ScanFile::Results, ScanFile::RegionsCsv];
+    pub const ALL: [ScanFile; 6] = [
+        ScanFile::Archive,
+        ScanFile::Volume,
+        ScanFile::Labels,
+        ScanFile::Volumes,
+        ScanFile::Results,
+        ScanFile::RegionsCsv,
+    ];
 
     /// The file's name, in the URL, the download and the export.
     pub const fn file_name(self) -> &'static str {
@@ -93,7 +99,9 @@ impl ScanFile {
     /// What it is, for the scan page and the export's README.
     pub fn describe(self) -> &'static str {
         match self {
-            ScanFile::Archive => "the de-identified DICOM files as the server stored them after its own de-identification",
+            ScanFile::Archive => {
+                "the de-identified DICOM files as the server stored them after its own de-identification"
+            }
             ScanFile::Volume => "the de-identified 3D volume (NIfTI) converted from the DICOM files",
             ScanFile::Labels => "the segmentation: a NIfTI with one region label per voxel",
             ScanFile::Volumes => "the region volumes as measured by the segmentation service (JSON)",
@@ -139,7 +147,9 @@ impl Retrying {
             Step::Convert | Step::Score => "the storage service",
         };
         let tries = if self.attempts == 1 { "once" } else { "several times" };
-        format!("Waiting for {waiting_for}: it did not answer ({tries} so far). We retry automatically; you can leave this page.")
+        format!(
+            "Waiting for {waiting_for}: it did not answer ({tries} so far). We retry automatically; you can leave this page."
+        )
     }
 }
 
@@ -179,11 +189,7 @@ pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 
 #[cfg(feature = "ssr")]
 pub trait ScanStore: Send + Sync + 'static {
     fn list(&self, user_id: String) -> BoxFuture<Result<Vec<ScanSummary>, String>>;
-    fn get(
-        &self,
-        user_id: String,
-        scan_id: String,
-    ) -> BoxFuture<Result<Option<ScanDetail>, String>>;
+    fn get(&self, user_id: String, scan_id: String) -> BoxFuture<Result<Option<ScanDetail>, String>>;
 }
 
 #[cfg(feature = "ssr")]
@@ -192,8 +198,7 @@ pub type SharedScanStore = std::sync::Arc<dyn ScanStore>;
 /// The signed-in account's id from the request (an error for a visitor).
 #[cfg(feature = "ssr")]
 pub(crate) fn signed_in_user() -> Result<String, ServerFnError> {
-    let parts = use_context::<http::request::Parts>()
-        .ok_or_else(|| ServerFnError::new("request context missing"))?;
+    let parts = use_context::<http::request::Parts>().ok_or_else(|| ServerFnError::new("request context missing"))?;
     parts
         .extensions
         .get::<crate::SessionInfo>()

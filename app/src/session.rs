@@ -50,8 +50,7 @@ pub struct PrivacyFacts {
 
 #[server(input = GetUrl)]
 pub async fn get_session_info() -> Result<SessionInfo, ServerFnError> {
-    let parts = use_context::<http::request::Parts>()
-        .ok_or_else(|| ServerFnError::new("request context missing"))?;
+    let parts = use_context::<http::request::Parts>().ok_or_else(|| ServerFnError::new("request context missing"))?;
     parts
         .extensions
         .get::<SessionInfo>()

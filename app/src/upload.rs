@@ -18,8 +18,8 @@ use leptos_meta::Title;
 use send_wrapper::SendWrapper;
 use serde::Deserialize;
 
-use crate::session::{SessionInfo, use_session};
 use crate::format::{mib, sex_text};
+use crate::session::{SessionInfo, use_session};
 
 // ---------------------------------------------------------------------------------------
 // what the worker sends (a subset of the deid crate's JSON; unknown fields ignored)
@@ -239,23 +239,14 @@ fn UploadFlow(csrf: String, discard_default: bool) -> impl IntoView {
         set_error.set(None);
         let n = inventory.with(|i| {
             i.as_ref()
-                .and_then(|i| {
-                    i.series
-                        .iter()
-                        .find(|s| s.index == selected.get_untracked())
-                })
+                .and_then(|i| i.series.iter().find(|s| s.index == selected.get_untracked()))
                 .map_or(0, |s| s.info.files)
         });
         set_progress.set((0, n as u32));
         set_phase.set(Phase::Deidentifying);
         worker.with_value(|w| {
             if let Some(w) = w {
-                client::post(
-                    w,
-                    "deidentify",
-                    None,
-                    Some(("series", selected.get_untracked() as f64)),
-                );
+                client::post(w, "deidentify", None, Some(("series", selected.get_untracked() as f64)));
             }
         });
     };
@@ -310,11 +301,7 @@ fn UploadFlow(csrf: String, discard_default: bool) -> impl IntoView {
         if busy() {
             return;
         }
-        if let Some(file) = ev
-            .data_transfer()
-            .and_then(|d| d.files())
-            .and_then(|f| f.get(0))
-        {
+        if let Some(file) = ev.data_transfer().and_then(|d| d.files()).and_then(|f| f.get(0)) {
             take_file(file);
         }
     };

@@ -27,7 +27,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn vm_hwm_kib(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 fn children(pid: u32) -> Vec<u32> {
@@ -60,7 +65,12 @@ async fn wait_done(db: &sqlx::AnyPool, scans: &[String], server: &TestServer) {
     loop {
         let mut all = true;
         for s in scans {
-            let st: String = sqlx::query("SELECT status FROM scans WHERE id = $1").bind(s).fetch_one(db).await.unwrap().get("status");
+            let st: String = sqlx::query("SELECT status FROM scans WHERE id = $1")
+                .bind(s)
+                .fetch_one(db)
+                .await
+                .unwrap()
+                .get("status");
             assert_ne!(st, "failed", "log:\n{}", server.logs());
             all &= st == "done";
         }
@@ -74,60 +84,84 @@ async fn wait_done(db: &sqlx::AnyPool, scans: &[String], server: &TestServer) {
 
 #[tokio::main]
 async fn main() {
-    let runs: usize = std::env::var("NEUROVOL_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let runs: usize = std::env::var("NEUROVOL_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
     let mask = std::env::var("NEUROVOL_BENCH_BRAIN_MASK").unwrap_or_else(|_| "1".into());
     let zip = fixture("t1_mprage_sag_phi.zip");
-    let env = [("NEUROVOL_PIPELINE_CONCURRENCY", "1"), ("NEUROVOL_SEGMENT_BRAIN_MASK", mask.as_str())];
+    let env = [
+        ("NEUROVOL_PIPELINE_CONCURRENCY", "1"),
+        ("NEUROVOL_SEGMENT_BRAIN_MASK", mask.as_str()),
+    ];
 
     // 1. step times, one scan at a time (NEUROVOL_BENCH_RUNS=0 skips this part)
     if runs > 0 {
-    let server = TestServer::start(&env).await;
-    let db = server.db().await;
-    let b = signed_in(&server).await;
-    let mut upload_s = Vec::new();
-    let mut total_s = Vec::new();
-    let mut steps: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for i in 0..runs {
-        let t = Instant::now();
-        let (scan, up) = upload_one(&b, &zip).await;
-        wait_done(&db, std::slice::from_ref(&scan), &server).await;
-        total_s.push(t.elapsed().as_secs_f64());
-        upload_s.push(up);
-        for r in sqlx::query("SELECT step, started_ms, finished_ms FROM job_runs WHERE scan_id = $1 AND outcome = 'ok'")
-            .bind(&scan)
-            .fetch_all(&db)
-            .await
-            .unwrap()
-        {
-            let ms = r.get::<Option<i64>, _>("finished_ms").unwrap() - r.get::<i64, _>("started_ms");
-            steps.entry(r.get("step")).or_default().push(ms as f64 / 1000.0);
+        let server = TestServer::start(&env).await;
+        let db = server.db().await;
+        let b = signed_in(&server).await;
+        let mut upload_s = Vec::new();
+        let mut total_s = Vec::new();
+        let mut steps: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for i in 0..runs {
+            let t = Instant::now();
+            let (scan, up) = upload_one(&b, &zip).await;
+            wait_done(&db, std::slice::from_ref(&scan), &server).await;
+            total_s.push(t.elapsed().as_secs_f64());
+            upload_s.push(up);
+            for r in
+                sqlx::query("SELECT step, started_ms, finished_ms FROM job_runs WHERE scan_id = $1 AND outcome = 'ok'")
+                    .bind(&scan)
+                    .fetch_all(&db)
+                    .await
+                    .unwrap()
+            {
+                let ms = r.get::<Option<i64>, _>("finished_ms").unwrap() - r.get::<i64, _>("started_ms");
+                steps.entry(r.get("step")).or_default().push(ms as f64 / 1000.0);
+            }
+            eprintln!("run {}: {:.1} s", i + 1, total_s.last().unwrap());
         }
-        eprintln!("run {}: {:.1} s", i + 1, total_s.last().unwrap());
-    }
-    drop(server);
-    println!("T1 fixture (t1_mprage_sag_phi.zip, 256 files), brain mask {mask}, median of {runs}:");
-    println!("  upload complete (assemble + de-identify + dry-run conversion + store): {:.2} s", median(upload_s));
-    for (step, v) in &steps {
-        println!("  {step}: {:.2} s", median(v.clone()));
-    }
-    println!("  upload → done: {:.1} s", median(total_s));
+        drop(server);
+        println!("T1 fixture (t1_mprage_sag_phi.zip, 256 files), brain mask {mask}, median of {runs}:");
+        println!(
+            "  upload complete (assemble + de-identify + dry-run conversion + store): {:.2} s",
+            median(upload_s)
+        );
+        for (step, v) in &steps {
+            println!("  {step}: {:.2} s", median(v.clone()));
+        }
+        println!("  upload → done: {:.1} s", median(total_s));
     }
 
     // 2. peak memory with 4 uploads at once (a fresh server, so VmHWM covers only this)
-    let env4 = [("NEUROVOL_PIPELINE_CONCURRENCY", "4"), ("NEUROVOL_SEGMENT_BRAIN_MASK", mask.as_str())];
+    let env4 = [
+        ("NEUROVOL_PIPELINE_CONCURRENCY", "4"),
+        ("NEUROVOL_SEGMENT_BRAIN_MASK", mask.as_str()),
+    ];
     let server = TestServer::start(&env4).await;
     let db = server.db().await;
     // two accounts: one account may have at most 3 uploads open at once
     let (b1, b2) = (signed_in(&server).await, signed_in(&server).await);
     let t = Instant::now();
-    let (a, c, d, e) = tokio::join!(upload_one(&b1, &zip), upload_one(&b1, &zip), upload_one(&b2, &zip), upload_one(&b2, &zip));
+    let (a, c, d, e) = tokio::join!(
+        upload_one(&b1, &zip),
+        upload_one(&b1, &zip),
+        upload_one(&b2, &zip),
+        upload_one(&b2, &zip)
+    );
     let scans = vec![a.0, c.0, d.0, e.0];
     wait_done(&db, &scans, &server).await;
-    let workers: Vec<(u32, u64)> = children(server.pid()).into_iter().filter_map(|p| vm_hwm_kib(p).map(|m| (p, m))).collect();
+    let workers: Vec<(u32, u64)> = children(server.pid())
+        .into_iter()
+        .filter_map(|p| vm_hwm_kib(p).map(|m| (p, m)))
+        .collect();
     println!(
         "4 uploads at once: all done in {:.1} s; server peak RSS (VmHWM) {:.0} MiB; worker peak {:?} MiB",
         t.elapsed().as_secs_f64(),
         vm_hwm_kib(server.pid()).unwrap_or(0) as f64 / 1024.0,
-        workers.iter().map(|(_, m)| (*m as f64 / 1024.0).round()).collect::<Vec<_>>()
+        workers
+            .iter()
+            .map(|(_, m)| (*m as f64 / 1024.0).round())
+            .collect::<Vec<_>>()
     );
 }

@@ -83,16 +83,24 @@ pub async fn sign_up(db: &Db, raw_email: &str, password: &str, confirm: &str) ->
     if inserted.rows_affected() == 0 {
         return Err(SignUpError::Rejected(AuthNotice::EmailUnavailable));
     }
-    Ok(UserInfo { id, email, discard_archive_default: false })
+    Ok(UserInfo {
+        id,
+        email,
+        discard_archive_default: false,
+    })
 }
 
 #[derive(Debug)]
 pub enum LogInError {
     /// Same outcome for unknown email and wrong password. `account`: the account whose
     /// password was wrong, for its own audit log only (never in the answer).
-    InvalidCredentials { account: Option<String> },
+    InvalidCredentials {
+        account: Option<String>,
+    },
     /// Too many failures; `account` as above.
-    Throttled { account: Option<String> },
+    Throttled {
+        account: Option<String>,
+    },
     Internal(anyhow::Error),
 }
 
@@ -107,7 +115,13 @@ pub fn account_throttle_key(email: &str) -> String {
     format!("acct:{}", sha256_hex(email.as_bytes()))
 }
 
-pub async fn log_in(db: &Db, config: &Config, raw_email: &str, password: &str, client_ip: &str) -> Result<UserInfo, LogInError> {
+pub async fn log_in(
+    db: &Db,
+    config: &Config,
+    raw_email: &str,
+    password: &str,
+    client_ip: &str,
+) -> Result<UserInfo, LogInError> {
     let email = raw_email.trim().to_lowercase();
     let row = sqlx::query("SELECT id, password_hash, discard_archive_default FROM users WHERE email = $1")
         .bind(&email)
@@ -121,9 +135,15 @@ pub async fn log_in(db: &Db, config: &Config, raw_email: &str, password: &str, c
         ),
         None => (None, dummy_hash().to_string(), false),
     };
-    check_password(db, config, &email, hash, password, client_ip).await.map_err(|e| e.for_account(user_id.clone()))?;
+    check_password(db, config, &email, hash, password, client_ip)
+        .await
+        .map_err(|e| e.for_account(user_id.clone()))?;
     match user_id {
-        Some(id) => Ok(UserInfo { id, email, discard_archive_default }),
+        Some(id) => Ok(UserInfo {
+            id,
+            email,
+            discard_archive_default,
+        }),
         None => Err(LogInError::InvalidCredentials { account: None }),
     }
 }
@@ -159,9 +179,13 @@ async fn check_password(
         return Err(LogInError::Throttled { account: None });
     }
     // Always one bcrypt verification, known email or not: same time, same answer.
-    let password_ok = password.len() <= app::auth_rules::PASSWORD_MAX_BYTES && bcrypt_verify(password.to_string(), hash).await;
+    let password_ok =
+        password.len() <= app::auth_rules::PASSWORD_MAX_BYTES && bcrypt_verify(password.to_string(), hash).await;
     if password_ok {
-        sqlx::query("DELETE FROM login_throttle WHERE throttle_key = $1").bind(&account_key).execute(db).await?;
+        sqlx::query("DELETE FROM login_throttle WHERE throttle_key = $1")
+            .bind(&account_key)
+            .execute(db)
+            .await?;
         Ok(())
     } else {
         record_failure(db, &account_key, window, now).await?;
@@ -172,8 +196,17 @@ async fn check_password(
 
 /// Re-authentication on the account page (deleting, changing the password): the signed-in
 /// account's password, with sign-in's throttling. `Ok(false)` for a wrong password.
-pub async fn confirm_password(db: &Db, config: &Config, user_id: &str, password: &str, client_ip: &str) -> Result<bool, LogInError> {
-    let row = sqlx::query("SELECT email, password_hash FROM users WHERE id = $1").bind(user_id).fetch_optional(db).await?;
+pub async fn confirm_password(
+    db: &Db,
+    config: &Config,
+    user_id: &str,
+    password: &str,
+    client_ip: &str,
+) -> Result<bool, LogInError> {
+    let row = sqlx::query("SELECT email, password_hash FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_optional(db)
+        .await?;
     let Some(row) = row else { return Ok(false) };
     let (email, hash): (String, String) = (row.try_get("email")?, row.try_get("password_hash")?);
     match check_password(db, config, &email, hash, password, client_ip).await {
@@ -204,16 +237,26 @@ pub async fn change_password(
     password: &str,
     confirm: &str,
 ) -> Result<u64, PasswordChangeError> {
-    let email: String = sqlx::query("SELECT email FROM users WHERE id = $1").bind(user_id).fetch_one(db).await?.try_get("email")?;
+    let email: String = sqlx::query("SELECT email FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_one(db)
+        .await?
+        .try_get("email")?;
     if let Some(rule) = password_problems(password, &email).first() {
         return Err(PasswordChangeError::Rejected(AuthNotice::Password(*rule)));
     }
     if password != confirm {
         return Err(PasswordChangeError::Rejected(AuthNotice::PasswordMismatch));
     }
-    let hash = bcrypt_hash(password.to_string()).await.map_err(PasswordChangeError::Internal)?;
+    let hash = bcrypt_hash(password.to_string())
+        .await
+        .map_err(PasswordChangeError::Internal)?;
     let mut tx = db.begin().await?;
-    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2").bind(&hash).bind(user_id).execute(&mut *tx).await?;
+    sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+        .bind(&hash)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
     let ended = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND token_hash <> $2")
         .bind(user_id)
         .bind(sha256_hex(keep_token.as_bytes()))
@@ -289,14 +332,20 @@ pub async fn session_user(db: &Db, token: &str) -> Result<Option<UserInfo>, sqlx
 }
 
 pub async fn end_session(db: &Db, token: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM sessions WHERE token_hash = $1").bind(sha256_hex(token.as_bytes())).execute(db).await?;
+    sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+        .bind(sha256_hex(token.as_bytes()))
+        .execute(db)
+        .await?;
     Ok(())
 }
 
 /// Drops expired sessions and stale throttle rows; run periodically.
 pub async fn purge_expired(db: &Db, config: &Config) -> Result<(), sqlx::Error> {
     let now = now_secs();
-    sqlx::query("DELETE FROM sessions WHERE expires_at <= $1").bind(now).execute(db).await?;
+    sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+        .bind(now)
+        .execute(db)
+        .await?;
     sqlx::query("DELETE FROM login_throttle WHERE window_start < $1")
         .bind(now - config.login_window_secs as i64)
         .execute(db)

@@ -166,15 +166,22 @@ impl Config {
         let file = match env("NEUROVOL_CONFIG") {
             Some(path) => {
                 let path = PathBuf::from(path);
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-                toml::from_str::<FileConfig>(&text)
-                    .map_err(|e| ConfigError::Parse { path, message: e.to_string() })?
+                let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
+                    path,
+                    message: e.to_string(),
+                })?
             }
             None => FileConfig::default(),
         };
 
-        let data_dir = env("NEUROVOL_DATA_DIR").map(PathBuf::from).or(file.data_dir).unwrap_or_else(|| "data".into());
+        let data_dir = env("NEUROVOL_DATA_DIR")
+            .map(PathBuf::from)
+            .or(file.data_dir)
+            .unwrap_or_else(|| "data".into());
         let listen = match env("LEPTOS_SITE_ADDR") {
             Some(v) => v.parse().map_err(|e: std::net::AddrParseError| ConfigError::Env {
                 name: "LEPTOS_SITE_ADDR",
@@ -182,9 +189,17 @@ impl Config {
             })?,
             None => file.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000))),
         };
-        let database_url = env("NEUROVOL_DATABASE_URL").or(file.database_url).filter(|s| !s.is_empty());
-        let assets_dir = env("NEUROVOL_ASSETS").map(PathBuf::from).or(file.assets_dir).unwrap_or_else(|| "assets".into());
-        let site_root = env("LEPTOS_SITE_ROOT").map(PathBuf::from).or(file.site_root).unwrap_or_else(default_site_root);
+        let database_url = env("NEUROVOL_DATABASE_URL")
+            .or(file.database_url)
+            .filter(|s| !s.is_empty());
+        let assets_dir = env("NEUROVOL_ASSETS")
+            .map(PathBuf::from)
+            .or(file.assets_dir)
+            .unwrap_or_else(|| "assets".into());
+        let site_root = env("LEPTOS_SITE_ROOT")
+            .map(PathBuf::from)
+            .or(file.site_root)
+            .unwrap_or_else(default_site_root);
         let public_url = env("NEUROVOL_PUBLIC_URL")
             .or(file.public_url)
             .unwrap_or_else(|| format!("http://{listen}"))
@@ -198,22 +213,36 @@ impl Config {
             assets_dir,
             site_root,
             public_url,
-            session_days: parse_env(&env, "NEUROVOL_SESSION_DAYS")?.or(file.session_days).unwrap_or(7),
+            session_days: parse_env(&env, "NEUROVOL_SESSION_DAYS")?
+                .or(file.session_days)
+                .unwrap_or(7),
             login_max_failures_per_account: parse_env(&env, "NEUROVOL_LOGIN_MAX_FAILURES_PER_ACCOUNT")?
                 .or(file.login_max_failures_per_account)
                 .unwrap_or(5),
             login_max_failures_per_ip: parse_env(&env, "NEUROVOL_LOGIN_MAX_FAILURES_PER_IP")?
                 .or(file.login_max_failures_per_ip)
                 .unwrap_or(20),
-            login_window_secs: parse_env(&env, "NEUROVOL_LOGIN_WINDOW_SECS")?.or(file.login_window_secs).unwrap_or(15 * 60),
-            trust_forwarded_for: parse_flag(&env, "NEUROVOL_TRUST_FORWARDED_FOR")?.or(file.trust_forwarded_for).unwrap_or(false),
-            object_url_key: env("NEUROVOL_OBJECT_URL_KEY").map(Secret).or(file.object_url_key).filter(|k| !k.0.is_empty()),
+            login_window_secs: parse_env(&env, "NEUROVOL_LOGIN_WINDOW_SECS")?
+                .or(file.login_window_secs)
+                .unwrap_or(15 * 60),
+            trust_forwarded_for: parse_flag(&env, "NEUROVOL_TRUST_FORWARDED_FOR")?
+                .or(file.trust_forwarded_for)
+                .unwrap_or(false),
+            object_url_key: env("NEUROVOL_OBJECT_URL_KEY")
+                .map(Secret)
+                .or(file.object_url_key)
+                .filter(|k| !k.0.is_empty()),
             object_url_base: env("NEUROVOL_OBJECT_URL_BASE")
                 .or(file.object_url_base)
                 .filter(|s| !s.is_empty())
                 .map(|s| s.trim_end_matches('/').to_string()),
-            runpod_endpoint_id: env("NEUROVOL_RUNPOD_ENDPOINT_ID").or(file.runpod_endpoint_id).filter(|s| !s.is_empty()),
-            runpod_api_key: env("NEUROVOL_RUNPOD_API_KEY").map(Secret).or(file.runpod_api_key).filter(|k| !k.0.is_empty()),
+            runpod_endpoint_id: env("NEUROVOL_RUNPOD_ENDPOINT_ID")
+                .or(file.runpod_endpoint_id)
+                .filter(|s| !s.is_empty()),
+            runpod_api_key: env("NEUROVOL_RUNPOD_API_KEY")
+                .map(Secret)
+                .or(file.runpod_api_key)
+                .filter(|k| !k.0.is_empty()),
             runpod_base_url: env("NEUROVOL_RUNPOD_BASE_URL")
                 .or(file.runpod_base_url)
                 .filter(|s| !s.is_empty())
@@ -221,28 +250,61 @@ impl Config {
                 .trim_end_matches('/')
                 .to_string(),
             worker_bin: env("NEUROVOL_WORKER_BIN").map(PathBuf::from).or(file.worker_bin),
-            s3_endpoint: env("NEUROVOL_S3_ENDPOINT").or(file.s3_endpoint).filter(|s| !s.is_empty()),
+            s3_endpoint: env("NEUROVOL_S3_ENDPOINT")
+                .or(file.s3_endpoint)
+                .filter(|s| !s.is_empty()),
             s3_bucket: env("NEUROVOL_S3_BUCKET").or(file.s3_bucket).filter(|s| !s.is_empty()),
-            s3_access_key_id: env("NEUROVOL_S3_ACCESS_KEY_ID").or(file.s3_access_key_id).filter(|s| !s.is_empty()),
+            s3_access_key_id: env("NEUROVOL_S3_ACCESS_KEY_ID")
+                .or(file.s3_access_key_id)
+                .filter(|s| !s.is_empty()),
             s3_secret_access_key: env("NEUROVOL_S3_SECRET_ACCESS_KEY")
                 .map(Secret)
                 .or(file.s3_secret_access_key)
                 .filter(|k| !k.0.is_empty()),
-            s3_region: env("NEUROVOL_S3_REGION").or(file.s3_region).filter(|s| !s.is_empty()).unwrap_or_else(|| "auto".into()),
-            pipeline_concurrency: parse_env(&env, "NEUROVOL_PIPELINE_CONCURRENCY")?.or(file.pipeline_concurrency).unwrap_or(2),
-            job_lease_secs: parse_env(&env, "NEUROVOL_JOB_LEASE_SECS")?.or(file.job_lease_secs).unwrap_or(60).max(3),
-            job_max_attempts: parse_env(&env, "NEUROVOL_JOB_MAX_ATTEMPTS")?.or(file.job_max_attempts).unwrap_or(6).max(1),
-            job_backoff_secs: parse_env(&env, "NEUROVOL_JOB_BACKOFF_SECS")?.or(file.job_backoff_secs).unwrap_or(5),
+            s3_region: env("NEUROVOL_S3_REGION")
+                .or(file.s3_region)
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "auto".into()),
+            pipeline_concurrency: parse_env(&env, "NEUROVOL_PIPELINE_CONCURRENCY")?
+                .or(file.pipeline_concurrency)
+                .unwrap_or(2),
+            job_lease_secs: parse_env(&env, "NEUROVOL_JOB_LEASE_SECS")?
+                .or(file.job_lease_secs)
+                .unwrap_or(60)
+                .max(3),
+            job_max_attempts: parse_env(&env, "NEUROVOL_JOB_MAX_ATTEMPTS")?
+                .or(file.job_max_attempts)
+                .unwrap_or(6)
+                .max(1),
+            job_backoff_secs: parse_env(&env, "NEUROVOL_JOB_BACKOFF_SECS")?
+                .or(file.job_backoff_secs)
+                .unwrap_or(5),
             segment_model: env("NEUROVOL_SEGMENT_MODEL")
                 .or(file.segment_model)
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| volumetry::ModelId::DEFAULT.folder().into()),
-            segment_brain_mask: parse_flag(&env, "NEUROVOL_SEGMENT_BRAIN_MASK")?.or(file.segment_brain_mask).unwrap_or(true),
-            segment_timeout_secs: parse_env(&env, "NEUROVOL_SEGMENT_TIMEOUT_SECS")?.or(file.segment_timeout_secs).unwrap_or(1800),
-            dcm2niix: env("NEUROVOL_DCM2NIIX").map(PathBuf::from).or(file.dcm2niix).unwrap_or_else(|| "dcm2niix".into()),
-            upload_max_bytes: parse_env(&env, "NEUROVOL_UPLOAD_MAX_BYTES")?.or(file.upload_max_bytes).unwrap_or(1 << 30).max(1),
-            upload_expiry_secs: parse_env(&env, "NEUROVOL_UPLOAD_EXPIRY_SECS")?.or(file.upload_expiry_secs).unwrap_or(86_400).max(1),
-            upload_sweep_secs: parse_env(&env, "NEUROVOL_UPLOAD_SWEEP_SECS")?.or(file.upload_sweep_secs).unwrap_or(600).max(1),
+            segment_brain_mask: parse_flag(&env, "NEUROVOL_SEGMENT_BRAIN_MASK")?
+                .or(file.segment_brain_mask)
+                .unwrap_or(true),
+            segment_timeout_secs: parse_env(&env, "NEUROVOL_SEGMENT_TIMEOUT_SECS")?
+                .or(file.segment_timeout_secs)
+                .unwrap_or(1800),
+            dcm2niix: env("NEUROVOL_DCM2NIIX")
+                .map(PathBuf::from)
+                .or(file.dcm2niix)
+                .unwrap_or_else(|| "dcm2niix".into()),
+            upload_max_bytes: parse_env(&env, "NEUROVOL_UPLOAD_MAX_BYTES")?
+                .or(file.upload_max_bytes)
+                .unwrap_or(1 << 30)
+                .max(1),
+            upload_expiry_secs: parse_env(&env, "NEUROVOL_UPLOAD_EXPIRY_SECS")?
+                .or(file.upload_expiry_secs)
+                .unwrap_or(86_400)
+                .max(1),
+            upload_sweep_secs: parse_env(&env, "NEUROVOL_UPLOAD_SWEEP_SECS")?
+                .or(file.upload_sweep_secs)
+                .unwrap_or(600)
+                .max(1),
             upload_creates_per_hour: parse_env(&env, "NEUROVOL_UPLOAD_CREATES_PER_HOUR")?
                 .or(file.upload_creates_per_hour)
                 .unwrap_or(30)
@@ -277,7 +339,12 @@ impl Config {
     /// The S3/R2 settings when the S3 store is configured; an error names what is missing
     /// when only some of its settings are given.
     pub fn s3_settings(&self) -> Result<Option<crate::object_store::S3Settings>, ConfigError> {
-        let parts = (&self.s3_endpoint, &self.s3_bucket, &self.s3_access_key_id, &self.s3_secret_access_key);
+        let parts = (
+            &self.s3_endpoint,
+            &self.s3_bucket,
+            &self.s3_access_key_id,
+            &self.s3_secret_access_key,
+        );
         match parts {
             (None, None, None, None) => Ok(None),
             (Some(endpoint), Some(bucket), Some(key_id), Some(secret)) => Ok(Some(crate::object_store::S3Settings {
@@ -313,12 +380,20 @@ impl Config {
     }
 }
 
-fn parse_env<T: std::str::FromStr>(env: &impl Fn(&str) -> Option<String>, name: &'static str) -> Result<Option<T>, ConfigError>
+fn parse_env<T: std::str::FromStr>(
+    env: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<T>, ConfigError>
 where
     T::Err: std::fmt::Display,
 {
     env(name)
-        .map(|v| v.trim().parse::<T>().map_err(|e| ConfigError::Env { name, message: e.to_string() }))
+        .map(|v| {
+            v.trim().parse::<T>().map_err(|e| ConfigError::Env {
+                name,
+                message: e.to_string(),
+            })
+        })
         .transpose()
 }
 
@@ -328,7 +403,10 @@ fn parse_flag(env: &impl Fn(&str) -> Option<String>, name: &'static str) -> Resu
         .map(|v| match v.trim().to_ascii_lowercase().as_str() {
             "1" | "true" | "yes" | "on" => Ok(true),
             "0" | "false" | "no" | "off" => Ok(false),
-            other => Err(ConfigError::Env { name, message: format!("expected true or false, not {other:?}") }),
+            other => Err(ConfigError::Env {
+                name,
+                message: format!("expected true or false, not {other:?}"),
+            }),
         })
         .transpose()
 }
@@ -370,8 +448,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("nv-config-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("neurovol.toml");
-        std::fs::write(&file, "data_dir = \"/srv/nv\"\nsession_days = 3\npublic_url = \"https://nv.example/\"\n").unwrap();
-        let c = cfg(&[("NEUROVOL_CONFIG", file.to_str().unwrap()), ("NEUROVOL_SESSION_DAYS", "9")]).unwrap();
+        std::fs::write(
+            &file,
+            "data_dir = \"/srv/nv\"\nsession_days = 3\npublic_url = \"https://nv.example/\"\n",
+        )
+        .unwrap();
+        let c = cfg(&[
+            ("NEUROVOL_CONFIG", file.to_str().unwrap()),
+            ("NEUROVOL_SESSION_DAYS", "9"),
+        ])
+        .unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/srv/nv"));
         assert_eq!(c.session_days, 9);

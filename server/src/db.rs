@@ -28,7 +28,13 @@ pub fn migrator() -> Migrator {
         MIGRATIONS
             .iter()
             .map(|(version, description, sql)| {
-                Migration::new(*version, Cow::Borrowed(*description), MigrationType::Simple, sql.into_sql_str(), false)
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*description),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
             })
             .collect(),
     )
@@ -99,7 +105,13 @@ pub fn get_enum<T>(row: &sqlx::any::AnyRow, column: &str, parse: fn(&str) -> Opt
 mod tests {
     #[test]
     fn passwords_never_printed() {
-        assert_eq!(super::redact_url("postgres://nv:secret@127.0.0.1:5432/nv"), "postgres://***@127.0.0.1:5432/nv");
-        assert_eq!(super::redact_url("sqlite://data/neurovol.db"), "sqlite://data/neurovol.db");
+        assert_eq!(
+            super::redact_url("postgres://nv:secret@127.0.0.1:5432/nv"),
+            "postgres://***@127.0.0.1:5432/nv"
+        );
+        assert_eq!(
+            super::redact_url("sqlite://data/neurovol.db"),
+            "sqlite://data/neurovol.db"
+        );
     }
 }

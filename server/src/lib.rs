@@ -57,7 +57,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // where the worker fetches the local store's signed URLs (the bound port if it was 0)
     let object_url_base = config.object_url_base.clone().unwrap_or_else(|| {
         if config.public_url.ends_with(":0") {
-            format!("http://{}", listener.local_addr().map(|a| a.to_string()).unwrap_or_default())
+            format!(
+                "http://{}",
+                listener.local_addr().map(|a| a.to_string()).unwrap_or_default()
+            )
         } else {
             config.public_url.clone()
         }
@@ -75,7 +78,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         deletions.clone(),
     )
     .spawn();
-    let csrf = web::csrf::CsrfKey::from_config(&config).map_err(|e| anyhow::anyhow!("cannot load the server secret: {e}"))?;
+    let csrf =
+        web::csrf::CsrfKey::from_config(&config).map_err(|e| anyhow::anyhow!("cannot load the server secret: {e}"))?;
     let state = web::AppState {
         leptos: web::leptos_options(&config),
         privacy: Arc::new(web::privacy::facts(&config)),

@@ -36,8 +36,14 @@ fn init_logging() {
     // JSON lines when NEUROVOL_LOG_FORMAT=json (for collectors), readable text otherwise.
     let filter = EnvFilter::try_from_env("NEUROVOL_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let json = std::env::var("NEUROVOL_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if json { builder.json().init() } else { builder.with_ansi(false).init() }
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init()
+    } else {
+        builder.with_ansi(false).init()
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -94,7 +100,10 @@ fn main() -> std::process::ExitCode {
             Command::Migrate => {
                 let db = db::connect(&config).await?;
                 db::migrate(&db).await?;
-                println!("migrations applied ({})", db::redact_url(&config.effective_database_url()));
+                println!(
+                    "migrations applied ({})",
+                    db::redact_url(&config.effective_database_url())
+                );
                 Ok(())
             }
         }

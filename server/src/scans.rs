@@ -50,11 +50,7 @@ impl ScanStore for DbScanStore {
         })
     }
 
-    fn get(
-        &self,
-        user_id: String,
-        scan_id: String,
-    ) -> BoxFuture<Result<Option<ScanDetail>, String>> {
+    fn get(&self, user_id: String, scan_id: String) -> BoxFuture<Result<Option<ScanDetail>, String>> {
         let db = self.db.clone();
         Box::pin(async move {
             let row = sqlx::query(
@@ -68,7 +64,10 @@ impl ScanStore for DbScanStore {
             .await
             .map_err(|e| e.to_string())?;
             let Some(row) = row else { return Ok(None) };
-            detail_from(&db, &scan_id, &row).await.map(Some).map_err(|e| e.to_string())
+            detail_from(&db, &scan_id, &row)
+                .await
+                .map(Some)
+                .map_err(|e| e.to_string())
         })
     }
 }
@@ -76,8 +75,11 @@ impl ScanStore for DbScanStore {
 async fn detail_from(db: &Db, scan_id: &str, row: &sqlx::any::AnyRow) -> Result<ScanDetail, sqlx::Error> {
     let summary = summary_from(row)?;
     let object_bytes = row.try_get::<i64, _>("object_bytes")?.max(0) as u64;
-    let stored: StoredDeidReport = serde_json::from_str(&row.try_get::<String, _>("report_json")?)
-        .map_err(|e| sqlx::Error::ColumnDecode { index: "report_json".into(), source: Box::new(e) })?;
+    let stored: StoredDeidReport =
+        serde_json::from_str(&row.try_get::<String, _>("report_json")?).map_err(|e| sqlx::Error::ColumnDecode {
+            index: "report_json".into(),
+            source: Box::new(e),
+        })?;
     let r = &stored.report;
     let conversion: Option<crate::pipeline::ConversionFacts> = row
         .try_get::<Option<String>, _>("conversion_json")?
@@ -91,32 +93,35 @@ async fn detail_from(db: &Db, scan_id: &str, row: &sqlx::any::AnyRow) -> Result<
     } else if let Some(c) = &conversion {
         warnings.extend(c.warnings.iter().map(|w| (w.code.clone(), w.message.clone())));
     }
-    let regions = sqlx::query("SELECT name, volume_mm3, percentile, flag FROM scan_regions WHERE scan_id = $1 ORDER BY label, name")
-        .bind(scan_id)
-        .fetch_all(db)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(app::scans_api::RegionRow {
-                name: r.try_get("name")?,
-                volume_mm3: r.try_get("volume_mm3")?,
-                percentile: r.try_get("percentile")?,
-                flag: r.try_get("flag")?,
-            })
+    let regions = sqlx::query(
+        "SELECT name, volume_mm3, percentile, flag FROM scan_regions WHERE scan_id = $1 ORDER BY label, name",
+    )
+    .bind(scan_id)
+    .fetch_all(db)
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(app::scans_api::RegionRow {
+            name: r.try_get("name")?,
+            volume_mm3: r.try_get("volume_mm3")?,
+            percentile: r.try_get("percentile")?,
+            flag: r.try_get("flag")?,
         })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
     // a queued job with attempts behind it is waiting for a service to answer
-    let retrying = sqlx::query("SELECT step, attempts FROM jobs WHERE scan_id = $1 AND state = 'queued' AND attempts > 0")
-        .bind(scan_id)
-        .fetch_optional(db)
-        .await?
-        .map(|j| {
-            Ok::<_, sqlx::Error>(app::scans_api::Retrying {
-                step: crate::db::get_enum(&j, "step", app::scans_api::Step::parse)?,
-                attempts: u32::try_from(j.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+    let retrying =
+        sqlx::query("SELECT step, attempts FROM jobs WHERE scan_id = $1 AND state = 'queued' AND attempts > 0")
+            .bind(scan_id)
+            .fetch_optional(db)
+            .await?
+            .map(|j| {
+                Ok::<_, sqlx::Error>(app::scans_api::Retrying {
+                    step: crate::db::get_enum(&j, "step", app::scans_api::Step::parse)?,
+                    attempts: u32::try_from(j.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+                })
             })
-        })
-        .transpose()?;
+            .transpose()?;
     Ok(ScanDetail {
         retrying,
         summary,
@@ -145,7 +150,12 @@ pub enum FileSource {
 
 /// A file of the account's scan, or `None` when the account has no such scan or the scan
 /// has no such file (yet, or any more): the two answer alike.
-pub async fn file_source(db: &Db, user_id: &str, scan_id: &str, file: app::scans_api::ScanFile) -> Result<Option<FileSource>, sqlx::Error> {
+pub async fn file_source(
+    db: &Db,
+    user_id: &str,
+    scan_id: &str,
+    file: app::scans_api::ScanFile,
+) -> Result<Option<FileSource>, sqlx::Error> {
     use app::scans_api::ScanFile;
     let row = sqlx::query(
         "SELECT status, archive_deleted, object_key, nifti_key, labels_key, volumes_key, result_json FROM scans \
@@ -160,7 +170,10 @@ pub async fn file_source(db: &Db, user_id: &str, scan_id: &str, file: app::scans
     if !ScanFile::available(status, row.try_get::<i64, _>("archive_deleted")? != 0).contains(&file) {
         return Ok(None);
     }
-    let key = |column: &str| row.try_get::<Option<String>, _>(column).map(|k| k.map(FileSource::Object));
+    let key = |column: &str| {
+        row.try_get::<Option<String>, _>(column)
+            .map(|k| k.map(FileSource::Object))
+    };
     Ok(match file {
         ScanFile::Archive => key("object_key")?,
         ScanFile::Volume => key("nifti_key")?,
@@ -177,12 +190,18 @@ pub async fn file_source(db: &Db, user_id: &str, scan_id: &str, file: app::scans
 
 /// The regions table as CSV: region, label, volume (mm³), percentile, flag.
 pub async fn regions_csv(db: &Db, scan_id: &str) -> Result<String, sqlx::Error> {
-    let rows = sqlx::query("SELECT name, label, volume_mm3, percentile, flag FROM scan_regions WHERE scan_id = $1 ORDER BY label, name")
-        .bind(scan_id)
-        .fetch_all(db)
-        .await?;
+    let rows = sqlx::query(
+        "SELECT name, label, volume_mm3, percentile, flag FROM scan_regions WHERE scan_id = $1 ORDER BY label, name",
+    )
+    .bind(scan_id)
+    .fetch_all(db)
+    .await?;
     let field = |s: &str| {
-        if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
     };
     let mut csv = String::from("region,label,volume_mm3,percentile,flag\n");
     for r in &rows {

@@ -27,7 +27,9 @@ pub fn new_key(suffix: &str) -> String {
 pub fn valid_key(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= 128
-        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
         && !key.starts_with('.')
 }
 
@@ -49,7 +51,9 @@ impl ObjectFolder {
     pub async fn put_file(&self, key: &str, src: &Path) -> io::Result<u64> {
         let dst = self.path(key)?;
         tokio::fs::create_dir_all(&self.root).await?;
-        let staging = self.root.join(format!(".incoming-{}", hex::encode(rand::random::<[u8; 8]>())));
+        let staging = self
+            .root
+            .join(format!(".incoming-{}", hex::encode(rand::random::<[u8; 8]>())));
         if tokio::fs::rename(src, &staging).await.is_err() {
             // another file system: copy, then remove the source
             if let Err(e) = tokio::fs::copy(src, &staging).await {
@@ -110,23 +114,32 @@ pub struct UrlSigner {
 
 impl std::fmt::Debug for UrlSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UrlSigner").field("base_url", &self.base_url).finish_non_exhaustive()
+        f.debug_struct("UrlSigner")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
     }
 }
 
 fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl UrlSigner {
     /// `base_url`: where the app is reachable from the worker (no trailing slash needed).
     pub fn new(secret: impl Into<Vec<u8>>, base_url: &str) -> UrlSigner {
-        UrlSigner { secret: secret.into(), base_url: base_url.trim_end_matches('/').to_string() }
+        UrlSigner {
+            secret: secret.into(),
+            base_url: base_url.trim_end_matches('/').to_string(),
+        }
     }
 
     fn mac(&self, method: &str, key: &str, exp: u64) -> hmac::Hmac<sha2::Sha256> {
         use hmac::Mac;
-        let mut mac = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.secret).expect("HMAC takes keys of any length");
+        let mut mac =
+            <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.secret).expect("HMAC takes keys of any length");
         mac.update(format!("neurovol-object-url-v1\n{method}\n{key}\n{exp}").as_bytes());
         mac
     }
@@ -135,10 +148,16 @@ impl UrlSigner {
     pub fn sign_until(&self, key: &str, method: &str, expires_at: u64) -> io::Result<String> {
         use hmac::Mac;
         if !valid_key(key) || !matches!(method, "GET" | "PUT") {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "invalid object key or method"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "invalid object key or method",
+            ));
         }
         let sig = hex::encode(self.mac(method, key, expires_at).finalize().into_bytes());
-        Ok(format!("{}/objects/{key}?method={method}&exp={expires_at}&sig={sig}", self.base_url))
+        Ok(format!(
+            "{}/objects/{key}?method={method}&exp={expires_at}&sig={sig}",
+            self.base_url
+        ))
     }
 
     /// [`UrlSigner::sign_until`] now + `ttl` (capped at [`MAX_SIGNED_URL_TTL`]).
@@ -149,13 +168,17 @@ impl UrlSigner {
     /// Checks a request's `method`, `exp` and `sig` (constant-time comparison).
     pub fn verify(&self, key: &str, method: &str, exp: Option<&str>, sig: Option<&str>) -> Result<(), SignatureError> {
         use hmac::Mac;
-        let (Some(exp), Some(sig)) = (exp, sig) else { return Err(SignatureError::Malformed) };
+        let (Some(exp), Some(sig)) = (exp, sig) else {
+            return Err(SignatureError::Malformed);
+        };
         let exp: u64 = exp.parse().map_err(|_| SignatureError::Malformed)?;
         let sig = hex::decode(sig).map_err(|_| SignatureError::Malformed)?;
         if !valid_key(key) || !matches!(method, "GET" | "PUT") {
             return Err(SignatureError::Invalid);
         }
-        self.mac(method, key, exp).verify_slice(&sig).map_err(|_| SignatureError::Invalid)?;
+        self.mac(method, key, exp)
+            .verify_slice(&sig)
+            .map_err(|_| SignatureError::Invalid)?;
         if unix_now() > exp {
             return Err(SignatureError::Expired);
         }
@@ -169,7 +192,10 @@ impl UrlSigner {
 pub fn load_or_create_secret(configured: Option<&str>, data_dir: &Path) -> io::Result<Vec<u8>> {
     if let Some(s) = configured.filter(|s| !s.is_empty()) {
         if s.len() < 32 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "the object URL key must have at least 32 characters"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the object URL key must have at least 32 characters",
+            ));
         }
         return Ok(s.as_bytes().to_vec());
     }
@@ -177,9 +203,13 @@ pub fn load_or_create_secret(configured: Option<&str>, data_dir: &Path) -> io::R
     let path = dir.join("object-url.key");
     let read = |p: &Path| -> io::Result<Vec<u8>> {
         let text = std::fs::read_to_string(p)?;
-        let key = hex::decode(text.trim()).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "corrupt object URL key file"))?;
+        let key = hex::decode(text.trim())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "corrupt object URL key file"))?;
         if key.len() < 16 {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "object URL key file too short"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "object URL key file too short",
+            ));
         }
         Ok(key)
     };
@@ -218,23 +248,47 @@ mod tests {
     fn signed_urls_verify_and_expire() {
         let s = UrlSigner::new(b"0123456789abcdef0123456789abcdef".to_vec(), "http://127.0.0.1:3000/");
         let url = s.sign("abc.nii.gz", "GET", std::time::Duration::from_secs(60)).unwrap();
-        assert!(url.starts_with("http://127.0.0.1:3000/objects/abc.nii.gz?method=GET&exp="), "{url}");
+        assert!(
+            url.starts_with("http://127.0.0.1:3000/objects/abc.nii.gz?method=GET&exp="),
+            "{url}"
+        );
         let q: std::collections::HashMap<String, String> =
-            form_urlencoded::parse(url.split_once('?').unwrap().1.as_bytes()).into_owned().collect();
+            form_urlencoded::parse(url.split_once('?').unwrap().1.as_bytes())
+                .into_owned()
+                .collect();
         let (exp, sig) = (q.get("exp").map(String::as_str), q.get("sig").map(String::as_str));
         assert_eq!(s.verify("abc.nii.gz", "GET", exp, sig), Ok(()));
         assert_eq!(s.verify("abc.nii.gz", "PUT", exp, sig), Err(SignatureError::Invalid));
         assert_eq!(s.verify("abd.nii.gz", "GET", exp, sig), Err(SignatureError::Invalid));
         let later = (unix_now() + 3600).to_string();
-        assert_eq!(s.verify("abc.nii.gz", "GET", Some(&later), sig), Err(SignatureError::Invalid));
+        assert_eq!(
+            s.verify("abc.nii.gz", "GET", Some(&later), sig),
+            Err(SignatureError::Invalid)
+        );
         assert_eq!(s.verify("abc.nii.gz", "GET", exp, None), Err(SignatureError::Malformed));
-        assert_eq!(s.verify("abc.nii.gz", "GET", exp, Some("zz")), Err(SignatureError::Malformed));
+        assert_eq!(
+            s.verify("abc.nii.gz", "GET", exp, Some("zz")),
+            Err(SignatureError::Malformed)
+        );
         let other = UrlSigner::new(b"another secret, also 32 bytes long!".to_vec(), "http://x");
-        assert_eq!(other.verify("abc.nii.gz", "GET", exp, sig), Err(SignatureError::Invalid));
+        assert_eq!(
+            other.verify("abc.nii.gz", "GET", exp, sig),
+            Err(SignatureError::Invalid)
+        );
         let old = s.sign_until("abc.nii.gz", "GET", unix_now() - 1).unwrap();
         let q: std::collections::HashMap<String, String> =
-            form_urlencoded::parse(old.split_once('?').unwrap().1.as_bytes()).into_owned().collect();
-        assert_eq!(s.verify("abc.nii.gz", "GET", q.get("exp").map(String::as_str), q.get("sig").map(String::as_str)), Err(SignatureError::Expired));
+            form_urlencoded::parse(old.split_once('?').unwrap().1.as_bytes())
+                .into_owned()
+                .collect();
+        assert_eq!(
+            s.verify(
+                "abc.nii.gz",
+                "GET",
+                q.get("exp").map(String::as_str),
+                q.get("sig").map(String::as_str)
+            ),
+            Err(SignatureError::Expired)
+        );
         assert!(s.sign("../x", "GET", std::time::Duration::from_secs(1)).is_err());
         assert!(s.sign("x", "DELETE", std::time::Duration::from_secs(1)).is_err());
     }
@@ -249,11 +303,17 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.join("secrets/object-url.key")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.join("secrets/object-url.key"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o077, 0, "secret readable by others: {mode:o}");
         }
         assert!(load_or_create_secret(Some("short"), &dir).is_err());
-        assert_eq!(load_or_create_secret(Some("k".repeat(40).as_str()), &dir).unwrap(), b"k".repeat(40));
+        assert_eq!(
+            load_or_create_secret(Some("k".repeat(40).as_str()), &dir).unwrap(),
+            b"k".repeat(40)
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -23,7 +23,11 @@ fn analyze(input: &Path, out: &Path) -> std::process::Output {
 
 fn listing(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -34,7 +38,10 @@ fn temp_entries() -> Vec<PathBuf> {
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("neurovol-analyze")))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("neurovol-analyze"))
+        })
         .collect()
 }
 
@@ -49,7 +56,10 @@ fn analyze_writes_the_four_outputs_and_keeps_nothing_identifying() {
     let res = analyze(&small, &out);
     let stderr = String::from_utf8_lossy(&res.stderr);
     assert!(res.status.success(), "{stderr}");
-    assert_eq!(listing(&out), ["labels.nii.gz", "report.json", "volume.nii.gz", "volumes.json"]);
+    assert_eq!(
+        listing(&out),
+        ["labels.nii.gz", "report.json", "volume.nii.gz", "volumes.json"]
+    );
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     for key in ["age_years", "sex", "study_date", "model", "icv_mm3", "regions"] {
         assert!(report.get(key).is_some(), "report.json has {key}: {report}");
@@ -58,7 +68,13 @@ fn analyze_writes_the_four_outputs_and_keeps_nothing_identifying() {
     let regions = report["regions"].as_array().unwrap();
     assert_eq!(regions.len(), 103);
     for r in regions {
-        assert!(r["name"].is_string() && r["volume_mm3"].is_number() && r.get("percentile").is_some() && r.get("flag").is_some(), "{r}");
+        assert!(
+            r["name"].is_string()
+                && r["volume_mm3"].is_number()
+                && r.get("percentile").is_some()
+                && r.get("flag").is_some(),
+            "{r}"
+        );
     }
     // the small head fails the quality checks: flagged, not scored
     assert_eq!(report["quality_ok"], false);
@@ -74,7 +90,10 @@ fn analyze_of_the_phi_fixture_has_no_canary_in_its_outputs() {
     let out = dir.join("out");
     let res = analyze(&fixtures().join("t1_mprage_sag_phi.zip"), &out);
     assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
-    let mut blobs = vec![("stderr".to_string(), res.stderr.clone()), ("stdout".to_string(), res.stdout.clone())];
+    let mut blobs = vec![
+        ("stderr".to_string(), res.stderr.clone()),
+        ("stdout".to_string(), res.stdout.clone()),
+    ];
     for name in listing(&out) {
         let bytes = std::fs::read(out.join(&name)).unwrap();
         if name.ends_with(".gz") {
@@ -90,7 +109,12 @@ fn analyze_of_the_phi_fixture_has_no_canary_in_its_outputs() {
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["age_years"], 67);
     assert_eq!(report["sex"], "F");
-    let hippo = report["regions"].as_array().unwrap().iter().find(|r| r["name"] == "Left-Hippocampus").unwrap();
+    let hippo = report["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "Left-Hippocampus")
+        .unwrap();
     assert!(hippo["percentile"].is_number(), "{hippo}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -105,7 +129,10 @@ fn refused_input_exits_non_zero_with_one_line_and_writes_nothing() {
         assert!(!res.status.success());
         let stderr = String::from_utf8_lossy(&res.stderr);
         let last = stderr.lines().last().unwrap_or_default();
-        assert!(last.starts_with("neurovol: the scan was refused: ") && last.contains(expect), "{stderr}");
+        assert!(
+            last.starts_with("neurovol: the scan was refused: ") && last.contains(expect),
+            "{stderr}"
+        );
         assert!(!out.exists(), "no output for refused input");
         assert_eq!(temp_entries(), before, "the temp dir is removed");
     }
@@ -115,6 +142,9 @@ fn refused_input_exits_non_zero_with_one_line_and_writes_nothing() {
     let res = analyze(&gap, &dir.join("gap-out"));
     assert!(!res.status.success());
     let stderr = String::from_utf8_lossy(&res.stderr);
-    assert!(stderr.lines().last().unwrap_or_default().contains("refused"), "{stderr}");
+    assert!(
+        stderr.lines().last().unwrap_or_default().contains("refused"),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

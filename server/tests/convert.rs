@@ -8,7 +8,6 @@
 //! low resolution, coverage, units) are tested on synthetic headers through the same
 //! `check_volume` that `convert` calls.
 
-
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -37,7 +36,10 @@ struct TestDir(PathBuf);
 
 impl TestDir {
     fn new(tag: &str) -> TestDir {
-        let dir = std::env::temp_dir().join(format!("neurovol-convert-{tag}-{}", hex::encode(rand::random::<[u8; 6]>())));
+        let dir = std::env::temp_dir().join(format!(
+            "neurovol-convert-{tag}-{}",
+            hex::encode(rand::random::<[u8; 6]>())
+        ));
         fs::create_dir(&dir).unwrap();
         TestDir(dir)
     }
@@ -95,7 +97,11 @@ fn convert_checked(zip: &Path, work: &Path, settings: &ConvertSettings) -> Resul
     match &result {
         Ok(c) => {
             assert_eq!(c.nifti, work.join("out/volume.nii.gz"));
-            assert_eq!(left, BTreeSet::from(["out/".to_string(), "out/volume.nii.gz".to_string()]), "work after success");
+            assert_eq!(
+                left,
+                BTreeSet::from(["out/".to_string(), "out/volume.nii.gz".to_string()]),
+                "work after success"
+            );
         }
         Err(e) => assert!(left.is_empty(), "work after {e:?}: {left:?}"),
     }
@@ -110,7 +116,11 @@ fn convert_checked(zip: &Path, work: &Path, settings: &ConvertSettings) -> Resul
         .cloned()
         .collect();
     assert!(leaked.is_empty(), "new temp-dir entries: {leaked:?}");
-    assert!(processes_mentioning(work).is_empty(), "a process still uses {}", work.display());
+    assert!(
+        processes_mentioning(work).is_empty(),
+        "a process still uses {}",
+        work.display()
+    );
     result
 }
 
@@ -119,18 +129,25 @@ fn processes_mentioning(path: &Path) -> Vec<u32> {
     let needle = path.to_string_lossy().into_owned();
     let mut pids = Vec::new();
     for e in fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
         if let Ok(cmd) = fs::read(e.path().join("cmdline"))
-            && String::from_utf8_lossy(&cmd).contains(&needle) && !is_zombie(pid) {
-                pids.push(pid);
-            }
+            && String::from_utf8_lossy(&cmd).contains(&needle)
+            && !is_zombie(pid)
+        {
+            pids.push(pid);
+        }
     }
     pids
 }
 
 fn is_zombie(pid: u32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(true)
 }
 
@@ -180,7 +197,10 @@ fn dcm2niix_direct(zip: &Path, dir: &Path) -> Vec<u8> {
     let input = dir.join("direct-in");
     let out = dir.join("direct-out");
     fs::create_dir_all(&out).unwrap();
-    zip::ZipArchive::new(File::open(zip).unwrap()).unwrap().extract(&input).unwrap();
+    zip::ZipArchive::new(File::open(zip).unwrap())
+        .unwrap()
+        .extract(&input)
+        .unwrap();
     let res = std::process::Command::new("dcm2niix")
         .args(["-g", "i", "-z", "n", "-b", "n", "-f", "volume", "-o"])
         .arg(&out)
@@ -193,7 +213,9 @@ fn dcm2niix_direct(zip: &Path, dir: &Path) -> Vec<u8> {
 
 fn gunzip(path: &Path) -> Vec<u8> {
     let mut out = Vec::new();
-    flate2::read::MultiGzDecoder::new(File::open(path).unwrap()).read_to_end(&mut out).unwrap();
+    flate2::read::MultiGzDecoder::new(File::open(path).unwrap())
+        .read_to_end(&mut out)
+        .unwrap();
     out
 }
 
@@ -208,7 +230,10 @@ fn voxels(nii: &[u8]) -> &[u8] {
 
 /// Dims, datatype, pixdim, scaling, qform/sform codes, quaternion and sform rows.
 fn geometry_fields(nii: &[u8]) -> Vec<u8> {
-    [40..76, 76..108, 112..120, 252..344].into_iter().flat_map(|r| nii[r].to_vec()).collect()
+    [40..76, 76..108, 112..120, 252..344]
+        .into_iter()
+        .flat_map(|r| nii[r].to_vec())
+        .collect()
 }
 
 /// Every identifying string of a fixture's manifest: removed and advisory values and the
@@ -240,7 +265,11 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 
 /// The de-identified clean T1 fixture, written once per test into `dir`.
 fn clean_deid(dir: &Path) -> PathBuf {
-    deidentify(&fixtures().join("t1_mprage_sag_clean.zip"), &dir.join("clean.deid.zip"), None)
+    deidentify(
+        &fixtures().join("t1_mprage_sag_clean.zip"),
+        &dir.join("clean.deid.zip"),
+        None,
+    )
 }
 
 macro_rules! require_dcm2niix {
@@ -264,7 +293,11 @@ macro_rules! require_dcm2niix {
 fn phi_t1_converts_like_dcm2niix_on_the_clean_original_and_keeps_no_canary() {
     require_dcm2niix!();
     let t = TestDir::new("phi");
-    let deid_zip = deidentify(&fixtures().join("t1_mprage_sag_phi.zip"), &t.path().join("phi.deid.zip"), None);
+    let deid_zip = deidentify(
+        &fixtures().join("t1_mprage_sag_phi.zip"),
+        &t.path().join("phi.deid.zip"),
+        None,
+    );
     let work = t.work();
     let c = convert_checked(&deid_zip, &work, &ConvertSettings::default()).expect("converts");
     assert_eq!(c.dims, [256, 256, 256]);
@@ -273,7 +306,11 @@ fn phi_t1_converts_like_dcm2niix_on_the_clean_original_and_keeps_no_canary() {
 
     let ours = gunzip(&c.nifti);
     let direct = dcm2niix_direct(&fixtures().join("t1_mprage_sag_clean.zip"), t.path());
-    assert_eq!(geometry_fields(&ours), geometry_fields(&direct), "dims, pixdim, scaling, qform, sform");
+    assert_eq!(
+        geometry_fields(&ours),
+        geometry_fields(&direct),
+        "dims, pixdim, scaling, qform, sform"
+    );
     assert_eq!(ours[70..72], [4, 0], "int16");
     assert!(voxels(&ours) == voxels(&direct), "voxel bytes differ");
     assert_eq!(voxels(&ours).len(), 256 * 256 * 256 * 2);
@@ -283,7 +320,10 @@ fn phi_t1_converts_like_dcm2niix_on_the_clean_original_and_keeps_no_canary() {
     assert!(ours[148..252].iter().all(|&b| b == 0), "descrip and aux_file blank");
     assert!(ours[328..344].iter().all(|&b| b == 0), "intent_name blank");
     assert_eq!(ours[344..352], *b"n+1\0\0\0\0\0", "magic, no extension");
-    assert!(contains(&direct[148..228], b"TE="), "dcm2niix did write a descrip (the scrub is not vacuous)");
+    assert!(
+        contains(&direct[148..228], b"TE="),
+        "dcm2niix did write a descrip (the scrub is not vacuous)"
+    );
     for canary in canaries(&fixtures().join("t1_mprage_sag_phi.manifest.json")) {
         assert!(!contains(&ours, canary.as_bytes()), "{canary} in the NIfTI");
     }
@@ -301,7 +341,11 @@ fn vendor_fixtures_convert() {
         ("siemens_xa30_enh_t1_phi", [96, 128, 128], [2.0, 2.0, 2.0], true),
     ] {
         let t = TestDir::new("vendor");
-        let deid_zip = deidentify(&fixtures().join(format!("{fixture}.zip")), &t.path().join("deid.zip"), None);
+        let deid_zip = deidentify(
+            &fixtures().join(format!("{fixture}.zip")),
+            &t.path().join("deid.zip"),
+            None,
+        );
         let work = t.work();
         let started = Instant::now();
         let c = convert_checked(&deid_zip, &work, &ConvertSettings::default())
@@ -319,7 +363,9 @@ fn vendor_fixtures_convert() {
             assert!((got - want).abs() < 1e-4, "{fixture}: voxel {:?}", c.voxel_mm);
         }
         assert_eq!(
-            c.warnings.iter().any(|w| matches!(w, ConvertWarning::LowResolution { .. })),
+            c.warnings
+                .iter()
+                .any(|w| matches!(w, ConvertWarning::LowResolution { .. })),
             low_res,
             "{fixture}: {:?}",
             c.warnings
@@ -360,10 +406,17 @@ fn a_missing_middle_slice_is_refused() {
 fn ten_slices_are_refused() {
     require_dcm2niix!();
     let t = TestDir::new("ten");
-    let entries: Vec<_> = zip_entries(&clean_deid(t.path())).into_iter().skip(100).take(10).collect();
+    let entries: Vec<_> = zip_entries(&clean_deid(t.path()))
+        .into_iter()
+        .skip(100)
+        .take(10)
+        .collect();
     let zip = write_zip(&t.path().join("ten.zip"), &entries);
     let err = convert_checked(&zip, &t.work(), &ConvertSettings::default()).unwrap_err();
-    assert!(matches!(err, ConvertError::TooFewSlices { slices: 10, min: 50 }), "{err:?}");
+    assert!(
+        matches!(err, ConvertError::TooFewSlices { slices: 10, min: 50 }),
+        "{err:?}"
+    );
     assert!(err.is_input_problem());
 }
 
@@ -371,7 +424,11 @@ fn ten_slices_are_refused() {
 fn a_single_slice_is_not_3d() {
     require_dcm2niix!();
     let t = TestDir::new("one");
-    let entries: Vec<_> = zip_entries(&clean_deid(t.path())).into_iter().skip(128).take(1).collect();
+    let entries: Vec<_> = zip_entries(&clean_deid(t.path()))
+        .into_iter()
+        .skip(128)
+        .take(1)
+        .collect();
     let zip = write_zip(&t.path().join("one.zip"), &entries);
     let err = convert_checked(&zip, &t.work(), &ConvertSettings::default()).unwrap_err();
     assert!(matches!(err, ConvertError::NotThreeD), "{err:?}");
@@ -395,7 +452,11 @@ fn two_series_are_refused() {
 
     // The same with two full-size series (the clean and the PHI T1, each de-identified).
     let mut entries = zip_entries(&clean_deid(t.path()));
-    let phi = deidentify(&fixtures().join("t1_mprage_sag_phi.zip"), &t.path().join("phi.zip"), None);
+    let phi = deidentify(
+        &fixtures().join("t1_mprage_sag_phi.zip"),
+        &t.path().join("phi.zip"),
+        None,
+    );
     for (name, bytes) in zip_entries(&phi) {
         entries.push((format!("b{name}"), bytes));
     }
@@ -408,7 +469,10 @@ fn two_series_are_refused() {
 fn no_dicom_gives_no_volume() {
     require_dcm2niix!();
     let t = TestDir::new("nodicom");
-    let zip = write_zip(&t.path().join("text.zip"), &[("0001.dcm".into(), b"not a DICOM file\n".repeat(100))]);
+    let zip = write_zip(
+        &t.path().join("text.zip"),
+        &[("0001.dcm".into(), b"not a DICOM file\n".repeat(100))],
+    );
     let err = convert_checked(&zip, &t.work(), &ConvertSettings::default()).unwrap_err();
     assert!(matches!(err, ConvertError::NoVolume), "{err:?}");
     assert!(err.is_input_problem());
@@ -444,7 +508,10 @@ fn not_a_zip_is_a_bad_archive() {
 #[test]
 fn a_missing_binary_is_a_clear_error() {
     let t = TestDir::new("nobin");
-    let settings = ConvertSettings { dcm2niix: t.path().join("no-such-dcm2niix"), ..Default::default() };
+    let settings = ConvertSettings {
+        dcm2niix: t.path().join("no-such-dcm2niix"),
+        ..Default::default()
+    };
     let zip = write_zip(&t.path().join("one.zip"), &[("0001.dcm".into(), vec![0u8; 200])]);
     let err = convert_checked(&zip, &t.work(), &settings).unwrap_err();
     assert!(matches!(err, ConvertError::Dcm2niixMissing), "{err:?}");
@@ -471,7 +538,10 @@ fn timeout_kills_the_real_dcm2niix() {
     require_dcm2niix!();
     let t = TestDir::new("timeout");
     let zip = clean_deid(t.path());
-    let settings = ConvertSettings { timeout: Duration::from_millis(1), ..Default::default() };
+    let settings = ConvertSettings {
+        timeout: Duration::from_millis(1),
+        ..Default::default()
+    };
     let err = convert_checked(&zip, &t.work(), &settings).unwrap_err();
     assert!(matches!(err, ConvertError::Timeout { .. }), "{err:?}");
     assert!(!err.is_input_problem());
@@ -485,7 +555,10 @@ fn timeout_kills_a_slow_converter_and_its_children() {
     // A stand-in that starts a grandchild and then waits: both must be gone afterwards.
     // Written by a separate process: a file this multi-threaded test process had open for
     // writing could leak into another test's fork and make exec fail with ETXTBSY.
-    let text = format!("#!/bin/sh\nsleep 30 &\necho $! > '{0}.child'\necho $$ > '{0}.main'\nwait\n", pids.display());
+    let text = format!(
+        "#!/bin/sh\nsleep 30 &\necho $! > '{0}.child'\necho $$ > '{0}.main'\nwait\n",
+        pids.display()
+    );
     let status = std::process::Command::new("sh")
         .args(["-c", "printf '%s' \"$1\" > \"$2\" && chmod 755 \"$2\"", "sh", &text])
         .arg(&script)
@@ -493,13 +566,21 @@ fn timeout_kills_a_slow_converter_and_its_children() {
         .unwrap();
     assert!(status.success());
     let zip = write_zip(&t.path().join("one.zip"), &[("0001.dcm".into(), vec![0u8; 200])]);
-    let settings = ConvertSettings { dcm2niix: script, timeout: Duration::from_millis(1500), ..Default::default() };
+    let settings = ConvertSettings {
+        dcm2niix: script,
+        timeout: Duration::from_millis(1500),
+        ..Default::default()
+    };
     let started = Instant::now();
     let err = convert_checked(&zip, &t.work(), &settings).unwrap_err();
     assert!(matches!(err, ConvertError::Timeout { .. }), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
     for which in ["main", "child"] {
-        let pid: u32 = fs::read_to_string(pids.with_extension(which)).unwrap().trim().parse().unwrap();
+        let pid: u32 = fs::read_to_string(pids.with_extension(which))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         assert!(!alive(pid), "{which} process {pid} still running");
     }
 }
@@ -508,7 +589,10 @@ fn timeout_kills_a_slow_converter_and_its_children() {
 // the rules on synthetic headers (the same function `convert` applies)
 
 fn header(dim: [i16; 8], voxel: [f32; 3]) -> Header {
-    let mut h = Header { dim, ..Default::default() };
+    let mut h = Header {
+        dim,
+        ..Default::default()
+    };
     h.pixdim[1..4].copy_from_slice(&voxel);
     h
 }
@@ -525,7 +609,12 @@ fn rules_accept_a_1mm_volume_without_warning() {
     // 4D with a single time point is a 3D volume
     assert!(check(&header([4, 176, 256, 256, 1, 1, 1, 1], [1.0, 1.0, 1.0])).is_ok());
     // 1.2 mm (ADNI-style) is not "low resolution"; f32 noise is tolerated
-    assert!(check(&header([3, 160, 192, 192, 1, 1, 1, 1], [1.2, 1.0000001, 1.2000003])).unwrap().warnings.is_empty());
+    assert!(
+        check(&header([3, 160, 192, 192, 1, 1, 1, 1], [1.2, 1.0000001, 1.2000003]))
+            .unwrap()
+            .warnings
+            .is_empty()
+    );
 }
 
 #[test]
@@ -545,7 +634,10 @@ fn rules_warn_between_1_2_and_2_mm() {
 fn rules_refuse_coarse_voxels() {
     for voxel in [[1.0, 1.0, 3.0], [2.1, 1.0, 1.0], [0.5, 0.5, 5.0]] {
         let err = check(&header([3, 256, 256, 60, 1, 1, 1, 1], voxel)).unwrap_err();
-        assert!(matches!(err, ConvertError::TooCoarse { max_mm: 2.0, .. }), "{voxel:?}: {err:?}");
+        assert!(
+            matches!(err, ConvertError::TooCoarse { max_mm: 2.0, .. }),
+            "{voxel:?}: {err:?}"
+        );
         assert_eq!(err.code(), "too_coarse");
         assert!(err.is_input_problem());
     }
@@ -571,12 +663,18 @@ fn rules_refuse_2d_few_slices_and_little_coverage() {
     assert!(matches!(err, ConvertError::NotThreeD), "{err:?}");
     // a localizer plane stack, a thin slab
     let err = check(&header([3, 256, 256, 3, 1, 1, 1, 1], [1.0, 1.0, 1.0])).unwrap_err();
-    assert!(matches!(err, ConvertError::TooFewSlices { slices: 3, min: 50 }), "{err:?}");
+    assert!(
+        matches!(err, ConvertError::TooFewSlices { slices: 3, min: 50 }),
+        "{err:?}"
+    );
     let err = check(&header([3, 49, 256, 256, 1, 1, 1, 1], [1.0, 1.0, 1.0])).unwrap_err();
     assert!(matches!(err, ConvertError::TooFewSlices { slices: 49, .. }), "{err:?}");
     // enough slices but under 100 mm along one axis
     let err = check(&header([3, 256, 256, 80, 1, 1, 1, 1], [1.0, 1.0, 1.0])).unwrap_err();
-    assert!(matches!(err, ConvertError::TooLittleCoverage { min_mm: 100.0, .. }), "{err:?}");
+    assert!(
+        matches!(err, ConvertError::TooLittleCoverage { min_mm: 100.0, .. }),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("80 mm"), "{err}");
     // exactly 100 mm passes
     assert!(check(&header([3, 256, 256, 100, 1, 1, 1, 1], [1.0, 1.0, 1.0])).is_ok());
@@ -595,7 +693,10 @@ fn rules_respect_units_and_reject_invalid_sizes() {
     assert!(check(&h).is_ok());
     for bad in [0.0, f32::NAN, f32::INFINITY] {
         let err = check(&header([3, 176, 256, 256, 1, 1, 1, 1], [1.0, bad, 1.0])).unwrap_err();
-        assert!(matches!(err, ConvertError::InvalidGeometry | ConvertError::TooCoarse { .. }), "{bad}: {err:?}");
+        assert!(
+            matches!(err, ConvertError::InvalidGeometry | ConvertError::TooCoarse { .. }),
+            "{bad}: {err:?}"
+        );
     }
     // negative pixdim (a flip in some writers) is its absolute value
     assert!(check(&header([3, 176, 256, 256, 1, 1, 1, 1], [-1.0, 1.0, 1.0])).is_ok());
@@ -605,20 +706,63 @@ fn rules_respect_units_and_reject_invalid_sizes() {
 fn run_outcomes_are_classified() {
     use convert::classify_run;
     let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    assert_eq!(classify_run(Some(0), "Convert 256 DICOM as out/volume", &names(&["volume.nii"])).unwrap(), "volume.nii");
+    assert_eq!(
+        classify_run(Some(0), "Convert 256 DICOM as out/volume", &names(&["volume.nii"])).unwrap(),
+        "volume.nii"
+    );
     let cases: Vec<(Option<i32>, &str, Vec<String>, &str)> = vec![
         (None, "", names(&["volume.nii"]), "dcm2niix_crashed"),
         (Some(0), "", names(&["volume.nii", "volume_Eq_1.nii"]), "missing_slices"),
-        (Some(0), "Warning: Missing images? Expected 255 images", names(&["volume.nii"]), "missing_slices"),
-        (Some(0), "Warning: Interslice distance varies in this volume", names(&["volume.nii"]), "missing_slices"),
-        (Some(1), "Error: Missing images. Found 250 images", names(&[]), "missing_slices"),
+        (
+            Some(0),
+            "Warning: Missing images? Expected 255 images",
+            names(&["volume.nii"]),
+            "missing_slices",
+        ),
+        (
+            Some(0),
+            "Warning: Interslice distance varies in this volume",
+            names(&["volume.nii"]),
+            "missing_slices",
+        ),
+        (
+            Some(1),
+            "Error: Missing images. Found 250 images",
+            names(&[]),
+            "missing_slices",
+        ),
         (Some(10), "", names(&["volume.nii"]), "missing_slices"),
-        (Some(1), "Warning: File not large enough to store image data: x", names(&[]), "corrupt_dicom"),
-        (Some(0), "Warning: Unsupported transfer syntax '1.2.840.10008.1.2.1.99'", names(&[]), "unsupported_encoding"),
+        (
+            Some(1),
+            "Warning: File not large enough to store image data: x",
+            names(&[]),
+            "corrupt_dicom",
+        ),
+        (
+            Some(0),
+            "Warning: Unsupported transfer syntax '1.2.840.10008.1.2.1.99'",
+            names(&[]),
+            "unsupported_encoding",
+        ),
         (Some(0), "", names(&["volume.nii", "volumea.nii"]), "several_volumes"),
-        (Some(0), "", names(&["volume_e1.nii", "volume_e2.nii"]), "several_volumes"),
-        (Some(0), "", names(&["volume_i00001.nii", "volume_i00002.nii", "volume_i00003.nii"]), "several_volumes"),
-        (Some(2), "Error: Unable to find any DICOM images", names(&[]), "no_volume"),
+        (
+            Some(0),
+            "",
+            names(&["volume_e1.nii", "volume_e2.nii"]),
+            "several_volumes",
+        ),
+        (
+            Some(0),
+            "",
+            names(&["volume_i00001.nii", "volume_i00002.nii", "volume_i00003.nii"]),
+            "several_volumes",
+        ),
+        (
+            Some(2),
+            "Error: Unable to find any DICOM images",
+            names(&[]),
+            "no_volume",
+        ),
         (Some(0), "", names(&[]), "no_volume"),
         (Some(1), "", names(&[]), "conversion_failed"),
         (Some(8), "", names(&["volume.nii"]), "conversion_failed"),
@@ -662,7 +806,10 @@ fn scrub_keeps_voxels_and_drops_text_and_extensions() {
     assert_eq!(buf.len(), 352 + 16);
     assert_eq!(&buf[352..], &vox[..], "voxel bytes unchanged");
     assert_eq!(f32_at(&buf, 108), 352.0);
-    assert!(!contains(&buf, b"PHI-") && !contains(&buf, b"TE="), "text left in the header");
+    assert!(
+        !contains(&buf, b"PHI-") && !contains(&buf, b"TE="),
+        "text left in the header"
+    );
     assert_eq!(&buf[0..4], &file[0..4]);
     assert_eq!(&buf[32..108], &file[32..108], "dims, datatype, pixdim untouched");
     assert_eq!(&buf[112..148], &file[112..148]);
@@ -674,10 +821,16 @@ fn scrub_keeps_voxels_and_drops_text_and_extensions() {
     // too few voxels, bad offsets
     let mut short = file.clone();
     short.truncate(file.len() - 1);
-    assert!(matches!(convert::scrub_nifti(&mut short, false, 16), Err(ConvertError::BadOutput(_))));
+    assert!(matches!(
+        convert::scrub_nifti(&mut short, false, 16),
+        Err(ConvertError::BadOutput(_))
+    ));
     let mut odd = file.clone();
     odd[108..112].copy_from_slice(&100f32.to_le_bytes());
-    assert!(matches!(convert::scrub_nifti(&mut odd, false, 16), Err(ConvertError::BadOutput(_))));
+    assert!(matches!(
+        convert::scrub_nifti(&mut odd, false, 16),
+        Err(ConvertError::BadOutput(_))
+    ));
 }
 
 #[test]
@@ -693,8 +846,14 @@ fn every_error_has_a_code_and_a_message_without_placeholders() {
         NotThreeD,
         FourD { volumes: 2 },
         TooFewSlices { slices: 3, min: 50 },
-        TooLittleCoverage { extent_mm: [256.0, 256.0, 80.0], min_mm: 100.0 },
-        TooCoarse { voxel_mm: [1.0, 1.0, 5.0], max_mm: 2.0 },
+        TooLittleCoverage {
+            extent_mm: [256.0, 256.0, 80.0],
+            min_mm: 100.0,
+        },
+        TooCoarse {
+            voxel_mm: [1.0, 1.0, 5.0],
+            max_mm: 2.0,
+        },
         MissingSlices,
         CorruptDicom,
         UnsupportedEncoding,
@@ -705,7 +864,10 @@ fn every_error_has_a_code_and_a_message_without_placeholders() {
         BadArchive("x"),
         TooLarge("x"),
         BadOutput("x"),
-        Io { op: "x", source: std::io::Error::other("disk full") },
+        Io {
+            op: "x",
+            source: std::io::Error::other("disk full"),
+        },
     ];
     let codes: BTreeSet<_> = all.iter().map(|e| e.code()).collect();
     assert_eq!(codes.len(), all.len(), "codes are distinct");

@@ -15,7 +15,11 @@ fn fixtures() -> PathBuf {
 }
 
 fn deid(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_neurovol")).arg("deid").args(args).output().expect("run neurovol deid")
+    Command::new(env!("CARGO_BIN_EXE_neurovol"))
+        .arg("deid")
+        .args(args)
+        .output()
+        .expect("run neurovol deid")
 }
 
 fn canaries(manifest: &Path) -> Vec<String> {
@@ -36,7 +40,13 @@ fn deid_writes_zip_and_report_without_identifiers() {
     let out = dir.join("out.zip");
     let report = dir.join("report.json");
     let input = fixtures().join("t1_mprage_sag_phi.zip");
-    let res = deid(&[input.to_str().unwrap(), "--out", out.to_str().unwrap(), "--report", report.to_str().unwrap()]);
+    let res = deid(&[
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
     let stderr = String::from_utf8_lossy(&res.stderr);
     assert!(res.status.success(), "{stderr}");
 
@@ -50,10 +60,20 @@ fn deid_writes_zip_and_report_without_identifiers() {
     let report_text = std::fs::read_to_string(&report).unwrap();
     for canary in canaries(&fixtures().join("t1_mprage_sag_phi.manifest.json")) {
         let needle = canary.as_bytes();
-        assert!(!bytes.windows(needle.len()).any(|w| w == needle), "{canary} in output ZIP");
-        assert!(!report_text.contains(&canary) && !stderr.contains(&canary), "{canary} in report or stderr");
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle),
+            "{canary} in output ZIP"
+        );
+        assert!(
+            !report_text.contains(&canary) && !stderr.contains(&canary),
+            "{canary} in report or stderr"
+        );
     }
-    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(Result::ok).map(|e| e.file_name()).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .collect();
     assert_eq!(leftovers.len(), 2, "only out.zip and report.json: {leftovers:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -75,20 +95,39 @@ fn refused_inputs_give_one_line_and_leave_nothing() {
         let dir = common::temp_dir("deid-refused");
         let out = dir.join("out.zip");
         let report = dir.join("report.json");
-        let res = deid(&[fixtures().join(file).to_str().unwrap(), "--out", out.to_str().unwrap(), "--report", report.to_str().unwrap()]);
+        let res = deid(&[
+            fixtures().join(file).to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ]);
         let stderr = String::from_utf8_lossy(&res.stderr);
         assert!(!res.status.success(), "{file} accepted");
         assert_eq!(stderr.trim().lines().count(), 1, "{file}: one line: {stderr}");
         assert!(stderr.contains(reason), "{file}: expected {reason:?} in {stderr:?}");
-        assert!(!stderr.contains("PHI-") && !stderr.contains("canary"), "{file}: identifying text in {stderr}");
-        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(Result::ok).map(|e| e.file_name()).collect();
+        assert!(
+            !stderr.contains("PHI-") && !stderr.contains("canary"),
+            "{file}: identifying text in {stderr}"
+        );
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .collect();
         assert!(left.is_empty(), "{file} left {left:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
     // Choosing a series makes the two-series archive usable.
     let dir = common::temp_dir("deid-series");
     let out = dir.join("out.zip");
-    let res = deid(&[fixtures().join("adv_two_series_mixed.zip").to_str().unwrap(), "--out", out.to_str().unwrap(), "--series", "1"]);
+    let res = deid(&[
+        fixtures().join("adv_two_series_mixed.zip").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--series",
+        "1",
+    ]);
     assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
     std::fs::remove_dir_all(&dir).unwrap();
 }

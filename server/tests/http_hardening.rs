@@ -24,7 +24,10 @@ fn assert_hardened(resp: &reqwest::Response, what: &str) {
     ] {
         assert!(csp.contains(directive), "{what}: CSP lacks {directive}: {csp}");
     }
-    assert!(!csp.contains("unsafe-inline") && !csp.contains("'unsafe-eval'"), "{what}: {csp}");
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("'unsafe-eval'"),
+        "{what}: {csp}"
+    );
     assert_eq!(get("x-content-type-options"), "nosniff", "{what}");
     assert_eq!(get("x-frame-options"), "DENY", "{what}");
     assert_eq!(get("referrer-policy"), "same-origin", "{what}");
@@ -34,16 +37,32 @@ fn assert_hardened(resp: &reqwest::Response, what: &str) {
 }
 
 fn cache_control(resp: &reqwest::Response) -> String {
-    resp.headers().get("cache-control").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+    resp.headers()
+        .get("cache-control")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The CSP nonce of a response, and whether every inline script of its page carries it.
 async fn nonce_on_every_script(resp: reqwest::Response) -> (String, bool) {
     let csp = resp.headers()["content-security-policy"].to_str().unwrap().to_string();
-    let nonce = csp.split("'nonce-").nth(1).and_then(|r| r.split('\'').next()).unwrap_or_default().to_string();
+    let nonce = csp
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|r| r.split('\'').next())
+        .unwrap_or_default()
+        .to_string();
     let body = resp.text().await.unwrap();
-    let scripts: Vec<&str> = body.split("<script").skip(1).map(|s| s.split('>').next().unwrap_or("")).collect();
-    let all = !scripts.is_empty() && scripts.iter().all(|attrs| attrs.contains(&format!("nonce=\"{nonce}\"")));
+    let scripts: Vec<&str> = body
+        .split("<script")
+        .skip(1)
+        .map(|s| s.split('>').next().unwrap_or(""))
+        .collect();
+    let all = !scripts.is_empty()
+        && scripts
+            .iter()
+            .all(|attrs| attrs.contains(&format!("nonce=\"{nonce}\"")));
     (nonce, all)
 }
 
@@ -59,7 +78,15 @@ fn hashed_script() -> Option<String> {
 async fn every_response_is_hardened_and_only_hashed_files_are_cached() {
     let server = TestServer::start(&[]).await;
     let mut visitor = Browser::new(&server.url);
-    for path in ["/", "/login", "/signup", "/privacy", "/no-such-page", "/robots.txt", "/deid-worker.js"] {
+    for path in [
+        "/",
+        "/login",
+        "/signup",
+        "/privacy",
+        "/no-such-page",
+        "/robots.txt",
+        "/deid-worker.js",
+    ] {
         let resp = visitor.get(path).await;
         assert_hardened(&resp, path);
         assert_eq!(cache_control(&resp), "no-store", "{path}");
@@ -88,19 +115,35 @@ async fn every_response_is_hardened_and_only_hashed_files_are_cached() {
         assert_hardened(&resp, &path);
         assert_eq!(cache_control(&resp), "no-store", "{path}");
     }
-    let resp = b.http.get(format!("{}/uploads/{}", b.base, "0".repeat(32))).header("cookie", cookies(&b)).send().await.unwrap();
+    let resp = b
+        .http
+        .get(format!("{}/uploads/{}", b.base, "0".repeat(32)))
+        .header("cookie", cookies(&b))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     assert_hardened(&resp, "JSON error");
     assert_eq!(cache_control(&resp), "no-store");
     // HSTS only where the public URL is https
-    assert!(visitor.get("/").await.headers().get("strict-transport-security").is_none());
+    assert!(
+        visitor
+            .get("/")
+            .await
+            .headers()
+            .get("strict-transport-security")
+            .is_none()
+    );
 }
 
 #[tokio::test]
 async fn https_public_url_adds_hsts() {
     let server = TestServer::start(&[("NEUROVOL_PUBLIC_URL", "https://neurovol.example")]).await;
     let resp = Browser::new(&server.url).get("/").await;
-    assert_eq!(resp.headers()["strict-transport-security"], "max-age=63072000; includeSubDomains");
+    assert_eq!(
+        resp.headers()["strict-transport-security"],
+        "max-age=63072000; includeSubDomains"
+    );
 }
 
 #[tokio::test]
@@ -115,7 +158,12 @@ async fn visitors_are_sent_to_sign_in_and_come_back_to_a_local_page_only() {
         assert_hardened(&resp, path);
     }
     // the sign-in page carries next into its form
-    let page = visitor.get(&format!("/login?next={scan_page}")).await.text().await.unwrap();
+    let page = visitor
+        .get(&format!("/login?next={scan_page}"))
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains(&format!("name=\"next\" value=\"{scan_page}\"")), "{page}");
     let page = visitor.get("/login?next=//evil.example/x").await.text().await.unwrap();
     assert!(!page.contains("name=\"next\""), "a foreign next is dropped");
@@ -131,19 +179,37 @@ async fn visitors_are_sent_to_sign_in_and_come_back_to_a_local_page_only() {
         ("https://evil.example/", "/home"),
         ("/\\evil.example", "/home"),
     ] {
-        let resp = b.post_form("/auth/login", &[("email", &email), ("password", common::PASSWORD), ("next", next)]).await;
+        let resp = b
+            .post_form(
+                "/auth/login",
+                &[("email", &email), ("password", common::PASSWORD), ("next", next)],
+            )
+            .await;
         assert_eq!(resp.status(), StatusCode::SEE_OTHER, "{next}");
         assert_eq!(location(&resp), lands, "next {next}");
         b.post_form("/auth/logout", &[]).await;
     }
     // a failed sign-in keeps a safe next for the next try
-    let resp = b.post_form("/auth/login", &[("email", &email), ("password", "wrong password 123"), ("next", "/upload")]).await;
+    let resp = b
+        .post_form(
+            "/auth/login",
+            &[
+                ("email", &email),
+                ("password", "wrong password 123"),
+                ("next", "/upload"),
+            ],
+        )
+        .await;
     assert_eq!(location(&resp), "/login?error=invalid&next=/upload");
 }
 
 #[tokio::test]
 async fn upload_creation_and_chunks_are_rate_limited_per_account() {
-    let server = TestServer::start(&[("NEUROVOL_UPLOAD_CREATES_PER_HOUR", "2"), ("NEUROVOL_UPLOAD_CHUNKS_PER_MINUTE", "3")]).await;
+    let server = TestServer::start(&[
+        ("NEUROVOL_UPLOAD_CREATES_PER_HOUR", "2"),
+        ("NEUROVOL_UPLOAD_CHUNKS_PER_MINUTE", "3"),
+    ])
+    .await;
     let b = signed_in(&server).await;
     let chunk = 64 * 1024;
     let (st, first) = create(&b, 4 * chunk, chunk, None).await;

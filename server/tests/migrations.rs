@@ -9,7 +9,9 @@ use sqlx::Connection;
 
 fn migrate(data_dir: &std::path::Path, database_url: Option<&str>) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_neurovol"));
-    cmd.arg("migrate").env("NEUROVOL_DATA_DIR", data_dir).env_remove("NEUROVOL_CONFIG");
+    cmd.arg("migrate")
+        .env("NEUROVOL_DATA_DIR", data_dir)
+        .env_remove("NEUROVOL_CONFIG");
     match database_url {
         Some(url) => cmd.env("NEUROVOL_DATABASE_URL", url),
         None => cmd.env_remove("NEUROVOL_DATABASE_URL"),
@@ -22,11 +24,17 @@ async fn assert_schema(url: &str) {
     let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
     for table in ["users", "sessions", "login_throttle", "scans", "_sqlx_migrations"] {
         let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
-        let n: i64 = sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap_or_else(|e| panic!("{table}: {e}"));
+        let n: i64 = sqlx::query_scalar(sql)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{table}: {e}"));
         if table == "_sqlx_migrations" {
             let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations"))
                 .unwrap()
-                .filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql")))
+                .filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
+                })
                 .count() as i64;
             assert_eq!(n, files, "every migration applied exactly once");
         }
@@ -57,9 +65,15 @@ async fn migrate_is_idempotent_on_postgres() {
         let out = migrate(&dir, Some(&url));
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let printed = String::from_utf8_lossy(&out.stdout);
-        assert!(printed.contains("postgres://***@") || !url.contains('@'), "password redacted: {printed}");
+        assert!(
+            printed.contains("postgres://***@") || !url.contains('@'),
+            "password redacted: {printed}"
+        );
     }
-    assert!(!dir.join("neurovol.db").exists(), "no SQLite file when PostgreSQL is configured");
+    assert!(
+        !dir.join("neurovol.db").exists(),
+        "no SQLite file when PostgreSQL is configured"
+    );
     assert_schema(&url).await;
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 
 use std::time::{Duration, Instant};
 
-use server::object_store::{LocalObjectStore, ObjectStore, S3ObjectStore, S3Settings, StoreError};
 use common::s3::{ACCESS_KEY, BUCKET, S3Server, SECRET_KEY, s3s_fs_or_skip};
+use server::object_store::{LocalObjectStore, ObjectStore, S3ObjectStore, S3Settings, StoreError};
 use server::storage::{self, UrlSigner};
 
 const URL_KEY: &str = "test-object-url-key-0123456789abcdef0123456789";
@@ -40,7 +40,9 @@ fn data(len: usize, seed: u8) -> Vec<u8> {
 }
 
 fn query(url: &str) -> std::collections::HashMap<String, String> {
-    form_urlencoded::parse(url.split_once('?').expect("URL has a query").1.as_bytes()).into_owned().collect()
+    form_urlencoded::parse(url.split_once('?').expect("URL has a query").1.as_bytes())
+        .into_owned()
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -48,22 +50,64 @@ fn query(url: &str) -> std::collections::HashMap<String, String> {
 // ---------------------------------------------------------------------------------------
 
 async fn conformance(store: &dyn ObjectStore, scratch: &Path) {
-    assert_eq!(store.list().await.unwrap(), Vec::<String>::new(), "{}: fresh store not empty", store.kind());
+    assert_eq!(
+        store.list().await.unwrap(),
+        Vec::<String>::new(),
+        "{}: fresh store not empty",
+        store.kind()
+    );
 
     // invalid keys are refused by every operation, before touching anything
     let src = scratch.join("src.bin");
     std::fs::write(&src, b"source").unwrap();
     let long = "k".repeat(129);
-    for bad in ["", "../x", "a/b", ".hidden", ".incoming-1234", "a b", "ключ", "a\\b", long.as_str()] {
+    for bad in [
+        "",
+        "../x",
+        "a/b",
+        ".hidden",
+        ".incoming-1234",
+        "a b",
+        "ключ",
+        "a\\b",
+        long.as_str(),
+    ] {
         let ctx = format!("{} key {bad:?}", store.kind());
-        assert!(matches!(store.put_file(bad, &src).await, Err(StoreError::InvalidKey)), "{ctx}");
-        assert!(matches!(store.put_bytes(bad, b"x".to_vec()).await, Err(StoreError::InvalidKey)), "{ctx}");
-        assert!(matches!(store.get_to_file(bad, &scratch.join("out")).await, Err(StoreError::InvalidKey)), "{ctx}");
-        assert!(matches!(store.get_bytes(bad, 1 << 20).await, Err(StoreError::InvalidKey)), "{ctx}");
+        assert!(
+            matches!(store.put_file(bad, &src).await, Err(StoreError::InvalidKey)),
+            "{ctx}"
+        );
+        assert!(
+            matches!(store.put_bytes(bad, b"x".to_vec()).await, Err(StoreError::InvalidKey)),
+            "{ctx}"
+        );
+        assert!(
+            matches!(
+                store.get_to_file(bad, &scratch.join("out")).await,
+                Err(StoreError::InvalidKey)
+            ),
+            "{ctx}"
+        );
+        assert!(
+            matches!(store.get_bytes(bad, 1 << 20).await, Err(StoreError::InvalidKey)),
+            "{ctx}"
+        );
         assert!(matches!(store.size(bad).await, Err(StoreError::InvalidKey)), "{ctx}");
         assert!(matches!(store.delete(bad).await, Err(StoreError::InvalidKey)), "{ctx}");
-        assert!(matches!(store.presign_get(bad, Duration::from_secs(60)).await, Err(StoreError::InvalidKey)), "{ctx}");
-        assert!(matches!(store.presign_put(bad, Duration::from_secs(60)).await, Err(StoreError::InvalidKey)), "{ctx}");
+        assert!(
+            matches!(
+                store.presign_get(bad, Duration::from_secs(60)).await,
+                Err(StoreError::InvalidKey)
+            ),
+            "{ctx}"
+        );
+        assert!(
+            matches!(
+                store.presign_put(bad, Duration::from_secs(60)).await,
+                Err(StoreError::InvalidKey)
+            ),
+            "{ctx}"
+        );
     }
     assert!(src.exists(), "{}: refused put_file removed its source", store.kind());
     assert!(!scratch.join("out").exists());
@@ -82,10 +126,29 @@ async fn conformance(store: &dyn ObjectStore, scratch: &Path) {
     let dst = scratch.join("dst.bin");
     std::fs::write(&dst, b"old content, longer than nothing").unwrap(); // truncated
     assert_eq!(store.get_to_file(&key, &dst).await.unwrap(), big.len() as u64);
-    assert!(std::fs::read(&dst).unwrap() == big, "{}: get_to_file bytes differ", store.kind());
-    assert!(store.get_bytes(&key, big.len() as u64).await.unwrap() == big, "{}: get_bytes differs", store.kind());
-    assert!(matches!(store.get_bytes(&key, big.len() as u64 - 1).await, Err(StoreError::TooLarge)), "{}", store.kind());
-    assert!(matches!(store.get_bytes(&key, 0).await, Err(StoreError::TooLarge)), "{}", store.kind());
+    assert!(
+        std::fs::read(&dst).unwrap() == big,
+        "{}: get_to_file bytes differ",
+        store.kind()
+    );
+    assert!(
+        store.get_bytes(&key, big.len() as u64).await.unwrap() == big,
+        "{}: get_bytes differs",
+        store.kind()
+    );
+    assert!(
+        matches!(
+            store.get_bytes(&key, big.len() as u64 - 1).await,
+            Err(StoreError::TooLarge)
+        ),
+        "{}",
+        store.kind()
+    );
+    assert!(
+        matches!(store.get_bytes(&key, 0).await, Err(StoreError::TooLarge)),
+        "{}",
+        store.kind()
+    );
 
     // put_bytes, overwrite, empty objects
     let small = storage::new_key(".json");
@@ -105,9 +168,17 @@ async fn conformance(store: &dyn ObjectStore, scratch: &Path) {
 
     // missing objects
     let missing = storage::new_key(".zip");
-    assert!(matches!(store.get_bytes(&missing, 100).await, Err(StoreError::NotFound)), "{}", store.kind());
+    assert!(
+        matches!(store.get_bytes(&missing, 100).await, Err(StoreError::NotFound)),
+        "{}",
+        store.kind()
+    );
     let nowhere = scratch.join("missing.bin");
-    assert!(matches!(store.get_to_file(&missing, &nowhere).await, Err(StoreError::NotFound)), "{}", store.kind());
+    assert!(
+        matches!(store.get_to_file(&missing, &nowhere).await, Err(StoreError::NotFound)),
+        "{}",
+        store.kind()
+    );
     assert!(!nowhere.exists(), "{}: failed get_to_file left its file", store.kind());
     assert_eq!(store.size(&missing).await.unwrap(), None);
     store.delete(&missing).await.unwrap();
@@ -117,13 +188,19 @@ async fn conformance(store: &dyn ObjectStore, scratch: &Path) {
     store.delete(&key).await.unwrap();
     store.delete(&key).await.unwrap();
     assert_eq!(store.size(&key).await.unwrap(), None);
-    assert!(matches!(store.get_bytes(&key, u64::MAX).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        store.get_bytes(&key, u64::MAX).await,
+        Err(StoreError::NotFound)
+    ));
     store.delete(&small).await.unwrap();
     store.delete(&empty).await.unwrap();
     assert_eq!(store.list().await.unwrap(), Vec::<String>::new());
 
     // a missing source file is an I/O error, and nothing is stored
-    assert!(matches!(store.put_file(&key, &scratch.join("no-such-file")).await, Err(StoreError::Io(_))));
+    assert!(matches!(
+        store.put_file(&key, &scratch.join("no-such-file")).await,
+        Err(StoreError::Io(_))
+    ));
     assert_eq!(store.size(&key).await.unwrap(), None);
 }
 
@@ -132,7 +209,10 @@ async fn conformance(store: &dyn ObjectStore, scratch: &Path) {
 // ---------------------------------------------------------------------------------------
 
 fn local_store(dir: &Path) -> LocalObjectStore {
-    LocalObjectStore::new(dir.join("objects"), UrlSigner::new(URL_KEY.as_bytes().to_vec(), "http://127.0.0.1:9/"))
+    LocalObjectStore::new(
+        dir.join("objects"),
+        UrlSigner::new(URL_KEY.as_bytes().to_vec(), "http://127.0.0.1:9/"),
+    )
 }
 
 #[tokio::test]
@@ -159,21 +239,44 @@ async fn local_presigned_urls_verify() {
     let dir = temp_dir("objstore-local-sign");
     let store = local_store(&dir);
     let signer = UrlSigner::new(URL_KEY.as_bytes().to_vec(), "http://elsewhere");
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
 
     let get = store.presign_get("abc.nii.gz", Duration::from_secs(60)).await.unwrap();
-    assert!(get.starts_with("http://127.0.0.1:9/objects/abc.nii.gz?method=GET&"), "{get}");
+    assert!(
+        get.starts_with("http://127.0.0.1:9/objects/abc.nii.gz?method=GET&"),
+        "{get}"
+    );
     let q = query(&get);
     let (exp, sig) = (q.get("exp").map(String::as_str), q.get("sig").map(String::as_str));
     assert_eq!(signer.verify("abc.nii.gz", "GET", exp, sig), Ok(()));
-    assert_eq!(signer.verify("abc.nii.gz", "PUT", exp, sig), Err(storage::SignatureError::Invalid));
-    assert_eq!(signer.verify("abd.nii.gz", "GET", exp, sig), Err(storage::SignatureError::Invalid));
+    assert_eq!(
+        signer.verify("abc.nii.gz", "PUT", exp, sig),
+        Err(storage::SignatureError::Invalid)
+    );
+    assert_eq!(
+        signer.verify("abd.nii.gz", "GET", exp, sig),
+        Err(storage::SignatureError::Invalid)
+    );
     let exp: u64 = exp.unwrap().parse().unwrap();
     assert!((now + 59..=now + 62).contains(&exp), "exp {exp}, now {now}");
 
-    let put = store.presign_put("seg.nii.gz", Duration::from_secs(3600)).await.unwrap();
+    let put = store
+        .presign_put("seg.nii.gz", Duration::from_secs(3600))
+        .await
+        .unwrap();
     let q = query(&put);
-    assert_eq!(signer.verify("seg.nii.gz", "PUT", q.get("exp").map(String::as_str), q.get("sig").map(String::as_str)), Ok(()));
+    assert_eq!(
+        signer.verify(
+            "seg.nii.gz",
+            "PUT",
+            q.get("exp").map(String::as_str),
+            q.get("sig").map(String::as_str)
+        ),
+        Ok(())
+    );
     let exp: u64 = q["exp"].parse().unwrap();
     assert!(exp <= now + 15 * 60 + 2, "ttl not capped: exp {exp}, now {now}");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -203,7 +306,9 @@ async fn store_of(server: &S3Server) -> S3ObjectStore {
 
 #[tokio::test]
 async fn s3_store_conformance() {
-    let Some(bin) = s3s_fs_or_skip("s3_store_conformance") else { return };
+    let Some(bin) = s3s_fs_or_skip("s3_store_conformance") else {
+        return;
+    };
     let dir = temp_dir("objstore-s3");
     let server = S3Server::start(bin, dir.clone());
     let store = store_of(&server).await;
@@ -233,17 +338,25 @@ async fn s3_store_conformance() {
 
 #[tokio::test]
 async fn s3_presigned_urls() {
-    let Some(bin) = s3s_fs_or_skip("s3_presigned_urls") else { return };
+    let Some(bin) = s3s_fs_or_skip("s3_presigned_urls") else {
+        return;
+    };
     let server = S3Server::start(bin, temp_dir("objstore-s3-presign"));
     let store = store_of(&server).await;
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
 
     // GET
     let key = storage::new_key(".nii.gz");
     let body = data(300_000, 2);
     store.put_bytes(&key, body.clone()).await.unwrap();
     let url = store.presign_get(&key, Duration::from_secs(60)).await.unwrap();
-    assert!(url.starts_with(&format!("{}/{BUCKET}/{key}?", server.endpoint())), "path-style URL expected");
+    assert!(
+        url.starts_with(&format!("{}/{BUCKET}/{key}?", server.endpoint())),
+        "path-style URL expected"
+    );
     assert_eq!(query(&url).get("X-Amz-Expires").map(String::as_str), Some("60"));
     let resp = http.get(&url).send().await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -259,7 +372,10 @@ async fn s3_presigned_urls() {
     assert_eq!(store.size(&out_key).await.unwrap(), Some(result.len() as u64));
 
     // ttl is capped at 15 minutes
-    let long = store.presign_get(&key, Duration::from_secs(7 * 24 * 3600)).await.unwrap();
+    let long = store
+        .presign_get(&key, Duration::from_secs(7 * 24 * 3600))
+        .await
+        .unwrap();
     assert_eq!(query(&long).get("X-Amz-Expires").map(String::as_str), Some("900"));
 
     // the method is part of the signature
@@ -290,7 +406,9 @@ async fn s3_presigned_urls() {
 
 #[tokio::test]
 async fn s3_server_down_is_transient_and_recovers() {
-    let Some(bin) = s3s_fs_or_skip("s3_server_down_is_transient_and_recovers") else { return };
+    let Some(bin) = s3s_fs_or_skip("s3_server_down_is_transient_and_recovers") else {
+        return;
+    };
     let dir = temp_dir("objstore-s3-down");
     let mut server = S3Server::start(bin, dir.clone());
     let store = store_of(&server).await;
@@ -302,7 +420,10 @@ async fn s3_server_down_is_transient_and_recovers() {
     server.stop();
     let t = Instant::now();
     let err = store.get_bytes(&key, 1 << 21).await.unwrap_err();
-    assert!(err.is_transient() && matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(
+        err.is_transient() && matches!(err, StoreError::Unavailable(_)),
+        "{err:?}"
+    );
     assert!(t.elapsed() < Duration::from_secs(15), "failure took {:?}", t.elapsed());
     let msg = err.to_string();
     assert!(!msg.contains(SECRET_KEY) && !msg.contains("Signature"), "{msg}");
@@ -343,14 +464,35 @@ async fn s3_settings_are_checked_at_connect() {
     assert_eq!(store.kind(), "s3");
     assert!(!format!("{:?} {:?}", good, store).contains("never-shown"));
     let url = store.presign_get("abc.zip", Duration::from_secs(60)).await.unwrap();
-    assert!(url.starts_with("https://0123456789abcdef.r2.cloudflarestorage.com/neurovol/abc.zip?"), "{url}");
-    assert!(url.contains("%2Fauto%2Fs3%2Faws4_request"), "region auto expected in the credential scope: {url}");
+    assert!(
+        url.starts_with("https://0123456789abcdef.r2.cloudflarestorage.com/neurovol/abc.zip?"),
+        "{url}"
+    );
+    assert!(
+        url.contains("%2Fauto%2Fs3%2Faws4_request"),
+        "region auto expected in the credential scope: {url}"
+    );
     for bad in [
-        S3Settings { endpoint: "ftp://example.com".into(), ..good.clone() },
-        S3Settings { endpoint: String::new(), ..good.clone() },
-        S3Settings { bucket: String::new(), ..good.clone() },
-        S3Settings { secret_access_key: String::new(), ..good.clone() },
+        S3Settings {
+            endpoint: "ftp://example.com".into(),
+            ..good.clone()
+        },
+        S3Settings {
+            endpoint: String::new(),
+            ..good.clone()
+        },
+        S3Settings {
+            bucket: String::new(),
+            ..good.clone()
+        },
+        S3Settings {
+            secret_access_key: String::new(),
+            ..good.clone()
+        },
     ] {
-        assert!(matches!(S3ObjectStore::connect(bad).await, Err(StoreError::Unavailable(_))));
+        assert!(matches!(
+            S3ObjectStore::connect(bad).await,
+            Err(StoreError::Unavailable(_))
+        ));
     }
 }

@@ -75,30 +75,50 @@ async fn wait_for(server: &TestServer, db: &sqlx::AnyPool, scan: &str, want: &[&
                 .await
                 .unwrap()
                 .get("failure_reason");
-            panic!("scan failed ({reason:?}) while waiting for {want:?}; log:\n{}", server.logs());
+            panic!(
+                "scan failed ({reason:?}) while waiting for {want:?}; log:\n{}",
+                server.logs()
+            );
         }
-        assert!(Instant::now() < until, "scan still {st} after {timeout:?} (wanted {want:?}); log:\n{}", server.logs());
+        assert!(
+            Instant::now() < until,
+            "scan still {st} after {timeout:?} (wanted {want:?}); log:\n{}",
+            server.logs()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
 /// (step, outcome, owner, started_ms, finished_ms) of every step run of a scan.
 async fn runs(db: &sqlx::AnyPool, scan: &str) -> Vec<(String, Option<String>, String, i64, Option<i64>)> {
-    sqlx::query("SELECT step, outcome, owner, started_ms, finished_ms FROM job_runs WHERE scan_id = $1 ORDER BY started_ms")
-        .bind(scan)
-        .fetch_all(db)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get("step"), r.get("outcome"), r.get("owner"), r.get("started_ms"), r.get("finished_ms")))
-        .collect()
+    sqlx::query(
+        "SELECT step, outcome, owner, started_ms, finished_ms FROM job_runs WHERE scan_id = $1 ORDER BY started_ms",
+    )
+    .bind(scan)
+    .fetch_all(db)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| {
+        (
+            r.get("step"),
+            r.get("outcome"),
+            r.get("owner"),
+            r.get("started_ms"),
+            r.get("finished_ms"),
+        )
+    })
+    .collect()
 }
 
 /// Every step completed exactly once.
 async fn assert_each_step_once(db: &sqlx::AnyPool, scan: &str) {
     let runs = runs(db, scan).await;
     for step in ["convert", "segment", "score"] {
-        let ok = runs.iter().filter(|r| r.0 == step && r.1.as_deref() == Some("ok")).count();
+        let ok = runs
+            .iter()
+            .filter(|r| r.0 == step && r.1.as_deref() == Some("ok"))
+            .count();
         assert_eq!(ok, 1, "step {step} completed {ok} times: {runs:?}");
     }
     let regions: i64 = sqlx::query("SELECT COUNT(*) AS n FROM scan_regions WHERE scan_id = $1")
@@ -146,7 +166,11 @@ fn gunzip(bytes: &[u8]) -> Vec<u8> {
 
 /// NIfTI-1 dims (as stored) and voxel bytes.
 fn nifti_voxels(nii: &[u8]) -> (Vec<u8>, Vec<u8>) {
-    assert_eq!(i32::from_le_bytes(nii[0..4].try_into().unwrap()), 348, "NIfTI-1, little endian");
+    assert_eq!(
+        i32::from_le_bytes(nii[0..4].try_into().unwrap()),
+        348,
+        "NIfTI-1, little endian"
+    );
     let vox_offset = f32::from_le_bytes(nii[108..112].try_into().unwrap()) as usize;
     (nii[40..56].to_vec(), nii[vox_offset..].to_vec())
 }
@@ -159,7 +183,13 @@ fn reference_nifti() -> Vec<u8> {
     let src = dir.join("dicom");
     let out = dir.join("out");
     std::fs::create_dir_all(&out).unwrap();
-    let st = std::process::Command::new("unzip").arg("-q").arg(&zip).arg("-d").arg(&src).status().unwrap();
+    let st = std::process::Command::new("unzip")
+        .arg("-q")
+        .arg(&zip)
+        .arg("-d")
+        .arg(&src)
+        .status()
+        .unwrap();
     assert!(st.success());
     let st = std::process::Command::new("dcm2niix")
         .args(["-z", "n", "-b", "n", "-f", "ref", "-o"])
@@ -176,7 +206,12 @@ fn reference_nifti() -> Vec<u8> {
 
 /// Bytes of every stored thing: files of the data dir and the S3 root (ZIPs inflated,
 /// gzip decompressed), every text value of every table, and the server's logs.
-async fn everything_kept(server: &TestServer, s3: Option<&S3Server>, db: &sqlx::AnyPool, logs: &[String]) -> Vec<(String, Vec<u8>)> {
+async fn everything_kept(
+    server: &TestServer,
+    s3: Option<&S3Server>,
+    db: &sqlx::AnyPool,
+    logs: &[String],
+) -> Vec<(String, Vec<u8>)> {
     let mut blobs: Vec<(String, Vec<u8>)> = Vec::new();
     let mut files = files_under(&server.data_dir);
     if let Some(s3) = s3 {
@@ -185,18 +220,36 @@ async fn everything_kept(server: &TestServer, s3: Option<&S3Server>, db: &sqlx::
     for f in files {
         let bytes = std::fs::read(&f).unwrap_or_default();
         if bytes.starts_with(b"PK\x03\x04") {
-            let out = std::process::Command::new("unzip").arg("-p").arg(&f).output().expect("unzip installed");
+            let out = std::process::Command::new("unzip")
+                .arg("-p")
+                .arg(&f)
+                .output()
+                .expect("unzip installed");
             assert!(out.status.success(), "object is a readable ZIP");
             blobs.push((format!("{} (inflated)", f.display()), out.stdout));
         }
         if bytes.starts_with(&[0x1f, 0x8b]) {
             blobs.push((format!("{} (gunzipped)", f.display()), gunzip(&bytes)));
         }
-        blobs.push((format!("file name {}", f.display()), f.display().to_string().into_bytes()));
+        blobs.push((
+            format!("file name {}", f.display()),
+            f.display().to_string().into_bytes(),
+        ));
         blobs.push((f.display().to_string(), bytes));
     }
-    for table in ["users", "sessions", "login_throttle", "scans", "scan_regions", "jobs", "job_runs"] {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}"))).fetch_all(db).await.unwrap();
+    for table in [
+        "users",
+        "sessions",
+        "login_throttle",
+        "scans",
+        "scan_regions",
+        "jobs",
+        "job_runs",
+    ] {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}")))
+            .fetch_all(db)
+            .await
+            .unwrap();
         let mut text = String::new();
         for r in &rows {
             for i in 0..r.len() {
@@ -229,11 +282,13 @@ async fn phi_scan_goes_from_upload_to_scored_volumes_and_nothing_identifying_is_
     assert_each_step_once(&db, &scan).await;
 
     // the stored NIfTI = dcm2niix on the clean fixture (voxel for voxel)
-    let row = sqlx::query("SELECT nifti_key, labels_key, volumes_key, object_key, result_json, age_years, sex FROM scans WHERE id = $1")
-        .bind(&scan)
-        .fetch_one(&db)
-        .await
-        .unwrap();
+    let row = sqlx::query(
+        "SELECT nifti_key, labels_key, volumes_key, object_key, result_json, age_years, sex FROM scans WHERE id = $1",
+    )
+    .bind(&scan)
+    .fetch_one(&db)
+    .await
+    .unwrap();
     let key = |k: &str| row.get::<String, _>(k);
     let object_path = |k: &str| match &s3 {
         Some(s) => s.root().join(BUCKET).join(k),
@@ -243,7 +298,10 @@ async fn phi_scan_goes_from_upload_to_scored_volumes_and_nothing_identifying_is_
     let (dims, voxels) = nifti_voxels(&stored);
     let (ref_dims, ref_voxels) = nifti_voxels(&reference_nifti());
     assert_eq!(dims, ref_dims);
-    assert!(voxels == ref_voxels, "stored voxels differ from dcm2niix on the clean fixture");
+    assert!(
+        voxels == ref_voxels,
+        "stored voxels differ from dcm2niix on the clean fixture"
+    );
     for k in ["labels_key", "volumes_key", "object_key"] {
         assert!(object_path(&key(k)).is_file(), "{k} stored");
     }
@@ -258,21 +316,36 @@ async fn phi_scan_goes_from_upload_to_scored_volumes_and_nothing_identifying_is_
     let report: Value = serde_json::from_str(&key("result_json")).unwrap();
     assert_eq!(report["age_years"], row.get::<Option<i64>, _>("age_years").unwrap());
     assert_eq!(report["sex"], row.get::<String, _>("sex"));
-    let hippo = report["regions"].as_array().unwrap().iter().find(|r| r["name"] == "Left-Hippocampus").unwrap();
+    let hippo = report["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "Left-Hippocampus")
+        .unwrap();
     assert!(hippo["volume_mm3"].as_f64().unwrap() > 1000.0, "{hippo}");
     assert!(hippo["percentile"].as_f64().is_some(), "{hippo}");
     let mut b = b;
     let page = b.get(&format!("/scans/{scan}")).await.text().await.unwrap();
-    assert!(page.contains(r#"data-status="done""#) && page.contains("Left-Hippocampus"), "results on the scan page");
+    assert!(
+        page.contains(r#"data-status="done""#) && page.contains("Left-Hippocampus"),
+        "results on the scan page"
+    );
 
     // nothing identifying in the data dir, the object store, the database or the logs
     let canaries = canaries("t1_mprage_sag_phi.manifest.json");
     let blobs = everything_kept(&server, s3.as_ref(), &db, &[server.logs()]).await;
-    assert!(blobs.iter().any(|(w, _)| w.contains("gunzipped")), "the NIfTIs were searched");
+    assert!(
+        blobs.iter().any(|(w, _)| w.contains("gunzipped")),
+        "the NIfTIs were searched"
+    );
     if let Some(found) = find_identifying(&blobs, &canaries) {
         panic!("{found}");
     }
-    assert!(temp_files(&server).is_empty(), "no temp files left: {:?}", temp_files(&server));
+    assert!(
+        temp_files(&server).is_empty(),
+        "no temp files left: {:?}",
+        temp_files(&server)
+    );
 }
 
 /// A dcm2niix that waits before converting, so a test can kill the server mid-conversion.
@@ -303,14 +376,22 @@ async fn kill_9_during_conversion_and_during_segmentation_finishes_exactly_once(
     }
     tokio::time::sleep(Duration::from_millis(1000)).await;
     first.kill9();
-    assert_eq!(scan_status(&db, &scan).await, "deidentified", "killed before the conversion finished");
+    assert_eq!(
+        scan_status(&db, &scan).await,
+        "deidentified",
+        "killed before the conversion finished"
+    );
 
     // 2. restarted: the lease expires, the job is converted again; kill -9 mid-segmentation
     let mut second = TestServer::start_on(first.data_dir.clone(), first.database_url.clone(), &env, false).await;
     wait_for(&second, &db, &scan, &["segmenting"], Duration::from_secs(120)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     second.kill9();
-    assert_eq!(scan_status(&db, &scan).await, "segmenting", "killed before the segmentation finished");
+    assert_eq!(
+        scan_status(&db, &scan).await,
+        "segmenting",
+        "killed before the segmentation finished"
+    );
 
     // 3. restarted again: the lost segmentation is submitted again and the scan completes
     let third = TestServer::start_on(first.data_dir.clone(), first.database_url.clone(), &env, false).await;
@@ -318,7 +399,11 @@ async fn kill_9_during_conversion_and_during_segmentation_finishes_exactly_once(
     assert_each_step_once(&db, &scan).await;
     let all = runs(&db, &scan).await;
     let crashed: Vec<_> = all.iter().filter(|r| r.1.is_none()).map(|r| r.0.as_str()).collect();
-    assert_eq!(crashed, ["convert", "segment"], "one run of each killed step never finished: {all:?}");
+    assert_eq!(
+        crashed,
+        ["convert", "segment"],
+        "one run of each killed step never finished: {all:?}"
+    );
 
     // retention: the archive was discarded; exactly NIfTI, labels and volumes remain
     let row = sqlx::query("SELECT archive_deleted, nifti_key, labels_key, volumes_key FROM scans WHERE id = $1")
@@ -327,13 +412,24 @@ async fn kill_9_during_conversion_and_during_segmentation_finishes_exactly_once(
         .await
         .unwrap();
     assert_eq!(row.get::<i64, _>("archive_deleted"), 1);
-    let mut want: Vec<String> = ["nifti_key", "labels_key", "volumes_key"].iter().map(|k| row.get::<String, _>(*k)).collect();
+    let mut want: Vec<String> = ["nifti_key", "labels_key", "volumes_key"]
+        .iter()
+        .map(|k| row.get::<String, _>(*k))
+        .collect();
     want.sort();
-    let mut have: Vec<String> = objects(&third).iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    let mut have: Vec<String> = objects(&third)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
     have.sort();
     assert_eq!(have, want, "no orphan or duplicate objects");
     let left = temp_files(&third);
-    assert!(left.is_empty(), "{} temp files left, e.g. {:?}", left.len(), left.first());
+    assert!(
+        left.is_empty(),
+        "{} temp files left, e.g. {:?}",
+        left.len(),
+        left.first()
+    );
     drop(third);
     drop(second);
     drop(first);
@@ -342,7 +438,9 @@ async fn kill_9_during_conversion_and_during_segmentation_finishes_exactly_once(
 
 #[tokio::test]
 async fn the_object_store_down_for_30_s_mid_job_is_retried() {
-    let Some(bin) = s3s_fs_or_skip("the_object_store_down_for_30_s_mid_job_is_retried") else { return };
+    let Some(bin) = s3s_fs_or_skip("the_object_store_down_for_30_s_mid_job_is_retried") else {
+        return;
+    };
     let mut s3 = S3Server::start(bin, temp_dir("s3"));
     let mut extra = s3.env();
     extra.push(("NEUROVOL_JOB_MAX_ATTEMPTS", "20".into()));
@@ -351,16 +449,30 @@ async fn the_object_store_down_for_30_s_mid_job_is_retried() {
     let db = server.db().await;
     let b = signed_in(&server).await;
     let scan = upload_scan(&b, &small_head(), false).await;
-    wait_for(&server, &db, &scan, &["converted", "stored", "segmenting"], Duration::from_secs(120)).await;
+    wait_for(
+        &server,
+        &db,
+        &scan,
+        &["converted", "stored", "segmenting"],
+        Duration::from_secs(120),
+    )
+    .await;
     s3.stop();
     tokio::time::sleep(Duration::from_secs(30)).await;
     s3.spawn();
     wait_for(&server, &db, &scan, &["done"], Duration::from_secs(300)).await;
     assert_each_step_once(&db, &scan).await;
     let all = runs(&db, &scan).await;
-    assert!(all.iter().any(|r| r.1.as_deref() == Some("retry")), "the outage caused retries: {all:?}");
+    assert!(
+        all.iter().any(|r| r.1.as_deref() == Some("retry")),
+        "the outage caused retries: {all:?}"
+    );
     assert_eq!(s3.objects().len(), 4, "archive, NIfTI, labels, volumes; no duplicates");
-    assert!(temp_files(&server).is_empty(), "no temp files left: {:?}", temp_files(&server));
+    assert!(
+        temp_files(&server).is_empty(),
+        "no temp files left: {:?}",
+        temp_files(&server)
+    );
 }
 
 #[tokio::test]
@@ -380,19 +492,34 @@ async fn a_failed_scan_says_why_and_the_user_can_retry_it() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let page = b.get(&format!("/scans/{scan}")).await.text().await.unwrap();
-    assert!(page.contains(r#"data-testid="scan-failure""#) && page.contains(r#"data-testid="retry""#), "{page}");
+    assert!(
+        page.contains(r#"data-testid="scan-failure""#) && page.contains(r#"data-testid="retry""#),
+        "{page}"
+    );
     first.kill9();
 
     // the service is back: Retry (a form post with the CSRF token) completes the scan
     let good = pipeline_env(&[]);
-    let second = TestServer::start_on(first.data_dir.clone(), first.database_url.clone(), &as_refs(&good), false).await;
+    let second = TestServer::start_on(
+        first.data_dir.clone(),
+        first.database_url.clone(),
+        &as_refs(&good),
+        false,
+    )
+    .await;
     let mut b2 = Browser::new(&second.url);
     b2.cookies = b.cookies.clone();
     let token = csrf(&b2);
-    let resp = b2.post_form(&format!("/scans/{scan}/retry"), &[("csrf_token", &token)]).await;
+    let resp = b2
+        .post_form(&format!("/scans/{scan}/retry"), &[("csrf_token", &token)])
+        .await;
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     wait_for(&second, &db, &scan, &["done"], Duration::from_secs(300)).await;
-    let ok_segments = runs(&db, &scan).await.iter().filter(|r| r.0 == "segment" && r.1.as_deref() == Some("ok")).count();
+    let ok_segments = runs(&db, &scan)
+        .await
+        .iter()
+        .filter(|r| r.0 == "segment" && r.1.as_deref() == Some("ok"))
+        .count();
     assert_eq!(ok_segments, 1);
     drop(second);
     drop(first);
@@ -401,7 +528,10 @@ async fn a_failed_scan_says_why_and_the_user_can_retry_it() {
 #[tokio::test]
 async fn a_scan_waiting_for_the_segmentation_service_says_so_in_plain_words() {
     // a worker that exits at once, and a long back-off: the scan waits between attempts
-    let env = pipeline_env(&[("NEUROVOL_WORKER_BIN", "/bin/false".into()), ("NEUROVOL_JOB_BACKOFF_SECS", "120".into())]);
+    let env = pipeline_env(&[
+        ("NEUROVOL_WORKER_BIN", "/bin/false".into()),
+        ("NEUROVOL_JOB_BACKOFF_SECS", "120".into()),
+    ]);
     let server = TestServer::start(&as_refs(&env)).await;
     let db = server.db().await;
     let mut b = signed_in(&server).await;
@@ -417,15 +547,26 @@ async fn a_scan_waiting_for_the_segmentation_service_says_so_in_plain_words() {
         if attempts.is_some_and(|a| a > 0) {
             break;
         }
-        assert!(Instant::now() < until, "no segmentation attempt; log:\n{}", server.logs());
+        assert!(
+            Instant::now() < until,
+            "no segmentation attempt; log:\n{}",
+            server.logs()
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let page = b.get(&format!("/scans/{scan}")).await.text().await.unwrap();
     assert!(page.contains(r#"data-testid="scan-retrying""#), "{page}");
-    assert!(page.contains("Waiting for the segmentation service") && page.contains("We retry automatically"), "{page}");
+    assert!(
+        page.contains("Waiting for the segmentation service") && page.contains("We retry automatically"),
+        "{page}"
+    );
     // the technical reason stays in the log
     assert!(!page.contains("is starting"), "{page}");
-    assert!(server.logs().contains("the segmentation service is starting"), "{}", server.logs());
+    assert!(
+        server.logs().contains("the segmentation service is starting"),
+        "{}",
+        server.logs()
+    );
     assert_eq!(scan_status(&db, &scan).await, "stored");
 }
 
@@ -436,20 +577,34 @@ async fn refused_inputs_say_why_and_leave_nothing() {
     let b = signed_in(&server).await;
     // a localizer-like stack of 10 slices; a series with its middle slice missing
     for (bytes, codes) in [
-        (clean_subset(|i| (100..110).contains(&i)), &["too_few_slices", "too_little_coverage"][..]),
+        (
+            clean_subset(|i| (100..110).contains(&i)),
+            &["too_few_slices", "too_little_coverage"][..],
+        ),
         (clean_subset(|i| i != 128), &["missing_slices"][..]),
     ] {
         let (st, v) = upload_with(&b, &bytes, false).await;
         assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
         assert!(codes.contains(&v["code"].as_str().unwrap_or("")), "{v}");
-        assert!(v["error"].as_str().is_some_and(|e| e.len() > 20), "a specific message: {v}");
+        assert!(
+            v["error"].as_str().is_some_and(|e| e.len() > 20),
+            "a specific message: {v}"
+        );
     }
     for table in ["scans", "jobs", "job_runs", "scan_regions"] {
-        let n: i64 = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) AS n FROM {table}"))).fetch_one(&db).await.unwrap().get("n");
+        let n: i64 = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) AS n FROM {table}")))
+            .fetch_one(&db)
+            .await
+            .unwrap()
+            .get("n");
         assert_eq!(n, 0, "no rows in {table}");
     }
     assert!(objects(&server).is_empty(), "no objects");
-    assert!(temp_files(&server).is_empty(), "no temp files: {:?}", temp_files(&server));
+    assert!(
+        temp_files(&server).is_empty(),
+        "no temp files: {:?}",
+        temp_files(&server)
+    );
 }
 
 #[tokio::test]
@@ -470,7 +625,10 @@ async fn two_processes_on_one_postgres_share_20_scans_without_running_a_step_twi
     loader.kill9();
 
     // two processes, two runners each, on the same database and data dir
-    let env = pipeline_env(&[("NEUROVOL_PIPELINE_CONCURRENCY", "2".into()), ("NEUROVOL_JOB_LEASE_SECS", "15".into())]);
+    let env = pipeline_env(&[
+        ("NEUROVOL_PIPELINE_CONCURRENCY", "2".into()),
+        ("NEUROVOL_JOB_LEASE_SECS", "15".into()),
+    ]);
     let env = as_refs(&env);
     let p1 = TestServer::start_on(loader.data_dir.clone(), loader.database_url.clone(), &env, false).await;
     let p2 = TestServer::start_on(loader.data_dir.clone(), loader.database_url.clone(), &env, false).await;
@@ -488,7 +646,10 @@ async fn two_processes_on_one_postgres_share_20_scans_without_running_a_step_twi
         let mut by_step: BTreeMap<&str, Vec<(i64, i64)>> = BTreeMap::new();
         for r in &all {
             owners.insert(r.2.clone());
-            by_step.entry(r.0.as_str()).or_default().push((r.3, r.4.unwrap_or(i64::MAX)));
+            by_step
+                .entry(r.0.as_str())
+                .or_default()
+                .push((r.3, r.4.unwrap_or(i64::MAX)));
         }
         for (step, mut spans) in by_step {
             spans.sort();
@@ -509,7 +670,12 @@ fn serve_at_start(name: &str, env: &[(&str, &str)]) -> (std::process::ExitStatus
     let dir = temp_dir(name);
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_neurovol"));
     cmd.arg("serve");
-    for var in ["NEUROVOL_CONFIG", "NEUROVOL_DATABASE_URL", "NEUROVOL_RUNPOD_ENDPOINT_ID", "NEUROVOL_RUNPOD_API_KEY"] {
+    for var in [
+        "NEUROVOL_CONFIG",
+        "NEUROVOL_DATABASE_URL",
+        "NEUROVOL_RUNPOD_ENDPOINT_ID",
+        "NEUROVOL_RUNPOD_API_KEY",
+    ] {
         cmd.env_remove(var);
     }
     let out = cmd
@@ -525,7 +691,11 @@ fn serve_at_start(name: &str, env: &[(&str, &str)]) -> (std::process::ExitStatus
     let mut todo = vec![dir.clone()];
     while let Some(d) = todo.pop() {
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            if e.path().is_dir() { todo.push(e.path()) } else { files.push(e.path()) }
+            if e.path().is_dir() {
+                todo.push(e.path())
+            } else {
+                files.push(e.path())
+            }
         }
     }
     std::fs::remove_dir_all(&dir).unwrap();
@@ -536,7 +706,10 @@ fn serve_at_start(name: &str, env: &[(&str, &str)]) -> (std::process::ExitStatus
 fn a_missing_dcm2niix_stops_the_server_at_start_with_a_clear_message() {
     let (status, last, files) = serve_at_start("no-dcm2niix", &[("NEUROVOL_DCM2NIIX", "/nonexistent/dcm2niix")]);
     assert!(!status.success());
-    assert!(last.contains("dcm2niix") && last.contains("NEUROVOL_DCM2NIIX"), "{last}");
+    assert!(
+        last.contains("dcm2niix") && last.contains("NEUROVOL_DCM2NIIX"),
+        "{last}"
+    );
     assert!(files.is_empty(), "left behind: {files:?}");
 }
 
@@ -545,7 +718,10 @@ fn a_server_without_a_segmentation_service_stops_at_start_and_writes_no_database
     // neither a worker binary nor RunPod: one line naming the setting, no database file
     let (status, last, files) = serve_at_start("no-worker", &[("NEUROVOL_WORKER_BIN", "/nonexistent/neurovol-worker")]);
     assert!(!status.success());
-    assert!(last.contains("NEUROVOL_WORKER_BIN") && last.contains("/nonexistent/neurovol-worker"), "{last}");
+    assert!(
+        last.contains("NEUROVOL_WORKER_BIN") && last.contains("/nonexistent/neurovol-worker"),
+        "{last}"
+    );
     assert!(files.is_empty(), "left behind: {files:?}");
     // a worker that is there but cannot be run (no execute bit) is refused the same way
     let not_executable = temp_dir("not-executable").join("neurovol-worker");
@@ -564,9 +740,15 @@ fn a_server_without_its_model_files_stops_at_start_naming_neurovol_assets() {
     let worker = "/bin/true";
     let (status, last, files) = serve_at_start(
         "no-assets",
-        &[("NEUROVOL_WORKER_BIN", worker), ("NEUROVOL_ASSETS", "/nonexistent/assets")],
+        &[
+            ("NEUROVOL_WORKER_BIN", worker),
+            ("NEUROVOL_ASSETS", "/nonexistent/assets"),
+        ],
     );
     assert!(!status.success());
-    assert!(last.contains("NEUROVOL_ASSETS") && last.contains("model21_104class"), "{last}");
+    assert!(
+        last.contains("NEUROVOL_ASSETS") && last.contains("model21_104class"),
+        "{last}"
+    );
     assert!(files.is_empty(), "left behind: {files:?}");
 }

@@ -45,9 +45,18 @@ fn segments_the_reference_t1_with_percentiles() {
     let vj: serde_json::Value = serde_json::from_slice(&std::fs::read(&volumes).unwrap()).unwrap();
     assert_eq!(vj["model"], "model21_104class");
     assert!(vj["grid"].is_string());
-    assert!(vj["icv_mm3"].as_f64().unwrap() > 500_000.0, "ICV from the brain mask: {}", vj["icv_mm3"]);
+    assert!(
+        vj["icv_mm3"].as_f64().unwrap() > 500_000.0,
+        "ICV from the brain mask: {}",
+        vj["icv_mm3"]
+    );
     let regions = vj["regions"].as_array().unwrap();
-    let find = |name: &str| regions.iter().find(|r| r["name"] == name).unwrap_or_else(|| panic!("{name} missing"));
+    let find = |name: &str| {
+        regions
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
 
     // Modelled regions get a percentile in (0, 100); unmodelled ones get null.
     let hippo = find("Left-Hippocampus");
@@ -57,16 +66,24 @@ fn segments_the_reference_t1_with_percentiles() {
     assert!(find("Left-Cerebral-White-Matter")["percentile"].is_null());
 
     // Every region's volume agrees with the upstream implementation's within 1 %.
-    let reference: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(assets().join("reference/t1_crop/model21_104class_volumes.json")).unwrap()).unwrap();
+    let reference: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(assets().join("reference/t1_crop/model21_104class_volumes.json")).unwrap(),
+    )
+    .unwrap();
     let ref_labels = reference["conformed"]["labels"].as_object().unwrap();
     let mut compared = 0;
     for region in regions {
         let label = region["label"].as_u64().unwrap().to_string();
-        let Some(expected) = ref_labels.get(&label).and_then(|l| l["mm3"].as_f64()) else { continue };
+        let Some(expected) = ref_labels.get(&label).and_then(|l| l["mm3"].as_f64()) else {
+            continue;
+        };
         let ours = region["volume_mm3"].as_f64().unwrap();
         if expected >= 500.0 {
-            assert!((ours - expected).abs() <= 0.01 * expected, "{}: {ours} vs upstream {expected}", region["name"]);
+            assert!(
+                (ours - expected).abs() <= 0.01 * expected,
+                "{}: {ours} vs upstream {expected}",
+                region["name"]
+            );
             compared += 1;
         }
     }
@@ -88,13 +105,22 @@ fn unusable_input_is_refused_in_one_line_without_outputs() {
         (vec![bogus.to_str().unwrap(), "--sex", "X"], "--sex"),
     ] {
         let mut all = args.clone();
-        all.extend(["--out", labels.to_str().unwrap(), "--volumes", volumes.to_str().unwrap()]);
+        all.extend([
+            "--out",
+            labels.to_str().unwrap(),
+            "--volumes",
+            volumes.to_str().unwrap(),
+        ]);
         let res = segment(&all);
         let err = String::from_utf8_lossy(&res.stderr);
         assert!(!res.status.success(), "{args:?} accepted");
         assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
         assert!(err.contains(expect), "{args:?}: {err}");
-        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().filter_map(Result::ok).map(|e| e.file_name()).collect();
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(left.len(), 1, "only the bogus input remains: {left:?}");
     }
     std::fs::remove_dir_all(&dir).unwrap();

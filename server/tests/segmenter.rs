@@ -49,9 +49,10 @@ fn worker_bin() -> PathBuf {
         // with them set would rebuild half the dependency tree every time.
         for (k, _) in std::env::vars_os() {
             if let Some(k) = k.to_str()
-                && ((k.starts_with("CARGO_") && k != "CARGO_HOME") || k == "OUT_DIR") {
-                    cmd.env_remove(k);
-                }
+                && ((k.starts_with("CARGO_") && k != "CARGO_HOME") || k == "OUT_DIR")
+            {
+                cmd.env_remove(k);
+            }
         }
         if let Some(target) = profile_dir.parent() {
             cmd.env("CARGO_TARGET_DIR", target);

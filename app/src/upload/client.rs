@@ -18,18 +18,14 @@ pub fn get_num(v: &JsValue, k: &str) -> Option<f64> {
     Reflect::get(v, &k.into()).ok().and_then(|x| x.as_f64())
 }
 pub fn get_array_buffer(v: &JsValue, k: &str) -> Option<js_sys::ArrayBuffer> {
-    Reflect::get(v, &k.into())
-        .ok()
-        .and_then(|x| x.dyn_into().ok())
+    Reflect::get(v, &k.into()).ok().and_then(|x| x.dyn_into().ok())
 }
 pub fn blob_of(buf: &js_sys::ArrayBuffer) -> Option<Blob> {
     let parts = Array::of1(buf);
     Blob::new_with_buffer_source_sequence(&parts).ok()
 }
 pub fn now_ms() -> f64 {
-    web_sys::window()
-        .and_then(|w| w.performance())
-        .map_or(0.0, |p| p.now())
+    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
 }
 pub fn go(url: &str) {
     if let Some(w) = web_sys::window() {
@@ -110,9 +106,7 @@ async fn xhr(
     });
     // byte-level progress of the request body
     let _progress_cb = on_progress.map(|f| {
-        let cb = Closure::<dyn FnMut(web_sys::ProgressEvent)>::new(
-            move |ev: web_sys::ProgressEvent| f(ev.loaded()),
-        );
+        let cb = Closure::<dyn FnMut(web_sys::ProgressEvent)>::new(move |ev: web_sys::ProgressEvent| f(ev.loaded()));
         if let Ok(up) = x.upload() {
             up.set_onprogress(Some(cb.as_ref().unchecked_ref()));
         }
@@ -196,8 +190,8 @@ pub async fn upload(
             error_text(st, &body)
         });
     }
-    let mut status: Status = serde_json::from_str(&body)
-        .map_err(|_| "Unexpected answer from the server.".to_string())?;
+    let mut status: Status =
+        serde_json::from_str(&body).map_err(|_| "Unexpected answer from the server.".to_string())?;
     let url_base = format!("/uploads/{}", status.id);
     let mut failures = 0;
     loop {
@@ -210,9 +204,7 @@ pub async fn upload(
         };
         let mut done_bytes = acked(&status);
         progress(done_bytes, total);
-        let missing: Vec<u32> = (0..status.chunks)
-            .filter(|i| !status.received.contains(i))
-            .collect();
+        let missing: Vec<u32> = (0..status.chunks).filter(|i| !status.received.contains(i)).collect();
         if missing.is_empty() {
             break;
         }
@@ -225,8 +217,7 @@ pub async fn upload(
             };
             let base = done_bytes;
             let p = progress.clone();
-            let report: Rc<dyn Fn(f64)> =
-                Rc::new(move |loaded: f64| p(base + loaded.min(end - start), total));
+            let report: Rc<dyn Fn(f64)> = Rc::new(move |loaded: f64| p(base + loaded.min(end - start), total));
             let (st, body) = xhr(
                 "PUT",
                 &format!("{url_base}/chunks/{i}"),

@@ -20,9 +20,9 @@ use anyhow::{Context, anyhow};
 use crate::config::Config;
 use crate::object_store::ObjectStore;
 use crate::pipeline::{PipelineSettings, SegmenterSlot, StepError, Steps};
-use crate::temp_dir::TempDir;
 use crate::segmenter::{ClientSettings, Segmenter};
 use crate::storage::{self, ObjectFolder, UrlSigner};
+use crate::temp_dir::TempDir;
 
 #[derive(Debug, clap::Args)]
 pub struct AnalyzeArgs {
@@ -77,7 +77,8 @@ pub async fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
             let mut opts = deid::Options::new(rand::random::<[u8; 32]>());
             opts.series = series.map(|n| deid::SeriesSelector::Index(n.saturating_sub(1)));
             let mut w = BufWriter::new(o);
-            let outcome = deid::deidentify_zip(BufReader::new(i), &mut w, &opts).map_err(|e| anyhow!("the scan was refused: {e}"))?;
+            let outcome = deid::deidentify_zip(BufReader::new(i), &mut w, &opts)
+                .map_err(|e| anyhow!("the scan was refused: {e}"))?;
             w.flush().context("cannot write a temp file")?;
             Ok(outcome.facts)
         })
@@ -93,9 +94,15 @@ pub async fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
     // 2. the object store (and, for the local one, its signed-URL routes on loopback)
     let mut object_server = None;
     let store: Arc<dyn ObjectStore> = match s3 {
-        Some(s3) => Arc::new(crate::object_store::S3ObjectStore::connect(s3).await.map_err(|e| anyhow!("{e}"))?),
+        Some(s3) => Arc::new(
+            crate::object_store::S3ObjectStore::connect(s3)
+                .await
+                .map_err(|e| anyhow!("{e}"))?,
+        ),
         None => {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("cannot open a loopback port")?;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .context("cannot open a loopback port")?;
             let base = format!("http://{}", listener.local_addr()?);
             let signer = UrlSigner::new(rand::random::<[u8; 32]>().to_vec(), &base);
             let root = tmp.path().join("objects");
@@ -111,10 +118,19 @@ pub async fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
             Arc::new(crate::object_store::LocalObjectStore::new(root, signer))
         }
     };
-    let keys = [storage::new_key(".zip"), storage::new_key(".nii.gz"), storage::new_key("-labels.nii.gz"), storage::new_key("-volumes.json")];
+    let keys = [
+        storage::new_key(".zip"),
+        storage::new_key(".nii.gz"),
+        storage::new_key("-labels.nii.gz"),
+        storage::new_key("-volumes.json"),
+    ];
 
     let slot: SegmenterSlot = Arc::new(tokio::sync::OnceCell::new());
-    let steps = Steps { store: store.clone(), segmenter: slot.clone(), settings };
+    let steps = Steps {
+        store: store.clone(),
+        segmenter: slot.clone(),
+        settings,
+    };
     let result = async {
         let segmenter = Segmenter::start(backend, ClientSettings::default()).await?;
         let _ = slot.set(segmenter);
@@ -153,15 +169,25 @@ async fn run_steps(
     out: &Path,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    steps.store.put_file(archive, deid_zip).await.map_err(|e| anyhow!("{e}"))?;
-    let conversion = steps.convert_and_store(archive, nifti, |_| async { Ok(()) }).await.map_err(step_error)?;
+    steps
+        .store
+        .put_file(archive, deid_zip)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    let conversion = steps
+        .convert_and_store(archive, nifti, |_| async { Ok(()) })
+        .await
+        .map_err(step_error)?;
     tracing::info!(ms = started.elapsed().as_millis() as u64, dims = ?conversion.dims, "converted");
 
     // segmentation, submitted again if the worker lost it (a few times at most)
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let job = steps.submit_segmentation(nifti, labels, volumes).await.map_err(step_error)?;
+        let job = steps
+            .submit_segmentation(nifti, labels, volumes)
+            .await
+            .map_err(step_error)?;
         match steps.await_segmentation(&job, labels, volumes).await {
             Ok(_) => break,
             Err(StepError::Resubmit(r)) | Err(StepError::Transient(r)) if attempt < 3 => {
@@ -172,19 +198,31 @@ async fn run_steps(
         }
     }
     tracing::info!(ms = started.elapsed().as_millis() as u64, "segmented");
-    let (report, volumes_json) = steps.score(volumes, facts, conversion.warnings.clone()).await.map_err(step_error)?;
+    let (report, volumes_json) = steps
+        .score(volumes, facts, conversion.warnings.clone())
+        .await
+        .map_err(step_error)?;
 
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let write = async {
         let part = |name: &str| out.join(format!(".partial-{name}"));
-        steps.store.get_to_file(nifti, &part("volume.nii.gz")).await.map_err(|e| anyhow!("{e}"))?;
-        steps.store.get_to_file(labels, &part("labels.nii.gz")).await.map_err(|e| anyhow!("{e}"))?;
+        steps
+            .store
+            .get_to_file(nifti, &part("volume.nii.gz"))
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+        steps
+            .store
+            .get_to_file(labels, &part("labels.nii.gz"))
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
         std::fs::write(part("volumes.json"), &volumes_json)?;
         let mut report_json = serde_json::to_vec_pretty(&report)?;
         report_json.push(b'\n');
         std::fs::write(part("report.json"), report_json)?;
         for name in ["volume.nii.gz", "labels.nii.gz", "volumes.json", "report.json"] {
-            std::fs::rename(part(name), out.join(name)).with_context(|| format!("cannot write {}", out.join(name).display()))?;
+            std::fs::rename(part(name), out.join(name))
+                .with_context(|| format!("cannot write {}", out.join(name).display()))?;
         }
         Ok::<(), anyhow::Error>(())
     };

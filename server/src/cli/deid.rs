@@ -57,17 +57,24 @@ pub enum DeidCliError {
 }
 
 pub fn run(args: &DeidArgs) -> Result<::deid::Outcome, DeidCliError> {
-    let input = File::open(&args.input).map_err(|source| DeidCliError::Read { path: args.input.clone(), source })?;
+    let input = File::open(&args.input).map_err(|source| DeidCliError::Read {
+        path: args.input.clone(),
+        source,
+    })?;
     let mut options = Options::new(rand::random());
     options.profile = args.profile.into();
     options.series = args.series.map(|n| SeriesSelector::Index(n.saturating_sub(1)));
 
-    let outcome = write_atomically(&args.out, |w| ::deid::deidentify_zip(BufReader::new(&input), w, &options)).map_err(
-        |e| match e {
-            WriteError::Io(source) => DeidCliError::Write { path: args.out.clone(), source },
-            WriteError::Inner(e) => DeidCliError::Refused(e),
+    let outcome = write_atomically(&args.out, |w| {
+        ::deid::deidentify_zip(BufReader::new(&input), w, &options)
+    })
+    .map_err(|e| match e {
+        WriteError::Io(source) => DeidCliError::Write {
+            path: args.out.clone(),
+            source,
         },
-    )?;
+        WriteError::Inner(e) => DeidCliError::Refused(e),
+    })?;
     if let Some(report_path) = &args.report {
         let json = serde_json::json!({
             "report": outcome.report,
@@ -83,8 +90,14 @@ pub fn run(args: &DeidArgs) -> Result<::deid::Outcome, DeidCliError> {
             // The pair is all or nothing.
             let _ = std::fs::remove_file(&args.out);
             return Err(match e {
-                WriteError::Io(source) => DeidCliError::Write { path: report_path.clone(), source },
-                WriteError::Inner(source) => DeidCliError::Write { path: report_path.clone(), source },
+                WriteError::Io(source) => DeidCliError::Write {
+                    path: report_path.clone(),
+                    source,
+                },
+                WriteError::Inner(source) => DeidCliError::Write {
+                    path: report_path.clone(),
+                    source,
+                },
             });
         }
     }
@@ -97,8 +110,14 @@ enum WriteError<E> {
 }
 
 /// Writes through a temp file beside `path`, renamed into place only when `f` succeeds.
-fn write_atomically<T, E>(path: &Path, f: impl FnOnce(&mut BufWriter<&File>) -> Result<T, E>) -> Result<T, WriteError<E>> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+fn write_atomically<T, E>(
+    path: &Path,
+    f: impl FnOnce(&mut BufWriter<&File>) -> Result<T, E>,
+) -> Result<T, WriteError<E>> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let tmp = dir.join(format!(".neurovol-{}.partial", hex::encode(rand::random::<[u8; 6]>())));
     let file = File::create(&tmp).map_err(WriteError::Io)?;
     let result = (|| {

@@ -36,7 +36,9 @@ pub fn fill_percentiles(vj: &mut VolumesJson, sex: Option<Sex>, age: Option<f64>
     let norms = Norms::embedded();
     let site = Site::default();
     for region in &mut vj.regions {
-        region.percentile = norms.assess(&region.name, region.volume_mm3, sex, age, &site).percentile;
+        region.percentile = norms
+            .assess(&region.name, region.volume_mm3, sex, age, &site)
+            .percentile;
     }
 }
 
@@ -47,13 +49,17 @@ pub fn run(args: &SegmentArgs, assets: &Path) -> Result<volumetry::VolumeReport,
         Some(code) => Some(Sex::from_code(code).ok_or_else(|| format!("--sex must be M or F, not {code:?}"))?),
     };
     if let Some(age) = args.age
-        && !(age.is_finite() && (0.0..=130.0).contains(&age)) {
-            return Err(format!("--age must be a number of years between 0 and 130, not {age}"));
-        }
+        && !(age.is_finite() && (0.0..=130.0).contains(&age))
+    {
+        return Err(format!("--age must be a number of years between 0 and 130, not {age}"));
+    }
     if !args.input.is_file() {
         return Err(format!("cannot read {}: no such file", args.input.display()));
     }
-    let opts = SegmentOptions { model, ..SegmentOptions::default() };
+    let opts = SegmentOptions {
+        model,
+        ..SegmentOptions::default()
+    };
     let tmp_labels = partial_name(&args.out);
     let tmp_volumes = partial_name(&args.volumes);
     let result = volumetry::segment_to_files(&args.input, &tmp_labels, &tmp_volumes, assets, &opts, &|vj| {
@@ -62,7 +68,8 @@ pub fn run(args: &SegmentArgs, assets: &Path) -> Result<volumetry::VolumeReport,
     .map_err(|e| e.to_string())
     .and_then(|report| {
         std::fs::rename(&tmp_labels, &args.out).map_err(|e| format!("cannot write {}: {e}", args.out.display()))?;
-        std::fs::rename(&tmp_volumes, &args.volumes).map_err(|e| format!("cannot write {}: {e}", args.volumes.display()))?;
+        std::fs::rename(&tmp_volumes, &args.volumes)
+            .map_err(|e| format!("cannot write {}: {e}", args.volumes.display()))?;
         Ok(report)
     });
     if result.is_err() {
@@ -76,6 +83,9 @@ pub fn run(args: &SegmentArgs, assets: &Path) -> Result<volumetry::VolumeReport,
 /// A hidden temporary name beside `path`, keeping its extension (the NIfTI writer
 /// compresses when the name ends in .gz).
 fn partial_name(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".partial-{}-{name}", hex::encode(rand::random::<[u8; 4]>())))
 }

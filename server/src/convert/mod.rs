@@ -62,12 +62,12 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-
-
-pub use process::{CORRUPT_MARKERS, MISSING_SLICE_MARKERS, UNSUPPORTED_MARKERS, classify_run, dcm2niix_version, parse_version};
-pub use volume::{Geometry, SCRUBBED_RANGES, check_volume, scrub_nifti};
 use process::*;
+pub use process::{
+    CORRUPT_MARKERS, MISSING_SLICE_MARKERS, UNSUPPORTED_MARKERS, classify_run, dcm2niix_version, parse_version,
+};
 use volume::*;
+pub use volume::{Geometry, SCRUBBED_RANGES, check_volume, scrub_nifti};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_MAX_VOXEL_MM: f64 = 2.0;
@@ -219,7 +219,9 @@ pub enum ConvertError {
     UnsupportedDataType { datatype: i16 },
     #[error("The volume's geometry (voxel size) is invalid.")]
     InvalidGeometry,
-    #[error("The converted volume cannot be used for segmentation (invalid voxel values, such as NaN, or an implausible size).")]
+    #[error(
+        "The converted volume cannot be used for segmentation (invalid voxel values, such as NaN, or an implausible size)."
+    )]
     UnreadableVolume,
     #[error("The DICOM converter could not convert this series (exit status {status}).")]
     ConversionFailed { status: i32 },
@@ -277,10 +279,27 @@ impl ConvertError {
     pub fn is_input_problem(&self) -> bool {
         use ConvertError::*;
         match self {
-            NoVolume | SeveralVolumes(_) | NotThreeD | FourD { .. } | TooFewSlices { .. } | TooLittleCoverage { .. }
-            | TooCoarse { .. } | MissingSlices | CorruptDicom | UnsupportedEncoding | UnsupportedDataType { .. }
-            | InvalidGeometry | UnreadableVolume | ConversionFailed { .. } | TooLarge(_) => true,
-            Dcm2niixMissing | Dcm2niixVersion | Timeout { .. } | Dcm2niixCrashed | BadArchive(_) | BadOutput(_)
+            NoVolume
+            | SeveralVolumes(_)
+            | NotThreeD
+            | FourD { .. }
+            | TooFewSlices { .. }
+            | TooLittleCoverage { .. }
+            | TooCoarse { .. }
+            | MissingSlices
+            | CorruptDicom
+            | UnsupportedEncoding
+            | UnsupportedDataType { .. }
+            | InvalidGeometry
+            | UnreadableVolume
+            | ConversionFailed { .. }
+            | TooLarge(_) => true,
+            Dcm2niixMissing
+            | Dcm2niixVersion
+            | Timeout { .. }
+            | Dcm2niixCrashed
+            | BadArchive(_)
+            | BadOutput(_)
             | Io { .. } => false,
         }
     }
@@ -303,7 +322,6 @@ fn min3(v: &[f64; 3]) -> f64 {
 fn io_err(op: &'static str) -> impl FnOnce(io::Error) -> ConvertError {
     move |source| ConvertError::Io { op, source }
 }
-
 
 /// Converts the de-identified ZIP `deid_zip` into `<work>/out/volume.nii.gz`.
 ///
@@ -381,7 +399,11 @@ fn convert_in(
     for entry in fs::read_dir(&out).map_err(io_err("list the converter's output"))? {
         let entry = entry.map_err(io_err("list the converter's output"))?;
         if entry.path() != target {
-            let _ = if entry.path().is_dir() { fs::remove_dir_all(entry.path()) } else { fs::remove_file(entry.path()) };
+            let _ = if entry.path().is_dir() {
+                fs::remove_dir_all(entry.path())
+            } else {
+                fs::remove_file(entry.path())
+            };
         }
     }
     Ok(Converted {
@@ -398,8 +420,8 @@ fn convert_in(
 pub fn extract_zip(zip_path: &Path, dir: &Path, settings: &ConvertSettings) -> Result<usize, ConvertError> {
     use zip::result::ZipError;
     let file = File::open(zip_path).map_err(io_err("open the de-identified archive"))?;
-    let mut archive =
-        zip::ZipArchive::new(BufReader::new(file)).map_err(|_| ConvertError::BadArchive("not a readable ZIP archive"))?;
+    let mut archive = zip::ZipArchive::new(BufReader::new(file))
+        .map_err(|_| ConvertError::BadArchive("not a readable ZIP archive"))?;
     if archive.len() > settings.max_files {
         return Err(ConvertError::TooLarge("too many files"));
     }
@@ -408,7 +430,10 @@ pub fn extract_zip(zip_path: &Path, dir: &Path, settings: &ConvertSettings) -> R
     let mut buf = vec![0u8; 256 * 1024];
     for index in 0..archive.len() {
         let mut entry = archive.by_index(index).map_err(|e| match e {
-            ZipError::Io(source) => ConvertError::Io { op: "read the de-identified archive", source },
+            ZipError::Io(source) => ConvertError::Io {
+                op: "read the de-identified archive",
+                source,
+            },
             ZipError::UnsupportedArchive(_) | ZipError::CompressionMethodNotSupported(_) => {
                 ConvertError::BadArchive("an entry is encrypted or uses an unsupported compression")
             }
@@ -421,7 +446,9 @@ pub fn extract_zip(zip_path: &Path, dir: &Path, settings: &ConvertSettings) -> R
         let path = dir.join(format!("{count:06}.dcm"));
         let mut out = BufWriter::new(File::create_new(&path).map_err(io_err("write an extracted file"))?);
         loop {
-            let n = entry.read(&mut buf).map_err(|_| ConvertError::BadArchive("an entry is damaged"))?;
+            let n = entry
+                .read(&mut buf)
+                .map_err(|_| ConvertError::BadArchive("an entry is damaged"))?;
             if n == 0 {
                 break;
             }

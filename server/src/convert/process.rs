@@ -7,15 +7,19 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-
-
 use super::*;
 
 /// The dcm2niix version, e.g. `v1.0.20220720` (for the logs and the start-up check).
-#[expect(clippy::zombie_processes, reason = "reaped by wait_with_timeout, or killed by the guard")]
+#[expect(
+    clippy::zombie_processes,
+    reason = "reaped by wait_with_timeout, or killed by the guard"
+)]
 pub fn dcm2niix_version(bin: &Path) -> Result<String, ConvertError> {
     let mut cmd = Command::new(bin);
-    cmd.arg("--version").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+    cmd.arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
     sanitise_env(&mut cmd, None);
     let child = cmd.spawn().map_err(spawn_error)?;
     let mut guard = ChildGuard(Some(child));
@@ -78,7 +82,10 @@ pub(super) fn run_dcm2niix(
 pub(super) fn sanitise_env(cmd: &mut Command, tmp: Option<&Path>) {
     use std::os::unix::process::CommandExt;
     cmd.env_clear();
-    cmd.env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()));
+    cmd.env(
+        "PATH",
+        std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
+    );
     if let Some(tmp) = tmp {
         cmd.env("TMPDIR", tmp);
     }
@@ -88,7 +95,10 @@ pub(super) fn sanitise_env(cmd: &mut Command, tmp: Option<&Path>) {
 pub(super) fn spawn_error(e: io::Error) -> ConvertError {
     match e.kind() {
         io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => ConvertError::Dcm2niixMissing,
-        _ => ConvertError::Io { op: "start dcm2niix", source: e },
+        _ => ConvertError::Io {
+            op: "start dcm2niix",
+            source: e,
+        },
     }
 }
 
@@ -112,7 +122,10 @@ pub(super) fn kill_group(child: &mut Child) {
     let _ = Command::new("kill")
         .args(["-KILL", "--", &pgid])
         .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
+        .env(
+            "PATH",
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -122,7 +135,10 @@ pub(super) fn kill_group(child: &mut Child) {
 }
 
 /// Polls the child until it exits or `timeout` passes (then kills its group).
-pub(super) fn wait_with_timeout(guard: &mut ChildGuard, timeout: Duration) -> Result<(ExitStatus, Duration), ConvertError> {
+pub(super) fn wait_with_timeout(
+    guard: &mut ChildGuard,
+    timeout: Duration,
+) -> Result<(ExitStatus, Duration), ConvertError> {
     let started = Instant::now();
     let mut pause = Duration::from_millis(1);
     loop {
@@ -135,7 +151,9 @@ pub(super) fn wait_with_timeout(guard: &mut ChildGuard, timeout: Duration) -> Re
             if let Some(mut child) = guard.0.take() {
                 kill_group(&mut child);
             }
-            return Err(ConvertError::Timeout { seconds: timeout.as_secs().max(1) });
+            return Err(ConvertError::Timeout {
+                seconds: timeout.as_secs().max(1),
+            });
         }
         std::thread::sleep(pause.min(timeout - elapsed));
         pause = (pause * 2).min(Duration::from_millis(25));

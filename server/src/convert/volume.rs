@@ -7,7 +7,6 @@ use std::path::Path;
 
 use volumetry::nifti::{self, Header};
 
-
 use super::*;
 
 /// Geometry of an accepted volume.
@@ -43,7 +42,10 @@ pub fn check_volume(h: &Header, settings: &ConvertSettings) -> Result<Geometry, 
     }
     let fewest = *dims.iter().min().expect("three dims");
     if fewest < settings.min_slices {
-        return Err(ConvertError::TooFewSlices { slices: fewest, min: settings.min_slices });
+        return Err(ConvertError::TooFewSlices {
+            slices: fewest,
+            min: settings.min_slices,
+        });
     }
     // xyzt_units & 7: 1 metre, 2 mm, 3 µm; 0 (unknown) is taken as mm.
     let scale = match h.xyzt_units & 7 {
@@ -56,17 +58,27 @@ pub fn check_volume(h: &Header, settings: &ConvertSettings) -> Result<Geometry, 
         return Err(ConvertError::InvalidGeometry);
     }
     if voxel_mm.iter().any(|&v| v > settings.max_voxel_mm + MM_EPS) {
-        return Err(ConvertError::TooCoarse { voxel_mm, max_mm: settings.max_voxel_mm });
+        return Err(ConvertError::TooCoarse {
+            voxel_mm,
+            max_mm: settings.max_voxel_mm,
+        });
     }
     let extent_mm = [0, 1, 2].map(|i| dims[i] as f64 * voxel_mm[i]);
     if extent_mm.iter().any(|&e| e < settings.min_extent_mm - MM_EPS) {
-        return Err(ConvertError::TooLittleCoverage { extent_mm, min_mm: settings.min_extent_mm });
+        return Err(ConvertError::TooLittleCoverage {
+            extent_mm,
+            min_mm: settings.min_extent_mm,
+        });
     }
     let mut warnings = Vec::new();
     if voxel_mm.iter().any(|&v| v > settings.low_res_voxel_mm + MM_EPS) {
         warnings.push(ConvertWarning::LowResolution { voxel_mm });
     }
-    Ok(Geometry { dims, voxel_mm, warnings })
+    Ok(Geometry {
+        dims,
+        voxel_mm,
+        warnings,
+    })
 }
 
 /// Bytes per voxel of the scalar datatypes volumetry reads; `None` for colour, complex and
@@ -95,12 +107,18 @@ pub fn scrub_nifti(buf: &mut Vec<u8>, big_endian: bool, voxel_bytes: usize) -> R
         return Err(ConvertError::BadOutput("truncated header"));
     }
     let raw: [u8; 4] = buf[108..112].try_into().expect("4 bytes");
-    let vox_offset = if big_endian { f32::from_be_bytes(raw) } else { f32::from_le_bytes(raw) };
+    let vox_offset = if big_endian {
+        f32::from_be_bytes(raw)
+    } else {
+        f32::from_le_bytes(raw)
+    };
     if !vox_offset.is_finite() || vox_offset < 352.0 || vox_offset.fract() != 0.0 {
         return Err(ConvertError::BadOutput("invalid vox_offset"));
     }
     let vox_offset = vox_offset as usize;
-    let end = vox_offset.checked_add(voxel_bytes).ok_or(ConvertError::BadOutput("invalid size"))?;
+    let end = vox_offset
+        .checked_add(voxel_bytes)
+        .ok_or(ConvertError::BadOutput("invalid size"))?;
     if buf.len() < end {
         return Err(ConvertError::BadOutput("fewer voxels than the header declares"));
     }
@@ -109,27 +127,43 @@ pub fn scrub_nifti(buf: &mut Vec<u8>, big_endian: bool, voxel_bytes: usize) -> R
     for range in SCRUBBED_RANGES {
         buf[range.clone()].fill(0);
     }
-    let offset = if big_endian { 352f32.to_be_bytes() } else { 352f32.to_le_bytes() };
+    let offset = if big_endian {
+        352f32.to_be_bytes()
+    } else {
+        352f32.to_le_bytes()
+    };
     buf[108..112].copy_from_slice(&offset);
     Ok(())
 }
 
 /// Reads dcm2niix's output, checks it, scrubs its header, verifies it with volumetry's
 /// reader and writes it gzip-compressed to `target` (through a temporary name).
-pub(super) fn finalize_nifti(produced: &Path, target: &Path, settings: &ConvertSettings) -> Result<Geometry, ConvertError> {
+pub(super) fn finalize_nifti(
+    produced: &Path,
+    target: &Path,
+    settings: &ConvertSettings,
+) -> Result<Geometry, ConvertError> {
     let file = File::open(produced).map_err(io_err("read the converted volume"))?;
     let gz = produced.extension().is_some_and(|e| e == "gz");
-    let mut reader: Box<dyn Read> =
-        if gz { Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file))) } else { Box::new(BufReader::new(file)) };
+    let mut reader: Box<dyn Read> = if gz {
+        Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file)))
+    } else {
+        Box::new(BufReader::new(file))
+    };
     // Header first: a 4D series is refused before its voxels are read.
     let mut buf = vec![0u8; 348];
-    reader.read_exact(&mut buf).map_err(|_| ConvertError::BadOutput("truncated header"))?;
+    reader
+        .read_exact(&mut buf)
+        .map_err(|_| ConvertError::BadOutput("truncated header"))?;
     let (header, big_endian) = nifti::parse_header(&buf).map_err(|_| ConvertError::BadOutput("not a NIfTI-1 file"))?;
     let geometry = check_volume(&header, settings)?;
-    let bytes_per_voxel =
-        scalar_bytes(header.datatype).ok_or(ConvertError::UnsupportedDataType { datatype: header.datatype })?;
+    let bytes_per_voxel = scalar_bytes(header.datatype).ok_or(ConvertError::UnsupportedDataType {
+        datatype: header.datatype,
+    })?;
     let voxel_bytes = geometry.dims.iter().product::<usize>() * bytes_per_voxel;
-    reader.read_to_end(&mut buf).map_err(|_| ConvertError::BadOutput("unreadable voxel data"))?;
+    reader
+        .read_to_end(&mut buf)
+        .map_err(|_| ConvertError::BadOutput("unreadable voxel data"))?;
     drop(reader);
     scrub_nifti(&mut buf, big_endian, voxel_bytes)?;
     // The reader the segmentation worker uses. Header, datatype and size are already
@@ -143,7 +177,10 @@ pub(super) fn finalize_nifti(produced: &Path, target: &Path, settings: &ConvertS
     let partial = target.with_extension("gz.partial");
     let written = (|| {
         let file = File::create_new(&partial)?;
-        let mut gz = flate2::write::GzEncoder::new(BufWriter::new(file), flate2::Compression::new(settings.gzip_level.min(9)));
+        let mut gz = flate2::write::GzEncoder::new(
+            BufWriter::new(file),
+            flate2::Compression::new(settings.gzip_level.min(9)),
+        );
         gz.write_all(&buf)?;
         let file = gz.finish()?.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
@@ -151,7 +188,10 @@ pub(super) fn finalize_nifti(produced: &Path, target: &Path, settings: &ConvertS
     })();
     if let Err(e) = written {
         let _ = fs::remove_file(&partial);
-        return Err(ConvertError::Io { op: "write the converted volume", source: e });
+        return Err(ConvertError::Io {
+            op: "write the converted volume",
+            source: e,
+        });
     }
     Ok(geometry)
 }

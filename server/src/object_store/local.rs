@@ -20,7 +20,11 @@ pub struct LocalObjectStore {
 impl LocalObjectStore {
     pub fn new(root: impl Into<PathBuf>, signer: UrlSigner) -> LocalObjectStore {
         let root = root.into();
-        LocalObjectStore { store: ObjectFolder::new(root.clone()), root, signer }
+        LocalObjectStore {
+            store: ObjectFolder::new(root.clone()),
+            root,
+            signer,
+        }
     }
 
     /// The underlying folder store (`web/objects.rs` serves signed URLs from it).
@@ -38,12 +42,18 @@ impl LocalObjectStore {
     }
 
     fn not_found(e: std::io::Error) -> StoreError {
-        if e.kind() == std::io::ErrorKind::NotFound { StoreError::NotFound } else { StoreError::Io(e) }
+        if e.kind() == std::io::ErrorKind::NotFound {
+            StoreError::NotFound
+        } else {
+            StoreError::Io(e)
+        }
     }
 
     fn presign(&self, key: &str, method: &str, ttl: Duration) -> StoreResult<String> {
         check_key(key)?;
-        self.signer.sign(key, method, ttl.min(crate::storage::MAX_SIGNED_URL_TTL)).map_err(|_| StoreError::InvalidKey)
+        self.signer
+            .sign(key, method, ttl.min(crate::storage::MAX_SIGNED_URL_TTL))
+            .map_err(|_| StoreError::InvalidKey)
     }
 }
 
@@ -64,7 +74,9 @@ impl ObjectStore for LocalObjectStore {
             let dst = self.path(key)?;
             tokio::fs::create_dir_all(&self.root).await?;
             // staged under a name list() ignores, then renamed: the object appears whole
-            let staging = self.root.join(format!(".incoming-{}", hex::encode(rand::random::<[u8; 8]>())));
+            let staging = self
+                .root
+                .join(format!(".incoming-{}", hex::encode(rand::random::<[u8; 8]>())));
             write_file_or_remove(&staging, |mut f| async move {
                 f.write_all(&bytes).await?;
                 f.flush().await?;
@@ -136,7 +148,9 @@ impl ObjectStore for LocalObjectStore {
             let mut keys = Vec::new();
             while let Some(entry) = dir.next_entry().await? {
                 // staging files (`.incoming-*`) and anything else that is not a key are skipped
-                let Ok(name) = entry.file_name().into_string() else { continue };
+                let Ok(name) = entry.file_name().into_string() else {
+                    continue;
+                };
                 if crate::storage::valid_key(&name) && entry.file_type().await?.is_file() {
                     keys.push(name);
                 }

@@ -27,8 +27,6 @@ use std::path::Path;
 use std::pin::Pin;
 use std::time::Duration;
 
-
-
 pub type StoreResult<T> = Result<T, StoreError>;
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = StoreResult<T>> + Send + 'a>>;
 
@@ -75,7 +73,11 @@ pub trait ObjectStore: Send + Sync {
 }
 
 fn check_key(key: &str) -> StoreResult<()> {
-    if crate::storage::valid_key(key) { Ok(()) } else { Err(StoreError::InvalidKey) }
+    if crate::storage::valid_key(key) {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidKey)
+    }
 }
 
 /// Writes `dst` with `fill`; removes it again when `fill` fails.

@@ -67,7 +67,10 @@ pub struct S3ObjectStore {
 
 impl std::fmt::Debug for S3ObjectStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3ObjectStore").field("endpoint", &self.endpoint).field("bucket", &self.bucket).finish_non_exhaustive()
+        f.debug_struct("S3ObjectStore")
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .finish_non_exhaustive()
     }
 }
 
@@ -93,9 +96,11 @@ where
     }
 }
 
-
 fn body_error(op: &'static str, e: aws_sdk_s3::primitives::ByteStreamError) -> StoreError {
-    StoreError::Unavailable(format!("{op}: reading the response body failed: {}", segment_api::describe_error(&e)))
+    StoreError::Unavailable(format!(
+        "{op}: reading the response body failed: {}",
+        segment_api::describe_error(&e)
+    ))
 }
 
 impl S3ObjectStore {
@@ -120,7 +125,11 @@ impl S3ObjectStore {
         if settings.access_key_id.is_empty() || settings.secret_access_key.is_empty() {
             return Err(invalid("missing access key id or secret access key"));
         }
-        let region = if settings.region.trim().is_empty() { "auto".to_string() } else { settings.region.trim().to_string() };
+        let region = if settings.region.trim().is_empty() {
+            "auto".to_string()
+        } else {
+            settings.region.trim().to_string()
+        };
 
         // rustls on ring (as reqwest). HTTPS trusts the system's root certificates
         // (ca-certificates, or SSL_CERT_FILE / SSL_CERT_DIR); checked here, because the SDK
@@ -145,8 +154,13 @@ impl S3ObjectStore {
             .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
             .tls_context(tls_context)
             .build_https();
-        let credentials =
-            Credentials::new(settings.access_key_id.clone(), settings.secret_access_key.clone(), None, None, "neurovol-config");
+        let credentials = Credentials::new(
+            settings.access_key_id.clone(),
+            settings.secret_access_key.clone(),
+            None,
+            None,
+            "neurovol-config",
+        );
         let config = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .endpoint_url(&endpoint)
@@ -173,7 +187,11 @@ impl S3ObjectStore {
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
             .build();
-        Ok(S3ObjectStore { client: aws_sdk_s3::Client::from_conf(config), bucket: settings.bucket, endpoint })
+        Ok(S3ObjectStore {
+            client: aws_sdk_s3::Client::from_conf(config),
+            bucket: settings.bucket,
+            endpoint,
+        })
     }
 
     /// Creates the bucket when it does not exist (tests, first start against a fresh server).
@@ -204,16 +222,38 @@ impl S3ObjectStore {
         let cfg = PresigningConfig::expires_in(ttl.min(crate::storage::MAX_SIGNED_URL_TTL).max(Duration::from_secs(1)))
             .map_err(|e| StoreError::Unavailable(format!("presign: {e}")))?;
         let req = if put {
-            self.client.put_object().bucket(&self.bucket).key(key).presigned(cfg).await.map_err(|e| s3_error("presign put", e))?
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .presigned(cfg)
+                .await
+                .map_err(|e| s3_error("presign put", e))?
         } else {
-            self.client.get_object().bucket(&self.bucket).key(key).presigned(cfg).await.map_err(|e| s3_error("presign get", e))?
+            self.client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .presigned(cfg)
+                .await
+                .map_err(|e| s3_error("presign get", e))?
         };
         Ok(req.uri().to_string())
     }
 
-    async fn get_object(&self, op: &'static str, key: &str) -> StoreResult<aws_sdk_s3::operation::get_object::GetObjectOutput> {
+    async fn get_object(
+        &self,
+        op: &'static str,
+        key: &str,
+    ) -> StoreResult<aws_sdk_s3::operation::get_object::GetObjectOutput> {
         check_key(key)?;
-        self.client.get_object().bucket(&self.bucket).key(key).send().await.map_err(|e| s3_error(op, e))
+        self.client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| s3_error(op, e))
     }
 }
 

@@ -27,7 +27,6 @@
 //! The step bodies ([`Steps`]) do not touch the database, so `neurovol analyze` runs the
 //! very same conversion, segmentation and scoring on one machine without it.
 
-
 mod queue;
 pub mod score;
 mod startup;
@@ -43,7 +42,6 @@ use crate::segmenter::SegmenterError;
 pub use queue::{Pipeline, enqueue, retry};
 pub use startup::{check_dcm2niix, open_store, preflight, start};
 pub use steps::{ConversionFacts, SegmenterSlot, Steps};
-
 
 /// The worker's volumes JSON is small; anything bigger is not ours.
 const MAX_VOLUMES_JSON: u64 = 4 << 20;
@@ -84,7 +82,10 @@ impl PipelineSettings {
 
 /// The conversion settings of this configuration (the pipeline and the upload's dry run).
 pub fn convert_settings(config: &crate::config::Config) -> ConvertSettings {
-    ConvertSettings { dcm2niix: config.dcm2niix.clone(), ..ConvertSettings::default() }
+    ConvertSettings {
+        dcm2niix: config.dcm2niix.clone(),
+        ..ConvertSettings::default()
+    }
 }
 
 /// Why a step did not complete.
@@ -126,4 +127,3 @@ impl From<sqlx::Error> for StepError {
         StepError::Transient(format!("database: {e}"))
     }
 }
-

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use sqlx::Row;
 use tokio::sync::{Notify, watch};
 
-use crate::db::Db;
-use crate::segmenter::JobHandle;
 use super::score::ScanFacts;
 use super::*;
+use crate::db::Db;
+use crate::segmenter::JobHandle;
 use app::scan_state::{JobState, ScanStatus, Step};
 
 // ---------------------------------------------------------------------------------------
@@ -141,7 +141,12 @@ impl Pipeline {
         // lease renewal; `lost` turns true when the job is no longer ours
         let (lost_tx, mut lost_rx) = watch::channel(false);
         let renew = {
-            let (db, owner, scan, lease) = (self.db.clone(), self.owner.clone(), job.scan_id.clone(), self.steps.settings.lease);
+            let (db, owner, scan, lease) = (
+                self.db.clone(),
+                self.owner.clone(),
+                job.scan_id.clone(),
+                self.steps.settings.lease,
+            );
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(lease / 3).await;
@@ -245,7 +250,9 @@ impl Pipeline {
             discard_archive: r.try_get::<i64, _>("discard_archive")? != 0,
             archive_deleted: r.try_get::<i64, _>("archive_deleted")? != 0,
             facts: ScanFacts {
-                age_years: r.try_get::<Option<i64>, _>("age_years")?.and_then(|a| u32::try_from(a).ok()),
+                age_years: r
+                    .try_get::<Option<i64>, _>("age_years")?
+                    .and_then(|a| u32::try_from(a).ok()),
                 sex: r.try_get("sex")?,
                 study_date: r.try_get("study_date")?,
             },
@@ -255,11 +262,7 @@ impl Pipeline {
 
     /// Runs `writes` in one transaction that commits only while this process holds the
     /// job's lease (the first statement both checks and row-locks it).
-    async fn fenced(
-        &self,
-        scan_id: &str,
-        writes: Vec<(&'static str, Vec<Bind>)>,
-    ) -> Result<(), StepError> {
+    async fn fenced(&self, scan_id: &str, writes: Vec<(&'static str, Vec<Bind>)>) -> Result<(), StepError> {
         let mut tx = self.db.begin().await?;
         let held = sqlx::query("UPDATE jobs SET updated_ms = $1 WHERE scan_id = $2 AND lease_owner = $3")
             .bind(now_ms())
@@ -302,12 +305,20 @@ impl Pipeline {
         let job_write = match next {
             Next::Step(step) => (
                 "UPDATE jobs SET step = $1, attempts = 0, segment_job = NULL, last_error = NULL, updated_ms = $2 WHERE scan_id = $3",
-                vec![Bind::Text(step.as_str().into()), Bind::Int(now), Bind::Text(scan_id.into())],
+                vec![
+                    Bind::Text(step.as_str().into()),
+                    Bind::Int(now),
+                    Bind::Text(scan_id.into()),
+                ],
             ),
             // the step column keeps the last step run
             Next::Done => (
                 "UPDATE jobs SET state = $1, lease_owner = NULL, lease_until_ms = NULL, segment_job = NULL, last_error = NULL, updated_ms = $2 WHERE scan_id = $3",
-                vec![Bind::Text(JobState::Done.as_str().into()), Bind::Int(now), Bind::Text(scan_id.into())],
+                vec![
+                    Bind::Text(JobState::Done.as_str().into()),
+                    Bind::Int(now),
+                    Bind::Text(scan_id.into()),
+                ],
             ),
         };
         self.fenced(
@@ -347,20 +358,32 @@ impl Pipeline {
                         .await
                     })
                     .await?;
-                self.advance(&job.scan_id, ScanStatus::Stored, Next::Step(Step::Segment)).await
+                self.advance(&job.scan_id, ScanStatus::Stored, Next::Step(Step::Segment))
+                    .await
             }
             Step::Segment => {
-                let handle = match job.segment_job.as_deref().and_then(|j| serde_json::from_str::<JobHandle>(j).ok()) {
+                let handle = match job
+                    .segment_job
+                    .as_deref()
+                    .and_then(|j| serde_json::from_str::<JobHandle>(j).ok())
+                {
                     Some(h) => h,
                     None => {
-                        let h = self.steps.submit_segmentation(&scan.nifti_key, &scan.labels_key, &scan.volumes_key).await?;
+                        let h = self
+                            .steps
+                            .submit_segmentation(&scan.nifti_key, &scan.labels_key, &scan.volumes_key)
+                            .await?;
                         let now = now_ms();
                         self.fenced(
                             &job.scan_id,
                             vec![
                                 (
                                     "UPDATE jobs SET segment_job = $1, updated_ms = $2 WHERE scan_id = $3",
-                                    vec![Bind::Text(serde_json::to_string(&h).unwrap_or_default()), Bind::Int(now), Bind::Text(job.scan_id.clone())],
+                                    vec![
+                                        Bind::Text(serde_json::to_string(&h).unwrap_or_default()),
+                                        Bind::Int(now),
+                                        Bind::Text(job.scan_id.clone()),
+                                    ],
                                 ),
                                 (
                                     "UPDATE scans SET status = $1, updated_at = $2 WHERE id = $3",
@@ -376,14 +399,18 @@ impl Pipeline {
                         h
                     }
                 };
-                let output = self.steps.await_segmentation(&handle, &scan.labels_key, &scan.volumes_key).await?;
+                let output = self
+                    .steps
+                    .await_segmentation(&handle, &scan.labels_key, &scan.volumes_key)
+                    .await?;
                 tracing::info!(
                     scan = %job.scan_id,
                     engine = %output.engine,
                     seconds = output.timings.get("total_s").copied().unwrap_or(0.0),
                     "segmentation completed"
                 );
-                self.advance(&job.scan_id, ScanStatus::Segmented, Next::Step(Step::Score)).await
+                self.advance(&job.scan_id, ScanStatus::Segmented, Next::Step(Step::Score))
+                    .await
             }
             Step::Score => {
                 let warnings = scan.conversion.as_ref().map(|c| c.warnings.clone()).unwrap_or_default();
@@ -402,7 +429,10 @@ impl Pipeline {
                             "INSERT INTO scan_regions (scan_id, name, label, volume_mm3, flag, percentile) VALUES ($1, $2, $3, $4, $5, $6)",
                             vec![Bind::Float(p)],
                         ),
-                        None => ("INSERT INTO scan_regions (scan_id, name, label, volume_mm3, flag) VALUES ($1, $2, $3, $4, $5)", vec![]),
+                        None => (
+                            "INSERT INTO scan_regions (scan_id, name, label, volume_mm3, flag) VALUES ($1, $2, $3, $4, $5)",
+                            vec![],
+                        ),
                     };
                     binds.splice(
                         0..0,
@@ -450,8 +480,14 @@ impl Pipeline {
         if attempts >= i64::from(self.steps.settings.max_attempts) {
             // worker reasons are written for users; other errors (database, I/O) are not
             let message = match reason.strip_prefix("segmentation failed: ") {
-                Some(why) => format!("Segmentation failed {attempts} times: {}. Please retry later.", truncate(why, 300)),
-                None => format!("Processing stopped at the {} step after {attempts} attempts because a service was unavailable. Please retry later.", job.step),
+                Some(why) => format!(
+                    "Segmentation failed {attempts} times: {}. Please retry later.",
+                    truncate(why, 300)
+                ),
+                None => format!(
+                    "Processing stopped at the {} step after {attempts} attempts because a service was unavailable. Please retry later.",
+                    job.step
+                ),
             };
             self.fail(job, "retries_exhausted", &message, true).await;
             tracing::warn!(scan = %job.scan_id, step = %job.step, last_error = %reason, "retries exhausted");

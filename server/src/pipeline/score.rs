@@ -88,8 +88,14 @@ pub fn score(volumes: &VolumesJson, facts: &ScanFacts, extra_warnings: Vec<Warni
 
     let flags = volumes.quality.as_ref().map(|q| q.flags.as_slice()).unwrap_or(&[]);
     let global_failure = flags.iter().any(|f| GLOBAL_FAILURES.contains(&f.code.as_str()));
-    for f in flags.iter().filter(|f| f.region.is_none() || GLOBAL_FAILURES.contains(&f.code.as_str())) {
-        warnings.push(Warning { code: f.code.clone(), message: f.message.clone() });
+    for f in flags
+        .iter()
+        .filter(|f| f.region.is_none() || GLOBAL_FAILURES.contains(&f.code.as_str()))
+    {
+        warnings.push(Warning {
+            code: f.code.clone(),
+            message: f.message.clone(),
+        });
     }
     // the reference's own age range and low-confidence ages (norms is their one home)
     if let Some(a) = facts.age_years {
@@ -97,7 +103,9 @@ pub fn score(volumes: &VolumesJson, facts: &ScanFacts, extra_warnings: Vec<Warni
         match Norms::embedded().check_age(f64::from(a)) {
             Err(_) => warnings.push(Warning {
                 code: "age_out_of_range".into(),
-                message: format!("Age {a} years is outside the normative reference ({min}–{max} years): no percentiles."),
+                message: format!(
+                    "Age {a} years is outside the normative reference ({min}–{max} years): no percentiles."
+                ),
             }),
             Ok(true) => warnings.push(Warning {
                 code: "low_confidence".into(),
@@ -110,7 +118,10 @@ pub fn score(volumes: &VolumesJson, facts: &ScanFacts, extra_warnings: Vec<Warni
             Ok(false) => {}
         }
     } else {
-        warnings.push(Warning { code: "age_unknown".into(), message: "The scan does not record the age: no percentiles.".into() });
+        warnings.push(Warning {
+            code: "age_unknown".into(),
+            message: "The scan does not record the age: no percentiles.".into(),
+        });
     }
     if sex.is_none() {
         warnings.push(Warning {
@@ -135,7 +146,11 @@ pub fn score(volumes: &VolumesJson, facts: &ScanFacts, extra_warnings: Vec<Warni
             } else if let Some(e) = &a.no_percentile {
                 (None, None, Some(no_percentile_code(e).to_string()))
             } else if a.z.is_some_and(|z| z.abs() > IMPLAUSIBLE_Z) {
-                (None, Some("implausible_for_age".to_string()), Some("flagged".to_string()))
+                (
+                    None,
+                    Some("implausible_for_age".to_string()),
+                    Some("flagged".to_string()),
+                )
             } else {
                 let p = a.percentile.unwrap_or(f64::NAN);
                 let flag = if p < 5.0 {
@@ -149,7 +164,14 @@ pub fn score(volumes: &VolumesJson, facts: &ScanFacts, extra_warnings: Vec<Warni
                 };
                 (a.percentile, flag.map(str::to_string), None)
             };
-            RegionResult { name: r.name.clone(), label: r.label, volume_mm3: r.volume_mm3, percentile, flag, no_percentile }
+            RegionResult {
+                name: r.name.clone(),
+                label: r.label,
+                volume_mm3: r.volume_mm3,
+                percentile,
+                flag,
+                no_percentile,
+            }
         })
         .collect();
 
@@ -182,23 +204,46 @@ mod tests {
             regions: regions
                 .iter()
                 .enumerate()
-                .map(|(i, (n, v))| VolumesJsonRegion { label: i as u8 + 1, name: n.to_string(), volume_mm3: *v, percentile: None })
+                .map(|(i, (n, v))| VolumesJsonRegion {
+                    label: i as u8 + 1,
+                    name: n.to_string(),
+                    volume_mm3: *v,
+                    percentile: None,
+                })
                 .collect(),
             asymmetry: vec![],
-            quality: Some(Quality { mask_fraction_labelled: None, labelled_fraction_in_mask: None, ok: flags.is_empty(), flags }),
+            quality: Some(Quality {
+                mask_fraction_labelled: None,
+                labelled_fraction_in_mask: None,
+                ok: flags.is_empty(),
+                flags,
+            }),
         }
     }
 
     fn facts(age: Option<u32>, sex: &str) -> ScanFacts {
-        ScanFacts { age_years: age, sex: sex.into(), study_date: Some("2020-01-02".into()) }
+        ScanFacts {
+            age_years: age,
+            sex: sex.into(),
+            study_date: Some("2020-01-02".into()),
+        }
     }
 
     #[test]
     fn percentiles_match_the_norms_crate() {
-        let v = volumes(&[("Left-Hippocampus", 4000.0), ("Left-Cerebral-Cortex", 250_000.0)], vec![]);
+        let v = volumes(
+            &[("Left-Hippocampus", 4000.0), ("Left-Cerebral-Cortex", 250_000.0)],
+            vec![],
+        );
         let r = score(&v, &facts(Some(60), "F"), vec![]);
         let expected = Norms::embedded()
-            .assess("Left-Hippocampus", 4000.0, Some(Sex::Female), Some(60.0), &Site::default())
+            .assess(
+                "Left-Hippocampus",
+                4000.0,
+                Some(Sex::Female),
+                Some(60.0),
+                &Site::default(),
+            )
             .percentile
             .unwrap();
         assert_eq!(r.regions[0].percentile, Some(expected));
@@ -210,8 +255,15 @@ mod tests {
 
     #[test]
     fn flagged_regions_are_not_scored() {
-        let frag = QualityFlag { code: "fragmented".into(), region: Some("Left-Hippocampus".into()), message: "in pieces".into() };
-        let v = volumes(&[("Left-Hippocampus", 4000.0), ("Right-Hippocampus", 4000.0)], vec![frag]);
+        let frag = QualityFlag {
+            code: "fragmented".into(),
+            region: Some("Left-Hippocampus".into()),
+            message: "in pieces".into(),
+        };
+        let v = volumes(
+            &[("Left-Hippocampus", 4000.0), ("Right-Hippocampus", 4000.0)],
+            vec![frag],
+        );
         let r = score(&v, &facts(Some(60), "M"), vec![]);
         assert_eq!(r.regions[0].flag.as_deref(), Some("fragmented"));
         assert_eq!(r.regions[0].percentile, None);
@@ -220,7 +272,11 @@ mod tests {
 
     #[test]
     fn a_global_quality_failure_withholds_every_percentile() {
-        let bad = QualityFlag { code: "too_little_labelled".into(), region: None, message: "x".into() };
+        let bad = QualityFlag {
+            code: "too_little_labelled".into(),
+            region: None,
+            message: "x".into(),
+        };
         let v = volumes(&[("Left-Hippocampus", 4000.0)], vec![bad]);
         let r = score(&v, &facts(Some(60), "M"), vec![]);
         assert!(!r.quality_ok);

@@ -7,18 +7,20 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use super::*;
 use crate::convert::{self};
 use crate::db::Db;
 use crate::object_store::ObjectStore;
 use crate::segmenter::Segmenter;
-use super::*;
 
 /// The configured object store: S3/R2 when configured, else the local folder whose signed
 /// URLs the app serves itself at `object_url_base` (where the worker reaches the app).
 pub async fn open_store(config: &crate::config::Config, object_url_base: &str) -> anyhow::Result<Arc<dyn ObjectStore>> {
     use crate::object_store::{LocalObjectStore, S3ObjectStore};
     if let Some(s3) = config.s3_settings()? {
-        let store = S3ObjectStore::connect(s3).await.map_err(|e| anyhow::anyhow!("cannot open the S3 object store: {e}"))?;
+        let store = S3ObjectStore::connect(s3)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the S3 object store: {e}"))?;
         // R2 tokens are often not allowed to create buckets: a warning, not an error
         if let Err(e) = store.ensure_bucket().await {
             tracing::warn!(error = %e, "cannot check or create the S3 bucket");
@@ -26,7 +28,8 @@ pub async fn open_store(config: &crate::config::Config, object_url_base: &str) -
         tracing::info!(store = "s3", "object store");
         return Ok(Arc::new(store));
     }
-    let secret = crate::storage::load_or_create_secret(config.object_url_key.as_ref().map(|k| k.expose()), &config.data_dir)?;
+    let secret =
+        crate::storage::load_or_create_secret(config.object_url_key.as_ref().map(|k| k.expose()), &config.data_dir)?;
     let signer = crate::storage::UrlSigner::new(secret, object_url_base);
     tracing::info!(store = "local", "object store");
     Ok(Arc::new(LocalObjectStore::new(config.data_dir.join("objects"), signer)))
@@ -37,7 +40,9 @@ fn remove_dead_process_dirs(root: &Path) {
     let Ok(entries) = std::fs::read_dir(root) else { return };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let alive = name.parse::<u32>().is_ok_and(|pid| pid == std::process::id() || Path::new("/proc").join(&name).exists());
+        let alive = name
+            .parse::<u32>()
+            .is_ok_and(|pid| pid == std::process::id() || Path::new("/proc").join(&name).exists());
         if !alive && std::fs::remove_dir_all(e.path()).is_ok() {
             tracing::info!(pid = %name, "removed the temp files of a stopped process");
         }
@@ -67,7 +72,10 @@ pub fn preflight(config: &crate::config::Config) -> anyhow::Result<()> {
         }
         for model in models {
             let dir = volumetry::model::models_dir(&local.assets).join(model);
-            if !["arch.json", "model.safetensors", "colormap.json"].iter().all(|f| dir.join(f).is_file()) {
+            if !["arch.json", "model.safetensors", "colormap.json"]
+                .iter()
+                .all(|f| dir.join(f).is_file())
+            {
                 anyhow::bail!(
                     "the model files of {model} are not in {} (set NEUROVOL_ASSETS to the assets folder)",
                     dir.display()
@@ -80,7 +88,12 @@ pub fn preflight(config: &crate::config::Config) -> anyhow::Result<()> {
 
 /// Starts the segmentation client (in the background: the local worker takes a moment)
 /// and this process's job runners. [`preflight`] has checked what they need.
-pub fn start(config: &crate::config::Config, db: Db, store: Arc<dyn ObjectStore>, wake: Arc<Notify>) -> anyhow::Result<()> {
+pub fn start(
+    config: &crate::config::Config,
+    db: Db,
+    store: Arc<dyn ObjectStore>,
+    wake: Arc<Notify>,
+) -> anyhow::Result<()> {
     let mut settings = PipelineSettings::from_config(config);
     // Temp dirs per process, so a restarted process can remove what a killed one left
     // without touching the live dirs of another process sharing this data dir.
@@ -112,7 +125,11 @@ pub fn start(config: &crate::config::Config, db: Db, store: Arc<dyn ObjectStore>
             }
         });
     }
-    let steps = Steps { store, segmenter: slot, settings };
+    let steps = Steps {
+        store,
+        segmenter: slot,
+        settings,
+    };
     Pipeline::new(db, config.uses_postgres(), steps, wake).spawn();
     Ok(())
 }

@@ -3,12 +3,11 @@
 
 use std::sync::Arc;
 
-
+use super::score::{self, Report, ScanFacts, Warning};
+use super::*;
 use crate::convert::{self};
 use crate::object_store::ObjectStore;
 use crate::segmenter::{JobHandle, JobInput, JobOutput, JobState, Segmenter};
-use super::score::{self, Report, ScanFacts, Warning};
-use super::*;
 use crate::temp_dir::TempDir;
 
 /// What conversion found out about the volume (kept with the scan; no header text).
@@ -33,7 +32,9 @@ pub struct Steps {
 
 impl Steps {
     fn segmenter(&self) -> Result<&Segmenter, StepError> {
-        self.segmenter.get().ok_or_else(|| StepError::Transient("the segmentation service is starting".into()))
+        self.segmenter
+            .get()
+            .ok_or_else(|| StepError::Transient("the segmentation service is starting".into()))
     }
 
     /// De-identified ZIP (`archive_key`) → NIfTI stored under `nifti_key`. `on_converted`
@@ -59,7 +60,12 @@ impl Steps {
             .map_err(|_| StepError::Transient("the conversion task failed".into()))?;
         let converted = match converted {
             Ok(c) => c,
-            Err(e) if e.is_input_problem() => return Err(StepError::Refused { code: e.code(), reason: e.to_string() }),
+            Err(e) if e.is_input_problem() => {
+                return Err(StepError::Refused {
+                    code: e.code(),
+                    reason: e.to_string(),
+                });
+            }
             Err(e) => return Err(StepError::Transient(format!("conversion: {} ({})", e.code(), e))),
         };
         let nifti_bytes = std::fs::metadata(&converted.nifti).map(|m| m.len()).unwrap_or(0);
@@ -68,7 +74,14 @@ impl Steps {
             voxel_mm: converted.voxel_mm,
             nifti_bytes,
             // the converter's own warnings (low resolution), as the report carries them
-            warnings: converted.warnings.iter().map(|w| Warning { code: w.code().into(), message: w.to_string() }).collect(),
+            warnings: converted
+                .warnings
+                .iter()
+                .map(|w| Warning {
+                    code: w.code().into(),
+                    message: w.to_string(),
+                })
+                .collect(),
             dcm2niix_ms: converted.dcm2niix_ms,
         };
         on_converted(facts.clone()).await?;
@@ -84,13 +97,25 @@ impl Steps {
         volumes_key: &str,
     ) -> Result<JobHandle, StepError> {
         let input = JobInput {
-            nifti_url: self.store.presign_get(nifti_key, crate::storage::MAX_SIGNED_URL_TTL).await?,
-            labels_url: self.store.presign_put(labels_key, crate::storage::MAX_SIGNED_URL_TTL).await?,
-            volumes_url: self.store.presign_put(volumes_key, crate::storage::MAX_SIGNED_URL_TTL).await?,
+            nifti_url: self
+                .store
+                .presign_get(nifti_key, crate::storage::MAX_SIGNED_URL_TTL)
+                .await?,
+            labels_url: self
+                .store
+                .presign_put(labels_key, crate::storage::MAX_SIGNED_URL_TTL)
+                .await?,
+            volumes_url: self
+                .store
+                .presign_put(volumes_key, crate::storage::MAX_SIGNED_URL_TTL)
+                .await?,
             model: self.settings.model.clone(),
             brain_mask: self.settings.brain_mask,
         };
-        Ok(self.segmenter()?.submit(&input, Some(self.settings.segment_timeout)).await?)
+        Ok(self
+            .segmenter()?
+            .submit(&input, Some(self.settings.segment_timeout))
+            .await?)
     }
 
     /// Waits for a dispatched segmentation; checks that both outputs arrived.
@@ -105,7 +130,9 @@ impl Steps {
                 let labels = self.store.size(labels_key).await?;
                 let volumes = self.store.size(volumes_key).await?;
                 if labels.is_none() || volumes.is_none() {
-                    return Err(StepError::Resubmit("the worker reported success but an output is missing".into()));
+                    return Err(StepError::Resubmit(
+                        "the worker reported success but an output is missing".into(),
+                    ));
                 }
                 Ok(output)
             }
@@ -127,8 +154,10 @@ impl Steps {
         warnings: Vec<Warning>,
     ) -> Result<(Report, Vec<u8>), StepError> {
         let bytes = self.store.get_bytes(volumes_key, MAX_VOLUMES_JSON).await?;
-        let volumes: volumetry::VolumesJson = serde_json::from_slice(&bytes)
-            .map_err(|e| StepError::Refused { code: "bad_volumes", reason: format!("the segmentation service returned unreadable volumes ({e})") })?;
+        let volumes: volumetry::VolumesJson = serde_json::from_slice(&bytes).map_err(|e| StepError::Refused {
+            code: "bad_volumes",
+            reason: format!("the segmentation service returned unreadable volumes ({e})"),
+        })?;
         Ok((score::score(&volumes, facts, warnings), bytes))
     }
 }

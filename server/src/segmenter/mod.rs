@@ -88,9 +88,8 @@ impl Backend {
 /// on `PATH` (as `Command::new` will look it up).
 fn find_executable(binary: &std::path::Path) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    let runnable = |p: &std::path::Path| {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
+    let runnable =
+        |p: &std::path::Path| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
     if binary.components().count() > 1 {
         return runnable(binary).then(|| binary.to_path_buf());
     }

@@ -26,7 +26,11 @@ impl ApiError {
     /// A JSON body that could not be read: too large (the route's body limit) or malformed.
     pub fn from_json_rejection(e: &axum::extract::rejection::JsonRejection, malformed: &str) -> ApiError {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "The request is too large.")
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "The request is too large.",
+            )
         } else {
             ApiError::new(StatusCode::BAD_REQUEST, "bad_request", malformed)
         }
@@ -60,10 +64,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut resp =
-            (self.status, Json(serde_json::json!({ "code": self.code, "error": self.message }))).into_response();
+        let mut resp = (
+            self.status,
+            Json(serde_json::json!({ "code": self.code, "error": self.message })),
+        )
+            .into_response();
         if let Some(secs) = self.retry_after {
-            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
         }
         resp
     }

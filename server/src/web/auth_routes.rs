@@ -3,8 +3,8 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::{Extension, Form};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Form};
 use serde::Deserialize;
 
 use app::SessionInfo;
@@ -48,7 +48,11 @@ pub(super) fn see_other(location: &str) -> Response {
 
 pub(super) fn internal_error(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "account request failed");
-    (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong on our side. Please try again in a moment.").into_response()
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong on our side. Please try again in a moment.",
+    )
+        .into_response()
 }
 
 /// Sets the session cookie and rotates the CSRF token: the new token is bound to the new
@@ -60,9 +64,13 @@ async fn start_session(state: &AppState, user_id: &str, next: &str) -> Response 
     };
     let mut resp = see_other(app::auth_rules::safe_next(next).unwrap_or("/home"));
     let max_age = state.config.session_days as i64 * 86_400;
-    resp.headers_mut().append(header::SET_COOKIE, set_cookie(state, SESSION_COOKIE, &token, Some(max_age)));
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(state, SESSION_COOKIE, &token, Some(max_age)),
+    );
     let csrf = state.csrf.mint(&super::csrf::binding(Some(&token)));
-    resp.headers_mut().append(header::SET_COOKIE, set_cookie(state, CSRF_COOKIE, &csrf, None));
+    resp.headers_mut()
+        .append(header::SET_COOKIE, set_cookie(state, CSRF_COOKIE, &csrf, None));
     resp
 }
 
@@ -97,13 +105,20 @@ pub async fn log_in(State(state): State<AppState>, Client(origin): Client, Form(
         Err(LogInError::InvalidCredentials { account }) => {
             tracing::info!("sign-in refused");
             note_refusal(&state, account, AuditKind::SignInFailed, origin);
-            see_other(&with_next(format!("/login?error={}", AuthNotice::InvalidCredentials.code()), &form.next))
+            see_other(&with_next(
+                format!("/login?error={}", AuthNotice::InvalidCredentials.code()),
+                &form.next,
+            ))
         }
         Err(LogInError::Throttled { account }) => {
             tracing::warn!("sign-in throttled");
             note_refusal(&state, account, AuditKind::SignInThrottled, origin);
-            let mut resp = see_other(&with_next(format!("/login?error={}", AuthNotice::Throttled.code()), &form.next));
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(state.config.login_window_secs));
+            let mut resp = see_other(&with_next(
+                format!("/login?error={}", AuthNotice::Throttled.code()),
+                &form.next,
+            ));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(state.config.login_window_secs));
             resp
         }
         Err(LogInError::Internal(e)) => internal_error(e),
@@ -117,16 +132,21 @@ pub async fn log_out(
     headers: HeaderMap,
 ) -> Response {
     if let Some(token) = cookie_value(&headers, SESSION_COOKIE)
-        && let Err(e) = auth::end_session(&state.db, token).await {
-            return internal_error(e);
-        }
+        && let Err(e) = auth::end_session(&state.db, token).await
+    {
+        return internal_error(e);
+    }
     if let Some(user) = &session.user {
         audit::note(&state.db, &user.id, AuditKind::SignedOut, "", &origin).await;
     }
     let mut resp = see_other(&format!("/login?notice={}", AuthNotice::SignedOut.code()));
-    resp.headers_mut().append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, "", Some(0)));
+    resp.headers_mut()
+        .append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, "", Some(0)));
     // the old token was bound to the ended session: a visitor's token replaces it
-    resp.headers_mut().append(header::SET_COOKIE, set_cookie(&state, CSRF_COOKIE, &state.csrf.mint(""), None));
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(&state, CSRF_COOKIE, &state.csrf.mint(""), None),
+    );
     resp
 }
 

@@ -7,12 +7,13 @@
 //! sharing, no powerful browser features, HSTS on https, and nothing cached except the
 //! site's content-hashed static files (a new release never mixes old and new WASM).
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use super::routes::{self, Access, Answer};
 
 /// The nonce of this response's inline scripts (request extension; Leptos is given it).
 #[derive(Clone, Debug)]
@@ -64,9 +65,13 @@ pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 /// Whether `path` is a content-hashed static file written by `scripts/build.sh`.
 pub fn is_content_hashed(path: &str) -> bool {
-    let Some(name) = path.strip_prefix("/pkg/") else { return false };
+    let Some(name) = path.strip_prefix("/pkg/") else {
+        return false;
+    };
     let mut parts = name.rsplit('.');
-    let (Some(_ext), Some(hash)) = (parts.next(), parts.next()) else { return false };
+    let (Some(_ext), Some(hash)) = (parts.next(), parts.next()) else {
+        return false;
+    };
     !name.contains('/') && hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
@@ -76,7 +81,11 @@ pub async fn security_headers(State(state): State<AppState>, mut request: Reques
     let hashed = is_content_hashed(request.uri().path());
     request.extensions_mut().insert(CspNonce(nonce.clone()));
     let mut response = next.run(request).await;
-    let cache = if hashed && response.status().is_success() { IMMUTABLE } else { NO_STORE };
+    let cache = if hashed && response.status().is_success() {
+        IMMUTABLE
+    } else {
+        NO_STORE
+    };
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&content_security_policy(&nonce)) {
         headers.insert(header::CONTENT_SECURITY_POLICY, v);
@@ -85,20 +94,28 @@ pub async fn security_headers(State(state): State<AppState>, mut request: Reques
         headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
     }
     if state.config.secure_cookies() {
-        headers.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(STRICT_TRANSPORT_SECURITY));
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(STRICT_TRANSPORT_SECURITY),
+        );
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     response
 }
 
-/// Pages that need an account, by path prefix: a visitor is sent to sign in and comes back.
-pub const ACCOUNT_PAGES: &[&str] = &["/home", "/upload", "/scans/", "/account"];
-
-/// A visitor's GET of a page that needs an account: `303` to `/login?next=<path>`.
+/// A visitor's GET of a page that needs an account (an account HTML page in the route
+/// list, routes.rs): `303` to `/login?next=<path>`, so they come back after signing in.
 pub async fn visitors_sign_in(request: Request, next: Next) -> Response {
     let path = request.uri().path();
-    let needs_account = ACCOUNT_PAGES.iter().any(|p| path == *p || (p.ends_with('/') && path.starts_with(p)));
-    let visitor = request.extensions().get::<app::SessionInfo>().is_none_or(|s| s.user.is_none());
+    let needs_account = request
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|m| routes::find(request.method(), m.as_str()))
+        .is_some_and(|r| r.access == Access::Account && r.answer == Answer::Html);
+    let visitor = request
+        .extensions()
+        .get::<app::SessionInfo>()
+        .is_none_or(|s| s.user.is_none());
     if needs_account && visitor && request.method() == Method::GET {
         let target = app::auth_rules::login_url_with_next(path);
         let mut resp = axum::http::StatusCode::SEE_OTHER.into_response();
@@ -130,7 +147,12 @@ mod tests {
         let csp = content_security_policy("abc");
         assert!(csp.contains("'nonce-abc'"));
         assert!(!csp.contains("'unsafe-inline'") && !csp.contains("'unsafe-eval'"));
-        for d in ["object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'", "form-action 'self'"] {
+        for d in [
+            "object-src 'none'",
+            "base-uri 'none'",
+            "frame-ancestors 'none'",
+            "form-action 'self'",
+        ] {
             assert!(csp.contains(d), "{d}");
         }
     }

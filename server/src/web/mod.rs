@@ -5,14 +5,14 @@ pub mod api_error;
 mod auth_routes;
 mod client;
 pub mod csrf;
-pub mod routes;
 pub mod headers;
-pub mod rate_limit;
-mod signed_in;
 pub mod objects;
-mod scan_actions;
 pub mod privacy;
+pub mod rate_limit;
+pub mod routes;
+mod scan_actions;
 pub mod security;
+mod signed_in;
 pub mod upload;
 
 use std::net::SocketAddr;
@@ -20,10 +20,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderValue;
 use axum::middleware;
-use axum::extract::DefaultBodyLimit;
 use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list};
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
@@ -74,7 +74,10 @@ pub fn leptos_options(config: &Config) -> LeptosOptions {
 /// Whether `hash.txt` (the content hashes of the site's files) sits beside this binary,
 /// where Leptos looks for it.
 fn hash_file_beside_binary() -> bool {
-    std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join("hash.txt"))).is_some_and(|p| p.is_file())
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("hash.txt")))
+        .is_some_and(|p| p.is_file())
 }
 
 /// Random request ids (no user data), returned in `x-request-id` and logged on every line.
@@ -83,7 +86,9 @@ struct RandomRequestId;
 
 impl MakeRequestId for RandomRequestId {
     fn make_request_id<B>(&mut self, _request: &axum::http::Request<B>) -> Option<RequestId> {
-        HeaderValue::from_str(&hex::encode(rand::random::<[u8; 8]>())).ok().map(RequestId::new)
+        HeaderValue::from_str(&hex::encode(rand::random::<[u8; 8]>()))
+            .ok()
+            .map(RequestId::new)
     }
 }
 
@@ -95,7 +100,9 @@ pub fn router(state: AppState) -> Router {
     let accounts: app::account::SharedAccountStore = Arc::new(crate::accounts::DbAccountStore { db: state.db.clone() });
     let provide = move || {
         // the CSP nonce of this response (headers.rs) goes on Leptos's inline scripts
-        if let Some(nonce) = use_context::<http::request::Parts>().and_then(|p| p.extensions.get::<headers::CspNonce>().cloned()) {
+        if let Some(nonce) =
+            use_context::<http::request::Parts>().and_then(|p| p.extensions.get::<headers::CspNonce>().cloned())
+        {
             provide_context(leptos::nonce::Nonce::from_value(nonce.0));
         }
         provide_context((*privacy).clone());
@@ -121,7 +128,10 @@ pub fn router(state: AppState) -> Router {
         // every JSON and form body is small; the chunk route sets its own limit above
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(headers::visitors_sign_in))
-        .layer(middleware::from_fn_with_state(state.clone(), security::session_and_csrf))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            security::session_and_csrf,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), headers::security_headers))
         .layer(
             TraceLayer::new_for_http()
@@ -143,9 +153,15 @@ pub fn router(state: AppState) -> Router {
                     )
                 })
                 .on_request(())
-                .on_response(|res: &axum::response::Response, latency: Duration, _span: &tracing::Span| {
-                    tracing::info!(status = res.status().as_u16(), ms = latency.as_millis() as u64, "response");
-                }),
+                .on_response(
+                    |res: &axum::response::Response, latency: Duration, _span: &tracing::Span| {
+                        tracing::info!(
+                            status = res.status().as_u16(),
+                            ms = latency.as_millis() as u64,
+                            "response"
+                        );
+                    },
+                ),
         )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, RandomRequestId))

@@ -16,8 +16,8 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 
-use crate::storage::{self, ObjectFolder, UrlSigner};
 use crate::config::Config;
+use crate::storage::{self, ObjectFolder, UrlSigner};
 
 /// Largest object a signed PUT may write (label NIfTIs and volumes JSON are far smaller).
 pub const MAX_SIGNED_PUT: usize = 512 << 20;
@@ -39,18 +39,28 @@ impl SignedObjects {
 
     /// The app's store `<data_dir>/objects` with the configured (or persisted) secret.
     pub fn from_config(config: &Config) -> SignedObjects {
-        let signer = storage::load_or_create_secret(config.object_url_key.as_ref().map(|k| k.expose()), &config.data_dir)
-            .map(|secret| UrlSigner::new(secret, &config.public_url))
-            .map_err(|e| tracing::error!(error = %e, "object URL secret unavailable"))
-            .ok();
-        SignedObjects::new(ObjectFolder::new(config.data_dir.join("objects")), signer, config.tmp_dir())
+        let signer =
+            storage::load_or_create_secret(config.object_url_key.as_ref().map(|k| k.expose()), &config.data_dir)
+                .map(|secret| UrlSigner::new(secret, &config.public_url))
+                .map_err(|e| tracing::error!(error = %e, "object URL secret unavailable"))
+                .ok();
+        SignedObjects::new(
+            ObjectFolder::new(config.data_dir.join("objects")),
+            signer,
+            config.tmp_dir(),
+        )
     }
 }
 
 /// `GET|PUT /objects/{key}` (HEAD too), with its own state.
 pub fn router<S: Clone + Send + Sync + 'static>(objects: SignedObjects) -> Router<S> {
     Router::new()
-        .route("/objects/{key}", get(get_object).put(put_object).layer(DefaultBodyLimit::max(MAX_SIGNED_PUT)))
+        .route(
+            "/objects/{key}",
+            get(get_object)
+                .put(put_object)
+                .layer(DefaultBodyLimit::max(MAX_SIGNED_PUT)),
+        )
         .with_state(objects)
 }
 
@@ -63,7 +73,10 @@ fn refuse(status: StatusCode, why: impl std::fmt::Display) -> Response {
         .into_response()
 }
 
-#[expect(clippy::result_large_err, reason = "the refusal is the response itself, built once per request")]
+#[expect(
+    clippy::result_large_err,
+    reason = "the refusal is the response itself, built once per request"
+)]
 fn check(
     state: &SignedObjects,
     key: &str,
@@ -75,10 +88,7 @@ fn check(
         .as_ref()
         .ok_or_else(|| refuse(StatusCode::SERVICE_UNAVAILABLE, "object store unavailable"))?;
     if q.get("method").map(String::as_str) != Some(method) {
-        return Err(refuse(
-            StatusCode::FORBIDDEN,
-            "signed URL is for another method",
-        ));
+        return Err(refuse(StatusCode::FORBIDDEN, "signed URL is for another method"));
     }
     signer
         .verify(
@@ -121,9 +131,7 @@ pub async fn get_object(
             )
                 .into_response()
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            refuse(StatusCode::NOT_FOUND, "no such object")
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => refuse(StatusCode::NOT_FOUND, "no such object"),
         Err(e) => {
             tracing::error!(error = %e, "object read failed");
             refuse(StatusCode::INTERNAL_SERVER_ERROR, "object read failed")

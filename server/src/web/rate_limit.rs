@@ -29,8 +29,14 @@ impl RateLimits {
     pub fn from_config(config: &Config) -> RateLimits {
         RateLimits {
             limits: HashMap::from([
-                (Action::CreateUpload, (config.upload_creates_per_hour, Duration::from_secs(3600))),
-                (Action::PutChunk, (config.upload_chunks_per_minute, Duration::from_secs(60))),
+                (
+                    Action::CreateUpload,
+                    (config.upload_creates_per_hour, Duration::from_secs(3600)),
+                ),
+                (
+                    Action::PutChunk,
+                    (config.upload_chunks_per_minute, Duration::from_secs(60)),
+                ),
             ]),
             windows: Mutex::new(HashMap::new()),
         }
@@ -38,7 +44,9 @@ impl RateLimits {
 
     /// Counts one `action` of `account`; `Err` (a 429 answer) beyond the limit.
     pub fn check(&self, account: &str, action: Action) -> Result<(), RateLimited> {
-        let Some(&(max, window)) = self.limits.get(&action) else { return Ok(()) };
+        let Some(&(max, window)) = self.limits.get(&action) else {
+            return Ok(());
+        };
         let now = Instant::now();
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         // forget finished windows now and then, so the map stays small
@@ -50,7 +58,9 @@ impl RateLimits {
             (*start, *count) = (now, 0);
         }
         if *count >= max {
-            return Err(RateLimited { retry_after: window.saturating_sub(now - *start) });
+            return Err(RateLimited {
+                retry_after: window.saturating_sub(now - *start),
+            });
         }
         *count += 1;
         Ok(())

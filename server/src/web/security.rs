@@ -55,7 +55,12 @@ pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age_secs: Optio
 pub async fn session_and_csrf(State(state): State<AppState>, request: Request, next: Next) -> Response {
     // Signed object URLs (web/objects.rs) are used by the worker, which has no cookies:
     // their HMAC signature is the authorization, checked by the handler before anything.
-    if request.uri().path().strip_prefix("/objects/").is_some_and(|key| !key.contains('/')) {
+    if request
+        .uri()
+        .path()
+        .strip_prefix("/objects/")
+        .is_some_and(|key| !key.contains('/'))
+    {
         return next.run(request).await;
     }
     let headers = request.headers();
@@ -64,14 +69,20 @@ pub async fn session_and_csrf(State(state): State<AppState>, request: Request, n
             Ok(user) => user,
             Err(e) => {
                 tracing::error!(error = %e, "session lookup failed");
-                return (StatusCode::SERVICE_UNAVAILABLE, "The service is temporarily unavailable.").into_response();
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The service is temporarily unavailable.",
+                )
+                    .into_response();
             }
         },
         None => None,
     };
     // only a token minted for this request's session counts; any other is replaced
     let binding = super::csrf::binding(user.as_ref().and(cookie_value(headers, SESSION_COOKIE)));
-    let existing_csrf = cookie_value(headers, CSRF_COOKIE).filter(|t| state.csrf.verify(t, &binding)).map(str::to_string);
+    let existing_csrf = cookie_value(headers, CSRF_COOKIE)
+        .filter(|t| state.csrf.verify(t, &binding))
+        .map(str::to_string);
     let csrf_token = existing_csrf.clone().unwrap_or_else(|| state.csrf.mint(&binding));
 
     let mut request = request;
@@ -85,10 +96,15 @@ pub async fn session_and_csrf(State(state): State<AppState>, request: Request, n
     if let Some(user) = &user {
         tracing::Span::current().record("account", user.id.as_str());
     }
-    request.extensions_mut().insert(SessionInfo { user, csrf_token: csrf_token.clone() });
+    request.extensions_mut().insert(SessionInfo {
+        user,
+        csrf_token: csrf_token.clone(),
+    });
     let mut response = next.run(request).await;
     if existing_csrf.is_none() {
-        response.headers_mut().append(header::SET_COOKIE, set_cookie(&state, CSRF_COOKIE, &csrf_token, None));
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, set_cookie(&state, CSRF_COOKIE, &csrf_token, None));
     }
     response
 }
@@ -104,15 +120,20 @@ async fn check_csrf(state: &AppState, request: Request, cookie_token: Option<&st
         return Err(forbidden("cross-site fetch"));
     }
     if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
-        && !origin_allowed(state, origin, headers) {
-            return Err(forbidden("foreign origin"));
-        }
+        && !origin_allowed(state, origin, headers)
+    {
+        return Err(forbidden("foreign origin"));
+    }
     let Some(expected) = cookie_token else {
         return Err(forbidden("no csrf cookie"));
     };
 
     if let Some(sent) = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()) {
-        return if tokens_equal(sent, expected) { Ok(request) } else { Err(forbidden("csrf header mismatch")) };
+        return if tokens_equal(sent, expected) {
+            Ok(request)
+        } else {
+            Err(forbidden("csrf header mismatch"))
+        };
     }
 
     let is_form = headers
@@ -149,7 +170,9 @@ fn origin_allowed(state: &AppState, origin: &str, headers: &HeaderMap) -> bool {
 }
 
 fn form_urlencoded_value(body: &[u8], key: &str) -> Option<String> {
-    form_urlencoded::parse(body).find(|(k, _)| k == key).map(|(_, v)| v.into_owned())
+    form_urlencoded::parse(body)
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
 }
 
 #[cfg(test)]
@@ -170,7 +193,10 @@ mod tests {
     #[test]
     fn cookie_parsing() {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, HeaderValue::from_static("a=1; nv_csrf=tok; nv_session="));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; nv_csrf=tok; nv_session="),
+        );
         assert_eq!(cookie_value(&h, "nv_csrf"), Some("tok"));
         assert_eq!(cookie_value(&h, "nv_session"), None);
         assert_eq!(cookie_value(&h, "b"), None);

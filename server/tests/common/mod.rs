@@ -28,14 +28,21 @@ pub struct TestServer {
 
 /// A fresh, empty PostgreSQL database for one test (or `None` on SQLite runs).
 pub async fn fresh_database() -> Option<String> {
-    let admin_url = std::env::var("NEUROVOL_TEST_DATABASE_URL").ok().filter(|s| !s.is_empty())?;
+    let admin_url = std::env::var("NEUROVOL_TEST_DATABASE_URL")
+        .ok()
+        .filter(|s| !s.is_empty())?;
     let name = format!("nv_test_{}", hex::encode(rand::random::<[u8; 6]>()));
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await.expect("connect to test PostgreSQL");
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)
+        .await
+        .expect("connect to test PostgreSQL");
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut conn)
         .await
         .expect("create test database");
-    let base = admin_url.rsplit_once('/').map(|(b, _)| b.to_string()).expect("database URL has a path");
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_string())
+        .expect("database URL has a path");
     Some(format!("{base}/{name}"))
 }
 
@@ -93,10 +100,20 @@ impl TestServer {
             Ok(url) => url,
             Err(_) => {
                 let _ = child.kill();
-                panic!("server did not start; log:\n{}", std::fs::read_to_string(&log_path).unwrap_or_default());
+                panic!(
+                    "server did not start; log:\n{}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
             }
         };
-        TestServer { url, data_dir, log_path, database_url, child, owns_data }
+        TestServer {
+            url,
+            data_dir,
+            log_path,
+            database_url,
+            child,
+            owns_data,
+        }
     }
 
     /// `kill -9`: no shutdown handler runs.
@@ -145,8 +162,15 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(base: &str) -> Browser {
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-        Browser { base: base.to_string(), http, cookies: Vec::new() }
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Browser {
+            base: base.to_string(),
+            http,
+            cookies: Vec::new(),
+        }
     }
 
     pub fn cookie(&self, name: &str) -> Option<String> {
@@ -154,7 +178,11 @@ impl Browser {
     }
 
     fn cookie_header(&self) -> String {
-        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     pub fn absorb(&mut self, headers: &HeaderMap) {
@@ -194,7 +222,12 @@ impl Browser {
     }
 
     /// Posts exactly these fields and headers, no token added.
-    pub async fn post_raw(&mut self, path: &str, fields: &[(&str, &str)], headers: &[(&str, &str)]) -> reqwest::Response {
+    pub async fn post_raw(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
         let mut req = self
             .http
             .post(format!("{}{path}", self.base))
@@ -219,7 +252,11 @@ pub fn form_body(fields: &[(&str, &str)]) -> String {
 }
 
 pub fn location(resp: &reqwest::Response) -> String {
-    resp.headers().get("location").and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
+    resp.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
 }
 
 pub fn set_cookie_line(resp: &reqwest::Response, name: &str) -> Option<String> {
@@ -238,5 +275,9 @@ pub fn unique_email(tag: &str) -> String {
 }
 
 pub async fn sign_up(b: &mut Browser, email: &str) -> reqwest::Response {
-    b.post_form("/auth/signup", &[("email", email), ("password", PASSWORD), ("password_confirm", PASSWORD)]).await
+    b.post_form(
+        "/auth/signup",
+        &[("email", email), ("password", PASSWORD), ("password_confirm", PASSWORD)],
+    )
+    .await
 }

@@ -18,7 +18,11 @@ pub fn s3s_fs_bin() -> Option<PathBuf> {
         return Some(PathBuf::from(p));
     }
     let on_path = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).map(|d| d.join("s3s-fs")).collect::<Vec<_>>())
+        .map(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("s3s-fs"))
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
     let cargo_bin = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/s3s-fs"));
     on_path.into_iter().chain(cargo_bin).find(|p| p.is_file())
@@ -32,7 +36,9 @@ pub fn s3s_fs_or_skip(test: &str) -> Option<PathBuf> {
             panic!("s3s-fs not found (NEUROVOL_REQUIRE_S3=1): run scripts/setup.sh or set NEUROVOL_S3S_FS_BIN")
         }
         None => {
-            eprintln!("SKIP {test}: s3s-fs not found (scripts/setup.sh installs it; NEUROVOL_REQUIRE_S3=1 makes this a failure)");
+            eprintln!(
+                "SKIP {test}: s3s-fs not found (scripts/setup.sh installs it; NEUROVOL_REQUIRE_S3=1 makes this a failure)"
+            );
             None
         }
     }
@@ -55,7 +61,12 @@ impl S3Server {
     /// Starts on a free port (the server binds port 0 and logs the address it got).
     pub fn start(bin: PathBuf, dir: PathBuf) -> S3Server {
         std::fs::create_dir_all(dir.join("root")).unwrap();
-        let mut server = S3Server { bin, dir, port: 0, child: None };
+        let mut server = S3Server {
+            bin,
+            dir,
+            port: 0,
+            child: None,
+        };
         server.spawn();
         server
     }
@@ -63,7 +74,9 @@ impl S3Server {
     /// Starts (again) on `self.port` (0: any), with the same root.
     pub fn spawn(&mut self) {
         assert!(self.child.is_none());
-        let log = self.dir.join(format!("s3s-fs-{}.log", hex::encode(rand::random::<[u8; 3]>())));
+        let log = self
+            .dir
+            .join(format!("s3s-fs-{}.log", hex::encode(rand::random::<[u8; 3]>())));
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(&self.bin)
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
@@ -82,7 +95,10 @@ impl S3Server {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             if let Some(rest) = text.split("server is running at http://").nth(1) {
                 let addr: String = rest.chars().take_while(|c| !c.is_whitespace()).collect();
-                let port: u16 = addr.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).expect("port in s3s-fs log");
+                let port: u16 = addr
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| p.parse().ok())
+                    .expect("port in s3s-fs log");
                 assert!(self.port == 0 || self.port == port);
                 self.port = port;
                 return;

@@ -146,18 +146,10 @@ pub fn csrf(b: &Browser) -> String {
 pub async fn json(resp: reqwest::Response) -> (StatusCode, Value) {
     let status = resp.status();
     let text = resp.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
-pub async fn create(
-    b: &Browser,
-    size: usize,
-    chunk: usize,
-    series: Option<usize>,
-) -> (StatusCode, Value) {
+pub async fn create(b: &Browser, size: usize, chunk: usize, series: Option<usize>) -> (StatusCode, Value) {
     let mut body = serde_json::json!({ "size": size, "chunk_size": chunk });
     if let Some(s) = series {
         body["series"] = s.into();
@@ -218,12 +210,7 @@ pub async fn complete(b: &Browser, id: &str) -> (StatusCode, Value) {
 }
 
 /// The whole upload, every chunk once. Returns complete's answer.
-pub async fn upload(
-    b: &Browser,
-    bytes: &[u8],
-    chunk: usize,
-    series: Option<usize>,
-) -> (StatusCode, Value) {
+pub async fn upload(b: &Browser, bytes: &[u8], chunk: usize, series: Option<usize>) -> (StatusCode, Value) {
     let (st, created) = create(b, bytes.len(), chunk, series).await;
     assert_eq!(st, StatusCode::CREATED, "{created}");
     let id = created["id"].as_str().unwrap().to_string();
@@ -285,7 +272,10 @@ pub fn small_head() -> Vec<u8> {
     static ZIP: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
     ZIP.get_or_init(|| {
         rewrite_clean(|index, d| {
-            let at = d.windows(4).rposition(|w| w == [0xE0, 0x7F, 0x10, 0x00]).expect("pixel data");
+            let at = d
+                .windows(4)
+                .rposition(|w| w == [0xE0, 0x7F, 0x10, 0x00])
+                .expect("pixel data");
             assert_eq!(&d[at + 4..at + 6], b"OW");
             let len = u32::from_le_bytes(d[at + 8..at + 12].try_into().unwrap()) as usize;
             assert_eq!(len, 256 * 256 * 2);

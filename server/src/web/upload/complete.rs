@@ -4,15 +4,15 @@
 use std::io::{BufReader, BufWriter};
 use std::path::PathBuf;
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use tokio::io::AsyncWriteExt;
 
 use super::AppState;
-use crate::storage;
 use crate::db::{Db, now_secs};
+use crate::storage;
 
 use super::*;
 use app::scan_state::ScanStatus;
@@ -136,7 +136,10 @@ async fn finish_upload(
         let (zip, settings) = (out.clone(), crate::pipeline::convert_settings(&state.config));
         let w = work.clone();
         let r = tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(&w).map_err(|source| crate::convert::ConvertError::Io { op: "create work dir", source })?;
+            std::fs::create_dir_all(&w).map_err(|source| crate::convert::ConvertError::Io {
+                op: "create work dir",
+                source,
+            })?;
             crate::convert::convert(&zip, &w, &settings)
         })
         .await
@@ -170,17 +173,7 @@ async fn finish_upload(
         }
     };
     let scan_id = hex::encode(rand::random::<[u8; 16]>());
-    if let Err(e) = insert_scan(
-        &state.db,
-        &scan_id,
-        &meta,
-        &key,
-        object_bytes,
-        &outcome,
-        &origin,
-    )
-    .await
-    {
+    if let Err(e) = insert_scan(&state.db, &scan_id, &meta, &key, object_bytes, &outcome, &origin).await {
         tracing::error!(error = %e, "cannot record the scan");
         let _ = store.delete(&key).await;
         return Err(ApiError::internal());
@@ -208,12 +201,9 @@ async fn insert_scan(
     origin: &crate::audit::Origin,
 ) -> Result<(), sqlx::Error> {
     let facts = &outcome.facts;
-    let study_date = facts
-        .study_date
-        .map(|d| d.to_string());
+    let study_date = facts.study_date.map(|d| d.to_string());
     // keywords and counts only (the report type holds no values)
-    let report =
-        serde_json::json!({ "report": outcome.report, "series": outcome.series }).to_string();
+    let report = serde_json::json!({ "report": outcome.report, "series": outcome.series }).to_string();
     let now = now_secs();
     // the row, its job and the audit event together: a scan is never left without its job
     let mut tx = db.begin().await?;
@@ -240,7 +230,14 @@ async fn insert_scan(
     .execute(&mut *tx)
     .await?;
     crate::pipeline::enqueue(&mut tx, scan_id).await?;
-    crate::audit::record(&mut *tx, &meta.user_id, app::account::AuditKind::UploadAccepted, scan_id, origin).await?;
+    crate::audit::record(
+        &mut *tx,
+        &meta.user_id,
+        app::account::AuditKind::UploadAccepted,
+        scan_id,
+        origin,
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

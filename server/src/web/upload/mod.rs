@@ -24,20 +24,20 @@ mod sweeper;
 
 use std::path::{Path as FsPath, PathBuf};
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
 use super::AppState;
-use crate::db::now_secs;
 use super::api_error::ApiError;
 use super::rate_limit::Action;
 use super::signed_in::SignedIn;
+use crate::db::now_secs;
 
 pub use complete::complete;
 pub use sweeper::spawn_sweeper;
@@ -55,7 +55,6 @@ pub fn uploads_dir(state: &AppState) -> PathBuf {
     state.config.tmp_dir().join("uploads")
 }
 
-
 fn deid_error(e: &deid::DeidError) -> ApiError {
     let status = match e {
         deid::DeidError::Output => return ApiError::internal(),
@@ -67,10 +66,7 @@ fn deid_error(e: &deid::DeidError) -> ApiError {
 }
 
 fn valid_id(id: &str) -> bool {
-    id.len() == 32
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -203,18 +199,11 @@ pub async fn create(
         ));
     }
     if req.size > max_bytes {
-        tracing::info!(
-            size = req.size,
-            limit = max_bytes,
-            "upload refused: over the size cap"
-        );
+        tracing::info!(size = req.size, limit = max_bytes, "upload refused: over the size cap");
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
-            format!(
-                "The file is too large (the limit is {} MiB).",
-                max_bytes.div_ceil(MIB)
-            ),
+            format!("The file is too large (the limit is {} MiB).", max_bytes.div_ceil(MIB)),
         ));
     }
     // bounded temp space: a few open uploads per account, and a total for the server
@@ -233,10 +222,7 @@ pub async fn create(
             "The server is busy receiving other uploads. Please try again in a few minutes.",
         ));
     }
-    let chunk_size = req
-        .chunk_size
-        .unwrap_or(MAX_CHUNK)
-        .clamp(MIN_CHUNK, MAX_CHUNK);
+    let chunk_size = req.chunk_size.unwrap_or(MAX_CHUNK).clamp(MIN_CHUNK, MAX_CHUNK);
     let discard_archive = match req.discard_archive {
         Some(d) => d,
         None => sqlx::query("SELECT discard_archive_default FROM users WHERE id = $1")
@@ -318,10 +304,7 @@ pub async fn put_chunk(
     if let Err(e) = write.await {
         let _ = tokio::fs::remove_file(&tmp).await;
         // the folder may have been swept away meanwhile
-        if !tokio::fs::try_exists(dir.join("meta.json"))
-            .await
-            .unwrap_or(false)
-        {
+        if !tokio::fs::try_exists(dir.join("meta.json")).await.unwrap_or(false) {
             return Err(ApiError::not_found());
         }
         tracing::error!(error = %e, "cannot store an upload chunk");
@@ -333,7 +316,11 @@ pub async fn put_chunk(
 /// Chunks and cancellation are refused once `complete` has claimed the upload.
 async fn ensure_not_completing(dir: &std::path::Path) -> Result<(), ApiError> {
     if tokio::fs::try_exists(dir.join("COMPLETING")).await.unwrap_or(false) {
-        return Err(ApiError::new(StatusCode::CONFLICT, "completing", "This upload is already being processed."));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "completing",
+            "This upload is already being processed.",
+        ));
     }
     Ok(())
 }
@@ -352,7 +339,9 @@ pub async fn cancel(
 /// Removes every open upload of an account (its deletion); returns how many.
 pub async fn discard_uploads_of(state: &AppState, user: &str) -> usize {
     let mut removed = 0;
-    let Ok(mut rd) = tokio::fs::read_dir(uploads_dir(state)).await else { return 0 };
+    let Ok(mut rd) = tokio::fs::read_dir(uploads_dir(state)).await else {
+        return 0;
+    };
     while let Ok(Some(e)) = rd.next_entry().await {
         if let Ok(raw) = tokio::fs::read(e.path().join("meta.json")).await
             && serde_json::from_slice::<Meta>(&raw).is_ok_and(|m| m.user_id == user)

@@ -3,7 +3,6 @@
 use std::path::Path as FsPath;
 use std::time::{Duration, SystemTime};
 
-
 use super::AppState;
 
 use super::*;
@@ -20,11 +19,9 @@ pub fn spawn_sweeper(state: &AppState) {
         loop {
             tick.tick().await;
             let dir = dir.clone();
-            let removed = tokio::task::spawn_blocking(move || {
-                sweep(&dir, Duration::from_secs(expiry_secs))
-            })
-            .await
-            .unwrap_or(0);
+            let removed = tokio::task::spawn_blocking(move || sweep(&dir, Duration::from_secs(expiry_secs)))
+                .await
+                .unwrap_or(0);
             if removed > 0 {
                 tracing::info!(removed, "expired uploads removed");
             }
@@ -52,9 +49,7 @@ fn sweep(dir: &FsPath, expiry: Duration) -> usize {
                 }
             }
         }
-        if now.duration_since(newest).unwrap_or_default() > expiry
-            && std::fs::remove_dir_all(&path).is_ok()
-        {
+        if now.duration_since(newest).unwrap_or_default() > expiry && std::fs::remove_dir_all(&path).is_ok() {
             removed += 1;
         }
     }
