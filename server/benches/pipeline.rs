@@ -10,6 +10,7 @@
 //! (server-side), upload = the client's `complete` call (assembly, authoritative
 //! de-identification, dry-run conversion, storing). Peak memory = `VmHWM` of the processes.
 
+// the integration tests' kit (a bench target cannot name tests/ as a module otherwise)
 #[path = "../tests/common/mod.rs"]
 mod common;
 

@@ -6,43 +6,8 @@
 mod common;
 
 use common::upload_kit::*;
-use common::{Browser, TestServer, location};
+use common::{Browser, TestServer, assert_hardened, cache_control, location};
 use reqwest::StatusCode;
-
-/// The headers every response carries, whatever it is.
-fn assert_hardened(resp: &reqwest::Response, what: &str) {
-    let h = resp.headers();
-    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let csp = get("content-security-policy");
-    for directive in [
-        "default-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "frame-ancestors 'none'",
-        "form-action 'self'",
-        "'wasm-unsafe-eval'",
-    ] {
-        assert!(csp.contains(directive), "{what}: CSP lacks {directive}: {csp}");
-    }
-    assert!(
-        !csp.contains("unsafe-inline") && !csp.contains("'unsafe-eval'"),
-        "{what}: {csp}"
-    );
-    assert_eq!(get("x-content-type-options"), "nosniff", "{what}");
-    assert_eq!(get("x-frame-options"), "DENY", "{what}");
-    assert_eq!(get("referrer-policy"), "same-origin", "{what}");
-    assert_eq!(get("cross-origin-opener-policy"), "same-origin", "{what}");
-    assert_eq!(get("cross-origin-resource-policy"), "same-origin", "{what}");
-    assert!(get("permissions-policy").contains("camera=()"), "{what}");
-}
-
-fn cache_control(resp: &reqwest::Response) -> String {
-    resp.headers()
-        .get("cache-control")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
-}
 
 /// The CSP nonce of a response, and whether every inline script of its page carries it.
 async fn nonce_on_every_script(resp: reqwest::Response) -> (String, bool) {
@@ -115,6 +80,12 @@ async fn every_response_is_hardened_and_only_hashed_files_are_cached() {
         assert_hardened(&resp, &path);
         assert_eq!(cache_control(&resp), "no-store", "{path}");
     }
+    // a download of the scan's own file: never stored either
+    let download = format!("/scans/{scan}/files/{}", app::scans_api::ScanFile::Archive.file_name());
+    let resp = b.get(&download).await;
+    assert_eq!(resp.status(), StatusCode::OK, "{download}");
+    assert_hardened(&resp, &download);
+    assert_eq!(cache_control(&resp), "no-store", "{download}");
     let resp = b
         .http
         .get(format!("{}/uploads/{}", b.base, "0".repeat(32)))

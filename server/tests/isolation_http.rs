@@ -71,6 +71,15 @@ async fn call(b: &Browser, route: &Route, id: &str, form: &[(&str, &str)]) -> An
             .body(common::form_body(form));
     }
     let resp = req.send().await.unwrap();
+    // every listed route answers with the security headers and is never cached
+    common::assert_hardened(&resp, route.path);
+    assert_eq!(
+        common::cache_control(&resp),
+        "no-store",
+        "{} {}",
+        route.method,
+        route.path
+    );
     let status = resp.status();
     let (mut loc, mut body) = (location(&resp), without_nonces(resp.text().await.unwrap()));
     if !id.is_empty() {

@@ -2,6 +2,7 @@
 //! uploaded and processed through the API, the account forms as a browser posts them, and
 //! the search of everything the server keeps for traces of one account.
 
+// Each test binary compiles this kit and uses part of it.
 #![allow(dead_code)]
 
 use std::path::PathBuf;

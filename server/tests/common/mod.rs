@@ -2,6 +2,7 @@
 //! directory, on SQLite — or on a fresh PostgreSQL database when
 //! `NEUROVOL_TEST_DATABASE_URL` points at a server (scripts/test.sh does that).
 
+// Each test binary compiles this kit and uses part of it.
 #![allow(dead_code)]
 
 pub mod account_kit;
@@ -280,4 +281,40 @@ pub async fn sign_up(b: &mut Browser, email: &str) -> reqwest::Response {
         &[("email", email), ("password", PASSWORD), ("password_confirm", PASSWORD)],
     )
     .await
+}
+
+/// The headers every response carries, whatever it is.
+pub fn assert_hardened(resp: &reqwest::Response, what: &str) {
+    let h = resp.headers();
+    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let csp = get("content-security-policy");
+    for directive in [
+        "default-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+        "form-action 'self'",
+        "'wasm-unsafe-eval'",
+    ] {
+        assert!(csp.contains(directive), "{what}: CSP lacks {directive}: {csp}");
+    }
+    assert!(
+        !csp.contains("unsafe-inline") && !csp.contains("'unsafe-eval'"),
+        "{what}: {csp}"
+    );
+    assert_eq!(get("x-content-type-options"), "nosniff", "{what}");
+    assert_eq!(get("x-frame-options"), "DENY", "{what}");
+    assert_eq!(get("referrer-policy"), "same-origin", "{what}");
+    assert_eq!(get("cross-origin-opener-policy"), "same-origin", "{what}");
+    assert_eq!(get("cross-origin-resource-policy"), "same-origin", "{what}");
+    assert!(get("permissions-policy").contains("camera=()"), "{what}");
+}
+
+/// The response's `Cache-Control`.
+pub fn cache_control(resp: &reqwest::Response) -> String {
+    resp.headers()
+        .get("cache-control")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
 }

@@ -3,6 +3,7 @@
 //! Binary: `NEUROVOL_S3S_FS_BIN`, else `s3s-fs` on PATH, else `~/.cargo/bin/s3s-fs`
 //! (scripts/setup.sh installs it). Missing: tests skip, or fail with NEUROVOL_REQUIRE_S3=1.
 
+// Each test binary compiles this kit and uses part of it.
 #![allow(dead_code)]
 
 use std::path::PathBuf;

@@ -1,6 +1,7 @@
 //! Helpers shared by the upload and pipeline tests: fixtures and their canaries, the
 //! upload API as a client sends it, and the "nothing identifying anywhere" search.
 
+// Each test binary compiles this kit and uses part of it.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
