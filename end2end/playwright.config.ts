@@ -1,6 +1,6 @@
 import { defineConfig } from "@playwright/test";
 
-import { app, queued } from "./servers";
+import { app, oidc, queued } from "./servers";
 
 function webServer(s: { port: number; dataDir: string; url: string }, env: Record<string, string> = {}) {
   return {
@@ -43,5 +43,20 @@ export default defineConfig({
       ],
     },
   },
-  webServer: [webServer(app), webServer(queued, { NEUROVOL_PIPELINE_CONCURRENCY: "0" })],
+  webServer: [
+    {
+      command: `node oidc-provider.mjs ${oidc.port} ${oidc.controlPort}`,
+      url: `${oidc.issuer}/.well-known/openid-configuration`,
+      reuseExistingServer: !process.env.CI,
+      timeout: 30_000,
+      stdout: "pipe" as const,
+      stderr: "pipe" as const,
+    },
+    webServer(app, {
+      NEUROVOL_GOOGLE_ISSUER: oidc.issuer,
+      NEUROVOL_GOOGLE_CLIENT_ID: oidc.clientId,
+      NEUROVOL_GOOGLE_CLIENT_SECRET: oidc.clientSecret,
+    }),
+    webServer(queued, { NEUROVOL_PIPELINE_CONCURRENCY: "0" }),
+  ],
 });

@@ -15,3 +15,16 @@ function server(portVar: string, defaultPort: number, dirVar: string) {
 
 export const app = server("NEUROVOL_E2E_PORT", 3100, "NEUROVOL_E2E_DATA_DIR");
 export const queued = server("NEUROVOL_E2E_QUEUED_PORT", 3101, "NEUROVOL_E2E_QUEUED_DATA_DIR");
+
+// The OpenID provider `app` offers as Google sign-in (oidc-provider.mjs, a real provider on
+// loopback), and the port where a test sets how its next ID tokens are made.
+const oidcPort = Number(process.env.NEUROVOL_E2E_OIDC_PORT ?? 3102);
+const oidcControlPort = Number(process.env.NEUROVOL_E2E_OIDC_CONTROL_PORT ?? 3103);
+export const oidc = {
+  port: oidcPort,
+  controlPort: oidcControlPort,
+  issuer: `http://127.0.0.1:${oidcPort}`,
+  control: `http://127.0.0.1:${oidcControlPort}`,
+  clientId: "neurovol-e2e-client",
+  clientSecret: "neurovol-e2e-client-secret",
+};

@@ -50,7 +50,8 @@ as_pg "$pg_bin/pg_ctl" -D "$scratch/pg/data" -l "$scratch/pg/log" -w \
   -o "-p $pg_port -k $scratch/pg -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
 # Same package selection as above (only the test targets are filtered), so nothing rebuilds.
 export NEUROVOL_TEST_DATABASE_URL="postgres://neurovol@127.0.0.1:$pg_port/postgres"
-cargo test --no-fail-fast --test accounts_http --test migrations --test upload_http --test account_http --test isolation_http
+cargo test --no-fail-fast --test accounts_http --test migrations --test upload_http --test account_http --test isolation_http \
+  --test google_http
 log "Pipeline tests against PostgreSQL and the S3 store (s3s-fs)"
 # the PHI scan end to end, kill -9 recovery, and two processes sharing 20 scans
 NEUROVOL_TEST_S3=1 cargo test --no-fail-fast --test pipeline_http -- phi_scan kill_9 two_processes
@@ -60,8 +61,10 @@ unset NEUROVOL_TEST_DATABASE_URL
 
 log "End-to-end tests (Playwright, Chromium)"
 # two servers started by scripts/serve.sh: the app as run.sh runs it (pipeline on), and one
-# whose scans stay queued, for the tests that look at a scan right after its upload
+# whose scans stay queued, for the tests that look at a scan right after its upload; and
+# the loopback OpenID provider the app offers as Google sign-in
 export NEUROVOL_E2E_PORT=$(free_port) NEUROVOL_E2E_QUEUED_PORT=$(free_port)
+export NEUROVOL_E2E_OIDC_PORT=$(free_port) NEUROVOL_E2E_OIDC_CONTROL_PORT=$(free_port)
 export NEUROVOL_E2E_DATA_DIR="$scratch/e2e-data" NEUROVOL_E2E_QUEUED_DATA_DIR="$scratch/e2e-queued-data"
 (cd end2end && npx playwright test)
 log "all tests passed"

@@ -30,10 +30,15 @@ pub enum AuditKind {
     ExportDownloaded,
     ScanRetried,
     ScanDeleted,
+    GoogleSignInSucceeded,
+    /// A Google sign-in, link or re-authentication refused (token, state, unverified email).
+    GoogleSignInFailed,
+    GoogleLinked,
+    GoogleUnlinked,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 13] = [
+    pub const ALL: [AuditKind; 17] = [
         AuditKind::AccountCreated,
         AuditKind::SignInSucceeded,
         AuditKind::SignInFailed,
@@ -47,6 +52,10 @@ impl AuditKind {
         AuditKind::ExportDownloaded,
         AuditKind::ScanRetried,
         AuditKind::ScanDeleted,
+        AuditKind::GoogleSignInSucceeded,
+        AuditKind::GoogleSignInFailed,
+        AuditKind::GoogleLinked,
+        AuditKind::GoogleUnlinked,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -64,6 +73,10 @@ impl AuditKind {
             AuditKind::ExportDownloaded => "export_downloaded",
             AuditKind::ScanRetried => "scan_retried",
             AuditKind::ScanDeleted => "scan_deleted",
+            AuditKind::GoogleSignInSucceeded => "google_sign_in_succeeded",
+            AuditKind::GoogleSignInFailed => "google_sign_in_failed",
+            AuditKind::GoogleLinked => "google_linked",
+            AuditKind::GoogleUnlinked => "google_unlinked",
         }
     }
 
@@ -87,6 +100,10 @@ impl AuditKind {
             AuditKind::ExportDownloaded => "All data exported",
             AuditKind::ScanRetried => "Processing of a scan retried",
             AuditKind::ScanDeleted => "Scan deleted",
+            AuditKind::GoogleSignInSucceeded => "Signed in with Google",
+            AuditKind::GoogleSignInFailed => "Google sign-in refused",
+            AuditKind::GoogleLinked => "Google sign-in linked",
+            AuditKind::GoogleUnlinked => "Google sign-in unlinked",
         }
     }
 
@@ -94,7 +111,10 @@ impl AuditKind {
     pub fn is_warning(self) -> bool {
         matches!(
             self,
-            AuditKind::SignInFailed | AuditKind::SignInThrottled | AuditKind::PasswordCheckFailed
+            AuditKind::SignInFailed
+                | AuditKind::SignInThrottled
+                | AuditKind::PasswordCheckFailed
+                | AuditKind::GoogleSignInFailed
         )
     }
 }
@@ -105,23 +125,26 @@ impl std::fmt::Display for AuditKind {
     }
 }
 
-/// How an account can sign in (Google joins later).
+/// How an account can sign in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SignInMethod {
     Password,
+    Google,
 }
 
 impl SignInMethod {
     pub const fn as_str(self) -> &'static str {
         match self {
             SignInMethod::Password => "password",
+            SignInMethod::Google => "google",
         }
     }
 
     pub fn text(self) -> &'static str {
         match self {
             SignInMethod::Password => "Email and password",
+            SignInMethod::Google => "Google",
         }
     }
 }
@@ -191,6 +214,9 @@ pub struct AccountView {
     pub email: String,
     pub created_at: i64,
     pub methods: Vec<SignInMethod>,
+    /// Whether this instance offers Google sign-in (link and unlink are shown).
+    #[serde(default)]
+    pub google_available: bool,
     /// The upload page's default for "discard the DICOM archive after processing".
     pub discard_archive_default: bool,
     pub scans: u64,

@@ -9,7 +9,7 @@ use leptos_meta::Title;
 use leptos_router::components::A;
 use leptos_router::hooks::use_params_map;
 
-use crate::account::{AccountView, AuditEntry, DeletionScope, Receipt, get_account, get_receipt};
+use crate::account::{AccountView, AuditEntry, DeletionScope, Receipt, SignInMethod, get_account, get_receipt};
 use crate::format::{utc_date, utc_time};
 use crate::pages::{CsrfField, PasswordInput, notice_from_query};
 use crate::session::use_session;
@@ -46,6 +46,8 @@ fn account_body(a: AccountView, csrf: String) -> impl IntoView {
         .filter(|r| r.is_pending())
         .map(|r| r.objects_pending)
         .sum();
+    let has_password = a.methods.contains(&SignInMethod::Password);
+    let has_google = a.methods.contains(&SignInMethod::Google);
     view! {
         <dl class="facts">
             <dt>"Email"</dt><dd data-testid="account-email">{a.email.clone()}</dd>
@@ -57,6 +59,7 @@ fn account_body(a: AccountView, csrf: String) -> impl IntoView {
         <ul data-testid="sign-in-methods">
             {a.methods.iter().map(|m| view! { <li data-method=m.as_str()>{m.text()}</li> }).collect_view()}
         </ul>
+        {google_methods(a.google_available, has_password, has_google, csrf.clone())}
 
         <h2 id="password">"Change your password"</h2>
         <form method="post" action="/account/password" class="stack narrow" data-testid="password-form">
@@ -115,15 +118,67 @@ fn account_body(a: AccountView, csrf: String) -> impl IntoView {
         <p>
             "This deletes your account and everything of it at once: every scan with its files and results, your sessions and your activity log. It cannot be undone; download your data first if you want to keep it. A receipt with counts and dates, naming no account, remains."
         </p>
-        <form method="post" action="/account/delete" class="stack narrow" data-testid="delete-account-form">
-            <CsrfField token=csrf/>
-            <PasswordInput name="password" key="delete-password" label="Your password, to confirm" autocomplete="current-password"/>
-            <label class="option">
-                <input type="checkbox" name="understood" required data-testid="delete-understood"/>
-                " I understand that my account and all its data will be deleted."
-            </label>
-            <button type="submit" class="danger" data-testid="delete-account">"Delete my account and all my data"</button>
-        </form>
+        {if has_password {
+            view! {
+                <form method="post" action="/account/delete" class="stack narrow" data-testid="delete-account-form">
+                    <CsrfField token=csrf/>
+                    <PasswordInput name="password" key="delete-password" label="Your password, to confirm" autocomplete="current-password"/>
+                    <DeleteUnderstood/>
+                    <button type="submit" class="danger" data-testid="delete-account">"Delete my account and all my data"</button>
+                </form>
+            }
+            .into_any()
+        } else {
+            view! {
+                <form method="post" action="/account/delete/google" class="stack narrow" data-testid="delete-account-form">
+                    <CsrfField token=csrf/>
+                    <p class="muted small">"To confirm, sign in with Google again; the account is deleted when Google confirms it is you."</p>
+                    <DeleteUnderstood/>
+                    <button type="submit" class="danger" data-testid="delete-account">"Confirm with Google and delete my account"</button>
+                </form>
+            }
+            .into_any()
+        }}
+    }
+}
+
+#[component]
+fn DeleteUnderstood() -> impl IntoView {
+    view! {
+        <label class="option">
+            <input type="checkbox" name="understood" required data-testid="delete-understood"/>
+            " I understand that my account and all its data will be deleted."
+        </label>
+    }
+}
+
+/// Linking and unlinking Google (where the instance offers it). Both ask for the password;
+/// an account without one keeps Google, its only way in.
+fn google_methods(available: bool, has_password: bool, has_google: bool, csrf: String) -> impl IntoView {
+    match (available, has_password, has_google) {
+        (true, true, false) => view! {
+            <form method="post" action="/account/google/link" class="stack narrow" data-testid="google-link-form">
+                <CsrfField token=csrf/>
+                <PasswordInput name="password" key="link-password" label="Your password, to link Google" autocomplete="current-password"/>
+                <button type="submit" data-testid="google-link">"Link Google sign-in"</button>
+            </form>
+        }
+        .into_any(),
+        (true, true, true) => view! {
+            <form method="post" action="/account/google/unlink" class="stack narrow" data-testid="google-unlink-form">
+                <CsrfField token=csrf/>
+                <PasswordInput name="password" key="unlink-password" label="Your password, to unlink Google" autocomplete="current-password"/>
+                <button type="submit" data-testid="google-unlink">"Unlink Google sign-in"</button>
+            </form>
+        }
+        .into_any(),
+        (_, false, true) => view! {
+            <p class="muted small" data-testid="google-only">
+                "You sign in with Google only, so it cannot be unlinked: an account keeps at least one way in."
+            </p>
+        }
+        .into_any(),
+        _ => ().into_any(),
     }
 }
 

@@ -129,6 +129,11 @@ pub enum AuthNotice {
     PasswordWrong,
     PasswordChanged,
     SettingsSaved,
+    GoogleLinked,
+    GoogleUnlinked,
+    /// Unlink or Google re-authentication asked of an account without Google sign-in.
+    GoogleNotLinked,
+    GoogleAlreadyLinked,
 }
 
 impl AuthNotice {
@@ -145,6 +150,10 @@ impl AuthNotice {
             Self::PasswordWrong => "password_wrong",
             Self::PasswordChanged => "password_changed",
             Self::SettingsSaved => "settings_saved",
+            Self::GoogleLinked => "google_linked",
+            Self::GoogleUnlinked => "google_unlinked",
+            Self::GoogleNotLinked => "google_not_linked",
+            Self::GoogleAlreadyLinked => "google_already_linked",
         }
     }
 
@@ -160,6 +169,10 @@ impl AuthNotice {
             Self::PasswordWrong,
             Self::PasswordChanged,
             Self::SettingsSaved,
+            Self::GoogleLinked,
+            Self::GoogleUnlinked,
+            Self::GoogleNotLinked,
+            Self::GoogleAlreadyLinked,
         ];
         fixed
             .into_iter()
@@ -186,11 +199,18 @@ impl AuthNotice {
             Self::PasswordWrong => "The password is not correct; nothing was changed.".into(),
             Self::PasswordChanged => "Your password was changed; every other session was signed out.".into(),
             Self::SettingsSaved => "Your settings were saved.".into(),
+            Self::GoogleLinked => "Google sign-in is linked: you can now sign in with Google or your password.".into(),
+            Self::GoogleUnlinked => "Google sign-in is unlinked; sign in with your password.".into(),
+            Self::GoogleNotLinked => "Your account has no Google sign-in; nothing was changed.".into(),
+            Self::GoogleAlreadyLinked => "Your account already has a Google sign-in; nothing was changed.".into(),
         }
     }
 
     pub fn is_error(self) -> bool {
-        !matches!(self, Self::SignedOut | Self::PasswordChanged | Self::SettingsSaved)
+        !matches!(
+            self,
+            Self::SignedOut | Self::PasswordChanged | Self::SettingsSaved | Self::GoogleLinked | Self::GoogleUnlinked
+        )
     }
 }
 

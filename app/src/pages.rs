@@ -157,7 +157,7 @@ pub fn SignUp() -> impl IntoView {
             {notice_from_query()}
             {with_session(move |info| view! {
                 <form method="post" action="/auth/signup" class="stack" data-testid="signup-form">
-                    <CsrfField token=info.csrf_token/>
+                    <CsrfField token=info.csrf_token.clone()/>
                     <label for="field-email">"Email"</label>
                     <input id="field-email" name="email" type="email" autocomplete="email" required
                         on:input=move |ev| set_email.set(event_target_value(&ev))/>
@@ -176,6 +176,7 @@ pub fn SignUp() -> impl IntoView {
                     <PasswordInput name="password_confirm" label="Repeat password" autocomplete="new-password"/>
                     <button type="submit">"Create account"</button>
                 </form>
+                <GoogleSignIn show=info.google_sign_in token=info.csrf_token.clone()/>
             })}
             <p>"Already have an account? " <A href="/login">"Log in"</A></p>
         </section>
@@ -191,13 +192,14 @@ pub fn LogIn() -> impl IntoView {
             {notice_from_query()}
             {with_session(|info| view! {
                 <form method="post" action="/auth/login" class="stack" data-testid="login-form">
-                    <CsrfField token=info.csrf_token/>
+                    <CsrfField token=info.csrf_token.clone()/>
                     <NextField/>
                     <label for="field-email">"Email"</label>
                     <input id="field-email" name="email" type="email" autocomplete="username" required/>
                     <PasswordInput name="password" label="Password" autocomplete="current-password"/>
                     <button type="submit">"Log in"</button>
                 </form>
+                <GoogleSignIn show=info.google_sign_in token=info.csrf_token.clone()/>
             })}
             <p>"New here? " <A href="/signup">"Create an account"</A></p>
         </section>
@@ -290,4 +292,18 @@ pub fn NotFound() -> impl IntoView {
             <p><A href="/">"Back to the start"</A></p>
         </section>
     }
+}
+
+/// "Continue with Google": a form posting to `/auth/google`, shown only where the instance
+/// offers Google sign-in.
+#[component]
+fn GoogleSignIn(show: bool, token: String) -> impl IntoView {
+    show.then(|| {
+        view! {
+            <form method="post" action="/auth/google" class="stack" data-testid="google-sign-in">
+                <CsrfField token=token/>
+                <button type="submit" class="secondary">"Continue with Google"</button>
+            </form>
+        }
+    })
 }

@@ -22,6 +22,9 @@ pub struct SessionInfo {
     /// cookie; every state-changing request must echo it (form field `csrf_token` or header
     /// `x-csrf-token`).
     pub csrf_token: String,
+    /// Whether this instance offers Google sign-in (`NEUROVOL_GOOGLE_*` configured).
+    #[serde(default)]
+    pub google_sign_in: bool,
 }
 
 /// What this running instance does with data, built by the server from its real

@@ -128,7 +128,7 @@ pub fn UploadPage() -> impl IntoView {
         <Suspense fallback=|| ()>
             {move || Suspend::new(async move {
                 match session.await {
-                    Ok(SessionInfo { user: Some(user), csrf_token }) => {
+                    Ok(SessionInfo { user: Some(user), csrf_token, .. }) => {
                         view! { <UploadFlow csrf=csrf_token discard_default=user.discard_archive_default/> }.into_any()
                     }
                     Ok(_) => view! {

@@ -8,9 +8,24 @@ use crate::db::Db;
 
 pub struct DbAccountStore {
     pub db: Db,
+    /// Whether Google sign-in is configured (the page offers link and unlink).
+    pub google_available: bool,
 }
 
-async fn account(db: &Db, user_id: &str) -> Result<Option<AccountView>, sqlx::Error> {
+/// How an account can sign in: its password (accounts made through Google have none) and
+/// its Google identity.
+pub async fn sign_in_methods(db: &Db, user_id: &str) -> Result<Vec<SignInMethod>, sqlx::Error> {
+    let mut methods = Vec::new();
+    if crate::oidc::has_password(db, user_id).await? {
+        methods.push(SignInMethod::Password);
+    }
+    if crate::oidc::identity_of(db, user_id).await?.is_some() {
+        methods.push(SignInMethod::Google);
+    }
+    Ok(methods)
+}
+
+async fn account(db: &Db, user_id: &str, google_available: bool) -> Result<Option<AccountView>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT email, created_at, discard_archive_default, (SELECT COUNT(*) FROM scans WHERE user_id = $1) AS scans \
          FROM users WHERE id = $1",
@@ -22,7 +37,8 @@ async fn account(db: &Db, user_id: &str) -> Result<Option<AccountView>, sqlx::Er
     Ok(Some(AccountView {
         email: row.try_get("email")?,
         created_at: row.try_get("created_at")?,
-        methods: vec![SignInMethod::Password],
+        methods: sign_in_methods(db, user_id).await?,
+        google_available,
         discard_archive_default: row.try_get::<i64, _>("discard_archive_default")? != 0,
         scans: row.try_get::<i64, _>("scans")?.max(0) as u64,
         audit: crate::audit::list(db, user_id, Some(crate::audit::PAGE_EVENTS)).await?,
@@ -32,8 +48,8 @@ async fn account(db: &Db, user_id: &str) -> Result<Option<AccountView>, sqlx::Er
 
 impl AccountStore for DbAccountStore {
     fn account(&self, user_id: String) -> BoxFuture<Result<Option<AccountView>, String>> {
-        let db = self.db.clone();
-        Box::pin(async move { account(&db, &user_id).await.map_err(|e| e.to_string()) })
+        let (db, google) = (self.db.clone(), self.google_available);
+        Box::pin(async move { account(&db, &user_id, google).await.map_err(|e| e.to_string()) })
     }
 
     fn receipt(&self, user_id: Option<String>, id: String) -> BoxFuture<Result<Option<Receipt>, String>> {

@@ -178,7 +178,13 @@ async fn check_password(
     {
         return Err(LogInError::Throttled { account: None });
     }
-    // Always one bcrypt verification, known email or not: same time, same answer.
+    // Always one bcrypt verification, known email or not: same time, same answer. An
+    // account made through Google has no password ('' verifies nothing).
+    let hash = if hash.is_empty() {
+        dummy_hash().to_string()
+    } else {
+        hash
+    };
     let password_ok =
         password.len() <= app::auth_rules::PASSWORD_MAX_BYTES && bcrypt_verify(password.to_string(), hash).await;
     if password_ok {
@@ -348,6 +354,11 @@ pub async fn purge_expired(db: &Db, config: &Config) -> Result<(), sqlx::Error> 
         .await?;
     sqlx::query("DELETE FROM login_throttle WHERE window_start < $1")
         .bind(now - config.login_window_secs as i64)
+        .execute(db)
+        .await?;
+    // Google sign-ins started and never finished
+    sqlx::query("DELETE FROM oidc_flows WHERE expires_at < $1")
+        .bind(now)
         .execute(db)
         .await?;
     Ok(())

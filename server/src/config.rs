@@ -82,6 +82,29 @@ pub struct Config {
     /// Chunks one account may send per minute (`NEUROVOL_UPLOAD_CHUNKS_PER_MINUTE`, default
     /// 600: 8 MiB chunks, i.e. about 80 MB/s).
     pub upload_chunks_per_minute: u32,
+    /// Google sign-in (OpenID Connect): the OAuth client id (`NEUROVOL_GOOGLE_CLIENT_ID`).
+    /// With the secret set, the sign-in button is shown and `/auth/google*` answer;
+    /// neither set: Google sign-in is off (404).
+    pub google_client_id: Option<String>,
+    /// The OAuth client secret (`NEUROVOL_GOOGLE_CLIENT_SECRET`).
+    pub google_client_secret: Option<Secret>,
+    /// The provider's exact issuer (`NEUROVOL_GOOGLE_ISSUER`, default
+    /// `https://accounts.google.com`); its discovery document is
+    /// `<issuer>/.well-known/openid-configuration`.
+    pub google_issuer: String,
+}
+
+/// Google's issuer: the `iss` its ID tokens carry, exactly.
+pub const GOOGLE_ISSUER: &str = "https://accounts.google.com";
+
+/// Google sign-in, configured ([`Config::google_settings`]).
+#[derive(Debug, Clone)]
+pub struct GoogleSettings {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// `<public URL>/auth/google/callback`, registered with the provider.
+    pub redirect_url: String,
 }
 
 /// A configured secret: never printed by `Debug`.
@@ -143,6 +166,9 @@ struct FileConfig {
     upload_sweep_secs: Option<u64>,
     upload_creates_per_hour: Option<u32>,
     upload_chunks_per_minute: Option<u32>,
+    google_client_id: Option<String>,
+    google_client_secret: Option<Secret>,
+    google_issuer: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -313,7 +339,36 @@ impl Config {
                 .or(file.upload_chunks_per_minute)
                 .unwrap_or(600)
                 .max(1),
+            google_client_id: env("NEUROVOL_GOOGLE_CLIENT_ID")
+                .or(file.google_client_id)
+                .filter(|s| !s.is_empty()),
+            google_client_secret: env("NEUROVOL_GOOGLE_CLIENT_SECRET")
+                .map(Secret::new)
+                .or(file.google_client_secret)
+                .filter(|s| !s.expose().is_empty()),
+            google_issuer: env("NEUROVOL_GOOGLE_ISSUER")
+                .or(file.google_issuer)
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| GOOGLE_ISSUER.into()),
         })
+    }
+
+    /// Google sign-in's settings when it is configured; an error when only one of the
+    /// client id and secret is given.
+    pub fn google_settings(&self) -> Result<Option<GoogleSettings>, ConfigError> {
+        match (&self.google_client_id, &self.google_client_secret) {
+            (None, None) => Ok(None),
+            (Some(client_id), Some(secret)) => Ok(Some(GoogleSettings {
+                issuer: self.google_issuer.clone(),
+                client_id: client_id.clone(),
+                client_secret: secret.clone(),
+                redirect_url: format!("{}/auth/google/callback", self.public_url.trim_end_matches('/')),
+            })),
+            _ => Err(ConfigError::Env {
+                name: "NEUROVOL_GOOGLE_*",
+                message: "set both NEUROVOL_GOOGLE_CLIENT_ID and NEUROVOL_GOOGLE_CLIENT_SECRET, or neither".into(),
+            }),
+        }
     }
 
     /// The database URL actually used: the configured one or the embedded SQLite file.
@@ -441,6 +496,31 @@ mod tests {
         assert!(!c.uses_postgres());
         assert!(!c.secure_cookies());
         assert_eq!(c.public_url, "http://127.0.0.1:3000");
+    }
+
+    #[test]
+    fn google_sign_in_needs_both_client_id_and_secret() {
+        let off = cfg(&[]).unwrap();
+        assert!(off.google_settings().unwrap().is_none());
+        assert_eq!(off.google_issuer, GOOGLE_ISSUER);
+        let half = cfg(&[("NEUROVOL_GOOGLE_CLIENT_ID", "id.apps.googleusercontent.com")]).unwrap();
+        assert!(matches!(
+            half.google_settings(),
+            Err(ConfigError::Env {
+                name: "NEUROVOL_GOOGLE_*",
+                ..
+            })
+        ));
+        let on = cfg(&[
+            ("NEUROVOL_GOOGLE_CLIENT_ID", "id.apps.googleusercontent.com"),
+            ("NEUROVOL_GOOGLE_CLIENT_SECRET", "a-secret"),
+            ("NEUROVOL_PUBLIC_URL", "https://nv.example/"),
+        ])
+        .unwrap();
+        let g = on.google_settings().unwrap().unwrap();
+        assert_eq!(g.issuer, "https://accounts.google.com");
+        assert_eq!(g.redirect_url, "https://nv.example/auth/google/callback");
+        assert!(!format!("{g:?}").contains("a-secret"), "the secret is never printed");
     }
 
     #[test]

@@ -21,6 +21,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "scans", include_str!("../../migrations/0002_scans.sql")),
     (3, "pipeline", include_str!("../../migrations/0003_pipeline.sql")),
     (4, "privacy", include_str!("../../migrations/0004_privacy.sql")),
+    (5, "google", include_str!("../../migrations/0005_google.sql")),
 ];
 
 pub fn migrator() -> Migrator {

@@ -235,7 +235,11 @@ pub async fn build(db: &Db, store: &dyn ObjectStore, config: &Config, user_id: &
         exported_at: now,
         email: user.try_get("email")?,
         created_at: user.try_get("created_at")?,
-        sign_in_methods: [SignInMethod::Password].iter().map(|m| m.as_str()).collect(),
+        sign_in_methods: crate::accounts::sign_in_methods(db, user_id)
+            .await?
+            .into_iter()
+            .map(SignInMethod::as_str)
+            .collect(),
         settings: Settings {
             discard_archive_after_processing: user.try_get::<i64, _>("discard_archive_default")? != 0,
         },

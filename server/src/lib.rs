@@ -12,6 +12,7 @@ pub mod db;
 pub mod deletion;
 pub mod export;
 pub mod object_store;
+pub mod oidc;
 pub mod pipeline;
 pub mod scans;
 pub mod segmenter;
@@ -57,10 +58,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // where the worker fetches the local store's signed URLs (the bound port if it was 0)
     let object_url_base = config.object_url_base.clone().unwrap_or_else(|| {
         if config.public_url.ends_with(":0") {
-            format!(
-                "http://{}",
-                listener.local_addr().map(|a| a.to_string()).unwrap_or_default()
-            )
+            bound_url(&listener)
         } else {
             config.public_url.clone()
         }
@@ -80,6 +78,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     .spawn();
     let csrf =
         web::csrf::CsrfKey::from_config(&config).map_err(|e| anyhow::anyhow!("cannot load the server secret: {e}"))?;
+    // Google sign-in when configured; its redirect URL is on the bound port when the public
+    // URL names port 0 (tests)
+    let google = match config.google_settings()? {
+        Some(mut settings) => {
+            if config.public_url.ends_with(":0") {
+                settings.redirect_url = format!("{}/auth/google/callback", bound_url(&listener));
+            }
+            Some(Arc::new(oidc::Provider::new(settings)?))
+        }
+        None => None,
+    };
     let state = web::AppState {
         leptos: web::leptos_options(&config),
         privacy: Arc::new(web::privacy::facts(&config)),
@@ -90,6 +99,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         wake,
         deletions,
         csrf,
+        google,
     };
     web::serve(state, listener).await
+}
+
+/// `http://<the listener's address>`.
+fn bound_url(listener: &tokio::net::TcpListener) -> String {
+    format!(
+        "http://{}",
+        listener.local_addr().map(|a| a.to_string()).unwrap_or_default()
+    )
 }

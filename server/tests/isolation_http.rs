@@ -10,6 +10,7 @@ mod common;
 use std::collections::HashSet;
 
 use common::account_kit::*;
+use common::oidc::{OidcProvider, callback_path, identities, provider_redirect};
 use common::upload_kit::*;
 use common::{Browser, PASSWORD, TestServer, location};
 use reqwest::{Method, StatusCode};
@@ -123,7 +124,9 @@ fn assert_none_of(what: &str, text: &str, secrets: &[String]) {
 
 #[tokio::test]
 async fn every_route_keeps_each_account_to_itself() {
-    let server = TestServer::start(&[]).await;
+    let provider = OidcProvider::start();
+    let env = provider.env();
+    let server = TestServer::start(&env.iter().map(|(k, v)| (*k, v.as_str())).collect::<Vec<_>>()).await;
     let db = server.db().await;
     let (mut a, a_email) = account(&server, "owner").await;
     let (mut b, b_email) = account(&server, "other").await;
@@ -139,6 +142,15 @@ async fn every_route_keeps_each_account_to_itself() {
     assert_eq!(st, StatusCode::CREATED);
     let upload = up["id"].as_str().unwrap().to_string();
     let a_id = user_id(&db, &a_email).await;
+    // A signs in with Google too
+    let a_sub = format!("isolation-{}", random_id());
+    provider.scenario("ok", &a_sub, &a_email).await;
+    assert_eq!(
+        common::oidc::link(&mut a, PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let a_identity = identities(&db, &a_id).await;
+    assert_eq!(a_identity.len(), 1);
     let keys = scan_keys(&db, &scan).await;
     let a_secrets = vec![
         a_email.clone(),
@@ -148,6 +160,7 @@ async fn every_route_keeps_each_account_to_itself() {
         receipt.clone(),
         upload.clone(),
         keys[0].clone(),
+        a_sub.clone(),
     ];
 
     // the local store's signer, as the server signs (its secret is in the data dir)
@@ -397,6 +410,46 @@ async fn every_route_keeps_each_account_to_itself() {
                         .await;
                     assert_eq!(location(&resp), "/home");
                 }
+            }
+            // --- Google sign-in
+            ("POST", "/auth/google") => {
+                // a visitor's start is a redirect to the provider, naming nothing of anyone
+                let mut c = Browser::new(&server.url);
+                let resp = c.post_form("/auth/google", &[]).await;
+                assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+                assert!(location(&resp).starts_with(&provider.issuer));
+                assert_none_of("/auth/google", &location(&resp), &a_secrets);
+            }
+            ("GET", "/auth/google/callback") => {
+                // A's callback (A's state) in B's browser: refused, nothing linked to B,
+                // A's identity unchanged, B still B
+                let start = a.post_form("/account/google/link", &[("password", PASSWORD)]).await;
+                let callback = provider_redirect(&a, &start).await;
+                let resp = b.get(&callback_path(&callback, &server.url)).await;
+                assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+                assert_none_of("the callback", &resp.text().await.unwrap(), &a_secrets);
+                assert_eq!(identities(&db, &a_id).await, a_identity);
+                assert!(b.get("/account").await.text().await.unwrap().contains(&b_email));
+            }
+            ("POST", "/account/google/link") => {
+                // B cannot take A's Google identity
+                let resp = common::oidc::link(&mut b, PASSWORD).await;
+                assert_eq!(resp.status(), StatusCode::CONFLICT);
+                assert_none_of("the link", &resp.text().await.unwrap(), &a_secrets);
+                assert_eq!(identities(&db, &a_id).await, a_identity);
+            }
+            ("POST", "/account/google/unlink") => {
+                // B's unlink touches B's account only (which has no Google sign-in)
+                let resp = b.post_form("/account/google/unlink", &[("password", PASSWORD)]).await;
+                assert_eq!(location(&resp), "/account?error=google_not_linked#methods");
+                assert_eq!(identities(&db, &a_id).await, a_identity);
+            }
+            ("POST", "/account/delete/google") => {
+                // B has no Google sign-in to confirm with: nothing of anyone is deleted
+                let resp = b.post_form("/account/delete/google", &[("understood", "on")]).await;
+                assert_eq!(location(&resp), "/account?error=google_not_linked#delete");
+                assert_eq!(identities(&db, &a_id).await, a_identity);
+                assert!(scan_status(&db, &scan).await.is_some());
             }
             // --- the built site's files: an account's id is no file
             ("GET", "/{*file}") => {

@@ -23,13 +23,13 @@ use super::signed_in::SignedIn;
 use crate::audit::{self, Origin};
 use crate::auth::{self, LogInError, PasswordChangeError};
 
-fn back(notice: AuthNotice, anchor: &str) -> Response {
+pub(super) fn back(notice: AuthNotice, anchor: &str) -> Response {
     let which = if notice.is_error() { "error" } else { "notice" };
     see_other(&format!("/account?{which}={}#{anchor}", notice.code()))
 }
 
 /// The password asked for again: `Err(answer)` unless it is right.
-async fn reauthenticate(
+pub(super) async fn reauthenticate(
     state: &AppState,
     user_id: &str,
     password: &str,
@@ -180,22 +180,27 @@ pub async fn delete_account(
     if let Err(resp) = reauthenticate(&state, &user.user_id, &form.password, &origin, "delete").await {
         return resp;
     }
+    erase_account(&state, &user.user_id).await
+}
+
+/// Deletes the (re-authenticated) account at once and ends its session: the receipt's page.
+pub(super) async fn erase_account(state: &AppState, user_id: &str) -> Response {
     let settle = crate::deletion::Settings::from_config(&state.config).settle;
-    let receipt = match crate::deletion::delete_account(&state.db, &user.user_id, settle).await {
+    let receipt = match crate::deletion::delete_account(&state.db, user_id, settle).await {
         Ok(Some(r)) => r,
         // deleted meanwhile (another tab): its session is gone too
         Ok(None) => return see_other("/"),
         Err(e) => return internal_error(e),
     };
-    let uploads = super::upload::discard_uploads_of(&state, &user.user_id).await;
+    let uploads = super::upload::discard_uploads_of(state, user_id).await;
     state.deletions.notify_waiters();
     tracing::info!(receipt = %receipt, uploads_discarded = uploads, "account deleted");
     let mut resp = see_other(&format!("/deleted/{receipt}"));
     let h = resp.headers_mut();
-    h.append(header::SET_COOKIE, set_cookie(&state, SESSION_COOKIE, "", Some(0)));
+    h.append(header::SET_COOKIE, set_cookie(state, SESSION_COOKIE, "", Some(0)));
     h.append(
         header::SET_COOKIE,
-        set_cookie(&state, CSRF_COOKIE, &state.csrf.mint(""), None),
+        set_cookie(state, CSRF_COOKIE, &state.csrf.mint(""), None),
     );
     resp
 }

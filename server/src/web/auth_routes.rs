@@ -57,7 +57,7 @@ pub(super) fn internal_error(e: impl std::fmt::Display) -> Response {
 
 /// Sets the session cookie and rotates the CSRF token: the new token is bound to the new
 /// session (`csrf.rs`), so a token seen before sign-in is never valid after it.
-async fn start_session(state: &AppState, user_id: &str, next: &str) -> Response {
+pub(super) async fn start_session(state: &AppState, user_id: &str, next: &str) -> Response {
     let token = match auth::create_session(&state.db, user_id, state.config.session_days).await {
         Ok(t) => t,
         Err(e) => return internal_error(e),

@@ -25,12 +25,16 @@ pub struct CspNonce(pub String);
 /// - styles and images: the site's own (`data:`/`blob:` images for charts and downloads);
 /// - `connect-src 'self'`: the page talks to this site only (uploads, server functions);
 /// - `worker-src 'self'`: the de-identification worker is the site's own script;
-/// - no plugins, no `<base>`, no framing, forms post to this site only.
-pub fn content_security_policy(nonce: &str) -> String {
+/// - no plugins, no `<base>`, no framing, forms post to this site only — and, with Google
+///   sign-in configured, may be redirected to the provider's origin (`sign_in_origin`: the
+///   sign-in forms answer with a redirect to its authorization endpoint, which
+///   `form-action` governs too).
+pub fn content_security_policy(nonce: &str, sign_in_origin: Option<&str>) -> String {
+    let provider = sign_in_origin.map(|o| format!(" {o}")).unwrap_or_default();
     format!(
         "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; style-src 'self'; \
          img-src 'self' data: blob:; connect-src 'self'; worker-src 'self'; font-src 'self'; \
-         object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+         object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'{provider}"
     )
 }
 
@@ -87,7 +91,8 @@ pub async fn security_headers(State(state): State<AppState>, mut request: Reques
         NO_STORE
     };
     let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&content_security_policy(&nonce)) {
+    let sign_in_origin = state.google.as_ref().map(|g| g.origin());
+    if let Ok(v) = HeaderValue::from_str(&content_security_policy(&nonce, sign_in_origin)) {
         headers.insert(header::CONTENT_SECURITY_POLICY, v);
     }
     for (name, value) in FIXED_HEADERS {
@@ -144,7 +149,7 @@ mod tests {
 
     #[test]
     fn the_policy_has_no_unsafe_inline_or_eval() {
-        let csp = content_security_policy("abc");
+        let csp = content_security_policy("abc", None);
         assert!(csp.contains("'nonce-abc'"));
         assert!(!csp.contains("'unsafe-inline'") && !csp.contains("'unsafe-eval'"));
         for d in [

@@ -5,6 +5,7 @@ pub mod api_error;
 mod auth_routes;
 mod client;
 pub mod csrf;
+mod google_routes;
 pub mod headers;
 pub mod objects;
 pub mod privacy;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub csrf: csrf::CsrfKey,
     /// Per-account request limits (uploads).
     pub limits: Arc<rate_limit::RateLimits>,
+    /// Google sign-in, when configured (`NEUROVOL_GOOGLE_*`); `None`: its routes answer 404.
+    pub google: Option<Arc<crate::oidc::Provider>>,
 }
 
 impl axum::extract::FromRef<AppState> for LeptosOptions {
@@ -97,7 +100,10 @@ pub fn router(state: AppState) -> Router {
     let leptos = state.leptos.clone();
     let privacy = state.privacy.clone();
     let scans: app::scans_api::SharedScanStore = Arc::new(crate::scans::DbScanStore { db: state.db.clone() });
-    let accounts: app::account::SharedAccountStore = Arc::new(crate::accounts::DbAccountStore { db: state.db.clone() });
+    let accounts: app::account::SharedAccountStore = Arc::new(crate::accounts::DbAccountStore {
+        db: state.db.clone(),
+        google_available: state.google.is_some(),
+    });
     let provide = move || {
         // the CSP nonce of this response (headers.rs) goes on Leptos's inline scripts
         if let Some(nonce) =

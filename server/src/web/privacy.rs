@@ -34,6 +34,7 @@ pub fn facts(config: &Config) -> PrivacyFacts {
             "Your sex as one letter (M, F, O) or unknown.".into(),
             "The study date.".into(),
             "Your email address and a bcrypt hash of your password, for signing in.".into(),
+            google_fact(config),
             "An audit log of your account: sign-ins (and refused attempts), uploads, downloads, exports, deletions and retries, each with its time, IP address and browser (user agent). Only you see it, on your account page.".into(),
         ],
         database,
@@ -61,7 +62,7 @@ pub fn facts(config: &Config) -> PrivacyFacts {
         ],
         controls: vec![
             "Download any file of a scan from its page, or everything we hold about you as one ZIP from your account page: your scans' files and results, your account's facts and settings, your audit log, a manifest with the SHA-256 of every file, and a README saying what each file is, why we hold it, where and for how long.".into(),
-            "Delete a scan, or your whole account, yourself after entering your password again. The database rows are deleted at once, in one step, together with a list of the stored files to remove; those are removed from storage within minutes, or about 20 minutes for a scan still being processed (retried until the storage answers, across restarts), and a receipt with counts and dates shows \"deletion pending\" until they are gone.".into(),
+            "Delete a scan, or your whole account, yourself after entering your password again (an account that signs in with Google only confirms by signing in with Google again). The database rows are deleted at once, in one step, together with a list of the stored files to remove; those are removed from storage within minutes, or about 20 minutes for a scan still being processed (retried until the storage answers, across restarts), and a receipt with counts and dates shows \"deletion pending\" until they are gone.".into(),
             format!(
                 "Deleting your account signs out all its sessions and deletes its audit log; what remains is the receipt, which names no account and holds no health data. {}",
                 if config.uses_postgres() {
@@ -73,5 +74,14 @@ pub fn facts(config: &Config) -> PrivacyFacts {
             "See every sign-in, upload, download, export, deletion and retry of your account, with its time, IP address and browser, on your account page. Changing your password there signs out every other session.".into(),
         ],
         logging: "Logs record request ids, routes, status codes, timings and your random account id — never your email, file contents, DICOM values or file names.".into(),
+    }
+}
+
+/// What Google sign-in keeps, when the instance offers it.
+fn google_fact(config: &Config) -> String {
+    if config.google_client_id.is_some() {
+        "If you sign in with Google: Google's identifier for your Google account and the email address Google verified — never a Google password or token.".into()
+    } else {
+        "No sign-in through another service: this instance does not offer Google sign-in.".into()
     }
 }

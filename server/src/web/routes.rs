@@ -127,6 +127,40 @@ pub const ROUTES: &[Route] = &[
     route(Method::POST, "/auth/signup", Public, Redirect, Names::Nothing, Handler),
     route(Method::POST, "/auth/login", Public, Redirect, Names::Nothing, Handler),
     route(Method::POST, "/auth/logout", Public, Redirect, Names::Nothing, Handler),
+    // Google sign-in (404 unless NEUROVOL_GOOGLE_* are set)
+    route(Method::POST, "/auth/google", Public, Redirect, Names::Nothing, Handler),
+    route(
+        Method::GET,
+        "/auth/google/callback",
+        Public,
+        Redirect,
+        Names::Nothing,
+        Handler,
+    ),
+    route(
+        Method::POST,
+        "/account/google/link",
+        Account,
+        Redirect,
+        Names::Nothing,
+        Handler,
+    ),
+    route(
+        Method::POST,
+        "/account/google/unlink",
+        Account,
+        Redirect,
+        Names::Nothing,
+        Handler,
+    ),
+    route(
+        Method::POST,
+        "/account/delete/google",
+        Account,
+        Redirect,
+        Names::Nothing,
+        Handler,
+    ),
     route(
         Method::POST,
         "/account/password",
@@ -234,11 +268,16 @@ pub fn find(method: &Method, matched_path: &str) -> Option<&'static Route> {
 
 /// The axum handler of a listed [`Mount::Handler`] route.
 fn handler(r: &Route) -> MethodRouter<AppState> {
-    use super::{account_routes, auth_routes, scan_actions, upload};
+    use super::{account_routes, auth_routes, google_routes, scan_actions, upload};
     match (r.method.as_str(), r.path) {
         ("POST", "/auth/signup") => post(auth_routes::sign_up),
         ("POST", "/auth/login") => post(auth_routes::log_in),
         ("POST", "/auth/logout") => post(auth_routes::log_out),
+        ("POST", "/auth/google") => post(google_routes::start),
+        ("GET", "/auth/google/callback") => get(google_routes::callback),
+        ("POST", "/account/google/link") => post(google_routes::link),
+        ("POST", "/account/google/unlink") => post(google_routes::unlink),
+        ("POST", "/account/delete/google") => post(google_routes::delete_account),
         ("POST", "/account/password") => post(account_routes::change_password),
         ("POST", "/account/settings") => post(account_routes::settings),
         ("POST", "/account/export") => post(account_routes::export),

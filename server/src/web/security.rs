@@ -99,6 +99,7 @@ pub async fn session_and_csrf(State(state): State<AppState>, request: Request, n
     request.extensions_mut().insert(SessionInfo {
         user,
         csrf_token: csrf_token.clone(),
+        google_sign_in: state.google.is_some(),
     });
     let mut response = next.run(request).await;
     if existing_csrf.is_none() {

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod account_kit;
+pub mod oidc;
 pub mod s3;
 pub mod upload_kit;
 
