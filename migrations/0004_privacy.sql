@@ -9,11 +9,14 @@ ALTER TABLE users ADD COLUMN discard_archive_default BIGINT NOT NULL DEFAULT 0;
 
 -- What happened to an account, for its owner: sign-ins (success and failure), uploads,
 -- downloads, exports, deletions, retries. `kind` is an `app::account::AuditKind` name;
--- `subject` is a scan or receipt id, or ''. The app only inserts (there is no update path);
--- the rows go with the account (ON DELETE CASCADE).
+-- `subject` is a scan or receipt id, the failed check of a refusal, or ''. The app only
+-- inserts (there is no update path); the rows go with the account (ON DELETE CASCADE).
+-- `user_id` is NULL for a content-free refusal that concerns no account (a visitor's
+-- refused Google sign-in: time, kind, failed check, IP, user agent): such a row belongs
+-- to no account, so no account's page, export or deletion ever sees it.
 CREATE TABLE audit_log (
     id         TEXT PRIMARY KEY,
-    user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    user_id    TEXT REFERENCES users(id) ON DELETE CASCADE,
     at_ms      BIGINT NOT NULL,
     kind       TEXT NOT NULL,
     subject    TEXT NOT NULL,

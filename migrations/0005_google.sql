@@ -17,7 +17,8 @@ CREATE INDEX oidc_identities_user ON oidc_identities(user_id);
 -- before anything else, so a replayed callback finds nothing) and short-lived.
 -- `state_hash`: SHA-256 of the `state` parameter; `browser_hash`: SHA-256 of the cookie
 -- that binds the flow to the browser that started it; `user_id`: the signed-in account
--- of a link or re-authentication (NULL for a sign-in).
+-- of a link or re-authentication (NULL for a sign-in); `scan_id`: the scan whose deletion a
+-- re-authentication confirms (NULL for the others, and for the account's deletion).
 CREATE TABLE oidc_flows (
     state_hash    TEXT PRIMARY KEY,
     browser_hash  TEXT NOT NULL,
@@ -25,6 +26,7 @@ CREATE TABLE oidc_flows (
     pkce_verifier TEXT NOT NULL,
     purpose       TEXT NOT NULL,
     user_id       TEXT REFERENCES users(id) ON DELETE CASCADE,
+    scan_id       TEXT,
     expires_at    BIGINT NOT NULL
 );
 CREATE INDEX oidc_flows_expiry ON oidc_flows(expires_at);

@@ -110,15 +110,39 @@ fn scan_detail(d: ScanDetail, csrf: String) -> impl IntoView {
         {scan_files(&id, ScanFile::available(s.status, d.archive_deleted))}
         <h2 id="delete">"Delete this scan"</h2>
         {notice_from_query()}
-        <form method="post" action=format!("/scans/{id}/delete") class="stack narrow" data-testid="delete-scan-form">
-            <CsrfField token=csrf.clone()/>
-            <p class="muted small">
-                "The scan, its files and its results are deleted at once and cannot be restored. A receipt shows when its stored files are gone."
-            </p>
-            <PasswordInput name="password" label="Your password, to confirm" autocomplete="current-password"/>
-            <button type="submit" class="danger" data-testid="delete-scan">"Delete this scan"</button>
-        </form>
+        {delete_form(&id, d.confirm_with_google, csrf.clone())}
         <p><A href="/home">"Back to my scans"</A> " · " <A href="/upload">"Upload another scan"</A></p>
+    }
+}
+
+/// The scan's deletion: confirmed by the password, or (an account without one) by a fresh
+/// Google sign-in (`POST /scans/{id}/delete/google`).
+fn delete_form(id: &str, confirm_with_google: bool, csrf: String) -> impl IntoView + use<> {
+    let explain = view! {
+        <p class="muted small">
+            "The scan, its files and its results are deleted at once and cannot be restored. A receipt shows when its stored files are gone."
+        </p>
+    };
+    if confirm_with_google {
+        view! {
+            <form method="post" action=format!("/scans/{id}/delete/google") class="stack narrow" data-testid="delete-scan-form">
+                <CsrfField token=csrf/>
+                {explain}
+                <p class="muted small">"To confirm, sign in with Google again; the scan is deleted when Google confirms it is you."</p>
+                <button type="submit" class="danger" data-testid="delete-scan">"Confirm with Google and delete"</button>
+            </form>
+        }
+        .into_any()
+    } else {
+        view! {
+            <form method="post" action=format!("/scans/{id}/delete") class="stack narrow" data-testid="delete-scan-form">
+                <CsrfField token=csrf/>
+                {explain}
+                <PasswordInput name="password" label="Your password, to confirm" autocomplete="current-password"/>
+                <button type="submit" class="danger" data-testid="delete-scan">"Delete this scan"</button>
+            </form>
+        }
+        .into_any()
     }
 }
 

@@ -49,6 +49,10 @@ pub struct ScanDetail {
     pub model: Option<String>,
     pub icv_mm3: Option<f64>,
     pub regions: Vec<RegionRow>,
+    /// The account has no password (it signs in with Google only): its deletion is
+    /// confirmed by a fresh Google sign-in instead of the password.
+    #[serde(default)]
+    pub confirm_with_google: bool,
 }
 
 /// A file of a scan that its owner can download (`GET /scans/{id}/files/{name}`) and that

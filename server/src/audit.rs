@@ -4,6 +4,11 @@
 //! Append-only for the app: this module inserts and reads, nothing updates a row. The rows
 //! go with the account (`ON DELETE CASCADE`); the deletion's receipt (`deletion.rs`), which
 //! names no account, is what remains.
+//!
+//! A refusal that concerns no account (a visitor's refused Google sign-in) is kept as a
+//! content-free row with no account ([`note_refusal`]: `user_id` NULL; time, kind, the
+//! failed check, IP, user agent). It belongs to no account: every read here is by account,
+//! so it never shows on an account's page or in its export, and no deletion counts it.
 
 use app::account::{AuditEntry, AuditKind};
 use sqlx::Row;
@@ -71,6 +76,38 @@ where
 /// kind, never by value) and the request goes on.
 pub async fn note(db: &Db, user_id: &str, kind: AuditKind, subject: &str, origin: &Origin) {
     if let Err(e) = record(db, user_id, kind, subject, origin).await {
+        tracing::error!(error = %e, kind = %kind, "cannot write the audit log");
+    }
+}
+
+/// How long a refused sign-in that belongs to no account is kept (its IP address and
+/// browser are personal data that no account holds, export or delete): 30 days.
+pub const REFUSAL_RETENTION_MS: i64 = 30 * 86_400_000;
+
+/// Removes refusals without an account older than [`REFUSAL_RETENTION_MS`] (hourly clean-up).
+pub async fn purge_old_refusals(db: &Db, now_ms: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM audit_log WHERE user_id IS NULL AND at_ms < $1")
+        .bind(now_ms - REFUSAL_RETENTION_MS)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Appends a content-free refusal that concerns no account (`user_id` NULL). A failed
+/// write is logged (by kind) and the request goes on.
+pub async fn note_refusal(db: &Db, kind: AuditKind, subject: &str, origin: &Origin) {
+    // the NULL is left out rather than bound (sqlx's Any driver binds NULL untyped)
+    let written =
+        sqlx::query("INSERT INTO audit_log (id, at_ms, kind, subject, ip, user_agent) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(hex::encode(rand::random::<[u8; 16]>()))
+            .bind(now_ms())
+            .bind(kind.as_str())
+            .bind(subject)
+            .bind(&origin.ip)
+            .bind(&origin.user_agent)
+            .execute(db)
+            .await;
+    if let Err(e) = written {
         tracing::error!(error = %e, kind = %kind, "cannot write the audit log");
     }
 }

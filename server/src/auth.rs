@@ -361,5 +361,5 @@ pub async fn purge_expired(db: &Db, config: &Config) -> Result<(), sqlx::Error> 
         .bind(now)
         .execute(db)
         .await?;
-    Ok(())
+    crate::audit::purge_old_refusals(db, now * 1000).await
 }

@@ -43,6 +43,9 @@ pub enum Purpose {
     Link,
     /// A signed-in Google account proves itself again (account deletion).
     Reauth,
+    /// A signed-in Google account proves itself again to delete one of its scans (the
+    /// flow's `scan_id`).
+    DeleteScan,
 }
 
 impl Purpose {
@@ -51,11 +54,12 @@ impl Purpose {
             Purpose::SignIn => "sign_in",
             Purpose::Link => "link",
             Purpose::Reauth => "reauth",
+            Purpose::DeleteScan => "delete_scan",
         }
     }
 
     fn parse(s: &str) -> Option<Purpose> {
-        [Purpose::SignIn, Purpose::Link, Purpose::Reauth]
+        [Purpose::SignIn, Purpose::Link, Purpose::Reauth, Purpose::DeleteScan]
             .into_iter()
             .find(|p| p.as_str() == s)
     }
@@ -125,6 +129,8 @@ pub struct Flow {
     pub purpose: Purpose,
     /// The account that started a link or re-authentication.
     pub user_id: Option<String>,
+    /// The scan whose deletion a [`Purpose::DeleteScan`] flow confirms.
+    pub scan_id: Option<String>,
     nonce: String,
     pkce_verifier: String,
 }
@@ -235,7 +241,15 @@ impl Provider {
     }
 
     /// Starts a flow: stores its one-time row and returns the provider's authorization URL.
-    pub async fn start(&self, db: &Db, purpose: Purpose, user_id: Option<&str>) -> Result<Started, OidcError> {
+    /// `user_id`: the signed-in account of a link or re-authentication; `scan_id`: the
+    /// scan whose deletion a [`Purpose::DeleteScan`] flow confirms.
+    pub async fn start(
+        &self,
+        db: &Db,
+        purpose: Purpose,
+        user_id: Option<&str>,
+        scan_id: Option<&str>,
+    ) -> Result<Started, OidcError> {
         let client = self.client(self.metadata(false).await?)?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let (url, state, nonce) = client
@@ -254,8 +268,8 @@ impl Provider {
             .execute(db)
             .await?;
         sqlx::query(
-            "INSERT INTO oidc_flows (state_hash, browser_hash, nonce, pkce_verifier, purpose, user_id, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO oidc_flows (state_hash, browser_hash, nonce, pkce_verifier, purpose, user_id, scan_id, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(sha256_hex(state.secret().as_bytes()))
         .bind(sha256_hex(browser_cookie.as_bytes()))
@@ -263,6 +277,7 @@ impl Provider {
         .bind(verifier.secret())
         .bind(purpose.as_str())
         .bind(user_id)
+        .bind(scan_id)
         .bind(now + FLOW_SECS)
         .execute(db)
         .await?;
@@ -354,7 +369,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 pub async fn take_flow(db: &Db, state: &str, browser_cookie: Option<&str>) -> Result<Flow, OidcError> {
     let row = sqlx::query(
         "DELETE FROM oidc_flows WHERE state_hash = $1 \
-         RETURNING browser_hash, nonce, pkce_verifier, purpose, user_id, expires_at",
+         RETURNING browser_hash, nonce, pkce_verifier, purpose, user_id, scan_id, expires_at",
     )
     .bind(sha256_hex(state.as_bytes()))
     .fetch_optional(db)
@@ -369,6 +384,7 @@ pub async fn take_flow(db: &Db, state: &str, browser_cookie: Option<&str>) -> Re
     let flow = Flow {
         purpose: Purpose::parse(&row.try_get::<String, _>("purpose")?).ok_or(OidcError::UnknownFlow)?,
         user_id: row.try_get("user_id")?,
+        scan_id: row.try_get("scan_id")?,
         nonce: row.try_get("nonce")?,
         pkce_verifier: row.try_get("pkce_verifier")?,
     };

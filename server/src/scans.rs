@@ -58,16 +58,17 @@ impl ScanStore for DbScanStore {
                  archive_deleted, failure_reason, failure_retryable, conversion_json, result_json FROM scans \
                  WHERE user_id = $1 AND id = $2",
             )
-            .bind(user_id)
+            .bind(user_id.as_str())
             .bind(&scan_id)
             .fetch_optional(&db)
             .await
             .map_err(|e| e.to_string())?;
             let Some(row) = row else { return Ok(None) };
-            detail_from(&db, &scan_id, &row)
+            let mut detail = detail_from(&db, &scan_id, &row).await.map_err(|e| e.to_string())?;
+            detail.confirm_with_google = !crate::oidc::has_password(&db, &user_id)
                 .await
-                .map(Some)
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            Ok(Some(detail))
         })
     }
 }
@@ -138,6 +139,7 @@ async fn detail_from(db: &Db, scan_id: &str, row: &sqlx::any::AnyRow) -> Result<
         model: result.as_ref().map(|r| r.model.clone()),
         icv_mm3: result.as_ref().and_then(|r| r.icv_mm3),
         regions,
+        confirm_with_google: false,
     })
 }
 

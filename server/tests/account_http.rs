@@ -352,3 +352,33 @@ async fn csrf_tokens_are_bound_to_their_session() {
     assert_ne!(fresh, a_token);
     assert_eq!(settings(&b, b_session, fresh).await, StatusCode::SEE_OTHER);
 }
+
+#[tokio::test]
+async fn refusals_without_an_account_are_kept_30_days_only() {
+    let server = TestServer::start(&[]).await;
+    let db = server.db().await;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let day = 86_400_000;
+    for (id, at) in [("old", now_ms - 31 * day), ("recent", now_ms - day)] {
+        sqlx::query(
+            "INSERT INTO audit_log (id, at_ms, kind, subject, ip, user_agent) VALUES ($1, $2, 'google_sign_in_failed', 'nonce', '127.0.0.1', 'test')",
+        )
+        .bind(id)
+        .bind(at)
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+    server::audit::purge_old_refusals(&db, now_ms).await.unwrap();
+    let left: Vec<String> = sqlx::query("SELECT id FROM audit_log WHERE user_id IS NULL ORDER BY id")
+        .fetch_all(&db)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get("id"))
+        .collect();
+    assert_eq!(left, vec!["recent".to_string()]);
+}

@@ -4,8 +4,9 @@
 
 mod common;
 
-use common::account_kit::{account, audit_kinds, user_id};
+use common::account_kit::{account, audit_kinds, scan_status, upload_scan, user_id};
 use common::oidc::{OidcProvider, callback_path, identities, provider_redirect};
+use common::upload_kit::small_head;
 use common::*;
 use sqlx::Row;
 
@@ -24,6 +25,40 @@ async fn google_link(b: &mut Browser) -> reqwest::Response {
 
 fn sets_session(resp: &reqwest::Response) -> bool {
     set_cookie_line(resp, "nv_session").is_some_and(|l| !l.contains("Max-Age=0"))
+}
+
+/// The content-free refusals that concern no account (visitors' refused Google sign-ins):
+/// (failed check, IP), in no particular order.
+async fn refusals_of_no_account(db: &sqlx::AnyPool) -> Vec<(String, String)> {
+    sqlx::query(
+        "SELECT subject, ip, user_agent, at_ms FROM audit_log WHERE user_id IS NULL AND kind = 'google_sign_in_failed'",
+    )
+    .fetch_all(db)
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| {
+        assert!(r.get::<i64, _>("at_ms") > 0, "the refusal's time is kept");
+        (r.get("subject"), r.get("ip"))
+    })
+    .collect()
+}
+
+/// Asserts that exactly one content-free refusal of no account was added since `before`,
+/// naming `check` as the failed check and the client's IP.
+async fn assert_one_refusal_of_no_account(db: &sqlx::AnyPool, before: &[(String, String)], check: &str, what: &str) {
+    let after = refusals_of_no_account(db).await;
+    assert_eq!(after.len(), before.len() + 1, "{what}: one audit row of no account");
+    let count = |rows: &[(String, String)]| rows.iter().filter(|(s, _)| s == check).count();
+    assert_eq!(
+        count(&after),
+        count(before) + 1,
+        "{what}: the row names the {check} check"
+    );
+    assert!(
+        after.iter().all(|(_, ip)| ip == "127.0.0.1"),
+        "{what}: the client's IP is kept: {after:?}"
+    );
 }
 
 async fn flows_left(db: &sqlx::AnyPool) -> i64 {
@@ -109,10 +144,12 @@ async fn every_bad_id_token_is_refused() {
         let email = unique_email(scenario);
         provider.scenario(scenario, &format!("sub-{scenario}"), &email).await;
 
-        // a visitor's sign-in
+        // a visitor's sign-in: refused, and written as a content-free row of no account
+        let before = refusals_of_no_account(&db).await;
         let mut b = Browser::new(&server.url);
         let resp = google_sign_in(&mut b).await;
         assert!(resp.status().is_client_error(), "{scenario}: {}", resp.status());
+        assert_one_refusal_of_no_account(&db, &before, check, scenario).await;
         assert!(!sets_session(&resp), "{scenario}: no session");
         assert!(b.cookie("nv_session").is_none(), "{scenario}");
         let users: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE email = $1")
@@ -169,9 +206,29 @@ async fn replayed_forged_and_cookieless_callbacks_fail_before_the_token_call() {
     assert_eq!(b.get(&path).await.status(), 303);
     b.cookies.push(("nv_oidc".into(), flow_cookie));
     b.cookies.retain(|(k, _)| k != "nv_session");
+    let before = refusals_of_no_account(&db).await;
     let replay = b.get(&path).await;
     assert_eq!(replay.status(), 400, "a replayed code and state");
     assert!(!sets_session(&replay));
+    assert_one_refusal_of_no_account(&db, &before, "unknown_flow", "a visitor's replay").await;
+
+    // a visitor's forged state and cookieless callback: refused, each a row of no account
+    for case in ["state_mismatch", "no_flow_cookie"] {
+        let mut v = Browser::new(&server.url);
+        let start = v.post_form("/auth/google", &[]).await;
+        let mut path = callback_path(&provider_redirect(&v, &start).await, &server.url);
+        match case {
+            "state_mismatch" => path = path.replace("state=", "state=x"),
+            _ => v.cookies.retain(|(k, _)| k != "nv_oidc"),
+        }
+        let before = refusals_of_no_account(&db).await;
+        let resp = v.get(&path).await;
+        assert_eq!(resp.status(), 400, "{case}");
+        assert!(!sets_session(&resp), "{case}");
+        assert_one_refusal_of_no_account(&db, &before, "unknown_flow", case).await;
+    }
+    // the no-cookie flow was used up; the forged one expires unused
+    sqlx::query("DELETE FROM oidc_flows").execute(&db).await.unwrap();
 
     // the replay, a forged state and a missing flow cookie, in a signed-in browser: each
     // refused with the flow-lookup answer (400, before any token call) and audited
@@ -245,10 +302,26 @@ async fn a_password_account_links_google_and_signs_in_with_either() {
 
     // a Google sign-in with the same (verified) email does not link by itself
     provider.scenario("ok", "sub-both", &email).await;
+    let before = refusals_of_no_account(&db).await;
     let mut visitor = Browser::new(&server.url);
     let resp = google_sign_in(&mut visitor).await;
     assert_eq!(resp.status(), 409);
     assert!(!sets_session(&resp));
+    assert_one_refusal_of_no_account(&db, &before, "email_taken", "an email taken").await;
+    // a row of no account is no account's: not on the page, not in the export
+    let page = b.get("/account").await.text().await.unwrap();
+    assert!(
+        !page.contains("email_taken"),
+        "the account page shows no refusal of no account"
+    );
+    let export = b.post_form("/account/export", &[]).await;
+    assert_eq!(export.status(), 200);
+    let zip = export.bytes().await.unwrap().to_vec();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut archive.by_name("audit_log.json").unwrap(), &mut log).unwrap();
+    assert!(!log.contains("email_taken"), "{log}");
+    assert!(!log.contains("google_sign_in_failed"), "{log}");
     assert!(resp.text().await.unwrap().contains("Sign in with your password"));
     assert!(identities(&db, &user).await.is_empty());
 
@@ -397,4 +470,117 @@ async fn a_google_only_account_is_deleted_after_a_fresh_sign_in_with_the_same_su
         .await
         .unwrap();
     assert_eq!(scans, 0);
+}
+
+/// Starts the Google confirmation of `scan`'s deletion in `b`: the start's answer.
+async fn start_scan_deletion(b: &mut Browser, scan: &str) -> reqwest::Response {
+    b.post_form(&format!("/scans/{scan}/delete/google"), &[]).await
+}
+
+/// Confirms the deletion of `scan` through a fresh Google sign-in: the callback's answer.
+async fn delete_scan_with_google(b: &mut Browser, scan: &str) -> reqwest::Response {
+    let start = start_scan_deletion(b, scan).await;
+    let callback = provider_redirect(b, &start).await;
+    let path = callback_path(&callback, &b.base);
+    b.get(&path).await
+}
+
+async fn scan_rows(db: &sqlx::AnyPool, scan: &str) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM scans WHERE id = $1")
+        .bind(scan)
+        .fetch_one(db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_google_only_account_deletes_a_scan_after_a_fresh_sign_in_with_the_same_subject() {
+    let provider = OidcProvider::start();
+    let server = google_server(&provider).await;
+    let db = server.db().await;
+    let email = unique_email("scan-erase");
+    provider.scenario("ok", "sub-scan-erase", &email).await;
+    let mut b = Browser::new(&server.url);
+    assert!(sets_session(&google_sign_in(&mut b).await));
+    let user = user_id(&db, &email).await;
+    let scan = upload_scan(&b, &small_head(), false).await;
+    let (other, _) = account(&server, "scan-other").await;
+    let theirs = upload_scan(&other, &small_head(), false).await;
+
+    // the scan page asks for Google, not for a password the account does not have
+    let page = b.get(&format!("/scans/{scan}")).await.text().await.unwrap();
+    assert!(page.contains("Confirm with Google and delete"), "{page}");
+    assert!(page.contains(&format!("/scans/{scan}/delete/google")));
+    assert!(!page.contains("name=\"password\""), "no password field");
+    // a password account's page keeps the password field
+    let mut other = other;
+    let page = other.get(&format!("/scans/{theirs}")).await.text().await.unwrap();
+    assert!(page.contains("name=\"password\""));
+    assert!(!page.contains("Confirm with Google and delete"));
+
+    // another account's scan answers exactly like a missing one, and starts no flow
+    let missing = hex::encode(rand::random::<[u8; 16]>());
+    let for_theirs = start_scan_deletion(&mut b, &theirs).await;
+    assert_eq!(for_theirs.status(), 404);
+    assert!(set_cookie_line(&for_theirs, "nv_oidc").is_none());
+    let for_missing = start_scan_deletion(&mut b, &missing).await;
+    assert_eq!(for_missing.status(), 404);
+    assert_eq!(for_theirs.text().await.unwrap(), for_missing.text().await.unwrap());
+    assert_eq!(flows_left(&db).await, 0);
+
+    // a flow whose scan is not (any more) the account's deletes nothing at its callback, and
+    // another account's scan answers there like a missing one too
+    let mut answers = Vec::new();
+    for target in [&theirs, &missing] {
+        provider.scenario("ok", "sub-scan-erase", &email).await;
+        let start = start_scan_deletion(&mut b, &scan).await;
+        let callback = provider_redirect(&b, &start).await;
+        sqlx::query("UPDATE oidc_flows SET scan_id = $1")
+            .bind(target.as_str())
+            .execute(&db)
+            .await
+            .unwrap();
+        let resp = b.get(&callback_path(&callback, &server.url)).await;
+        answers.push((resp.status(), resp.text().await.unwrap()));
+    }
+    assert_eq!(answers[0].0, 404);
+    assert_eq!(
+        answers[0], answers[1],
+        "another account's scan answers like a missing one"
+    );
+    assert_eq!(scan_rows(&db, &theirs).await, 1, "the other account's scan stays");
+    assert_eq!(scan_rows(&db, &scan).await, 1);
+
+    // another Google account cannot confirm it
+    provider.scenario("ok", "sub-someone-else", &unique_email("else")).await;
+    let resp = delete_scan_with_google(&mut b, &scan).await;
+    assert_eq!(resp.status(), 403);
+    assert!(!sets_session(&resp));
+    assert_eq!(scan_rows(&db, &scan).await, 1, "nothing deleted");
+    let subject: String =
+        sqlx::query("SELECT subject FROM audit_log WHERE user_id = $1 AND kind = 'google_sign_in_failed'")
+            .bind(&user)
+            .fetch_one(&db)
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(subject, "other_subject");
+
+    // the same subject deletes the scan at once; the account and its session stay
+    provider.scenario("ok", "sub-scan-erase", &email).await;
+    let resp = delete_scan_with_google(&mut b, &scan).await;
+    assert_eq!(resp.status(), 303);
+    assert!(location(&resp).starts_with("/deleted/"), "{}", location(&resp));
+    assert!(!sets_session(&resp));
+    assert_eq!(scan_rows(&db, &scan).await, 0, "the scan is deleted");
+    assert!(scan_status(&db, &theirs).await.is_some(), "only the account's own scan");
+    assert_eq!(b.get(location(&resp).as_str()).await.status(), 200, "its receipt");
+    assert_eq!(b.get("/home").await.status(), 200, "still signed in");
+    assert!(audit_kinds(&db, &user).await.iter().any(|k| k == "scan_deleted"));
+    assert_eq!(
+        identities(&db, &user).await.len(),
+        1,
+        "the account keeps its Google sign-in"
+    );
+    assert_eq!(flows_left(&db).await, 0, "every flow was one-time");
 }

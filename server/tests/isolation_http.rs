@@ -198,6 +198,18 @@ async fn every_route_keeps_each_account_to_itself() {
                     "another account cannot delete the scan"
                 );
             }
+            ("POST", "/scans/{id}/delete/google") => {
+                // B (no Google sign-in) gets A's scan like a missing one; A's own starts
+                // the confirmation at the provider (not followed here)
+                alike(&b, route, &scan, &[]).await;
+                let own = call(&a, route, &scan, &[]).await;
+                assert_eq!(own.status, StatusCode::SEE_OTHER);
+                assert!(own.location.starts_with(&provider.issuer), "{own:?}");
+                assert!(
+                    scan_status(&db, &scan).await.is_some(),
+                    "another account cannot delete the scan"
+                );
+            }
             ("GET", "/scans/{id}/files/{name}") => {
                 alike(&b, route, &scan, &[]).await;
                 let own = a

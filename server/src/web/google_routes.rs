@@ -3,10 +3,10 @@
 //!
 //! A refused callback answers 4xx with a sentence, sets no session, and is written to the
 //! audit log of the account it concerns (the account that started a link, else the
-//! browser's signed-in account); a visitor's refused sign-in has no account to log to
-//! (only the server's log, by code).
+//! browser's signed-in account); a visitor's refused sign-in, which concerns no account, is
+//! written as a content-free row of no account (`audit::note_refusal`).
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::{Extension, Form};
@@ -20,6 +20,7 @@ use super::AppState;
 use super::account_routes::{back, erase_account, reauthenticate};
 use super::auth_routes::{internal_error, see_other, start_session};
 use super::client::Client;
+use super::scan_actions::{erase_scan, owned_scan};
 use super::security::{cookie_value, set_cookie};
 use super::signed_in::SignedIn;
 use crate::audit::{self, Origin};
@@ -71,11 +72,11 @@ fn sentence(e: &OidcError) -> (StatusCode, &'static str) {
 }
 
 /// Sends the browser to the provider, with the flow's cookie.
-async fn begin(state: &AppState, purpose: Purpose, user_id: Option<&str>) -> Response {
+async fn begin(state: &AppState, purpose: Purpose, user_id: Option<&str>, scan_id: Option<&str>) -> Response {
     let Some(google) = &state.google else {
         return not_found();
     };
-    match google.start(&state.db, purpose, user_id).await {
+    match google.start(&state.db, purpose, user_id, scan_id).await {
         Ok(started) => {
             let mut resp = see_other(&started.authorize_url);
             resp.headers_mut().append(
@@ -94,7 +95,7 @@ async fn begin(state: &AppState, purpose: Purpose, user_id: Option<&str>) -> Res
 
 /// `POST /auth/google`: a visitor signs in (or up) with Google.
 pub async fn start(State(state): State<AppState>) -> Response {
-    begin(&state, Purpose::SignIn, None).await
+    begin(&state, Purpose::SignIn, None, None).await
 }
 
 #[derive(Deserialize)]
@@ -116,7 +117,7 @@ pub async fn link(
     if let Err(resp) = reauthenticate(&state, &user.user_id, &form.password, &origin, "methods").await {
         return resp;
     }
-    begin(&state, Purpose::Link, Some(&user.user_id)).await
+    begin(&state, Purpose::Link, Some(&user.user_id), None).await
 }
 
 /// `POST /account/google/unlink`: after the password again; an account without a password
@@ -151,8 +152,30 @@ pub async fn delete_account(State(state): State<AppState>, user: SignedIn) -> Re
         return not_found();
     }
     match oidc::identity_of(&state.db, &user.user_id).await {
-        Ok(Some(_)) => begin(&state, Purpose::Reauth, Some(&user.user_id)).await,
+        Ok(Some(_)) => begin(&state, Purpose::Reauth, Some(&user.user_id), None).await,
         Ok(None) => back(AuthNotice::GoogleNotLinked, "delete"),
+        Err(e) => internal_error(e),
+    }
+}
+
+/// `POST /scans/{id}/delete/google`: an account with Google sign-in confirms the deletion
+/// of one of its scans by a fresh Google sign-in; the flow carries the scan's id, and the
+/// callback deletes the scan when Google returns the same subject and the account still
+/// owns it. Another account's scan answers exactly like a missing one.
+pub async fn delete_scan(State(state): State<AppState>, user: SignedIn, Path(id): Path<String>) -> Response {
+    if state.google.is_none() {
+        return not_found();
+    }
+    // the scan first: another account's answers like a missing one, whatever else
+    if let Err(resp) = owned_scan(&state, &user.user_id, &id).await {
+        return resp;
+    }
+    match oidc::identity_of(&state.db, &user.user_id).await {
+        Ok(Some(_)) => begin(&state, Purpose::DeleteScan, Some(&user.user_id), Some(&id)).await,
+        Ok(None) => see_other(&format!(
+            "/scans/{id}?error={}#delete",
+            AuthNotice::GoogleNotLinked.code()
+        )),
         Err(e) => internal_error(e),
     }
 }
@@ -215,6 +238,12 @@ pub async fn callback(
             Some(user_id) => delete_after_reauth(&state, user_id, &identity, &origin).await,
             None => refuse(&state, None, &OidcError::UnknownFlow, &origin).await,
         },
+        Purpose::DeleteScan => match (&flow.user_id, &flow.scan_id) {
+            (Some(user_id), Some(scan_id)) => {
+                delete_scan_after_reauth(&state, user_id, scan_id, &identity, &origin).await
+            }
+            _ => refuse(&state, flow.user_id.as_deref(), &OidcError::UnknownFlow, &origin).await,
+        },
     };
     without_flow_cookie(&state, resp)
 }
@@ -225,8 +254,10 @@ async fn refuse(state: &AppState, account: Option<&str>, e: &OidcError, origin: 
         return internal_error(inner);
     }
     tracing::info!(code = e.code(), reason = e.reason(), "Google sign-in refused");
-    if let Some(account) = account {
-        audit::note(&state.db, account, AuditKind::GoogleSignInFailed, e.reason(), origin).await;
+    match account {
+        Some(account) => audit::note(&state.db, account, AuditKind::GoogleSignInFailed, e.reason(), origin).await,
+        // a visitor's refused sign-in concerns no account: a content-free row of none
+        None => audit::note_refusal(&state.db, AuditKind::GoogleSignInFailed, e.reason(), origin).await,
     }
     let (status, text) = sentence(e);
     refused(status, text)
@@ -247,6 +278,7 @@ async fn sign_in(state: &AppState, identity: &Identity, origin: &Origin) -> Resp
             }
             Ok(oidc::SignUp::EmailTaken) => {
                 tracing::info!("Google sign-in refused: the email has a password account");
+                audit::note_refusal(&state.db, AuditKind::GoogleSignInFailed, "email_taken", origin).await;
                 return refused(
                     StatusCode::CONFLICT,
                     "An account with this email address already exists. Sign in with your password, \
@@ -283,6 +315,44 @@ async fn delete_after_reauth(state: &AppState, user_id: &str, identity: &Identit
         }
         // deleted or unlinked meanwhile
         Ok(None) => see_other("/"),
+        Err(e) => internal_error(e),
+    }
+}
+
+/// The scan's deletion, when the fresh sign-in is the account's own Google identity and
+/// the account (still) owns the scan; else nothing is deleted.
+async fn delete_scan_after_reauth(
+    state: &AppState,
+    user_id: &str,
+    scan_id: &str,
+    identity: &Identity,
+    origin: &Origin,
+) -> Response {
+    match oidc::identity_of(&state.db, user_id).await {
+        // `erase_scan` deletes only a scan of this account: another's answers like a
+        // missing one
+        Ok(Some((issuer, subject))) if issuer == identity.issuer && subject == identity.subject => {
+            erase_scan(state, user_id, scan_id, origin).await
+        }
+        Ok(Some(_)) => {
+            audit::note(
+                &state.db,
+                user_id,
+                AuditKind::GoogleSignInFailed,
+                "other_subject",
+                origin,
+            )
+            .await;
+            refused(
+                StatusCode::FORBIDDEN,
+                "That Google account is not the one linked to your account, so nothing was deleted.",
+            )
+        }
+        // unlinked meanwhile
+        Ok(None) => see_other(&format!(
+            "/scans/{scan_id}?error={}#delete",
+            AuthNotice::GoogleNotLinked.code()
+        )),
         Err(e) => internal_error(e),
     }
 }

@@ -80,7 +80,7 @@ pub fn facts(config: &Config) -> PrivacyFacts {
 /// What Google sign-in keeps, when the instance offers it.
 fn google_fact(config: &Config) -> String {
     if config.google_client_id.is_some() {
-        "If you sign in with Google: Google's identifier for your Google account and the email address Google verified — never a Google password or token.".into()
+        "If you sign in with Google: Google's identifier for your Google account and the email address Google verified — never a Google password or token. A refused Google sign-in that belongs to no account is recorded without one: its time, the check that failed, the IP address and the browser — nothing from Google's answer — for 30 days.".into()
     } else {
         "No sign-in through another service: this instance does not offer Google sign-in.".into()
     }

@@ -231,6 +231,14 @@ pub const ROUTES: &[Route] = &[
         Handler,
     ),
     route(
+        Method::POST,
+        "/scans/{id}/delete/google",
+        Account,
+        Redirect,
+        Names::Scan,
+        Handler,
+    ),
+    route(
         Method::GET,
         "/scans/{id}/files/{name}",
         Account,
@@ -291,6 +299,7 @@ fn handler(r: &Route) -> MethodRouter<AppState> {
         ("POST", "/uploads/{id}/complete") => post(upload::complete),
         ("POST", "/scans/{id}/retry") => post(scan_actions::retry),
         ("POST", "/scans/{id}/delete") => post(scan_actions::delete),
+        ("POST", "/scans/{id}/delete/google") => post(google_routes::delete_scan),
         ("GET", "/scans/{id}/files/{name}") => get(scan_actions::download),
         (method, path) => panic!("route {method} {path} is listed in web/routes.rs but has no handler"),
     }

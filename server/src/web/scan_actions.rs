@@ -1,5 +1,6 @@
 //! Actions on a scan from its page: `POST /scans/{id}/retry` (a failed scan's Retry
-//! button), `POST /scans/{id}/delete` (after the password, again) and
+//! button), `POST /scans/{id}/delete` (after the password, again; an account without one
+//! confirms by Google instead: `google_routes::delete_scan`) and
 //! `GET /scans/{id}/files/{name}` (its files). The posts are plain forms (CSRF checked by
 //! the middleware) answered with a `303`, so they work without JavaScript.
 //!
@@ -29,11 +30,11 @@ use crate::object_store::StoreError;
 use crate::scans::FileSource;
 
 /// The answer for a scan that is missing, not this account's, or named wrongly.
-fn no_such_scan() -> Response {
+pub(super) fn no_such_scan() -> Response {
     (StatusCode::NOT_FOUND, "Not found").into_response()
 }
 
-fn plausible_id(id: &str) -> bool {
+pub(super) fn plausible_id(id: &str) -> bool {
     id.len() <= 64 && !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
@@ -87,18 +88,8 @@ pub async fn delete(
 ) -> Response {
     // the scan first, the password second: a wrong password on another account's scan
     // answers like one on a missing scan
-    if !plausible_id(&id) {
-        return no_such_scan();
-    }
-    let owned = sqlx::query("SELECT 1 AS one FROM scans WHERE id = $1 AND user_id = $2")
-        .bind(&id)
-        .bind(&user.user_id)
-        .fetch_optional(&state.db)
-        .await;
-    match owned {
-        Ok(Some(_)) => {}
-        Ok(None) => return no_such_scan(),
-        Err(e) => return internal_error(e),
+    if let Err(resp) = owned_scan(&state, &user.user_id, &id).await {
+        return resp;
     }
     let again = |notice: AuthNotice| see_other(&format!("/scans/{id}?error={}#delete", notice.code()));
     match auth::confirm_password(&state.db, &state.config, &user.user_id, &form.password, &origin.ip).await {
@@ -111,8 +102,32 @@ pub async fn delete(
         Err(LogInError::InvalidCredentials { .. }) => return again(AuthNotice::PasswordWrong),
         Err(LogInError::Internal(e)) => return internal_error(e),
     }
+    erase_scan(&state, &user.user_id, &id, &origin).await
+}
+
+/// `Ok` when `id` names a scan of the account; else the answer (a missing scan's, the same
+/// for another account's).
+pub(super) async fn owned_scan(state: &AppState, user_id: &str, id: &str) -> Result<(), Response> {
+    if !plausible_id(id) {
+        return Err(no_such_scan());
+    }
+    let owned = sqlx::query("SELECT 1 AS one FROM scans WHERE id = $1 AND user_id = $2")
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(&state.db)
+        .await;
+    match owned {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(no_such_scan()),
+        Err(e) => Err(internal_error(e)),
+    }
+}
+
+/// Deletes the (re-authenticated) account's scan at once: the receipt's page, or a missing
+/// scan's answer when the account has no such scan (any more).
+pub(super) async fn erase_scan(state: &AppState, user_id: &str, id: &str, origin: &audit::Origin) -> Response {
     let settle = crate::deletion::Settings::from_config(&state.config).settle;
-    match crate::deletion::delete_scan(&state.db, &user.user_id, &id, &origin, settle).await {
+    match crate::deletion::delete_scan(&state.db, user_id, id, origin, settle).await {
         Ok(Some(receipt)) => {
             tracing::info!(scan = %id, receipt = %receipt, "scan deleted");
             state.deletions.notify_waiters();
