@@ -237,30 +237,8 @@ async fn everything_kept(
         ));
         blobs.push((f.display().to_string(), bytes));
     }
-    for table in [
-        "users",
-        "sessions",
-        "login_throttle",
-        "scans",
-        "scan_regions",
-        "jobs",
-        "job_runs",
-    ] {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT * FROM {table}")))
-            .fetch_all(db)
-            .await
-            .unwrap();
-        let mut text = String::new();
-        for r in &rows {
-            for i in 0..r.len() {
-                if let Ok(Some(v)) = r.try_get::<Option<String>, _>(i) {
-                    text.push_str(&v);
-                    text.push('\n');
-                }
-            }
-        }
-        blobs.push((format!("table {table}"), text.into_bytes()));
-    }
+    // every table's text (the kit's list covers the privacy tables too)
+    blobs.extend(common::account_kit::database_text(db).await);
     for (i, l) in logs.iter().enumerate() {
         blobs.push((format!("server log {i}"), l.clone().into_bytes()));
     }
