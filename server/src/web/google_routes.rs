@@ -293,12 +293,17 @@ async fn sign_in(state: &AppState, identity: &Identity, origin: &Origin) -> Resp
     start_session(state, &user_id, "/home").await
 }
 
-/// The account's deletion, when the fresh sign-in is the account's own Google identity.
-async fn delete_after_reauth(state: &AppState, user_id: &str, identity: &Identity, origin: &Origin) -> Response {
+/// Whether a fresh sign-in is the account's own Google identity: `Ok(())`, or the answer to
+/// give instead (another identity: 403 and an audit row; none linked any more: `unlinked`).
+async fn confirm_own_identity(
+    state: &AppState,
+    user_id: &str,
+    identity: &Identity,
+    origin: &Origin,
+    unlinked: impl FnOnce() -> Response,
+) -> Result<(), Response> {
     match oidc::identity_of(&state.db, user_id).await {
-        Ok(Some((issuer, subject))) if issuer == identity.issuer && subject == identity.subject => {
-            erase_account(state, user_id).await
-        }
+        Ok(Some((issuer, subject))) if issuer == identity.issuer && subject == identity.subject => Ok(()),
         Ok(Some(_)) => {
             audit::note(
                 &state.db,
@@ -308,14 +313,22 @@ async fn delete_after_reauth(state: &AppState, user_id: &str, identity: &Identit
                 origin,
             )
             .await;
-            refused(
+            Err(refused(
                 StatusCode::FORBIDDEN,
                 "That Google account is not the one linked to your account, so nothing was deleted.",
-            )
+            ))
         }
-        // deleted or unlinked meanwhile
-        Ok(None) => see_other("/"),
-        Err(e) => internal_error(e),
+        Ok(None) => Err(unlinked()),
+        Err(e) => Err(internal_error(e)),
+    }
+}
+
+/// The account's deletion, when the fresh sign-in is the account's own Google identity.
+async fn delete_after_reauth(state: &AppState, user_id: &str, identity: &Identity, origin: &Origin) -> Response {
+    // deleted or unlinked meanwhile: nothing to confirm
+    match confirm_own_identity(state, user_id, identity, origin, || see_other("/")).await {
+        Ok(()) => erase_account(state, user_id).await,
+        Err(answer) => answer,
     }
 }
 
@@ -328,32 +341,16 @@ async fn delete_scan_after_reauth(
     identity: &Identity,
     origin: &Origin,
 ) -> Response {
-    match oidc::identity_of(&state.db, user_id).await {
-        // `erase_scan` deletes only a scan of this account: another's answers like a
-        // missing one
-        Ok(Some((issuer, subject))) if issuer == identity.issuer && subject == identity.subject => {
-            erase_scan(state, user_id, scan_id, origin).await
-        }
-        Ok(Some(_)) => {
-            audit::note(
-                &state.db,
-                user_id,
-                AuditKind::GoogleSignInFailed,
-                "other_subject",
-                origin,
-            )
-            .await;
-            refused(
-                StatusCode::FORBIDDEN,
-                "That Google account is not the one linked to your account, so nothing was deleted.",
-            )
-        }
-        // unlinked meanwhile
-        Ok(None) => see_other(&format!(
+    let unlinked = || {
+        see_other(&format!(
             "/scans/{scan_id}?error={}#delete",
             AuthNotice::GoogleNotLinked.code()
-        )),
-        Err(e) => internal_error(e),
+        ))
+    };
+    match confirm_own_identity(state, user_id, identity, origin, unlinked).await {
+        // `erase_scan` deletes only a scan of this account: another's answers like a missing one
+        Ok(()) => erase_scan(state, user_id, scan_id, origin).await,
+        Err(answer) => answer,
     }
 }
 
