@@ -22,33 +22,13 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::account_kit::{as_refs, optional_s3, pipeline_env, upload_scan, upload_with};
 use common::s3::{BUCKET, S3Server, s3s_fs_or_skip};
 use common::upload_kit::*;
 use common::{Browser, TestServer, temp_dir};
 use reqwest::StatusCode;
 use serde_json::Value;
 use sqlx::Row;
-
-const MIB: usize = 1024 * 1024;
-
-/// Uploads a ZIP through the API; returns the new scan's id.
-async fn upload_scan(b: &Browser, bytes: &[u8], discard_archive: bool) -> String {
-    let (st, v) = upload_with(b, bytes, discard_archive).await;
-    assert_eq!(st, StatusCode::CREATED, "{v}");
-    v["scan_id"].as_str().unwrap().to_string()
-}
-
-async fn upload_with(b: &Browser, bytes: &[u8], discard_archive: bool) -> (StatusCode, Value) {
-    let body = serde_json::json!({ "size": bytes.len(), "chunk_size": 8 * MIB, "discard_archive": discard_archive });
-    let (st, created) = create_with(b, &body).await;
-    assert_eq!(st, StatusCode::CREATED, "{created}");
-    let id = created["id"].as_str().unwrap().to_string();
-    for (i, part) in bytes.chunks(8 * MIB).enumerate() {
-        let (st, v) = put_chunk(b, &id, i, part).await;
-        assert_eq!(st, StatusCode::OK, "{v}");
-    }
-    complete(b, &id).await
-}
 
 async fn scan_status(db: &sqlx::AnyPool, scan: &str) -> String {
     sqlx::query("SELECT status FROM scans WHERE id = $1")
@@ -128,34 +108,6 @@ async fn assert_each_step_once(db: &sqlx::AnyPool, scan: &str) {
         .unwrap()
         .get("n");
     assert_eq!(regions, 103, "model21_104class has 103 regions, each stored once");
-}
-
-fn pipeline_env(extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
-    let mut env = vec![
-        ("NEUROVOL_PIPELINE_CONCURRENCY", "1".to_string()),
-        ("NEUROVOL_SEGMENT_BRAIN_MASK", "0".to_string()),
-        ("NEUROVOL_JOB_BACKOFF_SECS", "1".to_string()),
-        ("NEUROVOL_JOB_LEASE_SECS", "6".to_string()),
-    ];
-    for (k, v) in extra {
-        env.retain(|(e, _)| e != k);
-        env.push((k, v.clone()));
-    }
-    env
-}
-
-fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'a str, &'a str)> {
-    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
-}
-
-/// s3s-fs when `NEUROVOL_TEST_S3=1` (required then), else `None` (local store).
-fn optional_s3() -> Option<S3Server> {
-    if std::env::var("NEUROVOL_TEST_S3").is_ok_and(|v| v == "1") {
-        let bin = s3s_fs_or_skip("pipeline over S3").expect("s3s-fs (NEUROVOL_TEST_S3=1)");
-        Some(S3Server::start(bin, temp_dir("s3")))
-    } else {
-        None
-    }
 }
 
 fn gunzip(bytes: &[u8]) -> Vec<u8> {

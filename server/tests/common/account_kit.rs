@@ -39,7 +39,7 @@ pub fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'a str, &'a str)>
 /// s3s-fs when `NEUROVOL_TEST_S3=1` (required then), else `None` (the local store).
 pub fn optional_s3() -> Option<S3Server> {
     if std::env::var("NEUROVOL_TEST_S3").is_ok_and(|v| v == "1") {
-        let bin = s3s_fs_or_skip("privacy controls over S3").expect("s3s-fs (NEUROVOL_TEST_S3=1)");
+        let bin = s3s_fs_or_skip("tests over S3").expect("s3s-fs (NEUROVOL_TEST_S3=1)");
         Some(S3Server::start(bin, temp_dir("s3")))
     } else {
         None
@@ -57,6 +57,13 @@ pub async fn account(server: &TestServer, tag: &str) -> (Browser, String) {
 
 /// Uploads a ZIP through the API; returns the new scan's id.
 pub async fn upload_scan(b: &Browser, bytes: &[u8], discard_archive: bool) -> String {
+    let (st, v) = upload_with(b, bytes, discard_archive).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    v["scan_id"].as_str().unwrap().to_string()
+}
+
+/// Uploads a ZIP through the API; returns `complete`'s answer (a scan, or a refusal).
+pub async fn upload_with(b: &Browser, bytes: &[u8], discard_archive: bool) -> (StatusCode, serde_json::Value) {
     let body = serde_json::json!({ "size": bytes.len(), "chunk_size": 8 * MIB, "discard_archive": discard_archive });
     let (st, created) = create_with(b, &body).await;
     assert_eq!(st, StatusCode::CREATED, "{created}");
@@ -65,9 +72,7 @@ pub async fn upload_scan(b: &Browser, bytes: &[u8], discard_archive: bool) -> St
         let (st, v) = put_chunk(b, &id, i, part).await;
         assert_eq!(st, StatusCode::OK, "{v}");
     }
-    let (st, v) = complete(b, &id).await;
-    assert_eq!(st, StatusCode::CREATED, "{v}");
-    v["scan_id"].as_str().unwrap().to_string()
+    complete(b, &id).await
 }
 
 pub async fn scan_status(db: &sqlx::AnyPool, scan: &str) -> Option<String> {
