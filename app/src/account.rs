@@ -24,7 +24,6 @@ pub enum AuditKind {
     PasswordChanged,
     /// A wrong password where the account page asked for it again (delete, change password).
     PasswordCheckFailed,
-    SettingsChanged,
     UploadAccepted,
     FileDownloaded,
     ExportDownloaded,
@@ -38,7 +37,7 @@ pub enum AuditKind {
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 17] = [
+    pub const ALL: [AuditKind; 16] = [
         AuditKind::AccountCreated,
         AuditKind::SignInSucceeded,
         AuditKind::SignInFailed,
@@ -46,7 +45,6 @@ impl AuditKind {
         AuditKind::SignedOut,
         AuditKind::PasswordChanged,
         AuditKind::PasswordCheckFailed,
-        AuditKind::SettingsChanged,
         AuditKind::UploadAccepted,
         AuditKind::FileDownloaded,
         AuditKind::ExportDownloaded,
@@ -67,7 +65,6 @@ impl AuditKind {
             AuditKind::SignedOut => "signed_out",
             AuditKind::PasswordChanged => "password_changed",
             AuditKind::PasswordCheckFailed => "password_check_failed",
-            AuditKind::SettingsChanged => "settings_changed",
             AuditKind::UploadAccepted => "upload_accepted",
             AuditKind::FileDownloaded => "file_downloaded",
             AuditKind::ExportDownloaded => "export_downloaded",
@@ -94,7 +91,6 @@ impl AuditKind {
             AuditKind::SignedOut => "Signed out",
             AuditKind::PasswordChanged => "Password changed; other sessions ended",
             AuditKind::PasswordCheckFailed => "Password check failed on the account page",
-            AuditKind::SettingsChanged => "Settings changed",
             AuditKind::UploadAccepted => "Scan uploaded",
             AuditKind::FileDownloaded => "File of a scan downloaded",
             AuditKind::ExportDownloaded => "All data exported",
@@ -217,8 +213,6 @@ pub struct AccountView {
     /// Whether this instance offers Google sign-in (link and unlink are shown).
     #[serde(default)]
     pub google_available: bool,
-    /// The upload page's default for "discard the DICOM archive after processing".
-    pub discard_archive_default: bool,
     pub scans: u64,
     /// Newest first.
     pub audit: Vec<AuditEntry>,

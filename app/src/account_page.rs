@@ -71,22 +71,9 @@ fn account_body(a: AccountView, csrf: String) -> impl IntoView {
             <button type="submit">"Change password"</button>
         </form>
 
-        <h2 id="settings">"DICOM archives"</h2>
-        <form method="post" action="/account/settings" data-testid="settings-form">
-            <CsrfField token=csrf.clone()/>
-            <p class="option">
-                <label>
-                    <input type="checkbox" name="discard_archive_default" data-testid="discard-default"
-                        checked=a.discard_archive_default/>
-                    " By default, discard the de-identified DICOM archive after processing (keep only the 3D volume, its labels and the volumes). You can still choose for each upload."
-                </label>
-            </p>
-            <button type="submit">"Save"</button>
-        </form>
-
         <h2 id="export">"Your data"</h2>
         <p>
-            "Download everything we hold about you as one ZIP: each scan's files and results, your account's facts and settings, your activity log, a manifest with the SHA-256 of every file, and a README saying what each file is, why we hold it, where and for how long."
+            "Download everything we hold about you as one ZIP: each scan's files and results, your account's facts, your activity log, a manifest with the SHA-256 of every file, and a README saying what each file is, why we hold it, where and for how long."
         </p>
         <form method="post" action="/account/export">
             <CsrfField token=csrf.clone()/>

@@ -128,7 +128,6 @@ pub enum AuthNotice {
     /// The account page asked for the password again and it was wrong.
     PasswordWrong,
     PasswordChanged,
-    SettingsSaved,
     GoogleLinked,
     GoogleUnlinked,
     /// Unlink or Google re-authentication asked of an account without Google sign-in.
@@ -149,7 +148,6 @@ impl AuthNotice {
             Self::SessionExpired => "session_expired",
             Self::PasswordWrong => "password_wrong",
             Self::PasswordChanged => "password_changed",
-            Self::SettingsSaved => "settings_saved",
             Self::GoogleLinked => "google_linked",
             Self::GoogleUnlinked => "google_unlinked",
             Self::GoogleNotLinked => "google_not_linked",
@@ -168,7 +166,6 @@ impl AuthNotice {
             Self::SessionExpired,
             Self::PasswordWrong,
             Self::PasswordChanged,
-            Self::SettingsSaved,
             Self::GoogleLinked,
             Self::GoogleUnlinked,
             Self::GoogleNotLinked,
@@ -198,7 +195,6 @@ impl AuthNotice {
             Self::SessionExpired => "Your page expired; please try again.".into(),
             Self::PasswordWrong => "The password is not correct; nothing was changed.".into(),
             Self::PasswordChanged => "Your password was changed; every other session was signed out.".into(),
-            Self::SettingsSaved => "Your settings were saved.".into(),
             Self::GoogleLinked => "Google sign-in is linked: you can now sign in with Google or your password.".into(),
             Self::GoogleUnlinked => "Google sign-in is unlinked; sign in with your password.".into(),
             Self::GoogleNotLinked => "Your account has no Google sign-in; nothing was changed.".into(),
@@ -209,7 +205,7 @@ impl AuthNotice {
     pub fn is_error(self) -> bool {
         !matches!(
             self,
-            Self::SignedOut | Self::PasswordChanged | Self::SettingsSaved | Self::GoogleLinked | Self::GoogleUnlinked
+            Self::SignedOut | Self::PasswordChanged | Self::GoogleLinked | Self::GoogleUnlinked
         )
     }
 }

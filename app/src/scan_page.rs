@@ -51,9 +51,12 @@ fn scan_detail(d: ScanDetail, csrf: String) -> impl IntoView {
     let s = d.summary.clone();
     let processing = s.status.is_processing();
     let archive_text = if d.archive_deleted {
-        "The de-identified DICOM archive was discarded after processing, as you asked.".to_string()
+        "The face was removed from the 3D volume before it was stored or sent for segmentation, and the DICOM files were deleted: their images show the face.".to_string()
     } else {
-        format!("The de-identified archive ({}) is kept.", mib(d.object_bytes as f64))
+        format!(
+            "The de-identified DICOM files ({}) are kept only until they are converted; then the face is removed from the 3D volume and the DICOM files are deleted.",
+            mib(d.object_bytes as f64)
+        )
     };
     let id = s.id.clone();
     view! {
@@ -99,6 +102,13 @@ fn scan_detail(d: ScanDetail, csrf: String) -> impl IntoView {
             {d.voxel_mm.map(|v| view! { <dt>"Voxel size"</dt><dd>{format!("{:.2} × {:.2} × {:.2} mm", v[0], v[1], v[2])}</dd> })}
             {d.icv_mm3.map(|v| view! { <dt>"Intracranial volume"</dt><dd>{format!("{:.0} cm³", v / 1000.0)}</dd> })}
         </dl>
+        {s.status.volume_stored().then(|| view! {
+            <figure class="midline" data-testid="midline">
+                <img src=format!("/scans/{id}/files/{}", ScanFile::Midline.file_name())
+                    alt="The middle slice of the stored volume, seen from the side: the face has been removed."/>
+                <figcaption class="muted small">"What we keep: the volume with the face removed (middle slice, seen from the side)."</figcaption>
+            </figure>
+        })}
         {(!d.regions.is_empty()).then(|| regions_table(d.clone()))}
         <p class="muted">
             {format!(

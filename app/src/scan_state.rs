@@ -43,6 +43,14 @@ impl ScanStatus {
         }
     }
 
+    /// Whether the (defaced) volume is in the object store.
+    pub fn volume_stored(self) -> bool {
+        matches!(
+            self,
+            ScanStatus::Stored | ScanStatus::Segmenting | ScanStatus::Segmented | ScanStatus::Scored | ScanStatus::Done
+        )
+    }
+
     pub fn parse(s: &str) -> Option<ScanStatus> {
         Self::PATH
             .into_iter()

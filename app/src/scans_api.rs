@@ -60,10 +60,12 @@ pub struct ScanDetail {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ScanFile {
-    /// The de-identified DICOM archive (unless discarded after processing).
+    /// The de-identified DICOM archive, until its images are converted (they show the face).
     Archive,
-    /// The de-identified 3D volume.
+    /// The de-identified 3D volume, face removed.
     Volume,
+    /// The mid-sagittal slice of the stored volume (shows that the face was removed).
+    Midline,
     /// The segmentation: one label per voxel.
     Labels,
     /// The segmentation service's region volumes.
@@ -75,9 +77,10 @@ pub enum ScanFile {
 }
 
 impl ScanFile {
-    pub const ALL: [ScanFile; 6] = [
+    pub const ALL: [ScanFile; 7] = [
         ScanFile::Archive,
         ScanFile::Volume,
+        ScanFile::Midline,
         ScanFile::Labels,
         ScanFile::Volumes,
         ScanFile::Results,
@@ -89,6 +92,7 @@ impl ScanFile {
         match self {
             ScanFile::Archive => "dicom-deidentified.zip",
             ScanFile::Volume => "volume.nii.gz",
+            ScanFile::Midline => "midline.png",
             ScanFile::Labels => "labels.nii.gz",
             ScanFile::Volumes => "volumes.json",
             ScanFile::Results => "results.json",
@@ -106,7 +110,10 @@ impl ScanFile {
             ScanFile::Archive => {
                 "the de-identified DICOM files as the server stored them after its own de-identification"
             }
-            ScanFile::Volume => "the de-identified 3D volume (NIfTI) converted from the DICOM files",
+            ScanFile::Volume => {
+                "the de-identified 3D volume (NIfTI) converted from the DICOM files, with the face removed"
+            }
+            ScanFile::Midline => "the middle slice of that volume seen from the side, to check that the face was removed (PNG)",
             ScanFile::Labels => "the segmentation: a NIfTI with one region label per voxel",
             ScanFile::Volumes => "the region volumes as measured by the segmentation service (JSON)",
             ScanFile::Results => "the results: region volumes, percentiles and flags (JSON)",
@@ -118,17 +125,20 @@ impl ScanFile {
         match self {
             ScanFile::Archive => "application/zip",
             ScanFile::Volume | ScanFile::Labels => "application/gzip",
+            ScanFile::Midline => "image/png",
             ScanFile::Volumes | ScanFile::Results => "application/json",
             ScanFile::RegionsCsv => "text/csv; charset=utf-8",
         }
     }
 
-    /// The files of a scan in this state (results only once it is done).
+    /// The files of a scan in this state (the picture once the volume is stored, results
+    /// once it is done).
     pub fn available(status: ScanStatus, archive_deleted: bool) -> Vec<ScanFile> {
         Self::ALL
             .into_iter()
             .filter(|f| match f {
                 ScanFile::Archive => !archive_deleted,
+                ScanFile::Midline => status.volume_stored(),
                 _ => status == ScanStatus::Done,
             })
             .collect()

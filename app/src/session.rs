@@ -8,9 +8,6 @@ use serde::{Deserialize, Serialize};
 pub struct UserInfo {
     pub id: String,
     pub email: String,
-    /// The account's default for "discard the DICOM archive after processing".
-    #[serde(default)]
-    pub discard_archive_default: bool,
 }
 
 /// Resolved by the server's session middleware for every request and put into the

@@ -128,8 +128,8 @@ pub fn UploadPage() -> impl IntoView {
         <Suspense fallback=|| ()>
             {move || Suspend::new(async move {
                 match session.await {
-                    Ok(SessionInfo { user: Some(user), csrf_token, .. }) => {
-                        view! { <UploadFlow csrf=csrf_token discard_default=user.discard_archive_default/> }.into_any()
+                    Ok(SessionInfo { user: Some(_), csrf_token, .. }) => {
+                        view! { <UploadFlow csrf=csrf_token/> }.into_any()
                     }
                     Ok(_) => view! {
                         <section class="card">
@@ -146,7 +146,7 @@ pub fn UploadPage() -> impl IntoView {
 }
 
 #[component]
-fn UploadFlow(csrf: String, discard_default: bool) -> impl IntoView {
+fn UploadFlow(csrf: String) -> impl IntoView {
     let (phase, set_phase) = signal(Phase::Idle);
     let (error, set_error) = signal(None::<String>);
     let (hover, set_hover) = signal(false);
@@ -251,20 +251,17 @@ fn UploadFlow(csrf: String, discard_default: bool) -> impl IntoView {
         });
     };
 
-    // the account's default (account page), changeable for this upload
-    let (discard, set_discard) = signal(discard_default);
     let confirm = move |_| {
         let Some(blob) = output.with_value(|b| b.as_ref().map(|b| (**b).clone())) else {
             return;
         };
-        let discard_archive = discard.get_untracked();
         set_error.set(None);
         set_phase.set(Phase::Uploading);
         set_sent.set((0.0, blob.size()));
         let token = csrf.get_value();
         leptos::task::spawn_local(async move {
             let t0 = client::now_ms();
-            match client::upload(&blob, &token, CHUNK, discard_archive, move |done, total| {
+            match client::upload(&blob, &token, CHUNK, move |done, total| {
                 set_sent.set((done, total))
             })
             .await
@@ -396,13 +393,8 @@ fn UploadFlow(csrf: String, discard_default: bool) -> impl IntoView {
             <Show when=move || summary.with(|s| s.is_some()) && matches!(phase.get(), Phase::Review | Phase::Uploading | Phase::Finishing)>
                 {move || summary.get().map(|s| review(s, deid_ms.get()))}
                 <Show when=move || phase.get() == Phase::Review>
-                    <p class="option">
-                        <label>
-                            <input type="checkbox" data-testid="discard-archive"
-                                prop:checked=move || discard.get()
-                                on:change=move |ev| set_discard.set(event_target_checked(&ev))/>
-                            " Discard the DICOM archive after processing (keep only the 3D volume, its labels and the volumes)"
-                        </label>
+                    <p class="muted small" data-testid="face-removal">
+                        "On the server the face is removed from the 3D volume before it is stored or segmented, and the DICOM files are deleted once converted: their images show the face."
                     </p>
                     <p class="actions">
                         <button type="button" data-testid="confirm-upload" on:click=confirm>"Upload the de-identified files"</button>

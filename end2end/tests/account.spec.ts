@@ -23,13 +23,6 @@ test("the account page shows the audit log, exports everything and deletes the a
   await expect(log.locator('[data-kind="account_created"]')).toHaveCount(1);
   await expect(log.locator('[data-kind="account_created"] td').nth(2)).toHaveText("127.0.0.1");
 
-  // the archive default, saved by a plain form post
-  await page.getByTestId("discard-default").check();
-  await page.getByRole("button", { name: "Save" }).click();
-  await expect(page.getByTestId("form-notice")).toHaveText("Your settings were saved.");
-  await expect(page.getByTestId("discard-default")).toBeChecked();
-  await expect(log.locator('[data-kind="settings_changed"]')).toHaveCount(1);
-
   // the export: a download, every file in the manifest with its SHA-256
   const [download] = await Promise.all([page.waitForEvent("download"), page.getByTestId("export").click()]);
   expect(download.suggestedFilename()).toMatch(/^neurovol-export-\d+\.zip$/);
@@ -46,9 +39,8 @@ test("the account page shows the audit log, exports everything and deletes the a
   }
   const account = JSON.parse(entry(file, "account.json").toString());
   expect(account.email).toBe(email);
-  expect(account.settings.discard_archive_after_processing).toBe(true);
   const events = JSON.parse(entry(file, "audit_log.json").toString());
-  expect(events.map((e: { kind: string }) => e.kind)).toContain("settings_changed");
+  expect(events.map((e: { kind: string }) => e.kind)).toContain("account_created");
   await page.reload();
   await expect(log.locator('[data-kind="export_downloaded"]')).toHaveCount(1);
 

@@ -27,7 +27,7 @@ pub async fn sign_in_methods(db: &Db, user_id: &str) -> Result<Vec<SignInMethod>
 
 async fn account(db: &Db, user_id: &str, google_available: bool) -> Result<Option<AccountView>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT email, created_at, discard_archive_default, (SELECT COUNT(*) FROM scans WHERE user_id = $1) AS scans \
+        "SELECT email, created_at, (SELECT COUNT(*) FROM scans WHERE user_id = $1) AS scans \
          FROM users WHERE id = $1",
     )
     .bind(user_id)
@@ -39,7 +39,6 @@ async fn account(db: &Db, user_id: &str, google_available: bool) -> Result<Optio
         created_at: row.try_get("created_at")?,
         methods: sign_in_methods(db, user_id).await?,
         google_available,
-        discard_archive_default: row.try_get::<i64, _>("discard_archive_default")? != 0,
         scans: row.try_get::<i64, _>("scans")?.max(0) as u64,
         audit: crate::audit::list(db, user_id, Some(crate::audit::PAGE_EVENTS)).await?,
         receipts: crate::deletion::receipts_of(db, user_id).await?,

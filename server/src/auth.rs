@@ -86,7 +86,6 @@ pub async fn sign_up(db: &Db, raw_email: &str, password: &str, confirm: &str) ->
     Ok(UserInfo {
         id,
         email,
-        discard_archive_default: false,
     })
 }
 
@@ -123,27 +122,22 @@ pub async fn log_in(
     client_ip: &str,
 ) -> Result<UserInfo, LogInError> {
     let email = raw_email.trim().to_lowercase();
-    let row = sqlx::query("SELECT id, password_hash, discard_archive_default FROM users WHERE email = $1")
+    let row = sqlx::query("SELECT id, password_hash FROM users WHERE email = $1")
         .bind(&email)
         .fetch_optional(db)
         .await?;
-    let (user_id, hash, discard_archive_default) = match row {
+    let (user_id, hash) = match row {
         Some(row) => (
             Some(row.try_get::<String, _>("id")?),
             row.try_get::<String, _>("password_hash")?,
-            row.try_get::<i64, _>("discard_archive_default")? != 0,
         ),
-        None => (None, dummy_hash().to_string(), false),
+        None => (None, dummy_hash().to_string()),
     };
     check_password(db, config, &email, hash, password, client_ip)
         .await
         .map_err(|e| e.for_account(user_id.clone()))?;
     match user_id {
-        Some(id) => Ok(UserInfo {
-            id,
-            email,
-            discard_archive_default,
-        }),
+        Some(id) => Ok(UserInfo { id, email }),
         None => Err(LogInError::InvalidCredentials { account: None }),
     }
 }
@@ -320,7 +314,7 @@ pub async fn create_session(db: &Db, user_id: &str, days: u32) -> Result<String,
 
 pub async fn session_user(db: &Db, token: &str) -> Result<Option<UserInfo>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT u.id, u.email, u.discard_archive_default FROM sessions s JOIN users u ON u.id = s.user_id \
+        "SELECT u.id, u.email FROM sessions s JOIN users u ON u.id = s.user_id \
          WHERE s.token_hash = $1 AND s.expires_at > $2",
     )
     .bind(sha256_hex(token.as_bytes()))
@@ -331,7 +325,6 @@ pub async fn session_user(db: &Db, token: &str) -> Result<Option<UserInfo>, sqlx
         Ok(UserInfo {
             id: r.try_get("id")?,
             email: r.try_get("email")?,
-            discard_archive_default: r.try_get::<i64, _>("discard_archive_default")? != 0,
         })
     })
     .transpose()

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! README.md               what each file is, why it is held, where, for how long
-//! account.json            email, sign-in methods, settings, each scan's facts
+//! account.json            email, sign-in methods, each scan's facts
 //! audit_log.json          every event of the account's audit log
 //! scans/<id>/<file>       per scan, each `app::scans_api::ScanFile` it has
 //! manifest.json           schema version, size and SHA-256 of every other file
@@ -78,7 +78,6 @@ struct AccountFile {
     email: String,
     created_at: i64,
     sign_in_methods: Vec<&'static str>,
-    settings: Settings,
     /// Signed-in sessions (not the cookie's hash: that is a credential).
     sessions: Vec<SessionFacts>,
     scans: Vec<ScanFacts>,
@@ -88,11 +87,6 @@ struct AccountFile {
 struct SessionFacts {
     created_at: i64,
     expires_at: i64,
-}
-
-#[derive(Serialize)]
-struct Settings {
-    discard_archive_after_processing: bool,
 }
 
 #[derive(Serialize)]
@@ -164,7 +158,7 @@ pub async fn build(db: &Db, store: &dyn ObjectStore, config: &Config, user_id: &
     };
     let now = crate::db::now_secs();
 
-    let user = sqlx::query("SELECT email, created_at, discard_archive_default FROM users WHERE id = $1")
+    let user = sqlx::query("SELECT email, created_at FROM users WHERE id = $1")
         .bind(user_id)
         .fetch_optional(db)
         .await?
@@ -186,6 +180,11 @@ pub async fn build(db: &Db, store: &dyn ObjectStore, config: &Config, user_id: &
             match crate::scans::file_source(db, user_id, &id, file).await? {
                 None => continue,
                 Some(FileSource::Made(bytes)) => blocking(|| w.add(&entry, bytes.as_slice()))?,
+                Some(FileSource::MidlineOf(key)) => match crate::scans::midline_png(store, &key).await {
+                    Ok(png) => blocking(|| w.add(&entry, png.as_slice()))?,
+                    Err(StoreError::NotFound) => continue,
+                    Err(e) => return Err(e.into()),
+                },
                 Some(FileSource::Object(key)) => {
                     let local = dir.path().join("object");
                     match store.get_to_file(&key, &local).await {
@@ -240,9 +239,6 @@ pub async fn build(db: &Db, store: &dyn ObjectStore, config: &Config, user_id: &
             .into_iter()
             .map(SignInMethod::as_str)
             .collect(),
-        settings: Settings {
-            discard_archive_after_processing: user.try_get::<i64, _>("discard_archive_default")? != 0,
-        },
         sessions,
         scans: facts,
     };
@@ -293,14 +289,14 @@ fn readme(config: &Config) -> String {
          This archive holds everything NeuroVol keeps about your account (your right of access and to data \
          portability, GDPR Articles 15 and 20). `manifest.json` lists every other file with its size and SHA-256.\n\n\
          ## The files\n\n\
-         - `account.json`: your email address, how you sign in, your settings, your signed-in sessions (start \
+         - `account.json`: your email address, how you sign in, your signed-in sessions (start \
          and expiry), and the facts kept for each scan (status, upload time, age in years at the scan, sex, study \
          date, number of DICOM files).\n\
          - `audit_log.json`: what happened to your account: sign-ins (and refused attempts), uploads, downloads, \
          exports, deletions and retries, each with its time (Unix milliseconds), IP address and browser.\n\
          {files}\
          - A file is absent when it does not exist: results appear once a scan is processed, and the DICOM \
-         archive is absent when you chose to discard it after processing.\n\n\
+         archive is deleted as soon as its images are converted (its pixels show the face).\n\n\
          ## Why we hold it\n\n\
          You uploaded the scans to have them measured: we keep them, and what was computed from them, to show \
          you your results and compare your scans over time. The email and password hash let you sign in; the \

@@ -25,6 +25,8 @@ enum Command {
     Deid(cli::deid::DeidArgs),
     /// Segment a NIfTI on this machine's CPU and report region volumes (and percentiles).
     Segment(cli::segment::SegmentArgs),
+    /// Remove the face from a head NIfTI (the pipeline's defacing, as a command).
+    Deface(cli::deface::DefaceArgs),
     /// Run the whole pipeline on one ZIP without the web UI (de-identify, convert, segment, score).
     Analyze(cli::analyze::AnalyzeArgs),
     /// Fetch the pinned upstream model files into DIR/models (SHA-256 checked) and derive
@@ -84,6 +86,18 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
+    if let Command::Deface(args) = &cli.command {
+        return match cli::deface::run(args, &config.assets_dir) {
+            Ok(defacing) => {
+                println!("{}", serde_json::to_string(&defacing).unwrap_or_default());
+                std::process::ExitCode::SUCCESS
+            }
+            Err(reason) => {
+                eprintln!("neurovol deface: {reason}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -94,7 +108,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve => server::serve(config).await,
-            Command::Deid(_) | Command::Segment(_) => unreachable!("handled before the runtime starts"),
+            Command::Deid(_) | Command::Segment(_) | Command::Deface(_) => unreachable!("handled before the runtime starts"),
             Command::Analyze(args) => cli::analyze::run(&args, &config).await,
             Command::Assets(args) => cli::assets::run(&args).await,
             Command::Migrate => {

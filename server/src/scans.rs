@@ -5,6 +5,7 @@ use app::scans_api::{BoxFuture, ScanDetail, ScanStatus, ScanStore, ScanSummary};
 use sqlx::Row;
 
 use crate::db::Db;
+use crate::object_store::StoreError;
 
 /// `scans.report_json`: the server's removal report (keywords and counts, no values) and
 /// the series it kept, as `web/upload/complete.rs` writes it.
@@ -143,11 +144,30 @@ async fn detail_from(db: &Db, scan_id: &str, row: &sqlx::any::AnyRow) -> Result<
     })
 }
 
-/// Where a file of a scan comes from: an object of the store, or bytes made from the
-/// database (the results and their table).
+/// Where a file of a scan comes from: an object of the store, bytes made from the
+/// database (the results and their table), or a picture of a stored volume.
 pub enum FileSource {
     Object(String),
     Made(Vec<u8>),
+    MidlineOf(String),
+}
+
+/// The biggest stored volume a picture is drawn from (as the worker accepts).
+const MAX_PICTURE_SOURCE: u64 = 1 << 30;
+
+/// The mid-sagittal slice of the stored volume `key` as PNG.
+pub async fn midline_png(store: &dyn crate::object_store::ObjectStore, key: &str) -> Result<Vec<u8>, StoreError> {
+    let gz = store.get_bytes(key, MAX_PICTURE_SOURCE).await?;
+    tokio::task::spawn_blocking(move || {
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&gz[..]), &mut raw).ok()?;
+        let volume = volumetry::nifti::decode_f32(&raw).ok()?;
+        volumetry::preview::mid_sagittal_png(&volume).ok()
+    })
+    .await
+    .ok()
+    .flatten()
+    .ok_or_else(|| StoreError::Io(std::io::Error::other("the stored volume cannot be drawn")))
 }
 
 /// A file of the account's scan, or `None` when the account has no such scan or the scan
@@ -179,6 +199,7 @@ pub async fn file_source(
     Ok(match file {
         ScanFile::Archive => key("object_key")?,
         ScanFile::Volume => key("nifti_key")?,
+        ScanFile::Midline => row.try_get::<Option<String>, _>("nifti_key")?.map(FileSource::MidlineOf),
         ScanFile::Labels => key("labels_key")?,
         ScanFile::Volumes => key("volumes_key")?,
         ScanFile::Results => row.try_get::<Option<String>, _>("result_json")?.map(|json| {

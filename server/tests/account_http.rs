@@ -91,10 +91,9 @@ async fn the_audit_log_records_what_happened_with_time_ip_and_browser() {
     .await;
     let resp = post(&mut b, "/auth/login", &[("email", &email), ("password", PASSWORD)]).await;
     assert_eq!(location(&resp), "/home");
-    let scan = upload_scan(&b, &small_head(), false).await;
+    let scan = upload_scan(&b, &small_head()).await;
     let resp = b.get(&format!("/scans/{scan}/files/dicom-deidentified.zip")).await;
     assert_eq!(resp.status(), StatusCode::OK);
-    post(&mut b, "/account/settings", &[]).await;
     let receipt = {
         let resp = post(&mut b, &format!("/scans/{scan}/delete"), &[("password", PASSWORD)]).await;
         location(&resp).strip_prefix("/deleted/").unwrap().to_string()
@@ -107,7 +106,6 @@ async fn the_audit_log_records_what_happened_with_time_ip_and_browser() {
         "sign_in_succeeded",
         "upload_accepted",
         "file_downloaded",
-        "settings_changed",
         "scan_deleted",
     ];
     let rows = audit_rows(&db, &id).await;
@@ -245,62 +243,13 @@ async fn changing_the_password_ends_every_other_session() {
 }
 
 #[tokio::test]
-async fn the_archive_default_applies_to_uploads_that_do_not_choose() {
-    let server = TestServer::start(&[]).await;
-    let db = server.db().await;
-    let (mut b, _) = account(&server, "defaults").await;
-    let resp = b
-        .post_form("/account/settings", &[("discard_archive_default", "on")])
-        .await;
-    assert_eq!(location(&resp), "/account?notice=settings_saved#settings");
-    assert!(
-        b.get("/account")
-            .await
-            .text()
-            .await
-            .unwrap()
-            .contains(r#"data-testid="discard-default" checked"#)
-    );
-
-    let discard_of = |scan: String| {
-        let db = db.clone();
-        async move {
-            sqlx::query("SELECT discard_archive FROM scans WHERE id = $1")
-                .bind(scan)
-                .fetch_one(&db)
-                .await
-                .unwrap()
-                .get::<i64, _>(0)
-        }
-    };
-    // no choice in the request: the account's default
-    let head = small_head();
-    let (st, done) = upload(&b, &head, 8 * MIB, None).await;
-    assert_eq!(st, StatusCode::CREATED, "{done}");
-    assert_eq!(discard_of(done["scan_id"].as_str().unwrap().to_string()).await, 1);
-    // an explicit choice wins
-    let kept = upload_scan(&b, &head, false).await;
-    assert_eq!(discard_of(kept).await, 0);
-    // back to keeping by default (an unticked box sends nothing)
-    b.post_form("/account/settings", &[]).await;
-    assert!(
-        !b.get("/account")
-            .await
-            .text()
-            .await
-            .unwrap()
-            .contains(r#"data-testid="discard-default" checked"#)
-    );
-}
-
-#[tokio::test]
 async fn csrf_tokens_are_bound_to_their_session() {
     let server = TestServer::start(&[]).await;
     let (mut a, _) = account(&server, "csrf-a").await;
     let (b, _) = account(&server, "csrf-b").await;
-    let settings = |browser: &Browser, session: String, token: String| {
+    let export = |browser: &Browser, session: String, token: String| {
         let http = browser.http.clone();
-        let url = format!("{}/account/settings", browser.base);
+        let url = format!("{}/account/export", browser.base);
         async move {
             http.post(url)
                 .header("cookie", format!("nv_session={session}; nv_csrf={token}"))
@@ -316,31 +265,31 @@ async fn csrf_tokens_are_bound_to_their_session() {
     let (a_session, a_token) = (a.cookie("nv_session").unwrap(), a.cookie("nv_csrf").unwrap());
     let (b_session, b_token) = (b.cookie("nv_session").unwrap(), b.cookie("nv_csrf").unwrap());
     assert_eq!(
-        settings(&b, b_session.clone(), b_token.clone()).await,
-        StatusCode::SEE_OTHER,
+        export(&b, b_session.clone(), b_token.clone()).await,
+        StatusCode::OK,
         "the genuine pair works"
     );
     // another session's token, planted in both cookie and header, is refused
     assert_eq!(
-        settings(&b, b_session.clone(), a_token.clone()).await,
+        export(&b, b_session.clone(), a_token.clone()).await,
         StatusCode::FORBIDDEN
     );
     // a visitor's token, or the plain random token of old, is refused for a session
     let mut visitor = Browser::new(&server.url);
     visitor.get("/login").await;
     assert_eq!(
-        settings(&b, b_session.clone(), visitor.cookie("nv_csrf").unwrap()).await,
+        export(&b, b_session.clone(), visitor.cookie("nv_csrf").unwrap()).await,
         StatusCode::FORBIDDEN
     );
     let plain = "x".repeat(43);
-    assert_eq!(settings(&b, b_session.clone(), plain).await, StatusCode::FORBIDDEN);
+    assert_eq!(export(&b, b_session.clone(), plain).await, StatusCode::FORBIDDEN);
     // a forged signature
     let (random, sig) = b_token.split_once('.').unwrap();
     let flipped = format!("{random}.{}{}", if sig.starts_with('0') { '1' } else { '0' }, &sig[1..]);
-    assert_eq!(settings(&b, b_session.clone(), flipped).await, StatusCode::FORBIDDEN);
+    assert_eq!(export(&b, b_session.clone(), flipped).await, StatusCode::FORBIDDEN);
     // a token dies with its session
     a.post_form("/auth/logout", &[]).await;
-    assert_eq!(settings(&a, a_session, a_token.clone()).await, StatusCode::FORBIDDEN);
+    assert_eq!(export(&a, a_session, a_token.clone()).await, StatusCode::FORBIDDEN);
     // and a page served with a stale token gets a fresh one for its session
     let mut stale = Browser::new(&server.url);
     stale.cookies = vec![
@@ -350,7 +299,7 @@ async fn csrf_tokens_are_bound_to_their_session() {
     stale.get("/home").await;
     let fresh = stale.cookie("nv_csrf").unwrap();
     assert_ne!(fresh, a_token);
-    assert_eq!(settings(&b, b_session, fresh).await, StatusCode::SEE_OTHER);
+    assert_eq!(export(&b, b_session, fresh).await, StatusCode::SEE_OTHER);
 }
 
 #[tokio::test]

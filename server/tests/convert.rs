@@ -92,7 +92,7 @@ fn temp_entries() -> BTreeSet<String> {
 /// running with `work` in its command line.
 fn convert_checked(zip: &Path, work: &Path, settings: &ConvertSettings) -> Result<convert::Converted, ConvertError> {
     let before = temp_entries();
-    let result = convert::convert(zip, work, settings);
+    let result = convert::convert(zip, work, settings, None);
     let left = tree(work);
     match &result {
         Ok(c) => {
@@ -886,4 +886,80 @@ impl TapMkdir for PathBuf {
         fs::create_dir(&self).unwrap();
         self
     }
+}
+
+/// The face goes before anything is stored. On real heads (the T1 fixture and the Philips
+/// full head): the converted volume is dcm2niix's above the plane and zero below it, and no
+/// voxel of the brain (mindgrab at full resolution on the original) lies below the plane;
+/// the mid-sagittal slices are saved as test artefacts.
+#[test]
+fn real_heads_are_defaced_and_keep_their_brain() {
+    require_dcm2niix!();
+    use volumetry::deface::{Defacer, MaskGrid, for_each_removed};
+    let assets = volumetry::assets_dir();
+    let defacer = Defacer::load(&assets, MaskGrid::Coarse).unwrap();
+    let full_mask = Defacer::load(&assets, MaskGrid::Full).unwrap();
+    let artefacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("artefacts");
+    fs::create_dir_all(&artefacts).unwrap();
+    for fixture in ["t1_mprage_sag_clean.zip", "philips_ingenia_adni_t1_phi.zip"] {
+        let t = TestDir::new("deface");
+        let zip = deidentify(&fixtures().join(fixture), &t.path().join("deid.zip"), None);
+        let settings = ConvertSettings::default();
+        let plain = convert::convert(&zip, &t.work(), &settings, None).unwrap();
+        let original = volumetry::nifti::decode_f32(&gunzip(&plain.nifti)).unwrap();
+        fs::remove_dir_all(t.path().join("work")).unwrap();
+        let converted = convert::convert(&zip, &t.work(), &settings, Some(&defacer)).unwrap();
+        let defacing = converted.defacing.clone().expect("defaced");
+        let defaced = volumetry::nifti::decode_f32(&gunzip(&converted.nifti)).unwrap();
+        assert_eq!(defaced.dims, original.dims);
+
+        let mut below = vec![false; original.data.len()];
+        let removed = for_each_removed(&defaced.header, defaced.dims, &defacing.plane, |i| below[i] = true);
+        assert_eq!(removed, defacing.removed_voxels);
+        assert!(removed > original.data.len() / 20, "{fixture}: a real cut ({removed} voxels)");
+        let nonzero_before = (0..below.len()).filter(|&i| below[i] && original.data[i] != 0.0).count();
+        assert!(nonzero_before > 100_000, "{fixture}: there was a face to remove");
+        for i in 0..below.len() {
+            let want = if below[i] { 0.0 } else { original.data[i] };
+            assert_eq!(defaced.data[i], want, "{fixture}: voxel {i}");
+        }
+        // the brain: every voxel of a full-resolution mask of the original lies above the plane
+        let (mask, _) = full_mask.brain_mask(&original).unwrap();
+        let aff = mask.header.sform_or_qform();
+        let mut brain = 0;
+        for (idx, _) in mask.data.iter().enumerate().filter(|(_, v)| **v != 0) {
+            let (i, j, k) = (idx % 256, (idx / 256) % 256, idx / 65536);
+            let p = [0, 1, 2].map(|r| aff[r][0] * i as f64 + aff[r][1] * j as f64 + aff[r][2] * k as f64 + aff[r][3]);
+            assert!(!defacing.plane.removes(p), "{fixture}: brain voxel ({i},{j},{k}) below the plane");
+            brain += 1;
+        }
+        assert!(brain > 1_000_000, "{fixture}: a brain was found ({brain} mm³)");
+        let png = volumetry::preview::mid_sagittal_png(&defaced).unwrap();
+        fs::write(artefacts.join(format!("defaced-{}.png", fixture.trim_end_matches(".zip"))), png).unwrap();
+    }
+}
+
+/// A volume without a brain cannot be defaced, so it is refused with its own reason.
+#[test]
+fn a_volume_without_a_brain_is_refused() {
+    require_dcm2niix!();
+    let defacer = volumetry::deface::Defacer::load(&volumetry::assets_dir(), volumetry::deface::MaskGrid::Coarse).unwrap();
+    let t = TestDir::new("nobrain");
+    let zip = clean_deid(t.path());
+    // the fixture's voxels all zero: a converted volume, but nothing in it
+    let blank = write_zip(
+        &t.path().join("blank.zip"),
+        &zip_entries(&zip)
+            .into_iter()
+            .map(|(name, mut bytes)| {
+                let at = bytes.windows(4).rposition(|w| w == [0xE0, 0x7F, 0x10, 0x00]).unwrap() + 12;
+                bytes[at..].fill(0);
+                (name, bytes)
+            })
+            .collect::<Vec<_>>(),
+    );
+    let err = convert::convert(&blank, &t.work(), &ConvertSettings::default(), Some(&defacer)).unwrap_err();
+    assert_eq!(err.code(), "no_brain", "{err}");
+    assert!(err.is_input_problem());
+    assert!(!t.path().join("work/out").exists(), "nothing left behind");
 }

@@ -34,8 +34,8 @@ async fn a_deleted_account_leaves_nothing_in_the_database_the_store_or_the_data_
 
     // everything an account can hold: a processed scan, a deleted one, an open upload, a
     // second session, a refused sign-in (a throttle row), settings, an audit log
-    let scan = upload_scan(&a, &small_head(), false).await;
-    let gone = upload_scan(&a, &small_head(), false).await;
+    let scan = upload_scan(&a, &small_head()).await;
+    let gone = upload_scan(&a, &small_head()).await;
     // processed first: a scan deleted while its job runs keeps its keys in the outbox for
     // one more pass after the job's signed URLs expire (15 min), which this test skips
     wait_done(&server, &db, &scan, Duration::from_secs(600)).await;
@@ -59,13 +59,11 @@ async fn a_deleted_account_leaves_nothing_in_the_database_the_store_or_the_data_
         .post_form("/auth/login", &[("email", &a_email), ("password", PASSWORD)])
         .await;
     assert_eq!(location(&resp), "/home");
-    a.post_form("/account/settings", &[("discard_archive_default", "on")])
-        .await;
     let sessions: Vec<String> = [a.cookie("nv_session").unwrap(), second.cookie("nv_session").unwrap()].into();
 
     // the other account, which must not be touched
     let (mut b, b_email) = account(&server, "staying").await;
-    let b_scan = upload_scan(&b, &small_head(), false).await;
+    let b_scan = upload_scan(&b, &small_head()).await;
     let b_archive = scan_keys(&db, &b_scan).await.remove(0);
 
     // a wrong password deletes nothing
@@ -190,7 +188,7 @@ async fn a_scan_deleted_while_the_store_is_down_is_removed_once_it_returns() {
     let server = TestServer::start(&env).await;
     let db = server.db().await;
     let (mut a, _) = account(&server, "outage").await;
-    let scan = upload_scan(&a, &small_head(), false).await;
+    let scan = upload_scan(&a, &small_head()).await;
     let archive = scan_keys(&db, &scan).await.remove(0);
     assert!(object_exists(&server, Some(&s3), &archive));
 
@@ -239,7 +237,7 @@ async fn kill_9_in_the_middle_of_an_account_deletion_finishes_after_the_restart(
     let (mut a, a_email) = account(&first, "killed").await;
     let mut keys = Vec::new();
     for _ in 0..2 {
-        let scan = upload_scan(&a, &small_head(), false).await;
+        let scan = upload_scan(&a, &small_head()).await;
         keys.push(scan_keys(&db, &scan).await.remove(0));
     }
 
@@ -297,7 +295,7 @@ async fn a_scan_deleted_while_its_job_runs_goes_at_once_and_its_files_are_delete
     let server = TestServer::start(&as_refs(&env)).await;
     let db = server.db().await;
     let (mut a, _) = account(&server, "inflight").await;
-    let scan = upload_scan(&a, &small_head(), false).await;
+    let scan = upload_scan(&a, &small_head()).await;
     let keys = scan_keys(&db, &scan).await;
     let until = Instant::now() + Duration::from_secs(60);
     loop {

@@ -503,9 +503,9 @@ async fn a_google_only_account_deletes_a_scan_after_a_fresh_sign_in_with_the_sam
     let mut b = Browser::new(&server.url);
     assert!(sets_session(&google_sign_in(&mut b).await));
     let user = user_id(&db, &email).await;
-    let scan = upload_scan(&b, &small_head(), false).await;
+    let scan = upload_scan(&b, &small_head()).await;
     let (other, _) = account(&server, "scan-other").await;
-    let theirs = upload_scan(&other, &small_head(), false).await;
+    let theirs = upload_scan(&other, &small_head()).await;
 
     // the scan page asks for Google, not for a password the account does not have
     let page = b.get(&format!("/scans/{scan}")).await.text().await.unwrap();

@@ -206,14 +206,16 @@ async fn phi_scan_goes_from_upload_to_scored_volumes_and_nothing_identifying_is_
     let db = server.db().await;
     let b = signed_in(&server).await;
     let t0 = Instant::now();
-    let scan = upload_scan(&b, &fixture("t1_mprage_sag_phi.zip"), false).await;
+    let scan = upload_scan(&b, &fixture("t1_mprage_sag_phi.zip")).await;
     wait_for(&server, &db, &scan, &["done"], Duration::from_secs(900)).await;
     eprintln!("PHI fixture: upload to done in {:.1} s", t0.elapsed().as_secs_f64());
     assert_each_step_once(&db, &scan).await;
 
-    // the stored NIfTI = dcm2niix on the clean fixture (voxel for voxel)
+    // the stored NIfTI = dcm2niix on the clean fixture, defaced (voxel for voxel): the
+    // worker fetched this object through its signed URL; no other copy of the head exists
     let row = sqlx::query(
-        "SELECT nifti_key, labels_key, volumes_key, object_key, result_json, age_years, sex FROM scans WHERE id = $1",
+        "SELECT nifti_key, labels_key, volumes_key, object_key, result_json, age_years, sex, conversion_json, archive_deleted \
+         FROM scans WHERE id = $1",
     )
     .bind(&scan)
     .fetch_one(&db)
@@ -224,23 +226,57 @@ async fn phi_scan_goes_from_upload_to_scored_volumes_and_nothing_identifying_is_
         Some(s) => s.root().join(BUCKET).join(k),
         None => server.data_dir.join("objects").join(k),
     };
-    let stored = gunzip(&std::fs::read(object_path(&key("nifti_key"))).expect("stored NIfTI"));
-    let (dims, voxels) = nifti_voxels(&stored);
-    let (ref_dims, ref_voxels) = nifti_voxels(&reference_nifti());
+    let stored_gz = std::fs::read(object_path(&key("nifti_key"))).expect("stored NIfTI");
+    let stored = gunzip(&stored_gz);
+    let (dims, _) = nifti_voxels(&stored);
+    let (ref_dims, _) = nifti_voxels(&reference_nifti());
     assert_eq!(dims, ref_dims);
+    let stored_volume = volumetry::nifti::decode_f32(&stored).unwrap();
+    let mut defaced = volumetry::nifti::decode_f32(&reference_nifti()).unwrap();
+    let defacer = volumetry::deface::Defacer::load(&volumetry::assets_dir(), volumetry::deface::MaskGrid::Coarse).unwrap();
+    let defacing = defacer.deface(&mut defaced).unwrap();
+    assert!(defacing.removed_voxels > 1_000_000, "the face and neck went: {defacing:?}");
     assert!(
-        voxels == ref_voxels,
-        "stored voxels differ from dcm2niix on the clean fixture"
+        stored_volume.data == defaced.data,
+        "stored voxels differ from dcm2niix on the clean fixture, defaced"
     );
-    for k in ["labels_key", "volumes_key", "object_key"] {
+    let conversion: Value = serde_json::from_str(&key("conversion_json")).unwrap();
+    assert_eq!(
+        serde_json::from_value::<volumetry::deface::Defacing>(conversion["defacing"].clone())
+            .unwrap()
+            .plane,
+        defacing.plane,
+        "the scan records the plane it was cut with"
+    );
+    // the DICOM archive (its pixels show the face) was deleted once the volume was stored
+    assert_eq!(row.get::<i64, _>("archive_deleted"), 1);
+    assert!(!object_path(&key("object_key")).exists(), "no archive kept");
+    for k in ["labels_key", "volumes_key"] {
         assert!(object_path(&key(k)).is_file(), "{k} stored");
     }
-    // exactly these four objects, nothing else
+    // exactly these three objects, nothing else
     let n_objects = match &s3 {
         Some(s) => s.objects().len(),
         None => objects(&server).len(),
     };
-    assert_eq!(n_objects, 4, "archive, NIfTI, labels, volumes");
+    assert_eq!(n_objects, 3, "NIfTI, labels, volumes");
+    // the person's download is the stored (defaced) volume; the picture shows it
+    let mut b = b;
+    let download = b.get(&format!("/scans/{scan}/files/volume.nii.gz")).await;
+    assert_eq!(download.status(), StatusCode::OK);
+    assert!(download.bytes().await.unwrap() == stored_gz, "the download is the stored volume");
+    let picture = b.get(&format!("/scans/{scan}/files/midline.png")).await;
+    assert_eq!(picture.status(), StatusCode::OK);
+    assert_eq!(picture.headers()["content-type"], "image/png");
+    let png = picture.bytes().await.unwrap();
+    assert!(png == volumetry::preview::mid_sagittal_png(&defaced).unwrap(), "the picture is of the defaced volume");
+    let artefacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("artefacts");
+    std::fs::create_dir_all(&artefacts).unwrap();
+    std::fs::write(artefacts.join("pipeline-t1-midline.png"), &png).unwrap();
+    assert!(
+        b.get(&format!("/scans/{scan}/files/dicom-deidentified.zip")).await.status() == StatusCode::NOT_FOUND,
+        "no archive to download"
+    );
 
     // the report: percentiles for modelled regions at the fixture's age and sex
     let report: Value = serde_json::from_str(&key("result_json")).unwrap();
@@ -254,7 +290,6 @@ async fn phi_scan_goes_from_upload_to_scored_volumes_and_nothing_identifying_is_
         .unwrap();
     assert!(hippo["volume_mm3"].as_f64().unwrap() > 1000.0, "{hippo}");
     assert!(hippo["percentile"].as_f64().is_some(), "{hippo}");
-    let mut b = b;
     let page = b.get(&format!("/scans/{scan}")).await.text().await.unwrap();
     assert!(
         page.contains(r#"data-status="done""#) && page.contains("Left-Hippocampus"),
@@ -296,7 +331,7 @@ async fn kill_9_during_conversion_and_during_segmentation_finishes_exactly_once(
     let mut first = TestServer::start(&env).await;
     let db = first.db().await;
     let b = signed_in(&first).await;
-    let scan = upload_scan(&b, &small_head(), true).await;
+    let scan = upload_scan(&b, &small_head()).await;
 
     // 1. kill -9 while dcm2niix runs for the job
     let until = Instant::now() + Duration::from_secs(60);
@@ -378,7 +413,7 @@ async fn the_object_store_down_for_30_s_mid_job_is_retried() {
     let server = TestServer::start(&as_refs(&env)).await;
     let db = server.db().await;
     let b = signed_in(&server).await;
-    let scan = upload_scan(&b, &small_head(), false).await;
+    let scan = upload_scan(&b, &small_head()).await;
     wait_for(
         &server,
         &db,
@@ -415,7 +450,7 @@ async fn a_failed_scan_says_why_and_the_user_can_retry_it() {
     let mut first = TestServer::start(&as_refs(&broken)).await;
     let db = first.db().await;
     let mut b = signed_in(&first).await;
-    let scan = upload_scan(&b, &small_head(), false).await;
+    let scan = upload_scan(&b, &small_head()).await;
     let until = Instant::now() + Duration::from_secs(240);
     while scan_status(&db, &scan).await != "failed" {
         assert!(Instant::now() < until, "scan did not fail; log:\n{}", first.logs());
@@ -465,7 +500,7 @@ async fn a_scan_waiting_for_the_segmentation_service_says_so_in_plain_words() {
     let server = TestServer::start(&as_refs(&env)).await;
     let db = server.db().await;
     let mut b = signed_in(&server).await;
-    let scan = upload_scan(&b, &small_head(), false).await;
+    let scan = upload_scan(&b, &small_head()).await;
     let until = Instant::now() + Duration::from_secs(120);
     loop {
         let attempts: Option<i64> = sqlx::query("SELECT attempts FROM jobs WHERE scan_id = $1 AND step = 'segment'")
@@ -513,7 +548,7 @@ async fn refused_inputs_say_why_and_leave_nothing() {
         ),
         (clean_subset(|i| i != 128), &["missing_slices"][..]),
     ] {
-        let (st, v) = upload_with(&b, &bytes, false).await;
+        let (st, v) = upload_with(&b, &bytes).await;
         assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
         assert!(codes.contains(&v["code"].as_str().unwrap_or("")), "{v}");
         assert!(
@@ -550,7 +585,7 @@ async fn two_processes_on_one_postgres_share_20_scans_without_running_a_step_twi
     let head = small_head();
     let mut scans = Vec::new();
     for _ in 0..20 {
-        scans.push(upload_scan(&b, &head, false).await);
+        scans.push(upload_scan(&b, &head).await);
     }
     loader.kill9();
 

@@ -46,7 +46,7 @@ pub async fn run(ctx: &ExecContext, input: JobInput) -> Result<JobOutput, String
     let nifti_url = parse_url("nifti_url", &input.nifti_url)?;
     let labels_url = parse_url("labels_url", &input.labels_url)?;
     let volumes_url = parse_url("volumes_url", &input.volumes_url)?;
-    let brain_mask = input.brain_mask;
+    let (brain_mask, intensity) = (input.brain_mask, input.intensity);
     drop(input);
 
     let bytes = download(&ctx.http, nifti_url, ctx.max_input_bytes).await?;
@@ -74,6 +74,7 @@ pub async fn run(ctx: &ExecContext, input: JobInput) -> Result<JobOutput, String
         let opts = SegmentOptions {
             model,
             brain_mask,
+            intensity,
             ..SegmentOptions::default()
         };
         let seg = volumetry::segment(&volume, &assets, &opts).map_err(|e| e.to_string())?;

@@ -171,7 +171,6 @@ pub async fn upload(
     blob: &Blob,
     csrf: &str,
     chunk: f64,
-    discard_archive: bool,
     progress: impl Fn(f64, f64) + 'static,
 ) -> Result<String, String> {
     let progress: Rc<dyn Fn(f64, f64)> = Rc::new(progress);
@@ -179,7 +178,6 @@ pub async fn upload(
     let create = serde_json::json!({
         "size": total as u64,
         "chunk_size": chunk as u64,
-        "discard_archive": discard_archive,
     })
     .to_string();
     let (st, body) = xhr("POST", "/uploads", csrf, Some(Body::Json(&create)), None).await;

@@ -22,7 +22,7 @@ use serde_json::Value;
 pub const DEFAULT_MODEL: &str = "model21_104class";
 
 /// `input` of a `/run` request. URLs are pre-signed: GET for the input, PUT for the outputs.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobInput {
     /// The de-identified NIfTI (`.nii` or `.nii.gz`).
     pub nifti_url: String,
@@ -36,6 +36,10 @@ pub struct JobInput {
     /// Also run mindgrab, for the intracranial volume; missing or null: true.
     #[serde(default = "yes", deserialize_with = "true_unless_false")]
     pub brain_mask: bool,
+    /// The input is a defaced head: normalise its intensities as these numbers, measured on
+    /// the head before defacing, say (the labels then match the whole head's).
+    #[serde(default)]
+    pub intensity: Option<volumetry::IntensityReference>,
 }
 
 impl JobInput {
@@ -47,6 +51,7 @@ impl JobInput {
             volumes_url,
             model: DEFAULT_MODEL.into(),
             brain_mask: true,
+            intensity: None,
         }
     }
 }
@@ -57,6 +62,7 @@ impl std::fmt::Debug for JobInput {
         f.debug_struct("JobInput")
             .field("model", &self.model)
             .field("brain_mask", &self.brain_mask)
+            .field("intensity", &self.intensity)
             .finish_non_exhaustive()
     }
 }

@@ -20,6 +20,19 @@ pub struct Conformed {
 
 /// FastSurfer-style robust 0..255 scaling (RECIPE §1.1). Returns scaled data and (lo, hi, scale).
 pub fn robust_scale(v: &[f32]) -> (Vec<f32>, (f32, f32, f32)) {
+    let (lo, hi, scale) = robust_range(v);
+    (apply_scaling(v, (lo, hi, scale)), (lo, hi, scale))
+}
+
+/// `v` scaled by (lo, hi, scale) and clamped to 0..255.
+pub fn apply_scaling(v: &[f32], (lo, _, scale): (f32, f32, f32)) -> Vec<f32> {
+    v.par_iter()
+        .map(|&x| (0.0f32 + scale * (x - lo)).clamp(0.0, 255.0))
+        .collect()
+}
+
+/// The (lo, hi, scale) of [`robust_scale`].
+fn robust_range(v: &[f32]) -> (f32, f32, f32) {
     let n = v.len();
     let mut mn = f32::INFINITY;
     let mut mx = f32::NEG_INFINITY;
@@ -57,11 +70,7 @@ pub fn robust_scale(v: &[f32]) -> (Vec<f32>, (f32, f32, f32)) {
     }
     let hi = idx as f32 * bin + lo;
     let scale = if hi != lo { 255.0f32 / (hi - lo) } else { 1.0 };
-    let out = v
-        .par_iter()
-        .map(|&x| (0.0f32 + scale * (x - lo)).clamp(0.0, 255.0))
-        .collect();
-    (out, (lo, hi, scale))
+    (lo, hi, scale)
 }
 
 fn mul(a: &Affine, b: &Affine) -> Affine {
@@ -143,6 +152,12 @@ fn to_u8(v: f32) -> u8 {
 
 /// Conform a native volume to the 256³ LIA 1 mm uint8 grid the models expect.
 pub fn conform(input: &Volume<f32>) -> Result<Conformed> {
+    conform_scaled(input, None)
+}
+
+/// [`conform`] with the intensity scaling `scaling` (lo, hi, scale) instead of the one
+/// measured on `input` (a defaced volume is scaled as the head it came from).
+pub fn conform_scaled(input: &Volume<f32>, scaling: Option<(f32, f32, f32)>) -> Result<Conformed> {
     // conform_ref/niimath hold the input affine in f32
     let in_aff = input.header.conform_affine().map(|r| r.map(|v| v as f32 as f64));
     if !affine_valid(&in_aff) {
@@ -150,7 +165,10 @@ pub fn conform(input: &Volume<f32>) -> Result<Conformed> {
             "the image has no usable orientation (qform/sform)".into(),
         ));
     }
-    let (scaled, scaling) = robust_scale(&input.data);
+    let (scaled, scaling) = match scaling {
+        Some(given) => (apply_scaling(&input.data, given), given),
+        None => robust_scale(&input.data),
+    };
     let fill = scaled.iter().copied().fold(f32::INFINITY, f32::min);
     let out_aff = conformed_affine(&in_aff, input.dims);
     let m = voxel_map(&in_aff, &out_aff)?;

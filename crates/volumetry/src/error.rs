@@ -6,6 +6,9 @@ pub enum VolumetryError {
     /// The input image cannot be segmented (wrong format, 4D, truncated, ...).
     #[error("unusable input: {0}")]
     BadInput(String),
+    /// No brain was found where one must be (the defacing's brain mask is empty).
+    #[error("no brain was found in the image")]
+    NoBrain,
     /// A model folder is missing files or they are inconsistent.
     #[error("model problem: {0}")]
     Model(String),

@@ -9,11 +9,13 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod conform;
+pub mod deface;
 pub mod engine;
 pub mod error;
 pub mod model;
 pub mod nifti;
 pub mod post;
+pub mod preview;
 pub mod synthetic;
 pub mod volumes;
 
@@ -35,6 +37,27 @@ pub fn assets_dir() -> PathBuf {
     std::env::var_os("NEUROVOL_ASSETS")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared"))
+}
+
+/// The intensity normalisation of the head a defaced volume was cut from: the conform
+/// scaling (lo, hi, scale) and the conformed cube's 2 %/98 % quantiles. Both are measured
+/// over every voxel, so zeroing the face would shift them and, through them, the labels;
+/// segmenting the defaced volume with the original's numbers keeps the labels where they
+/// were. Four numbers about intensities: nothing identifying.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct IntensityReference {
+    pub scaling: (f32, f32, f32),
+    pub quantiles: (f32, f32),
+}
+
+impl IntensityReference {
+    /// Measured on a (not yet defaced) conformed head.
+    pub fn of(conformed: &conform::Conformed) -> IntensityReference {
+        IntensityReference {
+            scaling: conformed.scaling,
+            quantiles: post::quantiles_u8(&conformed.volume.data),
+        }
+    }
 }
 
 /// How much of the cube the region model evaluates.
@@ -60,6 +83,9 @@ pub struct SegmentOptions {
     pub gelu: GeluForm,
     /// Inference engine; `None` = [`CpuEngine`] with the best ISA of this CPU.
     pub engine: Option<Arc<dyn Engine>>,
+    /// Normalise intensities as this reference says instead of measuring them (the input
+    /// is a defaced head).
+    pub intensity: Option<IntensityReference>,
 }
 
 impl Default for SegmentOptions {
@@ -70,6 +96,7 @@ impl Default for SegmentOptions {
             field_of_view: FieldOfView::HeadBox,
             gelu: GeluForm::Exact,
             engine: None,
+            intensity: None,
         }
     }
 }
@@ -130,16 +157,21 @@ pub fn inference_region(normalised: &[f32], dims: [usize; 3], fov: FieldOfView) 
     })
 }
 
-/// Run one model on a conformed volume: normalise, infer, argmax, largest component.
-/// Returns labels on the conformed grid (same header, intent LABEL).
+/// Run one model on a conformed volume: normalise (between `quantiles`, else the
+/// volume's own), infer, argmax, largest component. Returns labels on the conformed grid
+/// (same header, intent LABEL).
 pub fn run_model(
     model: &Model,
     conformed: &Volume<u8>,
     engine: &dyn Engine,
     fov: FieldOfView,
     gelu: GeluForm,
+    quantiles: Option<(f32, f32)>,
 ) -> Result<Volume<u8>> {
-    let x = post::normalize_quantile(&conformed.data);
+    let x = match quantiles {
+        Some(q) => post::normalize_between(&conformed.data, q),
+        None => post::normalize_quantile(&conformed.data),
+    };
     let region = inference_region(&x, conformed.dims, fov)?;
     let mut labels = engine.run(model, &x, conformed.dims, &RunOptions { region, gelu })?;
     drop(x);
@@ -159,7 +191,8 @@ pub fn run_model(
 pub fn segment(input: &Volume<f32>, assets: &Path, opts: &SegmentOptions) -> Result<Segmentation> {
     let t0 = Instant::now();
     let engine: Arc<dyn Engine> = opts.engine.clone().unwrap_or_else(|| Arc::new(CpuEngine::new()));
-    let conformed = conform::conform(input)?;
+    let conformed = conform::conform_scaled(input, opts.intensity.map(|r| r.scaling))?;
+    let quantiles = opts.intensity.map(|r| r.quantiles);
     let t_conf = t0.elapsed().as_secs_f64();
     let model = Model::load(assets, opts.model)?;
     let t1 = Instant::now();
@@ -168,7 +201,7 @@ pub fn segment(input: &Volume<f32>, assets: &Path, opts: &SegmentOptions) -> Res
     } else {
         opts.field_of_view
     };
-    let labels = run_model(&model, &conformed.volume, engine.as_ref(), fov, opts.gelu)?;
+    let labels = run_model(&model, &conformed.volume, engine.as_ref(), fov, opts.gelu, quantiles)?;
     let model_s = t1.elapsed().as_secs_f64();
     let t2 = Instant::now();
     let brain_mask = if opts.brain_mask {
@@ -182,6 +215,7 @@ pub fn segment(input: &Volume<f32>, assets: &Path, opts: &SegmentOptions) -> Res
                 engine.as_ref(),
                 FieldOfView::FullCube,
                 opts.gelu,
+                quantiles,
             )?)
         }
     } else {

@@ -7,7 +7,11 @@ use rayon::prelude::*;
 /// interpolation) over all voxels; `clip((v − q2)/(q98 − q2 + 1e-3), 0, 1)`.
 /// Exact quantiles via a 256-bin histogram (values are integers 0..255).
 pub fn normalize_quantile(conformed: &[u8]) -> Vec<f32> {
-    let (q2, q98) = quantiles_u8(conformed);
+    normalize_between(conformed, quantiles_u8(conformed))
+}
+
+/// `clip((v − q2)/(q98 − q2 + 1e-3), 0, 1)` with given quantiles.
+pub fn normalize_between(conformed: &[u8], (q2, q98): (f32, f32)) -> Vec<f32> {
     let den = q98 - q2 + 1e-3f32;
     conformed
         .par_iter()

@@ -129,6 +129,7 @@ pub async fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
     let steps = Steps {
         store: store.clone(),
         segmenter: slot.clone(),
+        defacer: crate::pipeline::load_defacer(&config.assets_dir)?,
         settings,
     };
     let result = async {
@@ -185,7 +186,7 @@ async fn run_steps(
     loop {
         attempt += 1;
         let job = steps
-            .submit_segmentation(nifti, labels, volumes)
+            .submit_segmentation(nifti, labels, volumes, conversion.defacing.as_ref().map(|d| d.intensity))
             .await
             .map_err(step_error)?;
         match steps.await_segmentation(&job, labels, volumes).await {

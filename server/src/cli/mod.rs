@@ -2,5 +2,6 @@
 
 pub mod analyze;
 pub mod assets;
+pub mod deface;
 pub mod deid;
 pub mod segment;

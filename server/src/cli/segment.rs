@@ -29,6 +29,10 @@ pub struct SegmentArgs {
     /// M or F (for percentiles).
     #[arg(long)]
     pub sex: Option<String>,
+    /// Normalise intensities as measured on this NIfTI (the head INPUT was defaced from),
+    /// as the pipeline segments a defaced volume.
+    #[arg(long)]
+    pub intensity_from: Option<PathBuf>,
 }
 
 /// Fills percentiles from the embedded normative model (site average).
@@ -56,8 +60,17 @@ pub fn run(args: &SegmentArgs, assets: &Path) -> Result<volumetry::VolumeReport,
     if !args.input.is_file() {
         return Err(format!("cannot read {}: no such file", args.input.display()));
     }
+    let intensity = match &args.intensity_from {
+        None => None,
+        Some(path) => {
+            let head = volumetry::nifti::read_f32(path).map_err(|e| e.to_string())?;
+            let conformed = volumetry::conform::conform(&head).map_err(|e| e.to_string())?;
+            Some(volumetry::IntensityReference::of(&conformed))
+        }
+    };
     let opts = SegmentOptions {
         model,
+        intensity,
         ..SegmentOptions::default()
     };
     let tmp_labels = partial_name(&args.out);

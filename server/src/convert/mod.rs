@@ -62,6 +62,8 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use volumetry::deface::{Defacer, Defacing};
+
 use process::*;
 pub use process::{
     CORRUPT_MARKERS, MISSING_SLICE_MARKERS, UNSUPPORTED_MARKERS, classify_run, dcm2niix_version, parse_version,
@@ -138,6 +140,8 @@ pub struct Converted {
     pub warnings: Vec<ConvertWarning>,
     /// Wall-clock time of the dcm2niix run.
     pub dcm2niix_ms: u64,
+    /// The face removal applied to the result, when a defacer was given.
+    pub defacing: Option<Defacing>,
 }
 
 /// Accepted, but worth telling the user.
@@ -223,6 +227,10 @@ pub enum ConvertError {
         "The converted volume cannot be used for segmentation (invalid voxel values, such as NaN, or an implausible size)."
     )]
     UnreadableVolume,
+    #[error(
+        "We could not find a brain in this image, so we cannot remove the face from it before storing it. Please upload a 3D T1-weighted series of the whole head."
+    )]
+    NoBrain,
     #[error("The DICOM converter could not convert this series (exit status {status}).")]
     ConversionFailed { status: i32 },
     #[error("The de-identified archive could not be read ({0}).")]
@@ -261,6 +269,7 @@ impl ConvertError {
             UnsupportedDataType { .. } => "unsupported_datatype",
             InvalidGeometry => "invalid_geometry",
             UnreadableVolume => "unreadable_volume",
+            NoBrain => "no_brain",
             ConversionFailed { .. } => "conversion_failed",
             BadArchive(_) => "bad_archive",
             TooLarge(_) => "archive_too_large",
@@ -292,6 +301,7 @@ impl ConvertError {
             | UnsupportedDataType { .. }
             | InvalidGeometry
             | UnreadableVolume
+            | NoBrain
             | ConversionFailed { .. }
             | TooLarge(_) => true,
             Dcm2niixMissing
@@ -323,15 +333,22 @@ fn io_err(op: &'static str) -> impl FnOnce(io::Error) -> ConvertError {
     move |source| ConvertError::Io { op, source }
 }
 
-/// Converts the de-identified ZIP `deid_zip` into `<work>/out/volume.nii.gz`.
+/// Converts the de-identified ZIP `deid_zip` into `<work>/out/volume.nii.gz`, defaced by
+/// `defacer` when given (the pipeline always gives one; the upload's dry run does not,
+/// as its result is thrown away).
 ///
 /// `work` is a private, empty directory owned by the caller (who removes it). Only
 /// de-identified archives may be passed: dcm2niix copies header text into its outputs.
 /// Blocking (runs a child process for up to `settings.timeout`): call it from
 /// `spawn_blocking`.
-pub fn convert(deid_zip: &Path, work: &Path, settings: &ConvertSettings) -> Result<Converted, ConvertError> {
+pub fn convert(
+    deid_zip: &Path,
+    work: &Path,
+    settings: &ConvertSettings,
+    defacer: Option<&Defacer>,
+) -> Result<Converted, ConvertError> {
     let mut scratch = Scratch { dirs: Vec::new() };
-    let result = convert_in(deid_zip, work, settings, &mut scratch);
+    let result = convert_in(deid_zip, work, settings, defacer, &mut scratch);
     // Keep only the result: extracted DICOM, logs and dcm2niix's temp dir go now,
     // `out/` too when there is no result.
     scratch.remove_all(result.is_ok());
@@ -370,6 +387,7 @@ fn convert_in(
     deid_zip: &Path,
     work: &Path,
     settings: &ConvertSettings,
+    defacer: Option<&Defacer>,
     scratch: &mut Scratch,
 ) -> Result<Converted, ConvertError> {
     let dicom = scratch.create(work.join("dicom"), false)?;
@@ -391,7 +409,7 @@ fn convert_in(
     let chosen = classify_run(run.status.code(), &log, &names)?;
     let produced = out.join(&chosen);
     let target = out.join(OUTPUT_NAME);
-    let geometry = finalize_nifti(&produced, &target, settings)?;
+    let (geometry, defacing) = finalize_nifti(&produced, &target, settings, defacer)?;
     if produced != target {
         let _ = fs::remove_file(&produced);
     }
@@ -412,6 +430,7 @@ fn convert_in(
         voxel_mm: geometry.voxel_mm,
         warnings: geometry.warnings,
         dcm2niix_ms: run.elapsed.as_millis() as u64,
+        defacing,
     })
 }
 

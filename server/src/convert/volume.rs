@@ -5,7 +5,8 @@ use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
-use volumetry::nifti::{self, Header};
+use volumetry::deface;
+use volumetry::nifti::{self, Header, Volume};
 
 use super::*;
 
@@ -137,12 +138,14 @@ pub fn scrub_nifti(buf: &mut Vec<u8>, big_endian: bool, voxel_bytes: usize) -> R
 }
 
 /// Reads dcm2niix's output, checks it, scrubs its header, verifies it with volumetry's
-/// reader and writes it gzip-compressed to `target` (through a temporary name).
+/// reader, removes the face (with a `defacer`) and writes it gzip-compressed to `target`
+/// (through a temporary name).
 pub(super) fn finalize_nifti(
     produced: &Path,
     target: &Path,
     settings: &ConvertSettings,
-) -> Result<Geometry, ConvertError> {
+    defacer: Option<&Defacer>,
+) -> Result<(Geometry, Option<Defacing>), ConvertError> {
     let file = File::open(produced).map_err(io_err("read the converted volume"))?;
     let gz = produced.extension().is_some_and(|e| e == "gz");
     let mut reader: Box<dyn Read> = if gz {
@@ -172,6 +175,10 @@ pub(super) fn finalize_nifti(
     if volume.dims != geometry.dims {
         return Err(ConvertError::BadOutput("dimensions changed"));
     }
+    let defacing = match defacer {
+        Some(defacer) => Some(deface(defacer, &mut buf, &volume)?),
+        None => None,
+    };
     drop(volume);
 
     let partial = target.with_extension("gz.partial");
@@ -193,5 +200,17 @@ pub(super) fn finalize_nifti(
             source: e,
         });
     }
-    Ok(geometry)
+    Ok((geometry, defacing))
+}
+
+/// Zeroes the face in the scrubbed image `buf`, whose decoded voxels are `volume`.
+fn deface(defacer: &Defacer, buf: &mut [u8], volume: &Volume<f32>) -> Result<Defacing, ConvertError> {
+    let defacing = defacer.plan(volume).map_err(|e| match e {
+        volumetry::VolumetryError::NoBrain => ConvertError::NoBrain,
+        volumetry::VolumetryError::BadInput(_) => ConvertError::UnreadableVolume,
+        _ => ConvertError::BadOutput("the image could not be defaced"),
+    })?;
+    deface::zero_in_nifti(buf, &volume.header, volume.dims, &defacing.plane)
+        .map_err(|_| ConvertError::BadOutput("the image could not be defaced"))?;
+    Ok(defacing)
 }

@@ -40,7 +40,7 @@ use crate::object_store::StoreError;
 use crate::segmenter::SegmenterError;
 
 pub use queue::{Pipeline, enqueue, retry};
-pub use startup::{check_dcm2niix, open_store, preflight, start};
+pub use startup::{check_dcm2niix, load_defacer, open_store, preflight, start};
 pub use steps::{ConversionFacts, SegmenterSlot, Steps};
 
 /// The worker's volumes JSON is small; anything bigger is not ours.

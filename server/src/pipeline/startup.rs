@@ -12,6 +12,7 @@ use crate::convert::{self};
 use crate::db::Db;
 use crate::object_store::ObjectStore;
 use crate::segmenter::Segmenter;
+use volumetry::deface::{Defacer, MaskGrid};
 
 /// The configured object store: S3/R2 when configured, else the local folder whose signed
 /// URLs the app serves itself at `object_url_base` (where the worker reaches the app).
@@ -54,36 +55,47 @@ pub fn check_dcm2niix(bin: &Path) -> anyhow::Result<String> {
     convert::dcm2niix_version(bin).map_err(|e| anyhow::anyhow!("{e} (install dcm2niix, or set NEUROVOL_DCM2NIIX)"))
 }
 
-/// What the pipeline needs before `serve` touches the database: dcm2niix, a segmentation
-/// service that can run, and (for the local worker) the model files. Each missing part
-/// stops the server with one line naming the setting that fixes it.
+/// What the pipeline needs before `serve` touches the database: dcm2niix, the brain-mask
+/// model the defacing runs here, a segmentation service that can run, and (for the local
+/// worker) its model files. Each missing part stops the server with one line naming the
+/// setting that fixes it.
 pub fn preflight(config: &crate::config::Config) -> anyhow::Result<()> {
     if config.pipeline_concurrency == 0 {
         return Ok(());
     }
     let version = check_dcm2niix(&config.dcm2niix)?;
     tracing::info!(dcm2niix = %version, "converter");
+    check_model_files(&config.assets_dir, volumetry::ModelId::Mindgrab.folder())?;
     let backend = config.segmenter_backend();
     backend.check_runnable().map_err(|e| anyhow::anyhow!(e))?;
     if let crate::segmenter::Backend::Local(local) = &backend {
-        let mut models = vec![config.segment_model.as_str()];
+        check_model_files(&local.assets, &config.segment_model)?;
         if config.segment_brain_mask {
-            models.push(volumetry::ModelId::Mindgrab.folder());
-        }
-        for model in models {
-            let dir = volumetry::model::models_dir(&local.assets).join(model);
-            if !["arch.json", "model.safetensors", "colormap.json"]
-                .iter()
-                .all(|f| dir.join(f).is_file())
-            {
-                anyhow::bail!(
-                    "the model files of {model} are not in {} (set NEUROVOL_ASSETS to the assets folder)",
-                    dir.display()
-                );
-            }
+            check_model_files(&local.assets, volumetry::ModelId::Mindgrab.folder())?;
         }
     }
     Ok(())
+}
+
+fn check_model_files(assets: &Path, model: &str) -> anyhow::Result<()> {
+    let dir = volumetry::model::models_dir(assets).join(model);
+    if !["arch.json", "model.safetensors", "colormap.json"]
+        .iter()
+        .all(|f| dir.join(f).is_file())
+    {
+        anyhow::bail!(
+            "the model files of {model} are not in {} (set NEUROVOL_ASSETS to the assets folder)",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// The defacing every converted volume goes through (mindgrab on the coarse grid).
+pub fn load_defacer(assets: &Path) -> anyhow::Result<Arc<Defacer>> {
+    Defacer::load(assets, MaskGrid::Coarse).map(Arc::new).map_err(|e| {
+        anyhow::anyhow!("cannot load the defacing's brain-mask model: {e} (set NEUROVOL_ASSETS to the assets folder)")
+    })
 }
 
 /// Starts the segmentation client (in the background: the local worker takes a moment)
@@ -128,6 +140,7 @@ pub fn start(
     let steps = Steps {
         store,
         segmenter: slot,
+        defacer: load_defacer(&config.assets_dir)?,
         settings,
     };
     Pipeline::new(db, config.uses_postgres(), steps, wake).spawn();

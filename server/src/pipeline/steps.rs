@@ -9,6 +9,7 @@ use crate::convert::{self};
 use crate::object_store::ObjectStore;
 use crate::segmenter::{JobHandle, JobInput, JobOutput, JobState, Segmenter};
 use crate::temp_dir::TempDir;
+use volumetry::deface::{Defacer, Defacing};
 
 /// What conversion found out about the volume (kept with the scan; no header text).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -18,6 +19,9 @@ pub struct ConversionFacts {
     pub nifti_bytes: u64,
     pub warnings: Vec<Warning>,
     pub dcm2niix_ms: u64,
+    /// The face removal (plane, voxels removed, time); absent on scans converted before it.
+    #[serde(default)]
+    pub defacing: Option<Defacing>,
 }
 
 /// The segmentation client, set once it has started (the local worker takes a moment).
@@ -27,6 +31,8 @@ pub type SegmenterSlot = Arc<tokio::sync::OnceCell<Segmenter>>;
 pub struct Steps {
     pub store: Arc<dyn ObjectStore>,
     pub segmenter: SegmenterSlot,
+    /// Removes the face before the volume is stored or sent anywhere.
+    pub defacer: Arc<Defacer>,
     pub settings: PipelineSettings,
 }
 
@@ -37,8 +43,9 @@ impl Steps {
             .ok_or_else(|| StepError::Transient("the segmentation service is starting".into()))
     }
 
-    /// De-identified ZIP (`archive_key`) → NIfTI stored under `nifti_key`. `on_converted`
-    /// runs between conversion and storing (the job records the `converted` state there).
+    /// De-identified ZIP (`archive_key`) → defaced NIfTI stored under `nifti_key`; nothing
+    /// with a face is stored or sent. `on_converted` runs between conversion and storing
+    /// (the job records the `converted` state there).
     pub async fn convert_and_store<F, Fut>(
         &self,
         archive_key: &str,
@@ -54,8 +61,9 @@ impl Steps {
         let archive = work.path().join("archive.zip");
         self.store.get_to_file(archive_key, &archive).await?;
         let (zip, dir, settings) = (archive.clone(), work.path().join("work"), self.settings.convert.clone());
+        let defacer = self.defacer.clone();
         std::fs::create_dir(&dir).map_err(|e| StepError::Transient(format!("cannot create a temp dir: {e}")))?;
-        let converted = tokio::task::spawn_blocking(move || convert::convert(&zip, &dir, &settings))
+        let converted = tokio::task::spawn_blocking(move || convert::convert(&zip, &dir, &settings, Some(&defacer)))
             .await
             .map_err(|_| StepError::Transient("the conversion task failed".into()))?;
         let converted = match converted {
@@ -83,18 +91,21 @@ impl Steps {
                 })
                 .collect(),
             dcm2niix_ms: converted.dcm2niix_ms,
+            defacing: converted.defacing.clone(),
         };
         on_converted(facts.clone()).await?;
         self.store.put_file(nifti_key, &converted.nifti).await?;
         Ok(facts)
     }
 
-    /// Hands the stored NIfTI to the segmentation service with pre-signed URLs.
+    /// Hands the stored (defaced) NIfTI to the segmentation service with pre-signed URLs
+    /// and the head's intensity reference (`None` for a scan converted before defacing).
     pub async fn submit_segmentation(
         &self,
         nifti_key: &str,
         labels_key: &str,
         volumes_key: &str,
+        intensity: Option<volumetry::IntensityReference>,
     ) -> Result<JobHandle, StepError> {
         let input = JobInput {
             nifti_url: self
@@ -111,6 +122,7 @@ impl Steps {
                 .await?,
             model: self.settings.model.clone(),
             brain_mask: self.settings.brain_mask,
+            intensity,
         };
         Ok(self
             .segmenter()?

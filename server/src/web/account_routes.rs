@@ -87,33 +87,6 @@ pub async fn change_password(
     }
 }
 
-#[derive(Deserialize)]
-pub struct SettingsForm {
-    /// A checkbox: present ("on") when ticked.
-    #[serde(default)]
-    discard_archive_default: Option<String>,
-}
-
-/// `POST /account/settings`: the default for keeping or discarding DICOM archives.
-pub async fn settings(
-    State(state): State<AppState>,
-    user: SignedIn,
-    Client(origin): Client,
-    Form(form): Form<SettingsForm>,
-) -> Response {
-    let discard = form.discard_archive_default.is_some();
-    let updated = sqlx::query("UPDATE users SET discard_archive_default = $1 WHERE id = $2")
-        .bind(i64::from(discard))
-        .bind(&user.user_id)
-        .execute(&state.db)
-        .await;
-    if let Err(e) = updated {
-        return internal_error(e);
-    }
-    audit::note(&state.db, &user.user_id, AuditKind::SettingsChanged, "", &origin).await;
-    back(AuthNotice::SettingsSaved, "settings")
-}
-
 /// `POST /account/export`: the ZIP of everything held for the account (`export.rs`),
 /// streamed from its file.
 pub async fn export(State(state): State<AppState>, user: SignedIn, Client(origin): Client) -> Response {

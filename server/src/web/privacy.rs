@@ -49,19 +49,20 @@ pub fn facts(config: &Config) -> PrivacyFacts {
             ),
         },
         segmentation: match &config.runpod_endpoint_id {
-            Some(_) if config.runpod_api_key.is_some() => "on a GPU in a RunPod serverless endpoint, which receives only the de-identified 3D volume through a signed link, keeps nothing after the job, and never sees your age, sex or account".into(),
+            Some(_) if config.runpod_api_key.is_some() => "on a GPU in a RunPod serverless endpoint, which receives only the de-identified 3D volume with the face removed, through a signed link, keeps nothing after the job, and never sees your age, sex or account".into(),
             _ => "on this server's own processor, by NeuroVol's segmentation worker on the loopback interface".into(),
         },
         session_days: config.session_days,
         retention: vec![
             "The raw upload is never stored: only the de-identified files are.".into(),
-            "Kept for each scan: the de-identified 3D volume (NIfTI), its region labels, the region volumes and percentiles, and the de-identified DICOM archive — unless you choose at upload to discard the archive after processing.".into(),
+            "The face is removed from the 3D volume right after conversion, before it is stored or sent to the segmentation service: everything in front of and below a plane under the brain (face, jaw, front of the neck) is set to zero. The scan page shows the middle slice of what is kept.".into(),
+            "Kept for each scan: the de-identified 3D volume with the face removed (NIfTI), its region labels, the region volumes and percentiles. The de-identified DICOM files are deleted as soon as they are converted, because their images show the face.".into(),
             "Everything is kept until you delete it: a scan, or your whole account, on the account page.".into(),
             "Temporary files are deleted as soon as a step finishes or fails.".into(),
             "Signed-out and expired sessions are deleted.".into(),
         ],
         controls: vec![
-            "Download any file of a scan from its page, or everything we hold about you as one ZIP from your account page: your scans' files and results, your account's facts and settings, your audit log, a manifest with the SHA-256 of every file, and a README saying what each file is, why we hold it, where and for how long.".into(),
+            "Download any file of a scan from its page, or everything we hold about you as one ZIP from your account page: your scans' files and results, your account's facts, your audit log, a manifest with the SHA-256 of every file, and a README saying what each file is, why we hold it, where and for how long.".into(),
             "Delete a scan, or your whole account, yourself after entering your password again (an account that signs in with Google only confirms by signing in with Google again). The database rows are deleted at once, in one step, together with a list of the stored files to remove; those are removed from storage within minutes, or about 20 minutes for a scan still being processed (retried until the storage answers, across restarts), and a receipt with counts and dates shows \"deletion pending\" until they are gone.".into(),
             format!(
                 "Deleting your account signs out all its sessions and deletes its audit log; what remains is the receipt, which names no account and holds no health data. {}",

@@ -171,14 +171,6 @@ pub const ROUTES: &[Route] = &[
     ),
     route(
         Method::POST,
-        "/account/settings",
-        Account,
-        Redirect,
-        Names::Nothing,
-        Handler,
-    ),
-    route(
-        Method::POST,
         "/account/export",
         Account,
         Download,
@@ -287,7 +279,6 @@ fn handler(r: &Route) -> MethodRouter<AppState> {
         ("POST", "/account/google/unlink") => post(google_routes::unlink),
         ("POST", "/account/delete/google") => post(google_routes::delete_account),
         ("POST", "/account/password") => post(account_routes::change_password),
-        ("POST", "/account/settings") => post(account_routes::settings),
         ("POST", "/account/export") => post(account_routes::export),
         ("POST", "/account/delete") => post(account_routes::delete_account),
         ("POST", "/uploads") => post(upload::create),

@@ -143,6 +143,25 @@ fn no_such_file() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "This scan or file does not exist.")
 }
 
+/// What a download answers when the stored file cannot be read.
+fn stored_file_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound => no_such_file(),
+        e if e.is_transient() => {
+            tracing::warn!(error = %e, "download: the object store is unavailable");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "This file cannot be read right now. Please try again in a few minutes.",
+            )
+        }
+        e => {
+            tracing::error!(error = %e, "download: cannot read a stored file");
+            ApiError::internal()
+        }
+    }
+}
+
 /// `GET /scans/{id}/files/{name}`: one file of the account's scan (`app::scans_api::ScanFile`).
 pub async fn download(
     State(state): State<AppState>,
@@ -160,7 +179,16 @@ pub async fn download(
             ApiError::internal()
         })?;
     let name = format!("neurovol-{}-{}", &id[..id.len().min(8)], file.file_name());
-    let resp = match source.ok_or_else(no_such_file)? {
+    let source = match source.ok_or_else(no_such_file)? {
+        FileSource::MidlineOf(key) => FileSource::Made(
+            crate::scans::midline_png(&*state.store, &key)
+                .await
+                .map_err(stored_file_error)?,
+        ),
+        other => other,
+    };
+    let resp = match source {
+        FileSource::MidlineOf(_) => unreachable!("drawn above"),
         FileSource::Made(bytes) => {
             let len = bytes.len() as u64;
             attachment(Body::from(bytes), len, file.content_type(), &name)
@@ -169,22 +197,11 @@ pub async fn download(
             let dir =
                 crate::temp_dir::TempDir::new(&state.config.tmp_dir(), "download").map_err(|_| ApiError::internal())?;
             let path = dir.path().join("file");
-            let len = match state.store.get_to_file(&key, &path).await {
-                Ok(n) => n,
-                Err(StoreError::NotFound) => return Err(no_such_file()),
-                Err(e) if e.is_transient() => {
-                    tracing::warn!(error = %e, "download: the object store is unavailable");
-                    return Err(ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "store_unavailable",
-                        "This file cannot be read right now. Please try again in a few minutes.",
-                    ));
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "download: cannot read a stored file");
-                    return Err(ApiError::internal());
-                }
-            };
+            let len = state
+                .store
+                .get_to_file(&key, &path)
+                .await
+                .map_err(stored_file_error)?;
             let f = tokio::fs::File::open(&path).await.map_err(|_| ApiError::internal())?;
             // the open file stays readable; the folder goes now, whatever the download does
             drop(dir);

@@ -56,15 +56,15 @@ pub async fn account(server: &TestServer, tag: &str) -> (Browser, String) {
 }
 
 /// Uploads a ZIP through the API; returns the new scan's id.
-pub async fn upload_scan(b: &Browser, bytes: &[u8], discard_archive: bool) -> String {
-    let (st, v) = upload_with(b, bytes, discard_archive).await;
+pub async fn upload_scan(b: &Browser, bytes: &[u8]) -> String {
+    let (st, v) = upload_with(b, bytes).await;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     v["scan_id"].as_str().unwrap().to_string()
 }
 
 /// Uploads a ZIP through the API; returns `complete`'s answer (a scan, or a refusal).
-pub async fn upload_with(b: &Browser, bytes: &[u8], discard_archive: bool) -> (StatusCode, serde_json::Value) {
-    let body = serde_json::json!({ "size": bytes.len(), "chunk_size": 8 * MIB, "discard_archive": discard_archive });
+pub async fn upload_with(b: &Browser, bytes: &[u8]) -> (StatusCode, serde_json::Value) {
+    let body = serde_json::json!({ "size": bytes.len(), "chunk_size": 8 * MIB });
     let (st, created) = create_with(b, &body).await;
     assert_eq!(st, StatusCode::CREATED, "{created}");
     let id = created["id"].as_str().unwrap().to_string();

@@ -9,7 +9,6 @@ struct ScanRow {
     nifti_key: String,
     labels_key: String,
     volumes_key: String,
-    discard_archive: bool,
     archive_deleted: bool,
     facts: ScanFacts,
     conversion: Option<ConversionFacts>,
@@ -18,7 +17,7 @@ struct ScanRow {
 impl Pipeline {
     async fn load_scan(&self, scan_id: &str) -> Result<ScanRow, StepError> {
         let r = sqlx::query(
-            "SELECT object_key, nifti_key, labels_key, volumes_key, discard_archive, archive_deleted, age_years, sex, study_date, conversion_json \
+            "SELECT object_key, nifti_key, labels_key, volumes_key, archive_deleted, age_years, sex, study_date, conversion_json \
              FROM scans WHERE id = $1",
         )
         .bind(scan_id)
@@ -30,7 +29,6 @@ impl Pipeline {
             nifti_key: r.try_get::<Option<String>, _>("nifti_key")?.unwrap_or_default(),
             labels_key: r.try_get::<Option<String>, _>("labels_key")?.unwrap_or_default(),
             volumes_key: r.try_get::<Option<String>, _>("volumes_key")?.unwrap_or_default(),
-            discard_archive: r.try_get::<i64, _>("discard_archive")? != 0,
             archive_deleted: r.try_get::<i64, _>("archive_deleted")? != 0,
             facts: ScanFacts {
                 age_years: r
@@ -84,7 +82,12 @@ impl Pipeline {
         match job.step {
             Step::Convert => {
                 let id = job.scan_id.clone();
-                self.steps
+                // a run that stored the volume and deleted the archive, then stopped
+                let stored_before = scan.archive_deleted
+                    || (self.steps.store.size(&scan.archive_key).await?.is_none()
+                        && self.steps.store.size(&scan.nifti_key).await?.is_some());
+                if !stored_before {
+                    self.steps
                     .convert_and_store(&scan.archive_key, &scan.nifti_key, |facts| async move {
                         let json = serde_json::to_string(&facts).unwrap_or_default();
                         self.fenced(
@@ -102,6 +105,18 @@ impl Pipeline {
                         .await
                     })
                     .await?;
+                }
+                // The DICOM images show the face: once the defaced volume is stored, the
+                // archive goes (the step runs again from here if this process stops).
+                self.steps.store.delete(&scan.archive_key).await?;
+                self.fenced(
+                    &job.scan_id,
+                    vec![(
+                        "UPDATE scans SET archive_deleted = 1, object_bytes = 0 WHERE id = $1",
+                        vec![Bind::Text(job.scan_id.clone())],
+                    )],
+                )
+                .await?;
                 self.advance(&job.scan_id, ScanStatus::Stored, Next::Step(Step::Segment))
                     .await
             }
@@ -115,7 +130,12 @@ impl Pipeline {
                     None => {
                         let h = self
                             .steps
-                            .submit_segmentation(&scan.nifti_key, &scan.labels_key, &scan.volumes_key)
+                            .submit_segmentation(
+                                &scan.nifti_key,
+                                &scan.labels_key,
+                                &scan.volumes_key,
+                                scan.conversion.as_ref().and_then(|c| c.defacing.as_ref()).map(|d| d.intensity),
+                            )
                             .await?;
                         let now = now_ms();
                         self.fenced(
@@ -200,18 +220,6 @@ impl Pipeline {
                     ],
                 ));
                 self.fenced(&job.scan_id, writes).await?;
-                // retention: the user chose to keep only the NIfTI, labels and volumes
-                if scan.discard_archive && !scan.archive_deleted {
-                    self.steps.store.delete(&scan.archive_key).await?;
-                    self.fenced(
-                        &job.scan_id,
-                        vec![(
-                            "UPDATE scans SET archive_deleted = 1, object_bytes = 0 WHERE id = $1",
-                            vec![Bind::Text(job.scan_id.clone())],
-                        )],
-                    )
-                    .await?;
-                }
                 self.advance(&job.scan_id, ScanStatus::Done, Next::Done).await
             }
         }

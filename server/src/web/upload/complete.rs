@@ -140,7 +140,7 @@ async fn finish_upload(
                 op: "create work dir",
                 source,
             })?;
-            crate::convert::convert(&zip, &w, &settings)
+            crate::convert::convert(&zip, &w, &settings, None)
         })
         .await
         .map_err(|_| ApiError::internal())?;
@@ -209,8 +209,8 @@ async fn insert_scan(
     let mut tx = db.begin().await?;
     sqlx::query(
         "INSERT INTO scans (id, user_id, status, age_years, sex, study_date, object_key, object_bytes, files, report_json, created_at, updated_at, \
-         discard_archive, nifti_key, labels_key, volumes_key) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15)",
+         nifti_key, labels_key, volumes_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14)",
     )
     .bind(scan_id)
     .bind(&meta.user_id)
@@ -223,7 +223,6 @@ async fn insert_scan(
     .bind(outcome.report.files_written as i64)
     .bind(report)
     .bind(now)
-    .bind(i64::from(meta.discard_archive))
     .bind(storage::new_key(".nii.gz"))
     .bind(storage::new_key("-labels.nii.gz"))
     .bind(storage::new_key("-volumes.json"))

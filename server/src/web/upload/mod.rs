@@ -79,9 +79,6 @@ struct Meta {
     chunk_size: u64,
     series: Option<usize>,
     created_at: i64,
-    /// "Discard the DICOM archive after processing" (keep only NIfTI, labels, volumes).
-    #[serde(default)]
-    discard_archive: bool,
 }
 
 impl Meta {
@@ -177,10 +174,6 @@ pub struct CreateRequest {
     chunk_size: Option<u64>,
     /// Series index (as in `deid::inspect_zip`) for archives with several series.
     series: Option<usize>,
-    /// Delete the de-identified DICOM archive once the scan is processed (absent: the
-    /// account's default).
-    #[serde(default)]
-    discard_archive: Option<bool>,
 }
 
 pub async fn create(
@@ -223,19 +216,6 @@ pub async fn create(
         ));
     }
     let chunk_size = req.chunk_size.unwrap_or(MAX_CHUNK).clamp(MIN_CHUNK, MAX_CHUNK);
-    let discard_archive = match req.discard_archive {
-        Some(d) => d,
-        None => sqlx::query("SELECT discard_archive_default FROM users WHERE id = $1")
-            .bind(&user)
-            .fetch_optional(&state.db)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "cannot read the account's default");
-                ApiError::internal()
-            })?
-            .map(|r| sqlx::Row::try_get::<i64, _>(&r, "discard_archive_default").unwrap_or(0) != 0)
-            .unwrap_or(false),
-    };
     let id = hex::encode(rand::random::<[u8; 16]>());
     let meta = Meta {
         user_id: user,
@@ -243,7 +223,6 @@ pub async fn create(
         chunk_size,
         series: req.series,
         created_at: now_secs(),
-        discard_archive,
     };
     let dir = uploads_dir(&state).join(&id);
     let write = async {
