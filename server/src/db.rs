@@ -22,6 +22,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "pipeline", include_str!("../../migrations/0003_pipeline.sql")),
     (4, "privacy", include_str!("../../migrations/0004_privacy.sql")),
     (5, "google", include_str!("../../migrations/0005_google.sql")),
+    (6, "defacing", include_str!("../../migrations/0006_defacing.sql")),
 ];
 
 pub fn migrator() -> Migrator {

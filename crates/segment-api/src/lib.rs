@@ -38,7 +38,7 @@ pub struct JobInput {
     pub brain_mask: bool,
     /// The input is a defaced head: normalise its intensities as these numbers, measured on
     /// the head before defacing, say (the labels then match the whole head's).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intensity: Option<volumetry::IntensityReference>,
 }
 

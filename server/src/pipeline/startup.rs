@@ -65,16 +65,13 @@ pub fn preflight(config: &crate::config::Config) -> anyhow::Result<()> {
     }
     let version = check_dcm2niix(&config.dcm2niix)?;
     tracing::info!(dcm2niix = %version, "converter");
-    check_model_files(&config.assets_dir, volumetry::ModelId::Mindgrab.folder())?;
     let backend = config.segmenter_backend();
     backend.check_runnable().map_err(|e| anyhow::anyhow!(e))?;
     if let crate::segmenter::Backend::Local(local) = &backend {
         check_model_files(&local.assets, &config.segment_model)?;
-        if config.segment_brain_mask {
-            check_model_files(&local.assets, volumetry::ModelId::Mindgrab.folder())?;
-        }
     }
-    Ok(())
+    // the defacing runs here, whichever service segments
+    check_model_files(&config.assets_dir, volumetry::ModelId::Mindgrab.folder())
 }
 
 fn check_model_files(assets: &Path, model: &str) -> anyhow::Result<()> {
