@@ -104,6 +104,7 @@ async fn main() {
         let mut upload_s = Vec::new();
         let mut total_s = Vec::new();
         let mut steps: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        let mut defacing_s = Vec::new();
         for i in 0..runs {
             let t = Instant::now();
             let (scan, up) = upload_one(&b, &zip).await;
@@ -120,6 +121,14 @@ async fn main() {
                 let ms = r.get::<Option<i64>, _>("finished_ms").unwrap() - r.get::<i64, _>("started_ms");
                 steps.entry(r.get("step")).or_default().push(ms as f64 / 1000.0);
             }
+            let conversion: String = sqlx::query("SELECT conversion_json FROM scans WHERE id = $1")
+                .bind(&scan)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+                .get(0);
+            let conversion: serde_json::Value = serde_json::from_str(&conversion).unwrap();
+            defacing_s.push(conversion["defacing"]["mask_s"].as_f64().unwrap());
             eprintln!("run {}: {:.1} s", i + 1, total_s.last().unwrap());
         }
         drop(server);
@@ -131,6 +140,7 @@ async fn main() {
         for (step, v) in &steps {
             println!("  {step}: {:.2} s", median(v.clone()));
         }
+        println!("  of convert, the defacing (brain mask + plane): {:.2} s", median(defacing_s));
         println!("  upload → done: {:.1} s", median(total_s));
     }
 
