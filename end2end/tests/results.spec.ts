@@ -50,4 +50,12 @@ test("a dropped T1 series reaches its results: the hippocampus with a volume and
     expect(percentile).toBeLessThanOrEqual(100);
   }
   await expect(page.getByTestId("scan-facts")).toContainText("Intracranial volume");
+
+  // what we keep: the volume without its face, shown as its middle slice; no DICOM archive
+  const midline = page.getByTestId("midline").locator("img");
+  await expect(midline).toBeVisible();
+  await expect.poll(() => midline.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth)).toBeGreaterThan(100);
+  await expect(page.locator("main")).toContainText("The face was removed from the 3D volume");
+  await expect(page.locator('[data-file="dicom-deidentified.zip"]')).toHaveCount(0);
+  await page.screenshot({ path: test.info().outputPath("scan-page-defaced.png"), fullPage: true });
 });
