@@ -113,7 +113,9 @@ impl ScanFile {
             ScanFile::Volume => {
                 "the de-identified 3D volume (NIfTI) converted from the DICOM files, with the face removed"
             }
-            ScanFile::Midline => "the middle slice of that volume seen from the side, to check that the face was removed (PNG)",
+            ScanFile::Midline => {
+                "the middle slice of that volume seen from the side, to check that the face was removed (PNG)"
+            }
             ScanFile::Labels => "the segmentation: a NIfTI with one region label per voxel",
             ScanFile::Volumes => "the region volumes as measured by the segmentation service (JSON)",
             ScanFile::Results => "the results: region volumes, percentiles and flags (JSON)",

@@ -261,11 +261,7 @@ fn UploadFlow(csrf: String) -> impl IntoView {
         let token = csrf.get_value();
         leptos::task::spawn_local(async move {
             let t0 = client::now_ms();
-            match client::upload(&blob, &token, CHUNK, move |done, total| {
-                set_sent.set((done, total))
-            })
-            .await
-            {
+            match client::upload(&blob, &token, CHUNK, move |done, total| set_sent.set((done, total))).await {
                 Ok(url) => {
                     set_upload_ms.set(Some(client::now_ms() - t0));
                     set_phase.set(Phase::Finishing);

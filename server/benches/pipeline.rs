@@ -140,7 +140,10 @@ async fn main() {
         for (step, v) in &steps {
             println!("  {step}: {:.2} s", median(v.clone()));
         }
-        println!("  of convert, the defacing (brain mask + plane): {:.2} s", median(defacing_s));
+        println!(
+            "  of convert, the defacing (brain mask + plane): {:.2} s",
+            median(defacing_s)
+        );
         println!("  upload → done: {:.1} s", median(total_s));
     }
 

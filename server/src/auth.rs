@@ -83,10 +83,7 @@ pub async fn sign_up(db: &Db, raw_email: &str, password: &str, confirm: &str) ->
     if inserted.rows_affected() == 0 {
         return Err(SignUpError::Rejected(AuthNotice::EmailUnavailable));
     }
-    Ok(UserInfo {
-        id,
-        email,
-    })
+    Ok(UserInfo { id, email })
 }
 
 #[derive(Debug)]

@@ -108,7 +108,9 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve => server::serve(config).await,
-            Command::Deid(_) | Command::Segment(_) | Command::Deface(_) => unreachable!("handled before the runtime starts"),
+            Command::Deid(_) | Command::Segment(_) | Command::Deface(_) => {
+                unreachable!("handled before the runtime starts")
+            }
             Command::Analyze(args) => cli::analyze::run(&args, &config).await,
             Command::Assets(args) => cli::assets::run(&args).await,
             Command::Migrate => {

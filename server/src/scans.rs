@@ -199,7 +199,9 @@ pub async fn file_source(
     Ok(match file {
         ScanFile::Archive => key("object_key")?,
         ScanFile::Volume => key("nifti_key")?,
-        ScanFile::Midline => row.try_get::<Option<String>, _>("nifti_key")?.map(FileSource::MidlineOf),
+        ScanFile::Midline => row
+            .try_get::<Option<String>, _>("nifti_key")?
+            .map(FileSource::MidlineOf),
         ScanFile::Labels => key("labels_key")?,
         ScanFile::Volumes => key("volumes_key")?,
         ScanFile::Results => row.try_get::<Option<String>, _>("result_json")?.map(|json| {

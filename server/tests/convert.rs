@@ -922,12 +922,17 @@ fn real_heads_are_defaced_and_keep_their_brain() {
         let mut below = vec![false; original.data.len()];
         let removed = for_each_removed(&defaced.header, defaced.dims, &defacing.plane, |i| below[i] = true);
         assert_eq!(removed, defacing.removed_voxels);
-        assert!(removed > original.data.len() / 20, "{fixture}: a real cut ({removed} voxels)");
-        let nonzero_before = (0..below.len()).filter(|&i| below[i] && original.data[i] != 0.0).count();
+        assert!(
+            removed > original.data.len() / 20,
+            "{fixture}: a real cut ({removed} voxels)"
+        );
+        let nonzero_before = (0..below.len())
+            .filter(|&i| below[i] && original.data[i] != 0.0)
+            .count();
         assert!(nonzero_before > 100_000, "{fixture}: there was a face to remove");
-        for i in 0..below.len() {
-            let want = if below[i] { 0.0 } else { original.data[i] };
-            assert_eq!(defaced.data[i], want, "{fixture}: voxel {i}");
+        for (i, (&cut, (&before, &after))) in below.iter().zip(original.data.iter().zip(&defaced.data)).enumerate() {
+            let want = if cut { 0.0 } else { before };
+            assert_eq!(after, want, "{fixture}: voxel {i}");
         }
         // the brain: every voxel of a full-resolution mask of the original lies above the plane
         let (mask, _) = full_mask.brain_mask(&original).unwrap();
@@ -936,12 +941,19 @@ fn real_heads_are_defaced_and_keep_their_brain() {
         for (idx, _) in mask.data.iter().enumerate().filter(|(_, v)| **v != 0) {
             let (i, j, k) = (idx % 256, (idx / 256) % 256, idx / 65536);
             let p = [0, 1, 2].map(|r| aff[r][0] * i as f64 + aff[r][1] * j as f64 + aff[r][2] * k as f64 + aff[r][3]);
-            assert!(!defacing.plane.removes(p), "{fixture}: brain voxel ({i},{j},{k}) below the plane");
+            assert!(
+                !defacing.plane.removes(p),
+                "{fixture}: brain voxel ({i},{j},{k}) below the plane"
+            );
             brain += 1;
         }
         assert!(brain > 1_000_000, "{fixture}: a brain was found ({brain} mm³)");
         let png = volumetry::preview::mid_sagittal_png(&defaced).unwrap();
-        fs::write(artefacts.join(format!("defaced-{}.png", fixture.trim_end_matches(".zip"))), png).unwrap();
+        fs::write(
+            artefacts.join(format!("defaced-{}.png", fixture.trim_end_matches(".zip"))),
+            png,
+        )
+        .unwrap();
     }
 }
 
@@ -949,7 +961,8 @@ fn real_heads_are_defaced_and_keep_their_brain() {
 #[test]
 fn a_volume_without_a_brain_is_refused() {
     require_dcm2niix!();
-    let defacer = volumetry::deface::Defacer::load(&volumetry::assets_dir(), volumetry::deface::MaskGrid::Coarse).unwrap();
+    let defacer =
+        volumetry::deface::Defacer::load(&volumetry::assets_dir(), volumetry::deface::MaskGrid::Coarse).unwrap();
     let t = TestDir::new("nobrain");
     let zip = clean_deid(t.path());
     // the fixture's voxels all zero: a converted volume, but nothing in it

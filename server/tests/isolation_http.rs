@@ -496,4 +496,3 @@ async fn every_route_keeps_each_account_to_itself() {
     assert_eq!(scan_status(&db, &scan).await.as_deref(), Some("deidentified"));
     assert!(object_exists(&server, None, &keys[0]));
 }
-

@@ -233,9 +233,13 @@ async fn phi_scan_goes_from_upload_to_scored_volumes_and_nothing_identifying_is_
     assert_eq!(dims, ref_dims);
     let stored_volume = volumetry::nifti::decode_f32(&stored).unwrap();
     let mut defaced = volumetry::nifti::decode_f32(&reference_nifti()).unwrap();
-    let defacer = volumetry::deface::Defacer::load(&volumetry::assets_dir(), volumetry::deface::MaskGrid::Coarse).unwrap();
+    let defacer =
+        volumetry::deface::Defacer::load(&volumetry::assets_dir(), volumetry::deface::MaskGrid::Coarse).unwrap();
     let defacing = defacer.deface(&mut defaced).unwrap();
-    assert!(defacing.removed_voxels > 1_000_000, "the face and neck went: {defacing:?}");
+    assert!(
+        defacing.removed_voxels > 1_000_000,
+        "the face and neck went: {defacing:?}"
+    );
     assert!(
         stored_volume.data == defaced.data,
         "stored voxels differ from dcm2niix on the clean fixture, defaced"
@@ -264,17 +268,26 @@ async fn phi_scan_goes_from_upload_to_scored_volumes_and_nothing_identifying_is_
     let mut b = b;
     let download = b.get(&format!("/scans/{scan}/files/volume.nii.gz")).await;
     assert_eq!(download.status(), StatusCode::OK);
-    assert!(download.bytes().await.unwrap() == stored_gz, "the download is the stored volume");
+    assert!(
+        download.bytes().await.unwrap() == stored_gz,
+        "the download is the stored volume"
+    );
     let picture = b.get(&format!("/scans/{scan}/files/midline.png")).await;
     assert_eq!(picture.status(), StatusCode::OK);
     assert_eq!(picture.headers()["content-type"], "image/png");
     let png = picture.bytes().await.unwrap();
-    assert!(png == volumetry::preview::mid_sagittal_png(&defaced).unwrap(), "the picture is of the defaced volume");
+    assert!(
+        png == volumetry::preview::mid_sagittal_png(&defaced).unwrap(),
+        "the picture is of the defaced volume"
+    );
     let artefacts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("artefacts");
     std::fs::create_dir_all(&artefacts).unwrap();
     std::fs::write(artefacts.join("pipeline-t1-midline.png"), &png).unwrap();
     assert!(
-        b.get(&format!("/scans/{scan}/files/dicom-deidentified.zip")).await.status() == StatusCode::NOT_FOUND,
+        b.get(&format!("/scans/{scan}/files/dicom-deidentified.zip"))
+            .await
+            .status()
+            == StatusCode::NOT_FOUND,
         "no archive to download"
     );
 
@@ -432,7 +445,11 @@ async fn the_object_store_down_for_30_s_mid_job_is_retried() {
         all.iter().any(|r| r.1.as_deref() == Some("retry")),
         "the outage caused retries: {all:?}"
     );
-    assert_eq!(s3.objects().len(), 3, "NIfTI, labels, volumes (the archive went once converted); no duplicates");
+    assert_eq!(
+        s3.objects().len(),
+        3,
+        "NIfTI, labels, volumes (the archive went once converted); no duplicates"
+    );
     assert!(
         temp_files(&server).is_empty(),
         "no temp files left: {:?}",

@@ -95,8 +95,12 @@ pub fn shear_plane(mask: &Volume<u8>, buffer_mm: f64) -> Option<ShearPlane> {
     }
     // x = −A (front first), y = S
     let pts: Vec<(f64, f64)> = lowest.values().map(|&(a, s)| (-a, s)).collect();
-    let front = *pts.iter().min_by(|p, q| p.0.total_cmp(&q.0).then(p.1.total_cmp(&q.1)))?;
-    let bottom = *pts.iter().min_by(|p, q| p.1.total_cmp(&q.1).then(p.0.total_cmp(&q.0)))?;
+    let front = *pts
+        .iter()
+        .min_by(|p, q| p.0.total_cmp(&q.0).then(p.1.total_cmp(&q.1)))?;
+    let bottom = *pts
+        .iter()
+        .min_by(|p, q| p.1.total_cmp(&q.1).then(p.0.total_cmp(&q.0)))?;
     if bottom.0 <= front.0 {
         return None;
     }
@@ -247,7 +251,9 @@ pub fn zero_in_nifti(buf: &mut [u8], header: &Header, dims: [usize; 3], plane: &
     let offset = header.vox_offset as usize;
     let end = offset + dims.iter().product::<usize>() * bytes;
     if bytes == 0 || buf.len() < end {
-        return Err(VolumetryError::BadInput("the image holds fewer voxels than its header says".into()));
+        return Err(VolumetryError::BadInput(
+            "the image holds fewer voxels than its header says".into(),
+        ));
     }
     let voxels = &mut buf[offset..end];
     Ok(for_each_removed(header, dims, plane, |i| {
@@ -278,7 +284,8 @@ mod tests {
             header: Header::default(),
         };
         head.header.pixdim = [1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0];
-        head.header.set_affine(&[[1.0, 0.0, 0.0, -c], [0.0, 1.0, 0.0, -c], [0.0, 0.0, 1.0, -c]], 1);
+        head.header
+            .set_affine(&[[1.0, 0.0, 0.0, -c], [0.0, 1.0, 0.0, -c], [0.0, 0.0, 1.0, -c]], 1);
         let mut brain = Volume {
             dims: head.dims,
             data: vec![0u8; n * n * n],
@@ -291,8 +298,10 @@ mod tests {
                     let idx = i + n * (j + n * k);
                     let (x, y, z) = (i as f64 - c, j as f64 - c, k as f64 - c);
                     // brain centred 10 mm above the origin
-                    let rb = (x * x / 35.0f64.powi(2) + y * y / 45.0f64.powi(2) + (z - 10.0).powi(2) / 30.0f64.powi(2)).sqrt();
-                    let rs = (x * x / 42.0f64.powi(2) + y * y / 52.0f64.powi(2) + (z - 10.0).powi(2) / 37.0f64.powi(2)).sqrt();
+                    let rb = (x * x / 35.0f64.powi(2) + y * y / 45.0f64.powi(2) + (z - 10.0).powi(2) / 30.0f64.powi(2))
+                        .sqrt();
+                    let rs = (x * x / 42.0f64.powi(2) + y * y / 52.0f64.powi(2) + (z - 10.0).powi(2) / 37.0f64.powi(2))
+                        .sqrt();
                     if rb < 1.0 {
                         head.data[idx] = 100.0;
                         brain.data[idx] = 1;
@@ -372,11 +381,18 @@ mod tests {
                 }
             }
         }
-        flipped
-            .header
-            .set_affine(&[[-1.0, 0.0, 0.0, 59.0], [0.0, -1.0, 0.0, 59.0], [0.0, 0.0, 1.0, -60.0]], 1);
-        let (a, b) = (shear_plane(&p.brain, 10.0).unwrap(), shear_plane(&flipped, 10.0).unwrap());
-        assert!((a.slope - b.slope).abs() < 1e-9 && (a.intercept - b.intercept).abs() < 1e-9, "{a:?} {b:?}");
+        flipped.header.set_affine(
+            &[[-1.0, 0.0, 0.0, 59.0], [0.0, -1.0, 0.0, 59.0], [0.0, 0.0, 1.0, -60.0]],
+            1,
+        );
+        let (a, b) = (
+            shear_plane(&p.brain, 10.0).unwrap(),
+            shear_plane(&flipped, 10.0).unwrap(),
+        );
+        assert!(
+            (a.slope - b.slope).abs() < 1e-9 && (a.intercept - b.intercept).abs() < 1e-9,
+            "{a:?} {b:?}"
+        );
     }
 
     #[test]

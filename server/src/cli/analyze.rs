@@ -186,7 +186,12 @@ async fn run_steps(
     loop {
         attempt += 1;
         let job = steps
-            .submit_segmentation(nifti, labels, volumes, conversion.defacing.as_ref().map(|d| d.intensity))
+            .submit_segmentation(
+                nifti,
+                labels,
+                volumes,
+                conversion.defacing.as_ref().map(|d| d.intensity),
+            )
             .await
             .map_err(step_error)?;
         match steps.await_segmentation(&job, labels, volumes).await {

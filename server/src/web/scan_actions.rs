@@ -197,11 +197,7 @@ pub async fn download(
             let dir =
                 crate::temp_dir::TempDir::new(&state.config.tmp_dir(), "download").map_err(|_| ApiError::internal())?;
             let path = dir.path().join("file");
-            let len = state
-                .store
-                .get_to_file(&key, &path)
-                .await
-                .map_err(stored_file_error)?;
+            let len = state.store.get_to_file(&key, &path).await.map_err(stored_file_error)?;
             let f = tokio::fs::File::open(&path).await.map_err(|_| ApiError::internal())?;
             // the open file stays readable; the folder goes now, whatever the download does
             drop(dir);

@@ -88,23 +88,23 @@ impl Pipeline {
                         && self.steps.store.size(&scan.nifti_key).await?.is_some());
                 if !stored_before {
                     self.steps
-                    .convert_and_store(&scan.archive_key, &scan.nifti_key, |facts| async move {
-                        let json = serde_json::to_string(&facts).unwrap_or_default();
-                        self.fenced(
-                            &id,
-                            vec![(
-                                "UPDATE scans SET status = $1, conversion_json = $2, updated_at = $3 WHERE id = $4",
-                                vec![
-                                    Bind::Text(ScanStatus::Converted.as_str().into()),
-                                    Bind::Text(json),
-                                    Bind::Int(now_ms() / 1000),
-                                    Bind::Text(id.clone()),
-                                ],
-                            )],
-                        )
-                        .await
-                    })
-                    .await?;
+                        .convert_and_store(&scan.archive_key, &scan.nifti_key, |facts| async move {
+                            let json = serde_json::to_string(&facts).unwrap_or_default();
+                            self.fenced(
+                                &id,
+                                vec![(
+                                    "UPDATE scans SET status = $1, conversion_json = $2, updated_at = $3 WHERE id = $4",
+                                    vec![
+                                        Bind::Text(ScanStatus::Converted.as_str().into()),
+                                        Bind::Text(json),
+                                        Bind::Int(now_ms() / 1000),
+                                        Bind::Text(id.clone()),
+                                    ],
+                                )],
+                            )
+                            .await
+                        })
+                        .await?;
                 }
                 // The DICOM images show the face: once the defaced volume is stored, the
                 // archive goes (the step runs again from here if this process stops).
@@ -134,7 +134,10 @@ impl Pipeline {
                                 &scan.nifti_key,
                                 &scan.labels_key,
                                 &scan.volumes_key,
-                                scan.conversion.as_ref().and_then(|c| c.defacing.as_ref()).map(|d| d.intensity),
+                                scan.conversion
+                                    .as_ref()
+                                    .and_then(|c| c.defacing.as_ref())
+                                    .map(|d| d.intensity),
                             )
                             .await?;
                         let now = now_ms();
