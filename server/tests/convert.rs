@@ -912,15 +912,18 @@ fn real_heads_are_defaced_and_keep_their_brain() {
         let defacing = converted.defacing.clone().expect("defaced");
         let raw = gunzip(&converted.nifti);
         assert_eq!(
-            &raw[148..148 + convert::DEFACED_DESCRIP.len()],
-            convert::DEFACED_DESCRIP.as_bytes(),
+            &raw[148..148 + volumetry::deface::DEFACED_DESCRIP.len()],
+            volumetry::deface::DEFACED_DESCRIP.as_bytes(),
             "the file says the face was removed"
         );
         let defaced = volumetry::nifti::decode_f32(&raw).unwrap();
         assert_eq!(defaced.dims, original.dims);
 
+        // the same cut again (the mask is deterministic): the plane and the shell
+        let (_, cut) = defacer.plan(&original).unwrap();
+        assert_eq!(cut.plane, defacing.plane);
         let mut below = vec![false; original.data.len()];
-        let removed = for_each_removed(&defaced.header, defaced.dims, &defacing.plane, |i| below[i] = true);
+        let removed = for_each_removed(&defaced.header, defaced.dims, &cut, |i| below[i] = true);
         assert_eq!(removed, defacing.removed_voxels);
         assert!(
             removed > original.data.len() / 20,
@@ -930,21 +933,29 @@ fn real_heads_are_defaced_and_keep_their_brain() {
             .filter(|&i| below[i] && original.data[i] != 0.0)
             .count();
         assert!(nonzero_before > 100_000, "{fixture}: there was a face to remove");
-        for (i, (&cut, (&before, &after))) in below.iter().zip(original.data.iter().zip(&defaced.data)).enumerate() {
-            let want = if cut { 0.0 } else { before };
+        // the plane alone: nothing non-zero is left in front of and below it
+        let aff = defaced.header.conform_affine();
+        let [nx, ny, _] = defaced.dims;
+        for (i, &value) in defaced.data.iter().enumerate() {
+            let (x, y, z) = ((i % nx) as f64, ((i / nx) % ny) as f64, (i / (nx * ny)) as f64);
+            let p = [0, 1, 2].map(|r| aff[r][0] * x + aff[r][1] * y + aff[r][2] * z + aff[r][3]);
+            assert!(
+                !defacing.plane.removes(p) || value == 0.0,
+                "{fixture}: voxel {i} below the plane"
+            );
+        }
+        for (i, (&gone, (&before, &after))) in below.iter().zip(original.data.iter().zip(&defaced.data)).enumerate() {
+            let want = if gone { 0.0 } else { before };
             assert_eq!(after, want, "{fixture}: voxel {i}");
         }
-        // the brain: every voxel of a full-resolution mask of the original lies above the plane
+        // the brain: no voxel of a full-resolution mask of the original is removed
         let (mask, _) = full_mask.brain_mask(&original).unwrap();
         let aff = mask.header.sform_or_qform();
         let mut brain = 0;
         for (idx, _) in mask.data.iter().enumerate().filter(|(_, v)| **v != 0) {
             let (i, j, k) = (idx % 256, (idx / 256) % 256, idx / 65536);
             let p = [0, 1, 2].map(|r| aff[r][0] * i as f64 + aff[r][1] * j as f64 + aff[r][2] * k as f64 + aff[r][3]);
-            assert!(
-                !defacing.plane.removes(p),
-                "{fixture}: brain voxel ({i},{j},{k}) below the plane"
-            );
+            assert!(!cut.removes(p), "{fixture}: brain voxel ({i},{j},{k}) removed");
             brain += 1;
         }
         assert!(brain > 1_000_000, "{fixture}: a brain was found ({brain} mm³)");

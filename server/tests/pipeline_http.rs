@@ -734,3 +734,72 @@ fn a_server_without_its_model_files_stops_at_start_naming_neurovol_assets() {
     );
     assert!(files.is_empty(), "left behind: {files:?}");
 }
+
+/// A scan stored before defacing existed (a whole head and a kept DICOM archive) is
+/// defaced in place by the next start: the stored voxels become the defaced head's, the
+/// archive goes, and the scan records the plane.
+#[tokio::test]
+async fn a_scan_stored_before_defacing_is_defaced_at_the_next_start() {
+    let env = pipeline_env(&[]);
+    let mut first = TestServer::start(&as_refs(&env)).await;
+    let db = first.db().await;
+    let b = signed_in(&first).await;
+    let scan = upload_scan(&b, &small_head()).await;
+    wait_for(&first, &db, &scan, &["done"], Duration::from_secs(300)).await;
+    first.kill9();
+
+    // turn it into a scan of the old release: the whole T1 head, an archive, no defacing
+    let row = sqlx::query("SELECT nifti_key, object_key, conversion_json FROM scans WHERE id = $1")
+        .bind(&scan)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let objects_dir = first.data_dir.join("objects");
+    let (nifti_key, archive_key) = (row.get::<String, _>("nifti_key"), row.get::<String, _>("object_key"));
+    let whole_head = reference_nifti();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &whole_head).unwrap();
+    std::fs::write(objects_dir.join(&nifti_key), gz.finish().unwrap()).unwrap();
+    std::fs::write(objects_dir.join(&archive_key), small_head()).unwrap();
+    let mut old: Value = serde_json::from_str(&row.get::<String, _>("conversion_json")).unwrap();
+    old.as_object_mut().unwrap().remove("defacing");
+    sqlx::query("UPDATE scans SET conversion_json = $1, archive_deleted = 0 WHERE id = $2")
+        .bind(old.to_string())
+        .bind(&scan)
+        .execute(&db)
+        .await
+        .unwrap();
+
+    let _second = TestServer::start_on(
+        first.data_dir.clone(),
+        first.database_url.clone(),
+        &as_refs(&env),
+        false,
+    )
+    .await;
+    let until = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (conversion, deleted): (String, i64) =
+            sqlx::query_as("SELECT conversion_json, archive_deleted FROM scans WHERE id = $1")
+                .bind(&scan)
+                .fetch_one(&db)
+                .await
+                .unwrap();
+        if deleted == 1 && conversion.contains("\"defacing\"") {
+            break;
+        }
+        assert!(Instant::now() < until, "the old scan was not defaced");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(!objects_dir.join(&archive_key).exists(), "the archive went");
+    let stored = gunzip(&std::fs::read(objects_dir.join(&nifti_key)).unwrap());
+    let mut defaced = volumetry::nifti::decode_f32(&whole_head).unwrap();
+    let defacer =
+        volumetry::deface::Defacer::load(&volumetry::assets_dir(), volumetry::deface::MaskGrid::Coarse).unwrap();
+    defacer.deface(&mut defaced).unwrap();
+    assert!(
+        volumetry::nifti::decode_f32(&stored).unwrap().data == defaced.data,
+        "the stored volume is the defaced head"
+    );
+    assert_eq!(scan_status(&db, &scan).await, "done", "its results stay");
+}

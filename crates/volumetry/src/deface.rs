@@ -26,6 +26,10 @@ use crate::{FieldOfView, IntensityReference, run_model};
 /// note), and nose, mouth and chin are still removed.
 pub const BUFFER_MM: f64 = 15.0;
 
+/// How far from the brain mask the head is kept (mm, per axis): skull and scalp lie within
+/// it, the outer ears stand beyond it and are removed with the rest of what lies outside.
+pub const SHELL_MM: f64 = 20.0;
+
 /// The grid the brain mask for the plane is computed on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -53,10 +57,85 @@ impl ShearPlane {
     }
 }
 
+/// What is removed: every voxel below the plane, and every voxel farther than the shell
+/// from the brain mask (outer ears, back of the neck, anything outside the mask's grid).
+pub struct Cut {
+    pub plane: ShearPlane,
+    /// The mask dilated by the shell, on the mask's grid.
+    keep: Vec<bool>,
+    dims: [usize; 3],
+    /// World → mask voxel.
+    to_voxel: Affine,
+}
+
+impl Cut {
+    /// The cut of a brain mask: its shear plane `buffer_mm` under it and a shell of
+    /// `shell_mm` around it; `None` without a brain.
+    pub fn of(mask: &Volume<u8>, buffer_mm: f64, shell_mm: f64) -> Option<Cut> {
+        let plane = shear_plane(mask, buffer_mm)?;
+        let aff = mask.header.sform_or_qform();
+        let to_voxel = crate::conform::inverse(&aff)?;
+        let mut keep: Vec<bool> = mask.data.iter().map(|&v| v != 0).collect();
+        for axis in 0..3 {
+            let step = (0..3).map(|r| aff[r][axis] * aff[r][axis]).sum::<f64>().sqrt();
+            dilate_along(&mut keep, mask.dims, axis, (shell_mm / step).ceil() as usize);
+        }
+        Some(Cut {
+            plane,
+            keep,
+            dims: mask.dims,
+            to_voxel,
+        })
+    }
+
+    /// Whether the world point `p` (RAS mm) is removed.
+    pub fn removes(&self, p: [f64; 3]) -> bool {
+        if self.plane.removes(p) {
+            return true;
+        }
+        let v = world(&self.to_voxel, p[0], p[1], p[2]).map(f64::round);
+        let [nx, ny, nz] = self.dims;
+        let inside =
+            v[0] >= 0.0 && v[1] >= 0.0 && v[2] >= 0.0 && v[0] < nx as f64 && v[1] < ny as f64 && v[2] < nz as f64;
+        !(inside && self.keep[v[0] as usize + nx * (v[1] as usize + ny * v[2] as usize)])
+    }
+}
+
+/// `set` grown by `r` voxels both ways along `axis` (a running window per line).
+fn dilate_along(set: &mut [bool], dims: [usize; 3], axis: usize, r: usize) {
+    let stride = [1, dims[0], dims[0] * dims[1]][axis];
+    let n = dims[axis];
+    let mut line = vec![false; n];
+    for start in 0..set.len() {
+        // the first voxel of each line along `axis`
+        if !(start / stride).is_multiple_of(n) {
+            continue;
+        }
+        for (t, v) in line.iter_mut().enumerate() {
+            *v = set[start + t * stride];
+        }
+        let mut last: Option<usize> = None;
+        let mut next = line.iter().position(|&v| v);
+        for t in 0..n {
+            if line[t] {
+                last = Some(t);
+            }
+            if next.is_some_and(|q| q < t) {
+                next = line[t..].iter().position(|&v| v).map(|q| q + t);
+            }
+            let near = last.is_some_and(|q| t - q <= r) || next.is_some_and(|q| q - t <= r);
+            set[start + t * stride] = near;
+        }
+    }
+}
+
 /// What a defacing did.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Defacing {
     pub plane: ShearPlane,
+    /// How far from the brain mask the head was kept (mm).
+    #[serde(default)]
+    pub shell_mm: f64,
     pub mask_grid: MaskGrid,
     /// Voxels of the native volume set to zero.
     pub removed_voxels: usize,
@@ -117,8 +196,8 @@ pub fn shear_plane(mask: &Volume<u8>, buffer_mm: f64) -> Option<ShearPlane> {
 }
 
 /// Calls `remove(index)` for every voxel of a volume with this header and these
-/// dimensions that lies below the plane; returns how many.
-pub fn for_each_removed(header: &Header, dims: [usize; 3], plane: &ShearPlane, mut remove: impl FnMut(usize)) -> usize {
+/// dimensions that `cut` removes; returns how many.
+pub fn for_each_removed(header: &Header, dims: [usize; 3], cut: &Cut, mut remove: impl FnMut(usize)) -> usize {
     // the affine conform resamples with, so the plane lands where the mask was
     let aff = header.conform_affine();
     let [nx, ny, nz] = dims;
@@ -126,7 +205,7 @@ pub fn for_each_removed(header: &Header, dims: [usize; 3], plane: &ShearPlane, m
     for k in 0..nz {
         for j in 0..ny {
             for i in 0..nx {
-                if plane.removes(world(&aff, i as f64, j as f64, k as f64)) {
+                if cut.removes(world(&aff, i as f64, j as f64, k as f64)) {
                     remove(i + nx * (j + ny * k));
                     n += 1;
                 }
@@ -176,6 +255,7 @@ pub struct Defacer {
     engine: Box<dyn Engine>,
     pub mask_grid: MaskGrid,
     pub buffer_mm: f64,
+    pub shell_mm: f64,
 }
 
 impl Defacer {
@@ -186,6 +266,7 @@ impl Defacer {
             engine: Box::new(CpuEngine::new()),
             mask_grid,
             buffer_mm: BUFFER_MM,
+            shell_mm: SHELL_MM,
         })
     }
 
@@ -209,28 +290,30 @@ impl Defacer {
         Ok((mask, intensity))
     }
 
-    /// The plane for `input` and what it would remove (nothing is changed).
-    pub fn plan(&self, input: &Volume<f32>) -> Result<Defacing> {
+    /// The cut for `input` and what it would remove (nothing is changed).
+    pub fn plan(&self, input: &Volume<f32>) -> Result<(Defacing, Cut)> {
         let t0 = Instant::now();
         let (mask, intensity) = self.brain_mask(input)?;
         let mask_mm3 = mask.data.iter().filter(|&&v| v != 0).count() as f64 * mask.header.voxel_volume_mm3();
-        let plane = shear_plane(&mask, self.buffer_mm).ok_or(VolumetryError::NoBrain)?;
-        let removed_voxels = for_each_removed(&input.header, input.dims, &plane, |_| {});
-        Ok(Defacing {
-            plane,
+        let cut = Cut::of(&mask, self.buffer_mm, self.shell_mm).ok_or(VolumetryError::NoBrain)?;
+        let removed_voxels = for_each_removed(&input.header, input.dims, &cut, |_| {});
+        let defacing = Defacing {
+            plane: cut.plane,
+            shell_mm: self.shell_mm,
             mask_grid: self.mask_grid,
             removed_voxels,
             mask_mm3,
             intensity,
             mask_s: t0.elapsed().as_secs_f64(),
-        })
+        };
+        Ok((defacing, cut))
     }
 
     /// Defaces `input` in place.
     pub fn deface(&self, input: &mut Volume<f32>) -> Result<Defacing> {
-        let d = self.plan(input)?;
+        let (d, cut) = self.plan(input)?;
         let (header, dims) = (input.header.clone(), input.dims);
-        for_each_removed(&header, dims, &d.plane, |i| input.data[i] = 0.0);
+        for_each_removed(&header, dims, &cut, |i| input.data[i] = 0.0);
         Ok(d)
     }
 
@@ -238,15 +321,28 @@ impl Defacer {
     /// datatype: removed voxels get the stored value 0.
     pub fn deface_nifti(&self, buf: &mut [u8]) -> Result<Defacing> {
         let volume = nifti::decode_f32(buf)?;
-        let d = self.plan(&volume)?;
-        zero_in_nifti(buf, &volume.header, volume.dims, &d.plane)?;
+        let (d, cut) = self.plan(&volume)?;
+        zero_in_nifti(buf, &volume.header, volume.dims, &cut)?;
+        mark_defaced(buf);
         Ok(d)
     }
 }
 
-/// Sets the stored value of every voxel below `plane` to zero in an uncompressed NIfTI-1
+/// What a defaced NIfTI's `descrip` header field says.
+pub const DEFACED_DESCRIP: &str = "NeuroVol: de-identified; face removed below a plane under the brain";
+
+/// Writes [`DEFACED_DESCRIP`] into the `descrip` field (bytes 148..228) of a NIfTI-1 image,
+/// so the file says so itself wherever it goes.
+pub fn mark_defaced(buf: &mut [u8]) {
+    if buf.len() >= 228 {
+        buf[148..228].fill(0);
+        buf[148..148 + DEFACED_DESCRIP.len()].copy_from_slice(DEFACED_DESCRIP.as_bytes());
+    }
+}
+
+/// Sets the stored value of every voxel `cut` removes to zero in an uncompressed NIfTI-1
 /// image `buf` whose parsed header is `header`.
-pub fn zero_in_nifti(buf: &mut [u8], header: &Header, dims: [usize; 3], plane: &ShearPlane) -> Result<usize> {
+pub fn zero_in_nifti(buf: &mut [u8], header: &Header, dims: [usize; 3], cut: &Cut) -> Result<usize> {
     let bytes = (header.bitpix as usize).div_ceil(8);
     let offset = header.vox_offset as usize;
     let end = offset + dims.iter().product::<usize>() * bytes;
@@ -256,7 +352,7 @@ pub fn zero_in_nifti(buf: &mut [u8], header: &Header, dims: [usize; 3], plane: &
         ));
     }
     let voxels = &mut buf[offset..end];
-    Ok(for_each_removed(header, dims, plane, |i| {
+    Ok(for_each_removed(header, dims, cut, |i| {
         voxels[i * bytes..(i + 1) * bytes].fill(0)
     }))
 }
@@ -266,17 +362,19 @@ mod tests {
     use super::*;
 
     /// A 1 mm RAS head phantom (i = R, j = A, k = S), centred on the origin: an ellipsoid
-    /// brain inside a skull shell, a nose in front of the lower face and a chin below it.
+    /// brain inside a skull shell, a nose in front of the lower face, a chin below it and
+    /// two ears standing out at the sides.
     struct Phantom {
         head: Volume<f32>,
         brain: Volume<u8>,
         nose: Vec<usize>,
         chin: Vec<usize>,
+        ears: Vec<usize>,
         skull_top: usize,
     }
 
     fn phantom() -> Phantom {
-        let n = 120usize;
+        let n = 128usize;
         let c = n as f64 / 2.0;
         let mut head = Volume {
             dims: [n; 3],
@@ -291,7 +389,7 @@ mod tests {
             data: vec![0u8; n * n * n],
             header: head.header.clone(),
         };
-        let (mut nose, mut chin) = (Vec::new(), Vec::new());
+        let (mut nose, mut chin, mut ears) = (Vec::new(), Vec::new(), Vec::new());
         for k in 0..n {
             for j in 0..n {
                 for i in 0..n {
@@ -313,40 +411,56 @@ mod tests {
                     } else if x.abs() < 15.0 && (25.0..45.0).contains(&y) && (-55.0..-45.0).contains(&z) {
                         head.data[idx] = 80.0;
                         chin.push(idx);
+                    } else if (57.0..62.0).contains(&x.abs()) && y.abs() < 5.0 && (0.0..15.0).contains(&z) {
+                        head.data[idx] = 80.0;
+                        ears.push(idx);
                     }
                 }
             }
         }
-        let top = head.idx(60, 60, 60 + 10 + 35);
+        let top = head.idx(64, 64, 64 + 10 + 35);
         assert!(head.data[top] > 0.0, "the skull's top is in the phantom");
         Phantom {
             head,
             brain,
             nose,
             chin,
+            ears,
             skull_top: top,
         }
     }
 
     #[test]
-    fn the_phantom_loses_nose_and_chin_and_keeps_brain_and_skull_top() {
+    fn the_phantom_loses_nose_chin_and_ears_and_keeps_brain_and_skull() {
         let p = phantom();
-        let plane = shear_plane(&p.brain, BUFFER_MM).expect("a plane");
+        let cut = Cut::of(&p.brain, BUFFER_MM, SHELL_MM).expect("a cut");
+        let plane = cut.plane;
         let mut head = p.head.clone();
-        let removed = for_each_removed(&head.header, head.dims, &plane, |i| head.data[i] = 0.0);
+        let removed = for_each_removed(&head.header, head.dims, &cut, |i| head.data[i] = 0.0);
         assert!(removed > 0);
         assert!(p.nose.iter().all(|&i| head.data[i] == 0.0), "nose removed");
         assert!(p.chin.iter().all(|&i| head.data[i] == 0.0), "chin removed");
+        assert!(
+            !p.ears.is_empty() && p.ears.iter().all(|&i| head.data[i] == 0.0),
+            "ears removed"
+        );
         let brain: Vec<usize> = (0..p.brain.data.len()).filter(|&i| p.brain.data[i] != 0).collect();
         assert!(brain.iter().all(|&i| head.data[i] == p.head.data[i]), "brain untouched");
         assert_eq!(head.data[p.skull_top], p.head.data[p.skull_top]);
-        // and no non-zero voxel is left below the plane
+        // no non-zero voxel is left below the plane, and the skull above it (within the
+        // shell) is all there
         let aff = head.header.conform_affine();
-        for k in 0..120 {
-            for j in 0..120 {
-                for i in 0..120 {
-                    if plane.removes(world(&aff, i as f64, j as f64, k as f64)) {
-                        assert_eq!(head.data[head.idx(i, j, k)], 0.0);
+        for k in 0..128 {
+            for j in 0..128 {
+                for i in 0..128 {
+                    let (idx, below) = (
+                        head.idx(i, j, k),
+                        plane.removes(world(&aff, i as f64, j as f64, k as f64)),
+                    );
+                    if below {
+                        assert_eq!(head.data[idx], 0.0);
+                    } else if p.head.data[idx] == 60.0 {
+                        assert_eq!(head.data[idx], 60.0, "skull voxel ({i},{j},{k})");
                     }
                 }
             }
@@ -360,7 +474,7 @@ mod tests {
         let aff = p.brain.header.conform_affine();
         let mut closest = f64::INFINITY;
         for (idx, _) in p.brain.data.iter().enumerate().filter(|(_, v)| **v != 0) {
-            let (i, j, k) = (idx % 120, (idx / 120) % 120, idx / 14400);
+            let (i, j, k) = (idx % 128, (idx / 128) % 128, idx / 16384);
             let [_, a, s] = world(&aff, i as f64, j as f64, k as f64);
             closest = closest.min(s - (plane.slope * a + plane.intercept));
         }
@@ -373,7 +487,7 @@ mod tests {
         // the phantom stored LPS-flipped (i = L, j = P): same world, other affine
         let p = phantom();
         let mut flipped = p.brain.clone();
-        let n = 120;
+        let n = 128;
         for k in 0..n {
             for j in 0..n {
                 for i in 0..n {
@@ -382,7 +496,7 @@ mod tests {
             }
         }
         flipped.header.set_affine(
-            &[[-1.0, 0.0, 0.0, 59.0], [0.0, -1.0, 0.0, 59.0], [0.0, 0.0, 1.0, -60.0]],
+            &[[-1.0, 0.0, 0.0, 63.0], [0.0, -1.0, 0.0, 63.0], [0.0, 0.0, 1.0, -64.0]],
             1,
         );
         let (a, b) = (
@@ -413,9 +527,9 @@ mod tests {
         v8.header.datatype = 2;
         v8.header.bitpix = 8;
         let mut buf = nifti::encode(&v8);
-        let plane = shear_plane(&p.brain, BUFFER_MM).unwrap();
+        let cut = Cut::of(&p.brain, BUFFER_MM, SHELL_MM).unwrap();
         let (header, _) = nifti::parse_header(&buf).unwrap();
-        let n = zero_in_nifti(&mut buf, &header, v8.dims, &plane).unwrap();
+        let n = zero_in_nifti(&mut buf, &header, v8.dims, &cut).unwrap();
         let back = nifti::decode_f32(&buf).unwrap();
         assert_eq!(back.header.datatype, 2);
         assert!(n > 0 && p.nose.iter().all(|&i| back.data[i] == 0.0));

@@ -25,6 +25,9 @@ pub struct DefaceArgs {
     /// How far below the brain the plane runs (mm).
     #[arg(long, default_value_t = volumetry::deface::BUFFER_MM)]
     pub buffer_mm: f64,
+    /// How far from the brain the head is kept (mm).
+    #[arg(long, default_value_t = volumetry::deface::SHELL_MM)]
+    pub shell_mm: f64,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -46,6 +49,7 @@ pub fn run(args: &DefaceArgs, assets: &Path) -> Result<Defacing, String> {
     let mut buf = read_nifti(&args.input)?;
     let mut defacer = Defacer::load(assets, args.mask_grid.into()).map_err(|e| e.to_string())?;
     defacer.buffer_mm = args.buffer_mm;
+    defacer.shell_mm = args.shell_mm;
     if let Some(path) = &args.mask {
         let volume = volumetry::nifti::decode_f32(&buf).map_err(|e| e.to_string())?;
         let (mask, _) = defacer.brain_mask(&volume).map_err(|e| e.to_string())?;

@@ -69,7 +69,7 @@ pub use process::{
     CORRUPT_MARKERS, MISSING_SLICE_MARKERS, UNSUPPORTED_MARKERS, classify_run, dcm2niix_version, parse_version,
 };
 use volume::*;
-pub use volume::{DEFACED_DESCRIP, Geometry, SCRUBBED_RANGES, check_volume, scrub_nifti};
+pub use volume::{Geometry, SCRUBBED_RANGES, check_volume, scrub_nifti};
 
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_MAX_VOXEL_MM: f64 = 2.0;

@@ -203,22 +203,15 @@ pub(super) fn finalize_nifti(
     Ok((geometry, defacing))
 }
 
-/// The header's `descrip` field (80 bytes).
-const DESCRIP: std::ops::Range<usize> = 148..228;
-/// What a defaced volume's `descrip` says.
-pub const DEFACED_DESCRIP: &str = "NeuroVol: de-identified; face removed below a plane under the brain";
-
 /// Zeroes the face in the scrubbed image `buf`, whose decoded voxels are `volume`.
 fn deface(defacer: &Defacer, buf: &mut [u8], volume: &Volume<f32>) -> Result<Defacing, ConvertError> {
-    let defacing = defacer.plan(volume).map_err(|e| match e {
+    let (defacing, cut) = defacer.plan(volume).map_err(|e| match e {
         volumetry::VolumetryError::NoBrain => ConvertError::NoBrain,
         volumetry::VolumetryError::BadInput(_) => ConvertError::UnreadableVolume,
         _ => ConvertError::BadOutput("the image could not be defaced"),
     })?;
-    deface::zero_in_nifti(buf, &volume.header, volume.dims, &defacing.plane)
+    deface::zero_in_nifti(buf, &volume.header, volume.dims, &cut)
         .map_err(|_| ConvertError::BadOutput("the image could not be defaced"))?;
-    // the file says so itself, wherever it goes (the field was blanked by the scrub)
-    buf[DESCRIP].fill(0);
-    buf[DESCRIP.start..DESCRIP.start + DEFACED_DESCRIP.len()].copy_from_slice(DEFACED_DESCRIP.as_bytes());
+    deface::mark_defaced(buf);
     Ok(defacing)
 }

@@ -27,6 +27,7 @@
 //! The step bodies ([`Steps`]) do not touch the database, so `neurovol analyze` runs the
 //! very same conversion, segmentation and scoring on one machine without it.
 
+mod backfill;
 mod queue;
 pub mod score;
 mod startup;

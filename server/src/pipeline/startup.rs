@@ -134,10 +134,15 @@ pub fn start(
             }
         });
     }
+    let defacer = load_defacer(&config.assets_dir)?;
+    {
+        let (db, store, defacer) = (db.clone(), store.clone(), defacer.clone());
+        tokio::spawn(async move { super::backfill::deface_stored_scans(&db, &*store, &defacer).await });
+    }
     let steps = Steps {
         store,
         segmenter: slot,
-        defacer: load_defacer(&config.assets_dir)?,
+        defacer,
         settings,
     };
     Pipeline::new(db, config.uses_postgres(), steps, wake).spawn();

@@ -55,7 +55,7 @@ pub fn facts(config: &Config) -> PrivacyFacts {
         session_days: config.session_days,
         retention: vec![
             "The raw upload is never stored: only the de-identified files are.".into(),
-            "The face is removed from the 3D volume right after conversion, before it is stored or sent to the segmentation service: everything in front of and below a plane under the brain (face, jaw, front of the neck) is set to zero. The scan page shows the middle slice of what is kept.".into(),
+            "The face is removed from the 3D volume right after conversion, before it is stored or sent to the segmentation service: everything in front of and below a plane under the brain (face, jaw, neck), and everything more than 2 cm from the brain at the sides (the outer ears), is set to zero. The scan page shows the middle slice of what is kept.".into(),
             "Kept for each scan: the de-identified 3D volume with the face removed (NIfTI), its region labels, the region volumes and percentiles. The de-identified DICOM files are deleted as soon as they are converted, because their images show the face.".into(),
             "Everything is kept until you delete it: a scan, or your whole account, on the account page.".into(),
             "Temporary files are deleted as soon as a step finishes or fails.".into(),
