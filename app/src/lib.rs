@@ -10,6 +10,7 @@ mod account_page;
 pub mod auth_rules;
 mod format;
 mod pages;
+pub mod regions;
 mod scan_page;
 pub mod scan_state;
 pub mod scans_api;

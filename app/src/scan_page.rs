@@ -8,7 +8,7 @@ use leptos_router::hooks::use_params_map;
 
 use crate::format::mib;
 use crate::pages::{CsrfField, PasswordInput, notice_from_query};
-use crate::scans_api::{ScanDetail, ScanFile, ScanStatus, ScanSummary, get_scan, list_scans};
+use crate::scans_api::{RegionRow, ScanDetail, ScanFile, ScanStatus, ScanSummary, get_scan, list_scans};
 use crate::session::use_session;
 
 #[component]
@@ -20,7 +20,7 @@ pub fn ScanStatusPage() -> impl IntoView {
     let session = use_session();
     view! {
         <Title text="Scan — NeuroVol"/>
-        <section class="card">
+        <section class="card wide">
             <Suspense fallback=|| view! { <p>"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     // the Retry form's CSRF token is the session's, not part of the scan
@@ -182,24 +182,57 @@ fn step_class(status: ScanStatus, step: ScanStatus) -> &'static str {
 }
 
 fn regions_table(d: ScanDetail) -> impl IntoView {
+    use crate::regions::{RegionGroup, describe};
+    let rows: Vec<(RegionGroup, String, RegionRow)> = d
+        .regions
+        .into_iter()
+        .map(|r| {
+            let name = describe(&r.name);
+            (name.group, name.text, r)
+        })
+        .collect();
+    let head = || {
+        view! {
+            <thead><tr><th>"Region"</th><th class="num">"Volume (mL)"</th><th class="num">"Percentile"</th><th>"Note"</th></tr></thead>
+        }
+    };
+    let body = |group: RegionGroup| {
+        rows.iter()
+            .filter(|(g, ..)| *g == group)
+            .map(|(_, text, r)| view! {
+                <tr data-testid="region-row" data-name=r.name.clone() data-group=group.as_str()>
+                    <td title=r.name.clone()>{text.clone()}</td>
+                    <td class="num">{format!("{:.2}", r.volume_mm3 / 1000.0)}</td>
+                    <td class="num">{r.percentile.map_or("—".to_string(), |p| format!("{p:.1}"))}</td>
+                    <td data-flag=r.flag.clone().unwrap_or_default()>{r.flag.as_deref().map(crate::scans_api::flag_text).unwrap_or("")}</td>
+                </tr>
+            })
+            .collect_view()
+    };
+    let present = |group: RegionGroup| rows.iter().any(|(g, ..)| *g == group);
     view! {
         <h2>"Regional volumes"</h2>
         <p class="muted small">
             {format!("Model {}. Volumes are measured on the scan's own voxel grid; percentiles compare with people of the same age and sex (BrainCharts normative model, site average).", d.model.unwrap_or_default())}
         </p>
         <table class="regions" data-testid="regions">
-            <thead><tr><th>"Region"</th><th class="num">"Volume (mm³)"</th><th class="num">"Percentile"</th><th>"Note"</th></tr></thead>
-            <tbody>
-                {d.regions.into_iter().map(|r| view! {
-                    <tr data-testid="region-row" data-name=r.name.clone()>
-                        <td>{r.name.clone()}</td>
-                        <td class="num">{format!("{:.0}", r.volume_mm3)}</td>
-                        <td class="num">{r.percentile.map_or("—".to_string(), |p| format!("{p:.1}"))}</td>
-                        <td data-flag=r.flag.clone().unwrap_or_default()>{r.flag.as_deref().map(crate::scans_api::flag_text).unwrap_or("")}</td>
-                    </tr>
-                }).collect_view()}
-            </tbody>
+            {head()}
+            {RegionGroup::ALL.into_iter().filter(|g| !g.folded() && present(*g)).map(|group| view! {
+                <tbody data-group=group.as_str()>
+                    <tr class="group"><th colspan="4" scope="rowgroup">{group.title()}</th></tr>
+                    {body(group)}
+                </tbody>
+            }).collect_view()}
         </table>
+        {RegionGroup::ALL.into_iter().filter(|g| g.folded() && present(*g)).map(|group| view! {
+            <details class="cortex" data-testid=format!("group-{}", group.as_str())>
+                <summary>{format!("{} ({} regions)", group.title(), rows.iter().filter(|(g, ..)| *g == group).count())}</summary>
+                <table class="regions">
+                    {head()}
+                    <tbody data-group=group.as_str()>{body(group)}</tbody>
+                </table>
+            </details>
+        }).collect_view()}
     }
 }
 

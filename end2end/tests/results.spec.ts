@@ -42,14 +42,23 @@ test("a dropped T1 series reaches its results: the hippocampus with a volume and
     const row = page.locator(`[data-testid=region-row][data-name="${side}-Hippocampus"]`);
     await expect(row).toHaveCount(1);
     const cells = row.locator("td");
-    const volume = Number((await cells.nth(1).innerText()).trim());
-    expect(volume).toBeGreaterThan(2000);
-    expect(volume).toBeLessThan(6000);
+    await expect(cells.nth(0)).toHaveText(`Hippocampus — ${side.toLowerCase()}`);
+    await expect(row).toHaveAttribute("data-group", "subcortical");
+    const volumeMl = Number((await cells.nth(1).innerText()).trim());
+    expect(volumeMl).toBeGreaterThan(2);
+    expect(volumeMl).toBeLessThan(6);
     const percentile = Number((await cells.nth(2).innerText()).trim());
     expect(percentile).toBeGreaterThanOrEqual(0);
     expect(percentile).toBeLessThanOrEqual(100);
   }
   await expect(page.getByTestId("scan-facts")).toContainText("Intracranial volume");
+  // every region in a group; the cortex folded under each hemisphere
+  const rows = page.getByTestId("region-row");
+  expect(await rows.count()).toBeGreaterThan(100);
+  for (const group of await rows.evaluateAll((rs) => rs.map((r) => r.getAttribute("data-group")))) {
+    expect(group).toMatch(/^(subcortical|ventricles|cerebellum|brain_stem|white_matter|cortex_left|cortex_right|other)$/);
+  }
+  expect(await page.getByTestId("group-cortex_left").locator("[data-testid=region-row]").count()).toBeGreaterThan(30);
 
   // what we keep: the volume without its face, shown as its middle slice; no DICOM archive
   const midline = page.getByTestId("midline").locator("img");
