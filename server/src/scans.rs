@@ -167,7 +167,8 @@ pub async fn midline_png(store: &dyn crate::object_store::ObjectStore, key: &str
     .await
     .ok()
     .flatten()
-    .ok_or_else(|| StoreError::Io(std::io::Error::other("the stored volume cannot be drawn")))
+    // a volume that cannot be drawn will not become drawable by waiting: no picture
+    .ok_or(StoreError::NotFound)
 }
 
 /// A file of the account's scan, or `None` when the account has no such scan or the scan

@@ -57,8 +57,8 @@ impl ShearPlane {
     }
 }
 
-/// What is removed: every voxel below the plane, and every voxel farther than the shell
-/// from the brain mask (outer ears, back of the neck, anything outside the mask's grid).
+/// What is removed: every voxel below the plane, and every voxel of the mask's grid farther
+/// than the shell from the brain mask (outer ears, back of the neck).
 pub struct Cut {
     pub plane: ShearPlane,
     /// The mask dilated by the shell, on the mask's grid.
@@ -97,7 +97,9 @@ impl Cut {
         let [nx, ny, nz] = self.dims;
         let inside =
             v[0] >= 0.0 && v[1] >= 0.0 && v[2] >= 0.0 && v[0] < nx as f64 && v[1] < ny as f64 && v[2] < nz as f64;
-        !(inside && self.keep[v[0] as usize + nx * (v[1] as usize + ny * v[2] as usize)])
+        // beyond the mask's grid (a field of view over 256 mm) only the plane decides: the
+        // top of a tall head must not go
+        inside && !self.keep[v[0] as usize + nx * (v[1] as usize + ny * v[2] as usize)]
     }
 }
 
@@ -343,7 +345,8 @@ pub fn mark_defaced(buf: &mut [u8]) {
 /// Sets the stored value of every voxel `cut` removes to zero in an uncompressed NIfTI-1
 /// image `buf` whose parsed header is `header`.
 pub fn zero_in_nifti(buf: &mut [u8], header: &Header, dims: [usize; 3], cut: &Cut) -> Result<usize> {
-    let bytes = (header.bitpix as usize).div_ceil(8);
+    // the datatype decides, as when the image was read
+    let bytes = nifti::scalar_bytes(header.datatype).unwrap_or(0);
     let offset = header.vox_offset as usize;
     let end = offset + dims.iter().product::<usize>() * bytes;
     if bytes == 0 || buf.len() < end {

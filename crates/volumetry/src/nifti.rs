@@ -376,6 +376,18 @@ pub fn parse_header(b: &[u8]) -> Result<(Header, bool)> {
 
 /// Read a 3D NIfTI-1 volume as f32 with scl_slope/scl_inter applied.
 /// A 4D file with a single volume is accepted; more volumes are refused.
+/// Bytes per voxel of the scalar datatypes this module reads; `None` for colour, complex
+/// and unknown types.
+pub fn scalar_bytes(datatype: i16) -> Option<usize> {
+    match datatype {
+        2 | 256 => Some(1),
+        4 | 512 => Some(2),
+        8 | 768 | 16 => Some(4),
+        64 | 1024 | 1280 => Some(8),
+        _ => None,
+    }
+}
+
 pub fn read_f32(path: impl AsRef<Path>) -> Result<Volume<f32>> {
     let raw = read_all(path.as_ref())?;
     decode_f32(&raw)

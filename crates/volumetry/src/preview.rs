@@ -12,7 +12,8 @@ const MAX_SIDE: usize = 320;
 /// The mid-sagittal slice of `v` as PNG bytes (1 px = 1 mm; nearest neighbour; intensities
 /// scaled so the 99.5th percentile of the non-zero voxels is white).
 pub fn mid_sagittal_png(v: &Volume<f32>) -> Result<Vec<u8>> {
-    let aff = v.header.sform_or_qform();
+    // the affine the defacing cut with, so the picture shows what was cut
+    let aff = v.header.conform_affine();
     let inv = inverse(&aff).ok_or_else(|| VolumetryError::BadInput("the image orientation is degenerate".into()))?;
     let [nx, ny, nz] = v.dims;
     // world bounding box of the voxel centres

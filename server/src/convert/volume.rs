@@ -82,18 +82,6 @@ pub fn check_volume(h: &Header, settings: &ConvertSettings) -> Result<Geometry, 
     })
 }
 
-/// Bytes per voxel of the scalar datatypes volumetry reads; `None` for colour, complex and
-/// unknown types.
-pub(super) fn scalar_bytes(datatype: i16) -> Option<usize> {
-    match datatype {
-        2 | 256 => Some(1),
-        4 | 512 => Some(2),
-        8 | 768 | 16 => Some(4),
-        64 | 1024 | 1280 => Some(8),
-        _ => None,
-    }
-}
-
 /// Header byte ranges blanked by [`scrub_nifti`]: ANALYZE `data_type` (4..14) and
 /// `db_name` (14..32), `descrip` (148..228: dcm2niix writes TE and acquisition time),
 /// `aux_file` (228..252: dcm2niix copies ImageComments), `intent_name` (328..344) and the
@@ -160,7 +148,7 @@ pub(super) fn finalize_nifti(
         .map_err(|_| ConvertError::BadOutput("truncated header"))?;
     let (header, big_endian) = nifti::parse_header(&buf).map_err(|_| ConvertError::BadOutput("not a NIfTI-1 file"))?;
     let geometry = check_volume(&header, settings)?;
-    let bytes_per_voxel = scalar_bytes(header.datatype).ok_or(ConvertError::UnsupportedDataType {
+    let bytes_per_voxel = nifti::scalar_bytes(header.datatype).ok_or(ConvertError::UnsupportedDataType {
         datatype: header.datatype,
     })?;
     let voxel_bytes = geometry.dims.iter().product::<usize>() * bytes_per_voxel;

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 
 use sqlx::Row;
-use volumetry::deface::Defacer;
+use volumetry::deface::{DEFACED_DESCRIP, Defacer};
 
 use crate::db::Db;
 use crate::object_store::ObjectStore;
@@ -20,7 +20,7 @@ const MAX_STORED_VOLUME: u64 = 1 << 30;
 pub async fn deface_stored_scans(db: &Db, store: &dyn ObjectStore, defacer: &Arc<Defacer>) -> usize {
     let rows = sqlx::query(
         "SELECT id, object_key, nifti_key, conversion_json FROM scans \
-         WHERE status IN ('done', 'failed') AND conversion_json IS NOT NULL",
+         WHERE status NOT IN ('deidentified', 'converted') AND conversion_json IS NOT NULL",
     )
     .fetch_all(db)
     .await;
@@ -76,17 +76,25 @@ async fn deface_one(
     {
         let gz = store.get_bytes(nifti, MAX_STORED_VOLUME).await?;
         let defacer = defacer.clone();
-        let (defacing, gz) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let done = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let mut raw = Vec::new();
             flate2::read::MultiGzDecoder::new(&gz[..]).read_to_end(&mut raw)?;
+            // a run that stopped after storing it: defaced already (its intensities are not
+            // the whole head's any more, so nothing is measured again)
+            if raw.get(148..148 + DEFACED_DESCRIP.len()) == Some(DEFACED_DESCRIP.as_bytes()) {
+                return Ok(None);
+            }
             let defacing = defacer.deface_nifti(&mut raw)?;
             let mut out = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
             out.write_all(&raw)?;
-            Ok((defacing, out.finish()?))
+            Ok(Some((defacing, out.finish()?)))
         })
         .await??;
-        store.put_bytes(nifti, gz).await?;
-        facts["defacing"] = serde_json::to_value(&defacing)?;
+        // (already defaced: the facts stay as they are, and the next start only looks again)
+        if let Some((defacing, gz)) = done {
+            store.put_bytes(nifti, gz).await?;
+            facts["defacing"] = serde_json::to_value(&defacing)?;
+        }
     }
     store.delete(archive).await?;
     sqlx::query("UPDATE scans SET conversion_json = $1, archive_deleted = 1, object_bytes = 0 WHERE id = $2")

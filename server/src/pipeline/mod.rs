@@ -7,13 +7,14 @@
 //! ```
 //!
 //! * **convert**: the de-identified ZIP from the object store → dcm2niix in a private temp
-//!   dir (convert.rs) → the NIfTI into the object store under the scan's `nifti_key`.
+//!   dir (convert.rs) → defaced → the NIfTI into the object store under the scan's
+//!   `nifti_key` → the archive deleted.
 //! * **segment**: pre-signed URLs (GET NIfTI, PUT labels and volumes) → the segmentation
 //!   service (segmenter.rs: the local worker or RunPod); the job handle is persisted so a
 //!   restarted server finds the running job again, or submits it again if it was lost.
 //! * **score**: the worker's volumes JSON + the scan's age and sex → percentiles (score.rs)
-//!   → `scan_regions` rows and `scans.result_json`; then retention (the user's "discard the
-//!   DICOM archive" choice) and `done`.
+//!   → `scan_regions` rows and `scans.result_json`, and `done`. (The DICOM archive, whose
+//!   images show the face, went when convert stored the defaced volume.)
 //!
 //! Durability: one `jobs` row per scan. A process claims a ready job with a lease
 //! (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite serialises writers), renews it while

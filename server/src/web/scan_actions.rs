@@ -209,13 +209,16 @@ pub async fn download(
             )
         }
     };
-    audit::note(
-        &state.db,
-        &user.user_id,
-        AuditKind::FileDownloaded,
-        &format!("{id}/{}", file.file_name()),
-        &origin,
-    )
-    .await;
+    // the picture is shown on the scan page itself: viewing the page is not a download
+    if file != ScanFile::Midline {
+        audit::note(
+            &state.db,
+            &user.user_id,
+            AuditKind::FileDownloaded,
+            &format!("{id}/{}", file.file_name()),
+            &origin,
+        )
+        .await;
+    }
     Ok(resp)
 }

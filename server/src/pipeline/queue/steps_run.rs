@@ -107,8 +107,9 @@ impl Pipeline {
                         .await?;
                 }
                 // The DICOM images show the face: once the defaced volume is stored, the
-                // archive goes (the step runs again from here if this process stops).
-                self.steps.store.delete(&scan.archive_key).await?;
+                // archive goes. Recorded first, under the lease (a process that lost it must
+                // not delete what the new holder converts); the step runs again from here if
+                // this process stops before the delete.
                 self.fenced(
                     &job.scan_id,
                     vec![(
@@ -117,6 +118,7 @@ impl Pipeline {
                     )],
                 )
                 .await?;
+                self.steps.store.delete(&scan.archive_key).await?;
                 self.advance(&job.scan_id, ScanStatus::Stored, Next::Step(Step::Segment))
                     .await
             }
