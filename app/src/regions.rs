@@ -103,6 +103,8 @@ const PARCELS: &[(&str, &str)] = &[
     ("temporalpole", "Temporal pole"),
     ("transversetemporal", "Transverse temporal"),
     ("insula", "Insula"),
+    // `Left-` / `Right-Cerebral-Cortex`: the hemisphere's cortex as one region
+    ("Cerebral-Cortex", "Cerebral cortex, all of it"),
 ];
 
 /// Lateralised structures (after `Left-` / `Right-`): words and group.
@@ -191,16 +193,6 @@ pub fn describe(name: &str) -> RegionName {
         sided(rest, "left", RegionGroup::CortexLeft)
     } else if let Some(rest) = name.strip_prefix("ctx-rh-") {
         sided(rest, "right", RegionGroup::CortexRight)
-    } else if name == "Left-Cerebral-Cortex" {
-        Some(RegionName {
-            group: RegionGroup::CortexLeft,
-            text: "Cerebral cortex — left (all of it)".into(),
-        })
-    } else if name == "Right-Cerebral-Cortex" {
-        Some(RegionName {
-            group: RegionGroup::CortexRight,
-            text: "Cerebral cortex — right (all of it)".into(),
-        })
     } else if let Some(rest) = name.strip_prefix("Left-") {
         sided(rest, "left", RegionGroup::CortexLeft)
     } else if let Some(rest) = name.strip_prefix("Right-") {

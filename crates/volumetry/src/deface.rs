@@ -323,7 +323,12 @@ impl Defacer {
     /// datatype: removed voxels get the stored value 0.
     pub fn deface_nifti(&self, buf: &mut [u8]) -> Result<Defacing> {
         let volume = nifti::decode_f32(buf)?;
-        let (d, cut) = self.plan(&volume)?;
+        self.deface_decoded(buf, &volume)
+    }
+
+    /// [`Defacer::deface_nifti`] for an image whose voxels the caller has decoded already.
+    pub fn deface_decoded(&self, buf: &mut [u8], volume: &Volume<f32>) -> Result<Defacing> {
+        let (d, cut) = self.plan(volume)?;
         zero_in_nifti(buf, &volume.header, volume.dims, &cut)?;
         mark_defaced(buf);
         Ok(d)

@@ -5,7 +5,6 @@ use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
-use volumetry::deface;
 use volumetry::nifti::{self, Header, Volume};
 
 use super::*;
@@ -193,13 +192,9 @@ pub(super) fn finalize_nifti(
 
 /// Zeroes the face in the scrubbed image `buf`, whose decoded voxels are `volume`.
 fn deface(defacer: &Defacer, buf: &mut [u8], volume: &Volume<f32>) -> Result<Defacing, ConvertError> {
-    let (defacing, cut) = defacer.plan(volume).map_err(|e| match e {
+    defacer.deface_decoded(buf, volume).map_err(|e| match e {
         volumetry::VolumetryError::NoBrain => ConvertError::NoBrain,
         volumetry::VolumetryError::BadInput(_) => ConvertError::UnreadableVolume,
         _ => ConvertError::BadOutput("the image could not be defaced"),
-    })?;
-    deface::zero_in_nifti(buf, &volume.header, volume.dims, &cut)
-        .map_err(|_| ConvertError::BadOutput("the image could not be defaced"))?;
-    deface::mark_defaced(buf);
-    Ok(defacing)
+    })
 }
