@@ -12,6 +12,10 @@ pub enum VolumetryError {
     /// A model folder is missing files or they are inconsistent.
     #[error("model problem: {0}")]
     Model(String),
+    /// The inference engine cannot run (no GPU adapter, too little device memory, a lost
+    /// device); the message names the engine.
+    #[error("{0}")]
+    Engine(String),
     /// Reading or writing a file failed.
     #[error("{0}")]
     Io(String),

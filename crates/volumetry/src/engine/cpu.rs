@@ -15,6 +15,7 @@
 use rayon::prelude::*;
 
 use super::kernels::{Block, ConvRow, HeadRow, Isa};
+use super::schedule::{Step, stream_plan};
 use super::{Box3, Engine, RunOptions};
 use crate::error::{Result, VolumetryError};
 use crate::model::{Activation, GeluForm, Model};
@@ -253,81 +254,41 @@ impl CpuEngine {
         region: &Box3,
         gelu: GeluForm,
     ) -> Result<Vec<u8>> {
-        let nl = packed.len();
-        let nh = nl - 1;
-        let dims = [g.nx, g.ny, g.nz];
-        let mut boxes = vec![region.clone(); nl];
-        let mut r = 0;
-        for l in (0..nh).rev() {
-            r += packed[l + 1].rad;
-            boxes[l] = region.grow(r, dims);
-        }
-        let caps: Vec<usize> = (0..nh).map(|l| 2 * packed[l + 1].rad + 2).collect();
+        let nh = packed.len() - 1;
+        let rads: Vec<usize> = packed.iter().map(|p| p.rad).collect();
+        let plan = stream_plan(&rads, [g.nx, g.ny, g.nz], region)?;
+        let (boxes, caps) = (&plan.boxes, &plan.caps);
         let mut rings: Vec<Vec<Vec<f32>>> = caps.iter().map(|&c| vec![Vec::new(); c]).collect();
-        let mut produced: Vec<usize> = boxes.iter().map(|b| b.0[2].start).collect();
         let mut labels = vec![0u8; g.nx * g.ny * g.nz];
-        loop {
-            let mut progressed = false;
-            for l in 0..nl {
-                loop {
-                    let z = produced[l];
-                    if z >= boxes[l].0[2].end {
-                        break;
-                    }
-                    let rad = packed[l].rad;
-                    let ready = l == 0 || produced[l - 1] > (z + rad).min(g.nz - 1);
-                    let space = l == nh || {
-                        let old = z as isize - caps[l] as isize;
-                        old < boxes[l].0[2].start as isize
-                            || produced[l + 1] as isize > old + packed[l + 1].rad as isize
-                    };
-                    if !ready || !space {
-                        break;
-                    }
-                    // input slice pointer for an input z (layer l reads layer l−1's ring)
-                    let in_ptr = |zz: usize| -> *const f32 {
-                        if l == 0 {
-                            input[zz].as_ptr()
-                        } else {
-                            rings[l - 1][zz % caps[l - 1]].as_ptr()
-                        }
-                    };
-                    if l == nh {
-                        let plane = &mut labels[z * g.nx * g.ny..(z + 1) * g.nx * g.ny];
-                        let ip = in_ptr(z);
-                        self.head_slice(&packed[l], g, ip, plane, &boxes[l]);
+        for &Step { layer: l, z } in &plan.steps {
+            if l == nh {
+                let plane = &mut labels[z * g.nx * g.ny..(z + 1) * g.nx * g.ny];
+                let ip = if l == 0 {
+                    input[z].as_ptr()
+                } else {
+                    rings[l - 1][z % caps[l - 1]].as_ptr()
+                };
+                self.head_slice(&packed[l], g, ip, plane, &boxes[l]);
+                continue;
+            }
+            let mut slot = std::mem::take(&mut rings[l][z % caps[l]]);
+            if slot.is_empty() {
+                slot = vec![0.0; g.slice_len(packed[l].cout)];
+            }
+            let d = packed[l].d as isize;
+            let inputs = [0isize, 1, 2].map(|kz| {
+                let zz = z as isize + (kz - 1) * d;
+                (zz >= 0 && zz < g.nz as isize).then(|| {
+                    let zz = zz as usize;
+                    if l == 0 {
+                        input[zz].as_ptr()
                     } else {
-                        let mut slot = std::mem::take(&mut rings[l][z % caps[l]]);
-                        if slot.is_empty() {
-                            slot = vec![0.0; g.slice_len(packed[l].cout)];
-                        }
-                        let d = packed[l].d as isize;
-                        let inputs = [0isize, 1, 2].map(|kz| {
-                            let zz = z as isize + (kz - 1) * d;
-                            (zz >= 0 && zz < g.nz as isize).then(|| {
-                                let zz = zz as usize;
-                                if l == 0 {
-                                    input[zz].as_ptr()
-                                } else {
-                                    rings[l - 1][zz % caps[l - 1]].as_ptr()
-                                }
-                            })
-                        });
-                        self.conv_slice(&packed[l], g, inputs, slot.as_mut_ptr(), &boxes[l], false, gelu);
-                        rings[l][z % caps[l]] = slot;
+                        rings[l - 1][zz % caps[l - 1]].as_ptr()
                     }
-                    produced[l] += 1;
-                    progressed = true;
-                }
-            }
-            if produced[nh] >= boxes[nh].0[2].end {
-                break;
-            }
-            if !progressed {
-                return Err(VolumetryError::Model(
-                    "internal error: inference schedule stalled".into(),
-                ));
-            }
+                })
+            });
+            self.conv_slice(&packed[l], g, inputs, slot.as_mut_ptr(), &boxes[l], false, gelu);
+            rings[l][z % caps[l]] = slot;
         }
         Ok(labels)
     }

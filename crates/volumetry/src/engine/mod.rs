@@ -1,5 +1,6 @@
-//! Inference engines. [`Engine`] is the seam for a future GPU engine (behind a cargo
-//! feature); [`CpuEngine`] is the streaming, SIMD CPU implementation.
+//! Inference engines. [`Engine`] is the seam; [`CpuEngine`] is the streaming, SIMD CPU
+//! implementation, and the `gpu-engine` crate the wgpu (Vulkan) one. Both stream along z
+//! in the order [`schedule::stream_plan`] gives.
 
 use std::ops::Range;
 
@@ -9,6 +10,7 @@ use crate::model::{GeluForm, Model};
 mod cpu;
 pub mod kernels;
 pub mod naive;
+pub mod schedule;
 mod simd;
 
 pub use cpu::{CpuEngine, planned_flops};

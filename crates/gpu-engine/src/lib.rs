@@ -1,0 +1,492 @@
+//! MeshNet on a GPU through wgpu (Vulkan): the dilated 3×3×3 convolutions, each model's
+//! activation, instance norm and the 1×1×1 head with its argmax as WGSL compute shaders.
+//!
+//! It keeps the CPU engine's shape so that the two give the same labels and the GPU's
+//! memory stays bounded:
+//! * models without instance norm are streamed along z in the order of
+//!   [`volumetry::engine::schedule::stream_plan`] (each layer holds a ring of
+//!   `2·dilation+2` slices), each layer restricted to the region grown by the receptive
+//!   radius still ahead of it (the head box, exact inside it);
+//! * models with instance norm (mindgrab) materialise each layer (two buffers, ping-pong),
+//!   sum each channel on the device, finish the statistics on the host in f64, then
+//!   normalise and activate in place.
+//!
+//! The same code runs on NVIDIA's Vulkan driver and on Mesa's lavapipe (a software Vulkan
+//! device), which is how it is tested on machines without a GPU.
+
+use std::collections::HashMap;
+
+use volumetry::engine::schedule::{Step, stream_plan};
+use volumetry::model::{Activation, Layer};
+use volumetry::{Box3, Engine, GeluForm, Model, RunOptions, VolumetryError};
+
+mod device;
+
+use device::{Gpu, Kernel, StepUniform, engine_error, linear_groups, tile_groups};
+
+type Result<T> = std::result::Result<T, VolumetryError>;
+
+/// Widest layer the kernels hold in registers (`MAXC` in common.wgsl).
+const MAX_CHANNELS: usize = 32;
+/// Dispatches per submission: long enough to keep the device busy, short enough that no
+/// single submission runs for seconds.
+const STEPS_PER_SUBMIT: usize = 512;
+
+/// The wgpu engine on the best Vulkan adapter of this machine.
+pub struct GpuEngine {
+    gpu: Gpu,
+}
+
+impl GpuEngine {
+    /// Opens the highest-performance Vulkan adapter; an error (naming the engine) when there
+    /// is none. Never falls back to the CPU.
+    pub fn new() -> Result<GpuEngine> {
+        Ok(GpuEngine { gpu: Gpu::open()? })
+    }
+
+    /// The adapter's name and kind, e.g. "NVIDIA H100 80GB HBM3 (DiscreteGpu, Vulkan)".
+    pub fn adapter(&self) -> String {
+        let i = &self.gpu.info;
+        format!("{} ({:?}, {:?})", i.name, i.device_type, i.backend)
+    }
+}
+
+impl GpuEngine {
+    /// One 3³ layer (conv, instance norm if it has one, activation) over a whole volume,
+    /// `input` and the result `[channel][z][y][x]`: the kernels without the network around
+    /// them, for checking against the naive reference.
+    pub fn layer_outputs(&self, layer: &Layer, input: &[f32], dims: [usize; 3], gelu: GeluForm) -> Result<Vec<f32>> {
+        let n: usize = dims.iter().product();
+        if layer.kernel != 3 || layer.cout > MAX_CHANNELS || input.len() != layer.cin * n || n == 0 {
+            return Err(VolumetryError::BadInput("a 3³ layer and an input of its channels".into()));
+        }
+        let model = Model {
+            id: None,
+            name: "one layer".into(),
+            layers: vec![layer.clone()],
+            labels: Vec::new(),
+            flops_per_voxel: 0.0,
+        };
+        match Run::new(&self.gpu, &model, gelu).materialised(input, dims)? {
+            Outcome::Activations(out) => Ok(out),
+            Outcome::Labels(_) => Err(engine_error("a layer without a head gave labels")),
+        }
+    }
+}
+
+impl Engine for GpuEngine {
+    fn name(&self) -> String {
+        format!("gpu-wgpu: {}", self.adapter())
+    }
+
+    fn run(&self, model: &Model, input: &[f32], dims: [usize; 3], opts: &RunOptions) -> Result<Vec<u8>> {
+        let n: usize = dims.iter().product();
+        if input.len() != n || n == 0 {
+            return Err(VolumetryError::BadInput("input size does not match its dimensions".into()));
+        }
+        let nh = model.layers.len().checked_sub(1).ok_or_else(|| engine_error("the model has no layers"))?;
+        if model.layers.iter().take(nh).any(|l| l.cout > MAX_CHANNELS) || model.layers[nh].cin > MAX_CHANNELS {
+            return Err(engine_error(format!(
+                "{}: layers wider than {MAX_CHANNELS} channels are not supported",
+                model.name
+            )));
+        }
+        if n > u32::MAX as usize / MAX_CHANNELS {
+            return Err(engine_error("the volume is too large to index"));
+        }
+        if model.has_instance_norm() {
+            return match Run::new(&self.gpu, model, opts.gelu).materialised(input, dims)? {
+                Outcome::Labels(labels) => Ok(labels),
+                Outcome::Activations(_) => Err(engine_error("the model has no 1×1×1 head")),
+            };
+        }
+        let full = Box3::full(dims);
+        let region = opts
+            .region
+            .clone()
+            .map(|b| Box3([0, 1, 2].map(|a| b.0[a].start.min(dims[a])..b.0[a].end.min(dims[a]))))
+            .unwrap_or(full);
+        if region.is_empty() {
+            return Ok(vec![0u8; n]);
+        }
+        Run::new(&self.gpu, model, opts.gelu).streaming(input, dims, &region)
+    }
+}
+
+/// The activation codes of common.wgsl.
+fn activation_code(act: Activation, gelu: GeluForm) -> u32 {
+    match (act, gelu) {
+        (Activation::None, _) => 0,
+        (Activation::Relu, _) => 1,
+        (Activation::Elu, _) => 2,
+        (Activation::Gelu, GeluForm::Exact) => 3,
+        (Activation::Gelu, GeluForm::Tanh) => 4,
+    }
+}
+
+/// Weights as the kernels read them: a 3³ layer `[tap][ci][co]` (tap = (kz·3+ky)·3+kx),
+/// the head `[co][ci]`; then the biases.
+fn pack(l: &Layer) -> Vec<f32> {
+    let mut w = Vec::with_capacity(l.weight.len() + l.cout);
+    if l.kernel == 3 {
+        for kz in 0..3 {
+            for ky in 0..3 {
+                for kx in 0..3 {
+                    for ci in 0..l.cin {
+                        w.extend((0..l.cout).map(|co| l.w(co, ci, kx, ky, kz)));
+                    }
+                }
+            }
+        }
+    } else {
+        for co in 0..l.cout {
+            w.extend((0..l.cin).map(|ci| l.w(co, ci, 0, 0, 0)));
+        }
+    }
+    w.extend_from_slice(&l.bias);
+    w
+}
+
+fn bytes(v: &[f32]) -> &[u8] {
+    bytemuck::cast_slice(v)
+}
+
+/// The x/y origin and lengths of a box.
+fn rect_of(b: &Box3, origin: [usize; 2]) -> [u32; 4] {
+    [
+        (b.0[0].start - origin[0]) as u32,
+        (b.0[1].start - origin[1]) as u32,
+        b.0[0].len() as u32,
+        b.0[1].len() as u32,
+    ]
+}
+
+/// One network evaluation: the model's buffers and kernels on the device.
+struct Run<'a> {
+    gpu: &'a Gpu,
+    model: &'a Model,
+    gelu: GeluForm,
+    pipelines: HashMap<(Kernel, Vec<(&'static str, u64)>), wgpu::ComputePipeline>,
+}
+
+/// A dispatch: which kernel with which constants, bind group, step record, workgroups.
+struct Dispatch {
+    pipeline: (Kernel, Vec<(&'static str, u64)>),
+    bind_group: usize,
+    step: usize,
+    groups: (u32, u32),
+}
+
+impl<'a> Run<'a> {
+    fn new(gpu: &'a Gpu, model: &'a Model, gelu: GeluForm) -> Run<'a> {
+        Run {
+            gpu,
+            model,
+            gelu,
+            pipelines: HashMap::new(),
+        }
+    }
+
+    /// The pipeline key of layer `l`'s kernel over an `ex × ey` extent.
+    fn layer_kernel(&self, l: usize, ex: usize, ey: usize) -> (Kernel, Vec<(&'static str, u64)>) {
+        let layer = &self.model.layers[l];
+        let mut c = vec![
+            ("CIN", layer.cin as u64),
+            ("COUT", layer.cout as u64),
+            ("EX", ex as u64),
+            ("EY", ey as u64),
+        ];
+        if layer.kernel == 1 {
+            return (Kernel::Head, c);
+        }
+        // a normalised layer is activated after its statistics, by the norm kernel
+        let act = if layer.instance_norm_eps.is_some() {
+            Activation::None
+        } else {
+            layer.activation
+        };
+        c.push(("ACT", activation_code(act, self.gelu) as u64));
+        (Kernel::Conv, c)
+    }
+
+    fn params(&self, l: usize) -> Result<wgpu::Buffer> {
+        self.gpu
+            .upload(&format!("layer {l} weights"), bytes(&pack(&self.model.layers[l])), wgpu::BufferUsages::STORAGE)
+    }
+
+    /// Encodes `dispatches` (in order; each sees the previous one's writes) and submits them
+    /// in batches.
+    fn execute(&mut self, dispatches: &[Dispatch], groups: &[wgpu::BindGroup]) -> Result<()> {
+        for d in dispatches {
+            if !self.pipelines.contains_key(&d.pipeline) {
+                let constants: Vec<(&str, f64)> = d.pipeline.1.iter().map(|&(k, v)| (k, v as f64)).collect();
+                let p = self.gpu.pipeline(d.pipeline.0, &constants);
+                self.pipelines.insert(d.pipeline.clone(), p);
+            }
+        }
+        for batch in dispatches.chunks(STEPS_PER_SUBMIT) {
+            let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                for d in batch {
+                    pass.set_pipeline(&self.pipelines[&d.pipeline]);
+                    let offset = (d.step as u64 * self.gpu.step_stride) as u32;
+                    pass.set_bind_group(0, &groups[d.bind_group], &[offset]);
+                    pass.dispatch_workgroups(d.groups.0, d.groups.1, 1);
+                }
+            }
+            self.gpu.submit(encoder)?;
+        }
+        Ok(())
+    }
+
+    /// Models without instance norm, streamed along z.
+    fn streaming(mut self, input: &[f32], dims: [usize; 3], region: &Box3) -> Result<Vec<u8>> {
+        let layers = &self.model.layers;
+        let nh = layers.len() - 1;
+        let rads: Vec<usize> = layers.iter().map(|l| (l.kernel / 2) * l.dilation).collect();
+        let plan = stream_plan(&rads, dims, region)?;
+        // Everything is stored over the extent the first layer reads.
+        let ext = plan.boxes[0].grow(rads[0], dims);
+        let [ex, ey, ez] = [0, 1, 2].map(|a| ext.0[a].len());
+        let origin = [ext.0[0].start, ext.0[1].start];
+        let plane = ex * ey;
+        // the input as a ring of ez slices (slot = z mod ez, a bijection on the extent)
+        let mut staged = vec![0f32; plane * ez];
+        for z in ext.0[2].clone() {
+            for y in ext.0[1].clone() {
+                let row = dims[0] * (y + dims[1] * z);
+                let at = ((z % ez) * ey + (y - origin[1])) * ex;
+                staged[at..at + ex].copy_from_slice(&input[row + ext.0[0].start..row + ext.0[0].end]);
+            }
+        }
+        let gpu = self.gpu;
+        let input_buf = gpu.upload("input volume", bytes(&staged), wgpu::BufferUsages::STORAGE)?;
+        drop(staged);
+        let rings = (0..nh)
+            .map(|l| {
+                let size = (plan.caps[l] * layers[l].cout * plane * 4) as u64;
+                gpu.storage(&format!("layer {l} ring"), size, wgpu::BufferUsages::empty())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let [rw, rh, rd] = [0, 1, 2].map(|a| region.0[a].len());
+        let label_bytes = (rw * rh * rd * 4) as u64;
+        let labels = gpu.storage("labels", label_bytes, wgpu::BufferUsages::COPY_SRC)?;
+        let params = (0..=nh).map(|l| self.params(l)).collect::<Result<Vec<_>>>()?;
+
+        let cap_in = |l: usize| if l == 0 { ez } else { plan.caps[l - 1] };
+        let mut records = Vec::with_capacity(plan.steps.len());
+        let mut dispatches = Vec::with_capacity(plan.steps.len());
+        for &Step { layer: l, z } in &plan.steps {
+            let rect = rect_of(&plan.boxes[l], origin);
+            let record = if l == nh {
+                StepUniform {
+                    slots: [-1, (z % cap_in(l)) as i32, -1, -1],
+                    rect,
+                    misc: [0, (z - region.0[2].start) as u32, 0, 0],
+                }
+            } else {
+                let d = layers[l].dilation as isize;
+                let mut slots = [-1i32; 4];
+                for (kz, s) in slots.iter_mut().take(3).enumerate() {
+                    let zz = z as isize + (kz as isize - 1) * d;
+                    if (0..dims[2] as isize).contains(&zz) {
+                        *s = (zz as usize % cap_in(l)) as i32;
+                    }
+                }
+                slots[3] = (z % plan.caps[l]) as i32;
+                StepUniform {
+                    slots,
+                    rect,
+                    misc: [d as u32, 0, 0, 0],
+                }
+            };
+            dispatches.push(Dispatch {
+                pipeline: self.layer_kernel(l, ex, ey),
+                bind_group: l,
+                step: records.len(),
+                groups: tile_groups(rect[2], rect[3]),
+            });
+            records.push(record);
+        }
+        let steps = gpu.steps_buffer(&records)?;
+        let groups: Vec<wgpu::BindGroup> = (0..=nh)
+            .map(|l| {
+                let src = if l == 0 { &input_buf } else { &rings[l - 1] };
+                let dst = if l == nh { &labels } else { &rings[l] };
+                gpu.bind_group([src, dst, &params[l]], &steps)
+            })
+            .collect();
+        self.execute(&dispatches, &groups)?;
+        let got: Vec<u32> = bytemuck::pod_collect_to_vec(&gpu.read_back(&labels, label_bytes)?);
+        let mut out = vec![0u8; dims.iter().product()];
+        for (i, z) in region.0[2].clone().enumerate() {
+            for (j, y) in region.0[1].clone().enumerate() {
+                let row = dims[0] * (y + dims[1] * z) + region.0[0].start;
+                let src = &got[(i * rh + j) * rw..(i * rh + j + 1) * rw];
+                for (o, &v) in out[row..row + rw].iter_mut().zip(src) {
+                    *o = v as u8;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Models with instance norm: each layer whole, normalised by whole-volume statistics.
+    /// `input` is `[channel][z][y][x]`. With a 1×1×1 head last, the labels; without (a
+    /// model of 3³ layers only, see [`GpuEngine::layer_outputs`]), the last activations.
+    fn materialised(mut self, input: &[f32], dims: [usize; 3]) -> Result<Outcome> {
+        let layers = &self.model.layers;
+        let has_head = layers.last().is_some_and(|l| l.kernel == 1);
+        let hidden = layers.len() - usize::from(has_head);
+        let [nx, ny, nz] = dims;
+        let plane = nx * ny;
+        let cmax = layers[..hidden].iter().map(|l| l.cout).max().unwrap_or(1);
+        let gpu = self.gpu;
+        // slices hold every channel of one z ([z][c][y][x])
+        let cin = layers[0].cin;
+        let mut staged = vec![0f32; input.len()];
+        for c in 0..cin {
+            for z in 0..nz {
+                let from = (c * nz + z) * plane;
+                let to = (z * cin + c) * plane;
+                staged[to..to + plane].copy_from_slice(&input[from..from + plane]);
+            }
+        }
+        let input_buf = gpu.upload("input volume", bytes(&staged), wgpu::BufferUsages::STORAGE)?;
+        drop(staged);
+        let layer_bytes = (nz * cmax * plane * 4) as u64;
+        let ping = [
+            gpu.storage("layer activations", layer_bytes, wgpu::BufferUsages::COPY_SRC)?,
+            gpu.storage("layer activations", layer_bytes, wgpu::BufferUsages::COPY_SRC)?,
+        ];
+        let sums_bytes = (nz * cmax * 2 * 4) as u64;
+        let sums = gpu.storage("channel sums", sums_bytes, wgpu::BufferUsages::COPY_SRC)?;
+        let moments = gpu.storage("channel moments", (cmax * 2 * 4) as u64, wgpu::BufferUsages::COPY_DST)?;
+        let unused = gpu.storage("unused", 4, wgpu::BufferUsages::empty())?;
+        let label_bytes = if has_head { (plane * nz * 4) as u64 } else { 4 };
+        let labels = gpu.storage("labels", label_bytes, wgpu::BufferUsages::COPY_SRC)?;
+        let params = (0..layers.len()).map(|l| self.params(l)).collect::<Result<Vec<_>>>()?;
+
+        // Step records: per layer nz conv (or head) slices, then its stats and norm records.
+        let full = [0, 0, nx as u32, ny as u32];
+        let mut records = Vec::new();
+        let mut per_layer = Vec::new();
+        for (l, layer) in layers.iter().enumerate() {
+            let first = records.len();
+            for z in 0..nz {
+                let mut slots = [-1i32; 4];
+                let mut misc = [0u32; 4];
+                if l == hidden {
+                    slots[1] = z as i32;
+                    misc[1] = z as u32;
+                } else {
+                    let d = layer.dilation as isize;
+                    for (kz, s) in slots.iter_mut().take(3).enumerate() {
+                        let zz = z as isize + (kz as isize - 1) * d;
+                        if (0..nz as isize).contains(&zz) {
+                            *s = zz as i32;
+                        }
+                    }
+                    slots[3] = z as i32;
+                    misc[0] = d as u32;
+                }
+                records.push(StepUniform { slots, rect: full, misc });
+            }
+            let c = layer.cout as u32;
+            records.push(StepUniform {
+                misc: [0, 0, plane as u32, c],
+                ..Default::default()
+            });
+            records.push(StepUniform {
+                misc: [plane as u32, 0, (nz * plane) as u32 * c, c],
+                ..Default::default()
+            });
+            per_layer.push(first);
+        }
+        let steps = gpu.steps_buffer(&records)?;
+        // bind groups: one per layer; then stats and norm over each ping buffer
+        let out_of = |l: usize| &ping[l % 2];
+        let mut groups: Vec<wgpu::BindGroup> = (0..layers.len())
+            .map(|l| {
+                let src = if l == 0 { &input_buf } else { out_of(l - 1) };
+                let dst = if l == hidden { &labels } else { out_of(l) };
+                gpu.bind_group([src, dst, &params[l]], &steps)
+            })
+            .collect();
+        let stats_group = groups.len();
+        groups.extend(ping.iter().map(|b| gpu.bind_group([b, &sums, &params[0]], &steps)));
+        let norm_group = groups.len();
+        groups.extend(ping.iter().map(|b| gpu.bind_group([&unused, b, &moments], &steps)));
+
+        for (l, layer) in layers.iter().enumerate() {
+            let key = self.layer_kernel(l, nx, ny);
+            let convs: Vec<Dispatch> = (0..nz)
+                .map(|z| Dispatch {
+                    pipeline: key.clone(),
+                    bind_group: l,
+                    step: per_layer[l] + z,
+                    groups: tile_groups(nx as u32, ny as u32),
+                })
+                .collect();
+            self.execute(&convs, &groups)?;
+            let Some(eps) = layer.instance_norm_eps else {
+                continue;
+            };
+            let c = layer.cout;
+            let stats = Dispatch {
+                pipeline: (Kernel::Stats, vec![("ACT", 0)]),
+                bind_group: stats_group + l % 2,
+                step: per_layer[l] + nz,
+                groups: (nz as u32, c as u32),
+            };
+            self.execute(&[stats], &groups)?;
+            let partial: Vec<f32> = bytemuck::pod_collect_to_vec(&gpu.read_back(&sums, (nz * c * 2 * 4) as u64)?);
+            let count = (nz * plane) as f64;
+            let mut m = vec![0f32; 2 * c];
+            for ch in 0..c {
+                let (s, q) = (0..nz).fold((0f64, 0f64), |(s, q), z| {
+                    let i = (z * c + ch) * 2;
+                    (s + partial[i] as f64, q + partial[i + 1] as f64)
+                });
+                let mean = s / count;
+                let var = (q / count - mean * mean).max(0.0);
+                m[2 * ch] = mean as f32;
+                m[2 * ch + 1] = (1.0 / (var + eps as f64).sqrt()) as f32;
+            }
+            gpu.queue.write_buffer(&moments, 0, bytes(&m));
+            let norm = Dispatch {
+                pipeline: (
+                    Kernel::Norm,
+                    vec![("ACT", activation_code(layer.activation, self.gelu) as u64)],
+                ),
+                bind_group: norm_group + l % 2,
+                step: per_layer[l] + nz + 1,
+                groups: linear_groups((nz * c * plane) as u64),
+            };
+            self.execute(&[norm], &groups)?;
+        }
+        if has_head {
+            let got: Vec<u32> = bytemuck::pod_collect_to_vec(&gpu.read_back(&labels, label_bytes)?);
+            return Ok(Outcome::Labels(got.into_iter().map(|v| v as u8).collect()));
+        }
+        let c = layers[hidden - 1].cout;
+        let got: Vec<f32> =
+            bytemuck::pod_collect_to_vec(&gpu.read_back(out_of(hidden - 1), (nz * c * plane * 4) as u64)?);
+        let mut out = vec![0f32; got.len()];
+        for z in 0..nz {
+            for ch in 0..c {
+                let from = (z * c + ch) * plane;
+                let to = (ch * nz + z) * plane;
+                out[to..to + plane].copy_from_slice(&got[from..from + plane]);
+            }
+        }
+        Ok(Outcome::Activations(out))
+    }
+}
+
+/// What a materialised run gives back.
+enum Outcome {
+    Labels(Vec<u8>),
+    Activations(Vec<f32>),
+}
