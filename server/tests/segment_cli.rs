@@ -44,6 +44,12 @@ fn segments_the_reference_t1_with_percentiles() {
 
     let vj: serde_json::Value = serde_json::from_slice(&std::fs::read(&volumes).unwrap()).unwrap();
     assert_eq!(vj["model"], "model21_104class");
+    // the default engine, and it says which
+    assert!(
+        vj["engine"].as_str().is_some_and(|e| e.starts_with("cpu-")),
+        "{}",
+        vj["engine"]
+    );
     assert!(vj["grid"].is_string());
     assert!(
         vj["icv_mm3"].as_f64().unwrap() > 500_000.0,
@@ -123,5 +129,51 @@ fn unusable_input_is_refused_in_one_line_without_outputs() {
             .collect();
         assert_eq!(left.len(), 1, "only the bogus input remains: {left:?}");
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `--engine gpu` on a machine without a Vulkan driver: one line naming the engine, no
+/// outputs, never a silent fall-back to the CPU; an unknown engine is named.
+#[test]
+fn a_missing_gpu_is_refused_without_outputs() {
+    let dir = common::temp_dir("segment-nogpu");
+    let input = assets().join("reference/t1_crop/input_t1_crop.nii.gz");
+    let labels = dir.join("labels.nii.gz");
+    let volumes = dir.join("volumes.json");
+    let outs = [
+        "--out",
+        labels.to_str().unwrap(),
+        "--volumes",
+        volumes.to_str().unwrap(),
+    ];
+    let res = Command::new(env!("CARGO_BIN_EXE_neurovol"))
+        .arg("segment")
+        .arg(&input)
+        .args(["--engine", "gpu"])
+        .args(outs)
+        .env("NEUROVOL_ASSETS", assets())
+        // the Vulkan loader's driver list: none
+        .env("VK_ICD_FILENAMES", "/nonexistent/none.json")
+        .env("VK_DRIVER_FILES", "/nonexistent/none.json")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert!(!res.status.success());
+    assert!(
+        err.contains("GPU engine (wgpu/Vulkan): no Vulkan adapter found"),
+        "{err}"
+    );
+    let res = segment(&[
+        input.to_str().unwrap(),
+        "--engine",
+        "cuda",
+        outs[0],
+        outs[1],
+        outs[2],
+        outs[3],
+    ]);
+    assert!(!res.status.success());
+    assert!(String::from_utf8_lossy(&res.stderr).contains("cpu or gpu"));
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "nothing written");
     std::fs::remove_dir_all(&dir).unwrap();
 }

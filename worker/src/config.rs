@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use gpu_engine::EngineKind;
+
 /// `neurovol-worker`: serves the RunPod serverless job API (`/v2/{endpoint}/run`,
 /// `/status/{id}`, `/cancel/{id}`, `/health`) and runs one segmentation at a time.
 #[derive(clap::Parser, Debug, Clone)]
@@ -42,9 +44,10 @@ pub struct WorkerConfig {
     /// How long a finished job's status stays queryable, in seconds.
     #[arg(long, env = "NEUROVOL_WORKER_RESULT_TTL", default_value = "3600", value_parser = parse_secs)]
     pub result_ttl: Duration,
-    /// Inference engine: `cpu` (default) or `cuda` (needs a build with the `cuda` feature).
-    #[arg(long, env = "NEUROVOL_WORKER_ENGINE", default_value = "cpu")]
-    pub engine: String,
+    /// Inference engine: `cpu` (default) or `gpu` (wgpu on the best Vulkan adapter; the
+    /// worker refuses to start when there is none).
+    #[arg(long, env = "NEUROVOL_WORKER_ENGINE", default_value = "cpu", value_parser = EngineKind::parse)]
+    pub engine: EngineKind,
     /// Shut down when stdin reaches end-of-file (the server passes a pipe, so a child
     /// worker never outlives its parent, even after `kill -9`).
     #[arg(long)]
@@ -83,17 +86,6 @@ impl WorkerConfig {
         if self.queue_capacity == 0 {
             return Err("the queue capacity must be at least 1".into());
         }
-        match self.engine.as_str() {
-            "cpu" => {}
-            "cuda" if cfg!(feature = "cuda") => {
-                return Err(
-                    "--engine cuda: the volumetry crate has no CUDA engine yet (issue 4); this feature is a skeleton"
-                        .into(),
-                );
-            }
-            "cuda" => return Err("--engine cuda needs a build with `--features cuda`".into()),
-            other => return Err(format!("unknown engine '{other}' (cpu or cuda)")),
-        }
         Ok(())
     }
 }
@@ -117,7 +109,8 @@ mod tests {
         assert!(c.validate().is_err());
         let c = WorkerConfig::try_parse_from(["w", "--api-key", "0123456789abcdef0123"]).unwrap();
         assert!(c.validate().is_ok());
-        let c = WorkerConfig::try_parse_from(["w", "--api-key", "0123456789abcdef0123", "--engine", "cuda"]).unwrap();
-        assert!(c.validate().is_err());
+        let err =
+            WorkerConfig::try_parse_from(["w", "--api-key", "0123456789abcdef0123", "--engine", "cuda"]).unwrap_err();
+        assert!(err.to_string().contains("cpu or gpu"), "{err}");
     }
 }

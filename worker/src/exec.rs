@@ -24,6 +24,8 @@ pub struct ExecContext {
     pub max_nifti_bytes: u64,
     /// One permit: one inference at a time on this device.
     pub inference: Arc<Semaphore>,
+    /// Opened once at start (a GPU adapter is found, or the worker does not start).
+    pub engine: Arc<dyn volumetry::Engine>,
 }
 
 fn parse_url(field: &str, s: &str) -> Result<Url, String> {
@@ -68,6 +70,7 @@ pub async fn run(ctx: &ExecContext, input: JobInput) -> Result<JobOutput, String
         .map_err(|_| "the worker is shutting down".to_string())?;
     let wait_s = t_wait.elapsed().as_secs_f64();
     let assets = ctx.assets.clone();
+    let engine = ctx.engine.clone();
     let t_seg = Instant::now();
     let seg = tokio::task::spawn_blocking(move || {
         let _device = permit;
@@ -75,6 +78,7 @@ pub async fn run(ctx: &ExecContext, input: JobInput) -> Result<JobOutput, String
             model,
             brain_mask,
             intensity,
+            engine: Some(engine),
             ..SegmentOptions::default()
         };
         let seg = volumetry::segment(&volume, &assets, &opts).map_err(|e| e.to_string())?;

@@ -6,7 +6,7 @@
 //! GET  /v2/{endpoint}/status/{id}  → {"id", "status", "delayTime", "executionTime",
 //!                                     "output"? (COMPLETED), "error"? (FAILED, TIMED_OUT)}
 //! POST /v2/{endpoint}/cancel/{id}  → {"id", "status"}
-//! GET  /v2/{endpoint}/health       → {"jobs": {...}, "workers": {...}}
+//! GET  /v2/{endpoint}/health       → {"jobs": {...}, "workers": {...}, "engine": {"kind", "name"}}
 //! ```
 //! Every request needs `Authorization: Bearer KEY` (401 otherwise). Statuses: IN_QUEUE,
 //! IN_PROGRESS, COMPLETED, FAILED, CANCELLED, TIMED_OUT. One job runs at a time; a bounded
@@ -90,6 +90,7 @@ impl Worker {
             max_input_bytes: cfg.max_input_bytes,
             max_nifti_bytes: cfg.max_nifti_bytes,
             inference: Arc::new(Semaphore::new(1)),
+            engine: cfg.engine.open().map_err(|e| e.to_string())?,
         };
         Ok(Arc::new(Worker {
             table: Mutex::new(Table {
@@ -414,6 +415,7 @@ async fn health(State(w): State<Arc<Worker>>, Path(endpoint): Path<String>, head
             "retried": 0,
         },
         "workers": { "running": u64::from(t.running.is_some()), "idle": u64::from(t.running.is_none()), "accepting": t.accepting },
+        "engine": { "kind": w.cfg.engine.as_str(), "name": w.exec.engine.name() },
     }))
     .into_response()
 }
@@ -443,7 +445,7 @@ pub async fn serve(
     let worker = Worker::new(cfg, shutdown.clone())?;
     let runner = tokio::spawn(worker.clone().run_queue());
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(%addr, endpoint = %worker.cfg.endpoint_id, engine = %worker.cfg.engine, "listening");
+    tracing::info!(%addr, endpoint = %worker.cfg.endpoint_id, engine = %worker.exec.engine.name(), "listening");
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();

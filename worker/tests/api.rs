@@ -237,6 +237,10 @@ async fn run_status_cancel_and_outputs() {
     let vj: volumetry::VolumesJson = serde_json::from_slice(&volumes).unwrap();
     assert_eq!(vj.model, "model21_104class");
     assert!(vj.regions.iter().all(|r| r.percentile.is_none()));
+    // which engine ran it is recorded in the output and the volumes
+    let engine = out["engine"].as_str().unwrap();
+    assert!(engine.starts_with("cpu-"), "{engine}");
+    assert_eq!(vj.engine.as_deref(), Some(engine));
 
     // cancel: one running (stalled download), one queued
     let running = w.submit(&http, input(&base, "/stall")).await;
@@ -256,6 +260,8 @@ async fn run_status_cancel_and_outputs() {
     let h = w.call(&http, Method::GET, "/health").await;
     assert_eq!(h["jobs"]["completed"], 1, "{h}");
     assert_eq!(h["jobs"]["cancelled"], 2, "{h}");
+    assert_eq!(h["engine"]["kind"], "cpu", "{h}");
+    assert_eq!(h["engine"]["name"].as_str(), Some(engine), "{h}");
     let logs = w.logs();
     assert!(logs.contains("job completed"), "{logs}");
 }
@@ -437,4 +443,113 @@ async fn stdin_eof_and_sigterm_shut_down() {
         assert!(t0.elapsed() < Duration::from_secs(15), "worker ignored SIGTERM");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Labels of a finished job, decoded from the uploaded NIfTI.
+fn uploaded_labels(store: &Store) -> volumetry::Volume<u8> {
+    let dir = std::env::temp_dir().join(format!("nv-wt-{}", hex::encode(rand::random::<[u8; 6]>())));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("l.nii.gz"),
+        store.get("labels.nii.gz").expect("labels uploaded"),
+    )
+    .unwrap();
+    let lab = volumetry::nifti::read_labels(dir.join("l.nii.gz")).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    lab
+}
+
+/// The middle 48³ block of the reference T1 (conformed, 1 mm), where it lies in the head:
+/// real anatomy the region model labels, small enough for a software GPU.
+fn t1_block() -> volumetry::Volume<f32> {
+    let t1 = volumetry::nifti::read_f32(volumetry::assets_dir().join("reference/t1_crop/conformed_input.nii.gz"))
+        .expect("the reference T1 (set NEUROVOL_ASSETS)");
+    let side = 48;
+    let o = t1.dims.map(|d| d / 2 - side / 2);
+    let mut data = Vec::with_capacity(side * side * side);
+    for k in o[2]..o[2] + side {
+        for j in o[1]..o[1] + side {
+            let row = t1.dims[0] * (j + t1.dims[1] * k);
+            data.extend_from_slice(&t1.data[row + o[0]..row + o[0] + side]);
+        }
+    }
+    let mut a = t1.header.sform_affine();
+    for r in &mut a {
+        r[3] += (0..3).map(|c| r[c] * o[c] as f64).sum::<f64>();
+    }
+    let mut header = t1.header.clone();
+    header.set_affine(&a, 1);
+    volumetry::Volume {
+        dims: [side; 3],
+        data,
+        header,
+    }
+}
+
+/// `--engine gpu` (lavapipe here, NVIDIA's Vulkan driver in the GPU image): the health
+/// answer names the adapter, a job runs on it, says so in its output and volumes.json,
+/// and its labels are the CPU engine's.
+#[tokio::test]
+async fn the_gpu_engine_runs_jobs_and_names_its_adapter() {
+    let (store, base) = Store::start().await;
+    let block = t1_block();
+    store.put("head.nii", volumetry::nifti::encode(&block));
+    let w = Worker::start(&["--engine", "gpu"]);
+    let http = reqwest::Client::new();
+    let h = w.call(&http, Method::GET, "/health").await;
+    assert_eq!(h["engine"]["kind"], "gpu", "{h}");
+    let name = h["engine"]["name"].as_str().unwrap().to_string();
+    assert!(name.starts_with("gpu-wgpu: ") && name.contains("Vulkan"), "{name}");
+
+    let id = w.submit(&http, input(&base, "/obj/head.nii")).await;
+    let done = w
+        .wait_for(&http, &id, &["COMPLETED", "FAILED"], Duration::from_secs(600))
+        .await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(done["output"]["engine"].as_str(), Some(name.as_str()));
+    let vj: volumetry::VolumesJson = serde_json::from_slice(&store.get("volumes.json").unwrap()).unwrap();
+    assert_eq!(vj.engine.as_deref(), Some(name.as_str()));
+
+    let gpu = uploaded_labels(&store);
+    let assets = volumetry::assets_dir();
+    let opts = volumetry::SegmentOptions {
+        brain_mask: false,
+        ..Default::default()
+    };
+    let cpu = volumetry::segment(&block, &assets, &opts).unwrap();
+    assert_eq!(gpu.dims, cpu.labels_native.dims);
+    let differ = gpu
+        .data
+        .iter()
+        .zip(&cpu.labels_native.data)
+        .filter(|(a, b)| a != b)
+        .count();
+    let labelled = cpu.labels_native.data.iter().filter(|&&v| v != 0).count();
+    assert!(labelled > 1000, "the synthetic head must get labels ({labelled})");
+    assert!(
+        differ * 1000 <= labelled,
+        "{differ} of {labelled} labelled voxels differ from the CPU engine"
+    );
+}
+
+/// No Vulkan driver: the worker refuses to start, naming the engine, and never falls back
+/// to the CPU.
+#[test]
+fn the_gpu_engine_without_an_adapter_refuses_to_start() {
+    let out = Command::new(env!("CARGO_BIN_EXE_neurovol-worker"))
+        .args(["--listen", "127.0.0.1:0", "--engine", "gpu"])
+        .env("NEUROVOL_WORKER_API_KEY", KEY)
+        // the Vulkan loader's driver list: none
+        .env("VK_ICD_FILENAMES", "/nonexistent/none.json")
+        .env("VK_DRIVER_FILES", "/nonexistent/none.json")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("GPU engine (wgpu/Vulkan): no Vulkan adapter found"),
+        "{stderr}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("ready at"));
 }

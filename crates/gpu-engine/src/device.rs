@@ -131,7 +131,8 @@ impl Gpu {
                 (k, m)
             })
             .collect();
-        let step_stride = (size_of::<StepUniform>() as u64).next_multiple_of(limits.min_uniform_buffer_offset_alignment as u64);
+        let step_stride =
+            (size_of::<StepUniform>() as u64).next_multiple_of(limits.min_uniform_buffer_offset_alignment as u64);
         Ok(Gpu {
             device,
             queue,

@@ -21,6 +21,9 @@ use volumetry::model::{Activation, Layer};
 use volumetry::{Box3, Engine, GeluForm, Model, RunOptions, VolumetryError};
 
 mod device;
+mod kind;
+
+pub use kind::EngineKind;
 
 use device::{Gpu, Kernel, StepUniform, engine_error, linear_groups, tile_groups};
 
@@ -58,7 +61,9 @@ impl GpuEngine {
     pub fn layer_outputs(&self, layer: &Layer, input: &[f32], dims: [usize; 3], gelu: GeluForm) -> Result<Vec<f32>> {
         let n: usize = dims.iter().product();
         if layer.kernel != 3 || layer.cout > MAX_CHANNELS || input.len() != layer.cin * n || n == 0 {
-            return Err(VolumetryError::BadInput("a 3³ layer and an input of its channels".into()));
+            return Err(VolumetryError::BadInput(
+                "a 3³ layer and an input of its channels".into(),
+            ));
         }
         let model = Model {
             id: None,
@@ -82,9 +87,15 @@ impl Engine for GpuEngine {
     fn run(&self, model: &Model, input: &[f32], dims: [usize; 3], opts: &RunOptions) -> Result<Vec<u8>> {
         let n: usize = dims.iter().product();
         if input.len() != n || n == 0 {
-            return Err(VolumetryError::BadInput("input size does not match its dimensions".into()));
+            return Err(VolumetryError::BadInput(
+                "input size does not match its dimensions".into(),
+            ));
         }
-        let nh = model.layers.len().checked_sub(1).ok_or_else(|| engine_error("the model has no layers"))?;
+        let nh = model
+            .layers
+            .len()
+            .checked_sub(1)
+            .ok_or_else(|| engine_error("the model has no layers"))?;
         if model.layers.iter().take(nh).any(|l| l.cout > MAX_CHANNELS) || model.layers[nh].cin > MAX_CHANNELS {
             return Err(engine_error(format!(
                 "{}: layers wider than {MAX_CHANNELS} channels are not supported",
@@ -210,8 +221,11 @@ impl<'a> Run<'a> {
     }
 
     fn params(&self, l: usize) -> Result<wgpu::Buffer> {
-        self.gpu
-            .upload(&format!("layer {l} weights"), bytes(&pack(&self.model.layers[l])), wgpu::BufferUsages::STORAGE)
+        self.gpu.upload(
+            &format!("layer {l} weights"),
+            bytes(&pack(&self.model.layers[l])),
+            wgpu::BufferUsages::STORAGE,
+        )
     }
 
     /// Encodes `dispatches` (in order; each sees the previous one's writes) and submits them
@@ -391,7 +405,11 @@ impl<'a> Run<'a> {
                     slots[3] = z as i32;
                     misc[0] = d as u32;
                 }
-                records.push(StepUniform { slots, rect: full, misc });
+                records.push(StepUniform {
+                    slots,
+                    rect: full,
+                    misc,
+                });
             }
             let c = layer.cout as u32;
             records.push(StepUniform {

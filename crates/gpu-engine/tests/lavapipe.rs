@@ -85,7 +85,10 @@ fn every_activation_and_dilation_matches_the_naive_layer() {
             let want = naive_layer(&l, &input, dims, gelu);
             let got = gpu.layer_outputs(&l, &input, dims, gelu).unwrap();
             let err = max_error(&got, &want);
-            assert!(err < 1e-4, "dilation {d}, {act:?} {gelu:?}, norm {norm}: max abs error {err}");
+            assert!(
+                err < 1e-4,
+                "dilation {d}, {act:?} {gelu:?}, norm {norm}: max abs error {err}"
+            );
         }
     }
     // the widest hidden layer shipped (30 channels in and out)
@@ -149,10 +152,20 @@ fn compare_with_cpu(id: ModelId, (x, dims): (Vec<f32>, [usize; 3]), region: Opti
     let want = CpuEngine::new().run(&model, &x, dims, &opts).unwrap();
     let got = engine().run(&model, &x, dims, &opts).unwrap();
     let scores = dice(&got, &want);
-    eprintln!("{id}: {} labels, min Dice {:.5}", scores.len(), scores.iter().map(|s| s.1).fold(1.0, f64::min));
-    assert!(scores.len() >= 2, "{id}: the input must hold more than background, got {scores:?}");
+    eprintln!(
+        "{id}: {} labels, min Dice {:.5}",
+        scores.len(),
+        scores.iter().map(|s| s.1).fold(1.0, f64::min)
+    );
+    assert!(
+        scores.len() >= 2,
+        "{id}: the input must hold more than background, got {scores:?}"
+    );
     for (label, d, voxels) in scores {
-        assert!(d >= 0.999, "{id}: label {label} ({voxels} voxels) Dice {d:.5} against the CPU engine");
+        assert!(
+            d >= 0.999,
+            "{id}: label {label} ({voxels} voxels) Dice {d:.5} against the CPU engine"
+        );
     }
 }
 
@@ -160,7 +173,11 @@ fn compare_with_cpu(id: ModelId, (x, dims): (Vec<f32>, [usize; 3]), region: Opti
 /// code path), gives the CPU engine's labels.
 #[test]
 fn the_region_model_gives_the_cpu_engines_labels() {
-    compare_with_cpu(ModelId::DEFAULT, reference_input(64, 1), Some(Box3([6..58, 4..60, 8..56])));
+    compare_with_cpu(
+        ModelId::DEFAULT,
+        reference_input(64, 1),
+        Some(Box3([6..58, 4..60, 8..56])),
+    );
 }
 
 /// mindgrab (GELU and instance norm: whole-volume statistics) on the whole head at 4 mm

@@ -69,6 +69,8 @@ pub struct Quality {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VolumeReport {
     pub model: String,
+    /// The engine (and, for the GPU one, the adapter) that ran the models.
+    pub engine: String,
     pub grid: Grid,
     pub voxel_mm3: f64,
     /// Brain-mask (mindgrab) volume, used as the intracranial-volume proxy; None if no mask was run.
@@ -84,6 +86,10 @@ pub struct VolumeReport {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VolumesJson {
     pub model: String,
+    /// Which engine ran the models, e.g. "cpu-avx2" or "gpu-wgpu: NVIDIA H100 … (DiscreteGpu,
+    /// Vulkan)" (absent in files written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
     pub grid: String,
     pub icv_mm3: Option<f64>,
     pub regions: Vec<VolumesJsonRegion>,
@@ -252,6 +258,7 @@ pub fn report_on(seg: &Segmentation, grid: Grid) -> VolumeReport {
     let ok = flags.is_empty();
     VolumeReport {
         model: seg.model.clone(),
+        engine: seg.engine.clone(),
         grid,
         voxel_mm3,
         icv_mm3: icv,
@@ -271,6 +278,7 @@ pub fn report_on(seg: &Segmentation, grid: Grid) -> VolumeReport {
 pub fn volumes_json(r: &VolumeReport) -> VolumesJson {
     VolumesJson {
         model: r.model.clone(),
+        engine: Some(r.engine.clone()),
         grid: r.grid.as_str().to_string(),
         icv_mm3: r.icv_mm3,
         regions: r

@@ -1,12 +1,14 @@
 //! `neurovol segment INPUT.nii.gz --out labels.nii.gz --volumes volumes.json
-//!  [--model NAME] [--age YEARS --sex M|F]`
+//!  [--model NAME] [--engine cpu|gpu] [--age YEARS --sex M|F]`
 //!
-//! Segments one NIfTI with MeshNet on this machine's CPU, writes the native-grid label
+//! Segments one NIfTI with MeshNet on this machine's CPU (or, with `--engine gpu`, its
+//! Vulkan GPU through wgpu), writes the native-grid label
 //! NIfTI and `volumes.json`, and fills each region's percentile from the normative model
 //! when age and sex are given. Outputs appear only when everything succeeded.
 
 use std::path::{Path, PathBuf};
 
+use gpu_engine::EngineKind;
 use norms::{Norms, Sex, Site};
 use volumetry::{ModelId, SegmentOptions, VolumesJson};
 
@@ -23,6 +25,10 @@ pub struct SegmentArgs {
     /// model21_104class (default), model18cls, model30chan50cls or mindgrab.
     #[arg(long, default_value = volumetry::ModelId::DEFAULT.folder())]
     pub model: String,
+    /// Inference engine: cpu (default) or gpu (wgpu on the best Vulkan adapter; an error,
+    /// never a silent fall-back, when there is none).
+    #[arg(long, default_value = "cpu", value_parser = EngineKind::parse)]
+    pub engine: EngineKind,
     /// Age in years at the scan (for percentiles).
     #[arg(long)]
     pub age: Option<f64>,
@@ -68,9 +74,11 @@ pub fn run(args: &SegmentArgs, assets: &Path) -> Result<volumetry::VolumeReport,
             Some(volumetry::IntensityReference::of(&conformed))
         }
     };
+    let engine = args.engine.open().map_err(|e| e.to_string())?;
     let opts = SegmentOptions {
         model,
         intensity,
+        engine: Some(engine),
         ..SegmentOptions::default()
     };
     let tmp_labels = partial_name(&args.out);

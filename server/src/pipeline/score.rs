@@ -199,6 +199,7 @@ mod tests {
     fn volumes(regions: &[(&str, f64)], flags: Vec<QualityFlag>) -> VolumesJson {
         VolumesJson {
             model: "model21_104class".into(),
+            engine: None,
             grid: "native".into(),
             icv_mm3: Some(1.4e6),
             regions: regions

@@ -29,7 +29,9 @@ pub struct StreamPlan {
 /// which is the last layer).
 pub fn stream_plan(rads: &[usize], dims: [usize; 3], region: &Box3) -> Result<StreamPlan> {
     let nl = rads.len();
-    let nh = nl.checked_sub(1).ok_or_else(|| VolumetryError::Model("a network needs layers".into()))?;
+    let nh = nl
+        .checked_sub(1)
+        .ok_or_else(|| VolumetryError::Model("a network needs layers".into()))?;
     let mut boxes = vec![region.clone(); nl];
     let mut r = 0;
     for l in (0..nh).rev() {
@@ -64,7 +66,9 @@ pub fn stream_plan(rads: &[usize], dims: [usize; 3], region: &Box3) -> Result<St
             break;
         }
         if !progressed {
-            return Err(VolumetryError::Model("internal error: inference schedule stalled".into()));
+            return Err(VolumetryError::Model(
+                "internal error: inference schedule stalled".into(),
+            ));
         }
     }
     Ok(StreamPlan { boxes, caps, steps })
