@@ -2,7 +2,9 @@
 # Installs what a fresh machine lacks; every step is skipped when already done.
 source "$(dirname "$0")/lib.sh"
 
-apt_packages=(chromium dcm2niix postgresql python3-venv)
+# mesa-vulkan-drivers + libvulkan1: lavapipe, the software Vulkan device the GPU engine's
+# tests run on where there is no GPU
+apt_packages=(chromium dcm2niix postgresql python3-venv mesa-vulkan-drivers libvulkan1)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

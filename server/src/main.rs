@@ -23,7 +23,7 @@ enum Command {
     Migrate,
     /// De-identify a ZIP of DICOM files (the server's authoritative step, as a command).
     Deid(cli::deid::DeidArgs),
-    /// Segment a NIfTI on this machine's CPU and report region volumes (and percentiles).
+    /// Segment a NIfTI on this machine's CPU or GPU and report region volumes (and percentiles).
     Segment(cli::segment::SegmentArgs),
     /// Remove the face from a head NIfTI (the pipeline's defacing, as a command).
     Deface(cli::deface::DefaceArgs),
@@ -76,8 +76,8 @@ fn main() -> std::process::ExitCode {
     };
     if let Command::Segment(args) = &cli.command {
         return match cli::segment::run(args, &config.assets_dir) {
-            Ok(report) => {
-                eprintln!("segmented with {}: {} regions", args.model, report.regions.len());
+            Ok(done) => {
+                eprintln!("{}", done.summary());
                 std::process::ExitCode::SUCCESS
             }
             Err(reason) => {

@@ -248,21 +248,6 @@ pub fn segment_file(input: impl AsRef<Path>, assets: &Path, opts: &SegmentOption
     segment(&v, assets, opts)
 }
 
-/// What the CLI (`neurovol segment`) does after argument parsing: segment, write the label
-/// NIfTI (native grid) and `volumes.json`; `fill_percentiles` lets the caller (norms crate)
-/// set each region's percentile. Returns the full report.
-pub fn segment_to_files(
-    input: &Path,
-    labels_out: &Path,
-    volumes_out: &Path,
-    assets: &Path,
-    opts: &SegmentOptions,
-    fill_percentiles: &dyn Fn(&mut VolumesJson),
-) -> Result<VolumeReport> {
-    let seg = segment_file(input, assets, opts)?;
-    write_outputs(&seg, labels_out, volumes_out, fill_percentiles)
-}
-
 /// Write the native-grid label NIfTI and `volumes.json` (conformed-grid volumes, as
 /// upstream reports them) for a finished segmentation.
 pub fn write_outputs(

@@ -52,7 +52,30 @@ pub fn fill_percentiles(vj: &mut VolumesJson, sex: Option<Sex>, age: Option<f64>
     }
 }
 
-pub fn run(args: &SegmentArgs, assets: &Path) -> Result<volumetry::VolumeReport, String> {
+/// What a finished `neurovol segment` reports.
+pub struct Segmented {
+    pub report: volumetry::VolumeReport,
+    pub timings: volumetry::Timings,
+}
+
+impl Segmented {
+    /// The one line printed on success: model, engine, regions and where the time went.
+    pub fn summary(&self) -> String {
+        let (r, t) = (&self.report, &self.timings);
+        format!(
+            "segmented with {} on {}: {} regions (conform {:.2} s, model {:.2} s, brain mask {:.2} s, total {:.2} s)",
+            r.model,
+            r.engine,
+            r.regions.len(),
+            t.conform_s,
+            t.model_s,
+            t.mask_s,
+            t.total_s
+        )
+    }
+}
+
+pub fn run(args: &SegmentArgs, assets: &Path) -> Result<Segmented, String> {
     let model = ModelId::parse(&args.model).map_err(|e| e.to_string())?;
     let sex = match args.sex.as_deref() {
         None => None,
@@ -83,15 +106,21 @@ pub fn run(args: &SegmentArgs, assets: &Path) -> Result<volumetry::VolumeReport,
     };
     let tmp_labels = partial_name(&args.out);
     let tmp_volumes = partial_name(&args.volumes);
-    let result = volumetry::segment_to_files(&args.input, &tmp_labels, &tmp_volumes, assets, &opts, &|vj| {
-        fill_percentiles(vj, sex, args.age)
-    })
-    .map_err(|e| e.to_string())
-    .and_then(|report| {
+    let result = volumetry::segment_file(&args.input, assets, &opts)
+        .and_then(|seg| {
+            let report =
+                volumetry::write_outputs(&seg, &tmp_labels, &tmp_volumes, &|vj| fill_percentiles(vj, sex, args.age))?;
+            Ok(Segmented {
+                report,
+                timings: seg.timings,
+            })
+        })
+        .map_err(|e| e.to_string())
+    .and_then(|done| {
         std::fs::rename(&tmp_labels, &args.out).map_err(|e| format!("cannot write {}: {e}", args.out.display()))?;
         std::fs::rename(&tmp_volumes, &args.volumes)
             .map_err(|e| format!("cannot write {}: {e}", args.volumes.display()))?;
-        Ok(report)
+        Ok(done)
     });
     if result.is_err() {
         for p in [&tmp_labels, &tmp_volumes, &args.out, &args.volumes] {
