@@ -185,7 +185,7 @@ struct Dispatch {
     pipeline: (Kernel, Vec<(&'static str, u64)>),
     bind_group: usize,
     step: usize,
-    groups: (u32, u32),
+    groups: (u32, u32, u32),
 }
 
 impl<'a> Run<'a> {
@@ -246,7 +246,7 @@ impl<'a> Run<'a> {
                     pass.set_pipeline(&self.pipelines[&d.pipeline]);
                     let offset = (d.step as u64 * self.gpu.step_stride) as u32;
                     pass.set_bind_group(0, &groups[d.bind_group], &[offset]);
-                    pass.dispatch_workgroups(d.groups.0, d.groups.1, 1);
+                    pass.dispatch_workgroups(d.groups.0, d.groups.1, d.groups.2);
                 }
             }
             self.gpu.submit(encoder)?;
@@ -315,11 +315,12 @@ impl<'a> Run<'a> {
                     misc: [d as u32, 0, 0, 0],
                 }
             };
+            let (gx, gy) = tile_groups(rect[2], rect[3]);
             dispatches.push(Dispatch {
                 pipeline: self.layer_kernel(l, ex, ey),
                 bind_group: l,
                 step: records.len(),
-                groups: tile_groups(rect[2], rect[3]),
+                groups: (gx, gy, 1),
             });
             records.push(record);
         }
@@ -382,36 +383,16 @@ impl<'a> Run<'a> {
         let labels = gpu.storage("labels", label_bytes, wgpu::BufferUsages::COPY_SRC)?;
         let params = (0..layers.len()).map(|l| self.params(l)).collect::<Result<Vec<_>>>()?;
 
-        // Step records: per layer nz conv (or head) slices, then its stats and norm records.
-        let full = [0, 0, nx as u32, ny as u32];
+        // Step records, three per layer: the whole layer in one dispatch (every z), then its
+        // stats and its norm.
         let mut records = Vec::new();
-        let mut per_layer = Vec::new();
-        for (l, layer) in layers.iter().enumerate() {
-            let first = records.len();
-            for z in 0..nz {
-                let mut slots = [-1i32; 4];
-                let mut misc = [0u32; 4];
-                if l == hidden {
-                    slots[1] = z as i32;
-                    misc[1] = z as u32;
-                } else {
-                    let d = layer.dilation as isize;
-                    for (kz, s) in slots.iter_mut().take(3).enumerate() {
-                        let zz = z as isize + (kz as isize - 1) * d;
-                        if (0..nz as isize).contains(&zz) {
-                            *s = zz as i32;
-                        }
-                    }
-                    slots[3] = z as i32;
-                    misc[0] = d as u32;
-                }
-                records.push(StepUniform {
-                    slots,
-                    rect: full,
-                    misc,
-                });
-            }
+        for layer in layers {
             let c = layer.cout as u32;
+            records.push(StepUniform {
+                slots: [-1; 4],
+                rect: [0, 0, nx as u32, ny as u32],
+                misc: [layer.dilation as u32, 0, nz as u32, 1],
+            });
             records.push(StepUniform {
                 misc: [0, 0, plane as u32, c],
                 ..Default::default()
@@ -420,7 +401,6 @@ impl<'a> Run<'a> {
                 misc: [plane as u32, 0, (nz * plane) as u32 * c, c],
                 ..Default::default()
             });
-            per_layer.push(first);
         }
         let steps = gpu.steps_buffer(&records)?;
         // bind groups: one per layer; then stats and norm over each ping buffer
@@ -438,16 +418,14 @@ impl<'a> Run<'a> {
         groups.extend(ping.iter().map(|b| gpu.bind_group([&unused, b, &moments], &steps)));
 
         for (l, layer) in layers.iter().enumerate() {
-            let key = self.layer_kernel(l, nx, ny);
-            let convs: Vec<Dispatch> = (0..nz)
-                .map(|z| Dispatch {
-                    pipeline: key.clone(),
-                    bind_group: l,
-                    step: per_layer[l] + z,
-                    groups: tile_groups(nx as u32, ny as u32),
-                })
-                .collect();
-            self.execute(&convs, &groups)?;
+            let (gx, gy) = tile_groups(nx as u32, ny as u32);
+            let conv = Dispatch {
+                pipeline: self.layer_kernel(l, nx, ny),
+                bind_group: l,
+                step: 3 * l,
+                groups: (gx, gy, nz as u32),
+            };
+            self.execute(&[conv], &groups)?;
             let Some(eps) = layer.instance_norm_eps else {
                 continue;
             };
@@ -455,8 +433,8 @@ impl<'a> Run<'a> {
             let stats = Dispatch {
                 pipeline: (Kernel::Stats, vec![("ACT", 0)]),
                 bind_group: stats_group + l % 2,
-                step: per_layer[l] + nz,
-                groups: (nz as u32, c as u32),
+                step: 3 * l + 1,
+                groups: (nz as u32, c as u32, 1),
             };
             self.execute(&[stats], &groups)?;
             let partial: Vec<f32> = bytemuck::pod_collect_to_vec(&gpu.read_back(&sums, (nz * c * 2 * 4) as u64)?);
@@ -479,8 +457,11 @@ impl<'a> Run<'a> {
                     vec![("ACT", activation_code(layer.activation, self.gelu) as u64)],
                 ),
                 bind_group: norm_group + l % 2,
-                step: per_layer[l] + nz + 1,
-                groups: linear_groups((nz * c * plane) as u64),
+                step: 3 * l + 2,
+                groups: {
+                    let (x, y) = linear_groups((nz * c * plane) as u64);
+                    (x, y, 1)
+                },
             };
             self.execute(&[norm], &groups)?;
         }

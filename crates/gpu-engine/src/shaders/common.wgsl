@@ -8,9 +8,24 @@ struct Step {
     // x0, y0, width, height of the rectangle computed, in E coordinates
     rect: vec4<u32>,
     // conv: .x dilation; head: .y z offset in the label box;
+    // conv / head with .w = 1: the whole volume in one dispatch (slot = z = invocation z,
+    // .z slices), which a materialised layer allows;
     // stats / norm: .z elements per channel-slice (stats) or in all (norm), .w channels,
     // norm: .x elements per channel-slice
     misc: vec4<u32>,
+}
+
+// The slots a conv invocation reads (kz = 0, 1, 2) and writes (.w), for its z.
+fn conv_slots(gz: u32) -> vec4<i32> {
+    if step.misc.w == 0u {
+        return step.slots;
+    }
+    let z = i32(gz);
+    let d = i32(step.misc.x);
+    let nz = i32(step.misc.z);
+    let below = select(-1, z - d, z - d >= 0);
+    let above = select(-1, z + d, z + d < nz);
+    return vec4<i32>(below, z, above, z);
 }
 
 @group(0) @binding(3) var<uniform> step: Step;

@@ -17,6 +17,7 @@ fn conv(@builtin(global_invocation_id) gid: vec3<u32>) {
     if gid.x >= step.rect.z || gid.y >= step.rect.w {
         return;
     }
+    let slots = conv_slots(gid.z);
     let x = i32(step.rect.x + gid.x);
     let y = i32(step.rect.y + gid.y);
     let d = i32(step.misc.x);
@@ -27,7 +28,7 @@ fn conv(@builtin(global_invocation_id) gid: vec3<u32>) {
         acc[co] = params[bias + co];
     }
     for (var kz = 0u; kz < 3u; kz++) {
-        let s = step.slots[kz];
+        let s = slots[kz];
         if s < 0 {
             continue;
         }
@@ -54,7 +55,7 @@ fn conv(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
         }
     }
-    let out = u32(step.slots.w) * COUT * plane + u32(y) * EX + u32(x);
+    let out = u32(slots.w) * COUT * plane + u32(y) * EX + u32(x);
     for (var co = 0u; co < COUT; co++) {
         dst[out + co * plane] = activate(acc[co], ACT);
     }

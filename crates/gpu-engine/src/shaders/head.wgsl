@@ -20,7 +20,9 @@ fn head(@builtin(global_invocation_id) gid: vec3<u32>) {
     let y = step.rect.y + gid.y;
     let plane = EX * EY;
     var v: array<f32, MAXC>;
-    let base = u32(step.slots.y) * CIN * plane + y * EX + x;
+    let slots = conv_slots(gid.z);
+    let z_box = select(step.misc.y, gid.z, step.misc.w == 1u);
+    let base = u32(slots.y) * CIN * plane + y * EX + x;
     for (var ci = 0u; ci < CIN; ci++) {
         v[ci] = src[base + ci * plane];
     }
@@ -36,5 +38,5 @@ fn head(@builtin(global_invocation_id) gid: vec3<u32>) {
             best_logit = s;
         }
     }
-    labels[(step.misc.y * step.rect.w + gid.y) * step.rect.z + gid.x] = best;
+    labels[(z_box * step.rect.w + gid.y) * step.rect.z + gid.x] = best;
 }
