@@ -55,7 +55,10 @@ fn main() {
     let gpu = GpuEngine::new().unwrap_or_else(|e| panic!("{e}"));
     let cpu = CpuEngine::new();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("input {side}³ of the reference T1; {runs} runs after a warm-up; load average {}", load.trim());
+    println!(
+        "input {side}³ of the reference T1; {runs} runs after a warm-up; load average {}",
+        load.trim()
+    );
     println!("{} | {}", cpu.name(), gpu.name());
     for name in env("NEUROVOL_BENCH_MODELS", "model21_104class,mindgrab").split(',') {
         let model = Model::load(&assets, ModelId::parse(name).expect("model name")).expect("model");

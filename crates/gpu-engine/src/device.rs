@@ -183,7 +183,10 @@ impl Gpu {
     }
 
     fn check_size(&self, what: &str, bytes: u64) -> Result<(), VolumetryError> {
-        let max = (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size);
+        let max = self
+            .limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size);
         if bytes > max {
             return Err(engine_error(format!(
                 "the {what} needs {} MiB in one buffer; {} allows {} MiB",

@@ -172,17 +172,20 @@ fn rect_of(b: &Box3, origin: [usize; 2]) -> [u32; 4] {
     ]
 }
 
+/// A kernel and its override constants: one compiled pipeline.
+type PipelineKey = (Kernel, Vec<(&'static str, u64)>);
+
 /// One network evaluation: the model's buffers and kernels on the device.
 struct Run<'a> {
     gpu: &'a Gpu,
     model: &'a Model,
     gelu: GeluForm,
-    pipelines: HashMap<(Kernel, Vec<(&'static str, u64)>), wgpu::ComputePipeline>,
+    pipelines: HashMap<PipelineKey, wgpu::ComputePipeline>,
 }
 
 /// A dispatch: which kernel with which constants, bind group, step record, workgroups.
 struct Dispatch {
-    pipeline: (Kernel, Vec<(&'static str, u64)>),
+    pipeline: PipelineKey,
     bind_group: usize,
     step: usize,
     groups: (u32, u32, u32),
@@ -199,7 +202,7 @@ impl<'a> Run<'a> {
     }
 
     /// The pipeline key of layer `l`'s kernel over an `ex × ey` extent.
-    fn layer_kernel(&self, l: usize, ex: usize, ey: usize) -> (Kernel, Vec<(&'static str, u64)>) {
+    fn layer_kernel(&self, l: usize, ex: usize, ey: usize) -> PipelineKey {
         let layer = &self.model.layers[l];
         let mut c = vec![
             ("CIN", layer.cin as u64),

@@ -108,20 +108,21 @@ pub fn run(args: &SegmentArgs, assets: &Path) -> Result<Segmented, String> {
     let tmp_volumes = partial_name(&args.volumes);
     let result = volumetry::segment_file(&args.input, assets, &opts)
         .and_then(|seg| {
-            let report =
-                volumetry::write_outputs(&seg, &tmp_labels, &tmp_volumes, &|vj| fill_percentiles(vj, sex, args.age))?;
+            let report = volumetry::write_outputs(&seg, &tmp_labels, &tmp_volumes, &|vj| {
+                fill_percentiles(vj, sex, args.age)
+            })?;
             Ok(Segmented {
                 report,
                 timings: seg.timings,
             })
         })
         .map_err(|e| e.to_string())
-    .and_then(|done| {
-        std::fs::rename(&tmp_labels, &args.out).map_err(|e| format!("cannot write {}: {e}", args.out.display()))?;
-        std::fs::rename(&tmp_volumes, &args.volumes)
-            .map_err(|e| format!("cannot write {}: {e}", args.volumes.display()))?;
-        Ok(done)
-    });
+        .and_then(|done| {
+            std::fs::rename(&tmp_labels, &args.out).map_err(|e| format!("cannot write {}: {e}", args.out.display()))?;
+            std::fs::rename(&tmp_volumes, &args.volumes)
+                .map_err(|e| format!("cannot write {}: {e}", args.volumes.display()))?;
+            Ok(done)
+        });
     if result.is_err() {
         for p in [&tmp_labels, &tmp_volumes, &args.out, &args.volumes] {
             let _ = std::fs::remove_file(p);
