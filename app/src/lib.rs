@@ -8,8 +8,11 @@
 pub mod account;
 mod account_page;
 pub mod auth_rules;
+pub mod chart;
 mod format;
 mod pages;
+mod region_chart;
+mod region_table;
 pub mod regions;
 mod scan_page;
 pub mod scan_state;

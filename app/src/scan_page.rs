@@ -8,7 +8,8 @@ use leptos_router::hooks::use_params_map;
 
 use crate::format::mib;
 use crate::pages::{CsrfField, PasswordInput, notice_from_query};
-use crate::scans_api::{RegionRow, ScanDetail, ScanFile, ScanStatus, ScanSummary, get_scan, list_scans};
+use crate::region_table::regions_table;
+use crate::scans_api::{ScanDetail, ScanFile, ScanStatus, ScanSummary, get_scan, list_scans};
 use crate::session::use_session;
 
 #[component]
@@ -100,7 +101,13 @@ fn scan_detail(d: ScanDetail, csrf: String) -> impl IntoView {
             <dt>"Scan date"</dt><dd>{s.study_date.clone().unwrap_or_else(|| "not recorded".into())}</dd>
             <dt>"Files"</dt><dd>{s.files}</dd>
             {d.voxel_mm.map(|v| view! { <dt>"Voxel size"</dt><dd>{format!("{:.2} × {:.2} × {:.2} mm", v[0], v[1], v[2])}</dd> })}
-            {d.icv_mm3.map(|v| view! { <dt>"Intracranial volume"</dt><dd>{format!("{:.0} cm³", v / 1000.0)}</dd> })}
+            {d.icv_mm3.map(|v| view! { <dt>"Intracranial volume"</dt><dd>{format!("{:.0} cm³ (brain-mask volume)", v / 1000.0)}</dd> })}
+            {d.quality_ok.map(|ok| view! {
+                <dt>"Quality checks"</dt>
+                <dd data-testid="quality" data-ok=ok.to_string()>
+                    {if ok { "passed: the segmentation looks like a brain's" } else { "failed: percentiles are withheld (see the notes above)" }}
+                </dd>
+            })}
         </dl>
         {s.status.volume_stored().then(|| view! {
             <figure class="midline" data-testid="midline">
@@ -109,7 +116,7 @@ fn scan_detail(d: ScanDetail, csrf: String) -> impl IntoView {
                 <figcaption class="muted small">"What we keep: the volume with the face removed (middle slice, seen from the side)."</figcaption>
             </figure>
         })}
-        {(!d.regions.is_empty()).then(|| regions_table(d.clone()))}
+        {chart_and_table(&d)}
         <p class="muted">
             {format!(
                 "The server de-identified the files again before storing them: {} attribute kinds, {} private and {} overlay elements removed, {} identifiers replaced. ",
@@ -123,6 +130,73 @@ fn scan_detail(d: ScanDetail, csrf: String) -> impl IntoView {
         {delete_form(&id, d.confirm_with_google, csrf.clone())}
         <p><A href="/home">"Back to my scans"</A> " · " <A href="/upload">"Upload another scan"</A></p>
     }
+}
+
+/// The centile chart (when the scan records age and sex) above the regions table, sharing
+/// the selected region: the table's names pick the chart's region.
+fn chart_and_table(d: &ScanDetail) -> impl IntoView + use<> {
+    use crate::chart::{ScanPoint, has_reference};
+    use crate::region_chart::{ChartChoice, RegionChart};
+    if d.regions.is_empty() {
+        return None;
+    }
+    let s = &d.summary;
+    let sex = norms::Sex::from_code(&s.sex);
+    let choices: Vec<ChartChoice> = d
+        .regions
+        .iter()
+        .filter(|r| has_reference(&r.name))
+        .map(|r| {
+            let current = s.age_years.map(|age| ScanPoint {
+                scan_id: s.id.clone(),
+                date: s.study_date.clone(),
+                age_years: f64::from(age),
+                volume_mm3: r.volume_mm3,
+                current: true,
+            });
+            let earlier = d.history.iter().filter_map(|h| {
+                let (_, v) = h.volumes.iter().find(|(n, _)| *n == r.name)?;
+                Some(ScanPoint {
+                    scan_id: h.id.clone(),
+                    date: h.study_date.clone(),
+                    age_years: f64::from(h.age_years?),
+                    volume_mm3: *v,
+                    current: false,
+                })
+            });
+            let mut points: Vec<ScanPoint> = earlier.chain(current).collect();
+            points.sort_by(|a, b| a.age_years.total_cmp(&b.age_years));
+            ChartChoice {
+                name: r.name.clone(),
+                text: crate::regions::describe(&r.name).text,
+                points,
+            }
+        })
+        .collect();
+    let asked = leptos_router::hooks::use_query_map().read_untracked().get("region");
+    let initial = asked
+        .filter(|a| choices.iter().any(|c| &c.name == a))
+        .or_else(|| {
+            choices
+                .iter()
+                .find(|c| c.name == "Left-Hippocampus")
+                .map(|c| c.name.clone())
+        })
+        .or_else(|| choices.first().map(|c| c.name.clone()));
+    let charted = sex.zip(initial).filter(|_| s.age_years.is_some());
+    let selected = RwSignal::new(charted.as_ref().map(|(_, n)| n.clone()).unwrap_or_default());
+    let chart = match charted {
+        Some((sex, _)) => view! { <RegionChart choices=choices sex=sex selected=selected/> }.into_any(),
+        None => view! {
+            <p class="muted" data-testid="no-chart">"No centile chart: the reference is by age and sex, and this scan does not record both."</p>
+        }
+        .into_any(),
+    };
+    let link = (!selected.get_untracked().is_empty()).then_some(selected);
+    Some(view! {
+        {chart}
+        {regions_table(d.regions.clone(), d.model.clone(), d.icv_mm3, link)}
+    })
 }
 
 /// The scan's deletion: confirmed by the password, or (an account without one) by a fresh
@@ -178,61 +252,6 @@ fn step_class(status: ScanStatus, step: ScanStatus) -> &'static str {
         (Some(a), Some(b)) if b < a || status == ScanStatus::Done => "done",
         (Some(a), Some(b)) if a == b => "current",
         _ => "todo",
-    }
-}
-
-fn regions_table(d: ScanDetail) -> impl IntoView {
-    use crate::regions::{RegionGroup, describe};
-    let rows: Vec<(RegionGroup, String, RegionRow)> = d
-        .regions
-        .into_iter()
-        .map(|r| {
-            let name = describe(&r.name);
-            (name.group, name.text, r)
-        })
-        .collect();
-    let head = || {
-        view! {
-            <thead><tr><th>"Region"</th><th class="num">"Volume (mL)"</th><th class="num">"Percentile"</th><th>"Note"</th></tr></thead>
-        }
-    };
-    let body = |group: RegionGroup| {
-        rows.iter()
-            .filter(|(g, ..)| *g == group)
-            .map(|(_, text, r)| view! {
-                <tr data-testid="region-row" data-name=r.name.clone() data-group=group.as_str()>
-                    <td title=r.name.clone()>{text.clone()}</td>
-                    <td class="num">{format!("{:.2}", r.volume_mm3 / 1000.0)}</td>
-                    <td class="num">{r.percentile.map_or("—".to_string(), |p| format!("{p:.1}"))}</td>
-                    <td data-flag=r.flag.clone().unwrap_or_default()>{r.flag.as_deref().map(crate::scans_api::flag_text).unwrap_or("")}</td>
-                </tr>
-            })
-            .collect_view()
-    };
-    let present = |group: RegionGroup| rows.iter().any(|(g, ..)| *g == group);
-    view! {
-        <h2>"Regional volumes"</h2>
-        <p class="muted small">
-            {format!("Model {}. Volumes are measured on the scan's own voxel grid; percentiles compare with people of the same age and sex (BrainCharts normative model, site average).", d.model.unwrap_or_default())}
-        </p>
-        <table class="regions" data-testid="regions">
-            {head()}
-            {RegionGroup::ALL.into_iter().filter(|g| !g.folded() && present(*g)).map(|group| view! {
-                <tbody data-group=group.as_str()>
-                    <tr class="group"><th colspan="4" scope="rowgroup">{group.title()}</th></tr>
-                    {body(group)}
-                </tbody>
-            }).collect_view()}
-        </table>
-        {RegionGroup::ALL.into_iter().filter(|g| g.folded() && present(*g)).map(|group| view! {
-            <details class="cortex" data-testid=format!("group-{}", group.as_str())>
-                <summary>{format!("{} ({} regions)", group.title(), rows.iter().filter(|(g, ..)| *g == group).count())}</summary>
-                <table class="regions">
-                    {head()}
-                    <tbody data-group=group.as_str()>{body(group)}</tbody>
-                </table>
-            </details>
-        }).collect_view()}
     }
 }
 

@@ -47,12 +47,28 @@ pub struct ScanDetail {
     pub warnings: Vec<(String, String)>,
     pub voxel_mm: Option<[f64; 3]>,
     pub model: Option<String>,
+    /// Whether the segmentation passed the automatic quality checks (known once scored).
+    #[serde(default)]
+    pub quality_ok: Option<bool>,
     pub icv_mm3: Option<f64>,
     pub regions: Vec<RegionRow>,
+    /// The account's other processed scans (their region volumes), for the charts.
+    #[serde(default)]
+    pub history: Vec<HistoryScan>,
     /// The account has no password (it signs in with Google only): its deletion is
     /// confirmed by a fresh Google sign-in instead of the password.
     #[serde(default)]
     pub confirm_with_google: bool,
+}
+
+/// Another processed scan of the same account, as the charts place it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryScan {
+    pub id: String,
+    pub study_date: Option<String>,
+    pub age_years: Option<u32>,
+    /// (region name, volume in mm³)
+    pub volumes: Vec<(String, f64)>,
 }
 
 /// A file of a scan that its owner can download (`GET /scans/{id}/files/{name}`) and that
@@ -74,10 +90,13 @@ pub enum ScanFile {
     Results,
     /// The regions table: volume, percentile and flag per region.
     RegionsCsv,
+    /// The normative reference's centile volumes per region, sex and age (what the
+    /// percentiles were computed against).
+    NormalLimits,
 }
 
 impl ScanFile {
-    pub const ALL: [ScanFile; 7] = [
+    pub const ALL: [ScanFile; 8] = [
         ScanFile::Archive,
         ScanFile::Volume,
         ScanFile::Midline,
@@ -85,6 +104,7 @@ impl ScanFile {
         ScanFile::Volumes,
         ScanFile::Results,
         ScanFile::RegionsCsv,
+        ScanFile::NormalLimits,
     ];
 
     /// The file's name, in the URL, the download and the export.
@@ -97,6 +117,7 @@ impl ScanFile {
             ScanFile::Volumes => "volumes.json",
             ScanFile::Results => "results.json",
             ScanFile::RegionsCsv => "regions.csv",
+            ScanFile::NormalLimits => "normal-limits.csv",
         }
     }
 
@@ -120,6 +141,9 @@ impl ScanFile {
             ScanFile::Volumes => "the region volumes as measured by the segmentation service (JSON)",
             ScanFile::Results => "the results: region volumes, percentiles and flags (JSON)",
             ScanFile::RegionsCsv => "the results as a table: region, volume, percentile, flag (CSV)",
+            ScanFile::NormalLimits => {
+                "the normal limits used: the reference's 1st–99th centile volumes per region, sex and year of age (CSV)"
+            }
         }
     }
 
@@ -129,7 +153,7 @@ impl ScanFile {
             ScanFile::Volume | ScanFile::Labels => "application/gzip",
             ScanFile::Midline => "image/png",
             ScanFile::Volumes | ScanFile::Results => "application/json",
-            ScanFile::RegionsCsv => "text/csv; charset=utf-8",
+            ScanFile::RegionsCsv | ScanFile::NormalLimits => "text/csv; charset=utf-8",
         }
     }
 
@@ -176,6 +200,32 @@ pub struct RegionRow {
     pub volume_mm3: f64,
     pub percentile: Option<f64>,
     pub flag: Option<String>,
+    /// Why there is no percentile (a code, see [`no_percentile_text`]), when there is none.
+    #[serde(default)]
+    pub no_percentile: Option<String>,
+    /// The reference's volumes (mm³) at [`BAND_CENTILES`] for the scan's age and sex, where
+    /// the region has a normative model and both are known.
+    #[serde(default)]
+    pub centiles: Option<[f64; 5]>,
+    /// Left/right asymmetry index of the structure, (L − R) / mean, on both sides' rows.
+    #[serde(default)]
+    pub asymmetry: Option<f64>,
+}
+
+/// The centiles the scan page's band and normal range show (the 5th–95th is the usual
+/// range; below or above it a value is flagged).
+pub const BAND_CENTILES: [f64; 5] = [5.0, 25.0, 50.0, 75.0, 95.0];
+
+/// Why a region has no percentile, in a few words.
+pub fn no_percentile_text(code: &str) -> &'static str {
+    match code {
+        "no_model" => "no normative model for this region",
+        "age_out_of_range" => "age outside the normative reference",
+        "age_unknown" => "age not recorded",
+        "sex_unknown" => "sex not recorded",
+        "flagged" => "withheld: see the note",
+        _ => "not available",
+    }
 }
 
 /// What a region's flag means, in a few words.

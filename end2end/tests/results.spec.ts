@@ -41,16 +41,39 @@ test("a dropped T1 series reaches its results: the hippocampus with a volume and
   for (const side of ["Left", "Right"]) {
     const row = page.locator(`[data-testid=region-row][data-name="${side}-Hippocampus"]`);
     await expect(row).toHaveCount(1);
-    const cells = row.locator("td");
-    await expect(cells.nth(0)).toHaveText(`Hippocampus — ${side.toLowerCase()}`);
+    const cell = (col: string) => row.locator(`td[data-col=${col}]`);
+    await expect(cell("region")).toHaveText(`Hippocampus — ${side.toLowerCase()}`);
     await expect(row).toHaveAttribute("data-group", "subcortical");
-    const volumeMl = Number((await cells.nth(1).innerText()).trim());
+    const volumeMl = Number((await cell("volume").innerText()).trim());
     expect(volumeMl).toBeGreaterThan(2);
     expect(volumeMl).toBeLessThan(6);
-    const percentile = Number((await cells.nth(2).innerText()).trim());
+    const percentile = Number(await cell("percentile").getAttribute("data-value"));
     expect(percentile).toBeGreaterThanOrEqual(0);
     expect(percentile).toBeLessThanOrEqual(100);
+    // % of the brain-mask volume, the usual range for the age and sex, the band, left/right
+    const share = Number((await cell("icv-share").innerText()).trim());
+    expect(share).toBeGreaterThan(0.1);
+    expect(share).toBeLessThan(0.6);
+    const [lo, hi] = (await cell("range").innerText()).split("–").map(Number);
+    expect(lo).toBeGreaterThan(1.5);
+    expect(hi).toBeGreaterThan(lo);
+    expect(hi).toBeLessThan(7);
+    // the percentile and the range agree: outside the range exactly when flagged
+    const outside = volumeMl < lo || volumeMl > hi;
+    const flag = await cell("note").getAttribute("data-flag");
+    if (outside) expect(flag).toMatch(/^(below_5th|above_95th|implausible_for_age)$/);
+    await expect(cell("band").getByTestId("band")).toHaveAttribute("aria-label", /percentile, usual range 5th to 95th/);
+    await expect(cell("asymmetry")).toHaveText(/^[+-]\d+\.\d %$/);
   }
+  // the two sides' asymmetry is the same number
+  const asym = await page.locator('[data-testid=region-row][data-name$="-Hippocampus"] td[data-col=asymmetry]').allInnerTexts();
+  expect(new Set(asym).size).toBe(1);
+  await expect(page.getByTestId("percentile-meaning")).toContainText("not a diagnosis");
+  await expect(page.getByTestId("quality")).toHaveAttribute("data-ok", "true");
+  // a region without a normative model says why
+  const unmodelled = page.locator('[data-testid=region-row] td[data-col=note][data-no-percentile=no_model]');
+  expect(await unmodelled.count()).toBeGreaterThan(0);
+  await expect(unmodelled.first()).toHaveText("no normative model for this region");
   await expect(page.getByTestId("scan-facts")).toContainText("Intracranial volume");
   // every region in a group; the cortex folded under each hemisphere
   const rows = page.getByTestId("region-row");
@@ -59,6 +82,65 @@ test("a dropped T1 series reaches its results: the hippocampus with a volume and
     expect(group).toMatch(/^(subcortical|ventricles|cerebellum|brain_stem|white_matter|cortex_left|cortex_right|other)$/);
   }
   expect(await page.getByTestId("group-cortex_left").locator("[data-testid=region-row]").count()).toBeGreaterThan(30);
+
+  // the centile chart: drawn by the server, redrawn in the browser without a page load
+  await page.waitForFunction(() => (window as any).__neurovol_hydrated === true);
+  await page.evaluate(() => ((window as any).__same_page = true));
+  const chart = page.getByTestId("chart");
+  await expect(chart).toHaveAttribute("data-region", "Left-Hippocampus");
+  await expect(chart.locator("svg[role=img]")).toHaveAttribute("aria-label", /Centile chart of Hippocampus — left/);
+  await expect(chart.getByTestId("chart-point")).toHaveCount(1);
+  await page.getByTestId("chart-region").selectOption("Left-Thalamus");
+  await expect(chart).toHaveAttribute("data-region", "Left-Thalamus");
+  await expect(chart.locator("svg")).toHaveAttribute("aria-label", /Thalamus — left/);
+  await page.getByTestId("chart-side").click();
+  await expect(chart).toHaveAttribute("data-region", "Right-Thalamus");
+  // a region's name in the table picks it too
+  await page.locator('[data-testid=region-row][data-name="Right-Hippocampus"] [data-testid=chart-link]').click();
+  await expect(chart).toHaveAttribute("data-region", "Right-Hippocampus");
+  expect(await page.evaluate(() => (window as any).__same_page)).toBe(true);
+  expect(page.url()).not.toContain("region=");
+  // hovering the scan's point reads its value; hovering the plot reads the centiles there
+  const point = chart.getByTestId("chart-point").first();
+  await point.hover();
+  const rightMl = await page.locator('[data-testid=region-row][data-name="Right-Hippocampus"] td[data-col=volume]').innerText();
+  await expect(page.getByTestId("chart-readout")).toContainText(`this scan`);
+  await expect(page.getByTestId("chart-readout")).toContainText(`${rightMl} mL`);
+  const box = (await chart.locator("svg").boundingBox())!;
+  await page.mouse.move(box.x + box.width * 0.3, box.y + box.height * 0.5);
+  await expect(page.getByTestId("chart-readout")).toContainText(/^At \d+ years, centiles \(mL\): 1st /);
+  // the keyboard reaches the points: from the list, Tab to the side button, then the point
+  await page.getByTestId("chart-region").focus();
+  await page.keyboard.press("Tab");
+  await page.keyboard.press("Tab");
+  expect(await page.evaluate(() => document.activeElement?.getAttribute("data-testid"))).toBe("chart-point");
+  await expect(page.getByTestId("chart-readout")).toContainText("this scan");
+  await page.getByTestId("chart-section").screenshot({ path: test.info().outputPath("region-chart.png") });
+  // without JavaScript the table's links load the page with the region asked for
+  const linked = await page.request.get(`${page.url().split("#")[0]}?region=Left-Amygdala`);
+  expect(await linked.text()).toContain('data-region="Left-Amygdala"');
+
+  // downloads: the CSV is the JSON's rows; the normal limits are the page's ranges
+  const scanUrl = page.url();
+  const file = async (name: string) => {
+    const r = await page.request.get(`${scanUrl}/files/${name}`);
+    expect(r.status(), name).toBe(200);
+    return r;
+  };
+  const results = await (await file("results.json")).json();
+  const csvRows = (await (await file("regions.csv")).text()).trim().split("\n").slice(1).map((l) => l.split(","));
+  expect(csvRows.length).toBe(results.regions.length);
+  for (const region of results.regions) {
+    const row = csvRows.find((r) => r[0] === region.name)!;
+    expect(Number(row[2])).toBeCloseTo(region.volume_mm3, 0);
+  }
+  const limits = (await (await file("normal-limits.csv")).text()).trim().split("\n");
+  expect(limits[0]).toBe("region,sex,age_years,p1,p5,p25,p50,p75,p95,p99");
+  const age = String(results.age_years);
+  const hip = limits.map((l) => l.split(",")).find((r) => r[0] === "Left-Hippocampus" && r[2] === age)!;
+  expect(hip[1]).toBe(results.sex);
+  const range = await page.locator('[data-testid=region-row][data-name="Left-Hippocampus"] td[data-col=range]').innerText();
+  expect(range).toBe(`${(Number(hip[4]) / 1000).toFixed(2)}–${(Number(hip[8]) / 1000).toFixed(2)}`);
 
   // what we keep: the volume without its face, shown as its middle slice; no DICOM archive
   const midline = page.getByTestId("midline").locator("img");

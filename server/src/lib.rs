@@ -14,6 +14,7 @@ pub mod export;
 pub mod object_store;
 pub mod oidc;
 pub mod pipeline;
+pub mod scan_regions;
 pub mod scans;
 pub mod segmenter;
 pub mod storage;

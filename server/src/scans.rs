@@ -66,12 +66,55 @@ impl ScanStore for DbScanStore {
             .map_err(|e| e.to_string())?;
             let Some(row) = row else { return Ok(None) };
             let mut detail = detail_from(&db, &scan_id, &row).await.map_err(|e| e.to_string())?;
+            detail.history = history(&db, &user_id, &scan_id).await.map_err(|e| e.to_string())?;
             detail.confirm_with_google = !crate::oidc::has_password(&db, &user_id)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(Some(detail))
         })
     }
+}
+
+/// The account's other processed scans with their region volumes (oldest first).
+async fn history(db: &Db, user_id: &str, scan_id: &str) -> Result<Vec<app::scans_api::HistoryScan>, sqlx::Error> {
+    let done = ScanStatus::Done.as_str();
+    let scans = sqlx::query(
+        "SELECT id, study_date, age_years FROM scans WHERE user_id = $1 AND id <> $2 AND status = $3 \
+         ORDER BY study_date, created_at, id",
+    )
+    .bind(user_id)
+    .bind(scan_id)
+    .bind(done)
+    .fetch_all(db)
+    .await?;
+    let volumes = sqlx::query(
+        "SELECT r.scan_id, r.name, r.volume_mm3 FROM scan_regions r JOIN scans s ON s.id = r.scan_id \
+         WHERE s.user_id = $1 AND s.id <> $2 AND s.status = $3 ORDER BY r.label, r.name",
+    )
+    .bind(user_id)
+    .bind(scan_id)
+    .bind(done)
+    .fetch_all(db)
+    .await?;
+    scans
+        .iter()
+        .map(|s| {
+            let id: String = s.try_get("id")?;
+            let volumes = volumes
+                .iter()
+                .filter(|v| v.try_get::<String, _>("scan_id").is_ok_and(|x| x == id))
+                .map(|v| Ok((v.try_get("name")?, v.try_get("volume_mm3")?)))
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            Ok(app::scans_api::HistoryScan {
+                study_date: s.try_get("study_date")?,
+                age_years: s
+                    .try_get::<Option<i64>, _>("age_years")?
+                    .and_then(|a| u32::try_from(a).ok()),
+                volumes,
+                id,
+            })
+        })
+        .collect()
 }
 
 async fn detail_from(db: &Db, scan_id: &str, row: &sqlx::any::AnyRow) -> Result<ScanDetail, sqlx::Error> {
@@ -108,9 +151,13 @@ async fn detail_from(db: &Db, scan_id: &str, row: &sqlx::any::AnyRow) -> Result<
             volume_mm3: r.try_get("volume_mm3")?,
             percentile: r.try_get("percentile")?,
             flag: r.try_get("flag")?,
+            no_percentile: None,
+            centiles: None,
+            asymmetry: None,
         })
     })
     .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let regions = crate::scan_regions::enrich(regions, result.as_ref(), &summary.sex, summary.age_years);
     // a queued job with attempts behind it is waiting for a service to answer
     let retrying =
         sqlx::query("SELECT step, attempts FROM jobs WHERE scan_id = $1 AND state = 'queued' AND attempts > 0")
@@ -138,8 +185,10 @@ async fn detail_from(db: &Db, scan_id: &str, row: &sqlx::any::AnyRow) -> Result<
         warnings,
         voxel_mm: conversion.as_ref().map(|c| c.voxel_mm),
         model: result.as_ref().map(|r| r.model.clone()),
+        quality_ok: result.as_ref().map(|r| r.quality_ok),
         icv_mm3: result.as_ref().and_then(|r| r.icv_mm3),
         regions,
+        history: Vec::new(),
         confirm_with_google: false,
     })
 }
@@ -211,6 +260,23 @@ pub async fn file_source(
             FileSource::Made(serde_json::to_vec_pretty(&value).unwrap_or_default())
         }),
         ScanFile::RegionsCsv => Some(FileSource::Made(regions_csv(db, scan_id).await?.into_bytes())),
+        ScanFile::NormalLimits => {
+            let names = sqlx::query("SELECT name FROM scan_regions WHERE scan_id = $1 ORDER BY label, name")
+                .bind(scan_id)
+                .fetch_all(db)
+                .await?
+                .iter()
+                .map(|r| r.try_get::<String, _>("name"))
+                .collect::<Result<Vec<_>, _>>()?;
+            let sex: String = sqlx::query("SELECT sex FROM scans WHERE id = $1")
+                .bind(scan_id)
+                .fetch_one(db)
+                .await?
+                .try_get("sex")?;
+            Some(FileSource::Made(
+                crate::scan_regions::normal_limits_csv(&names, &sex).into_bytes(),
+            ))
+        }
     })
 }
 

@@ -28,7 +28,7 @@ pub use error::{Result, VolumetryError};
 pub use model::{GeluForm, Model, ModelId};
 pub use nifti::Volume;
 pub use volumes::{
-    Asymmetry, Grid, Quality, QualityFlag, VolumeReport, VolumesJson, VolumesJsonRegion, report, report_on,
+    Asymmetry, Grid, Quality, QualityFlag, VolumeReport, VolumesJson, VolumesJsonRegion, report, report_on, side_of,
     volumes_json,
 };
 

@@ -115,8 +115,8 @@ pub fn clean_name(s: &str) -> String {
 }
 
 /// Split a lateralised name into (side, structure): "Left-X" / "ctx-lh-X" → ('L', "X" /
-/// "ctx-X").
-fn side_of(name: &str) -> Option<(char, String)> {
+/// "ctx-X"). The one pairing of left and right (volumes.json's asymmetry, the scan page).
+pub fn side_of(name: &str) -> Option<(char, String)> {
     if let Some(r) = name.strip_prefix("Left-") {
         Some(('L', r.to_string()))
     } else if let Some(r) = name.strip_prefix("Right-") {

@@ -1,0 +1,269 @@
+//! The centile chart of one region: the normative reference's 1st–99th centile curves over
+//! age for the scan's sex (from `norms`, nothing recomputed here), this scan's volume and
+//! every earlier scan of the account. One implementation, plotters' SVG backend, compiled
+//! into the server (the first paint, which works without JavaScript) and into the hydrated
+//! WASM (re-rendered when the person picks another region).
+//!
+//! The points are drawn over plotters' output as focusable circles that carry their
+//! values; [`Frame`] keeps plotters' data→pixel transform so that a pointer anywhere on
+//! the plot can be read back as an age, and the curves' volumes at that age shown.
+
+use norms::{Norms, Sex, Site};
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// The curves drawn, outermost first pairs: 1st/99th, 5th/95th, 25th/75th, then the median.
+pub const CHART_CENTILES: [f64; 7] = [1.0, 5.0, 25.0, 50.0, 75.0, 95.0, 99.0];
+/// The SVG's size in pixels (its viewBox; the page scales it to its column).
+pub const SIZE: (u32, u32) = (640, 360);
+/// Years shown either side of the scans' ages (within the reference's range).
+const AGE_MARGIN: f64 = 20.0;
+
+/// One scan's volume of the region, a point on the chart.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScanPoint {
+    pub scan_id: String,
+    /// ISO date of the scan, when recorded.
+    pub date: Option<String>,
+    pub age_years: f64,
+    pub volume_mm3: f64,
+    /// The scan whose page this is.
+    pub current: bool,
+}
+
+/// Plotters' mapping between data and the SVG's pixels, kept to read a pointer back.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Frame {
+    /// Pixel x of the first and last age shown.
+    pub x_px: (f64, f64),
+    pub ages: (f64, f64),
+}
+
+impl Frame {
+    /// The age under pixel x of the SVG, when x lies on the plot.
+    pub fn age_at(&self, x: f64) -> Option<f64> {
+        let (x0, x1) = self.x_px;
+        let t = (x - x0) / (x1 - x0);
+        (0.0..=1.0)
+            .contains(&t)
+            .then(|| self.ages.0 + t * (self.ages.1 - self.ages.0))
+    }
+}
+
+pub struct Chart {
+    pub svg: String,
+    pub frame: Frame,
+}
+
+/// "5th", "50th", "99th".
+pub fn centile_name(c: f64) -> String {
+    let n = c.round() as u32;
+    let suffix = match (n % 10, n % 100) {
+        (1, x) if x != 11 => "st",
+        (2, x) if x != 12 => "nd",
+        (3, x) if x != 13 => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+/// The curves' volumes at one age, in words: what hovering the plot shows.
+pub fn readout_at(region: &str, sex: Sex, age: f64) -> Option<String> {
+    let norms = Norms::embedded();
+    let site = Site::default();
+    let parts = CHART_CENTILES
+        .iter()
+        .map(|&c| {
+            let v = norms.centile_volume(region, sex, age, c, &site).ok()?;
+            Some(format!("{} {:.2}", centile_name(c), v / 1000.0))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(format!("At {age:.0} years, centiles (mL): {}", parts.join(", ")))
+}
+
+/// A point's values in words (its tooltip and accessible name).
+pub fn point_text(p: &ScanPoint) -> String {
+    let when = p.date.clone().unwrap_or_else(|| "date not recorded".into());
+    let which = if p.current { "this scan" } else { "an earlier scan" };
+    format!(
+        "{which}, {when}: {:.2} mL at {:.0} years",
+        p.volume_mm3 / 1000.0,
+        p.age_years
+    )
+}
+
+/// Whether the reference has a model for `region` (only those get a chart).
+pub fn has_reference(region: &str) -> bool {
+    Norms::embedded().model(region).is_ok()
+}
+
+fn plot_error<E: std::fmt::Debug>(e: E) -> String {
+    format!("the chart could not be drawn: {e:?}")
+}
+
+/// Draws the chart of `region` (its title `title`) for `sex`.
+pub fn centile_chart(region: &str, title: &str, sex: Sex, points: &[ScanPoint]) -> Result<Chart, String> {
+    let norms = Norms::embedded();
+    let site = Site::default();
+    let (min, max) = norms.age_range();
+    let (lo, hi) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+        (a.min(p.age_years), b.max(p.age_years))
+    });
+    let (mut a0, mut a1) = if lo.is_finite() {
+        ((lo - AGE_MARGIN).max(min), (hi + AGE_MARGIN).min(max))
+    } else {
+        (min, max)
+    };
+    if a1 - a0 < 2.0 * AGE_MARGIN {
+        (a0, a1) = (min.max(a0 - AGE_MARGIN), max.min(a1 + AGE_MARGIN));
+    }
+    let steps = 120;
+    let ages: Vec<f64> = (0..=steps).map(|i| a0 + (a1 - a0) * i as f64 / steps as f64).collect();
+    let curves = norms
+        .centile_curves(region, sex, &CHART_CENTILES, &ages, &site)
+        .map_err(|e| e.to_string())?;
+    let ml = |v: f64| v / 1000.0;
+    let (mut v0, mut v1) = (f64::INFINITY, f64::NEG_INFINITY);
+    for p in curves.iter().flat_map(|c| &c.points) {
+        v0 = v0.min(ml(p[1]));
+        v1 = v1.max(ml(p[1]));
+    }
+    for p in points {
+        v0 = v0.min(ml(p.volume_mm3));
+        v1 = v1.max(ml(p.volume_mm3));
+    }
+    let pad = (v1 - v0) * 0.08;
+    let (v0, v1) = (v0 - pad, v1 + pad);
+
+    let mut svg = String::new();
+    let frame;
+    let mut marks = Vec::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .right_y_label_area_size(40)
+            .build_cartesian_2d(a0..a1, v0..v1)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("Age (years)")
+            .y_desc("Volume (mL)")
+            .light_line_style(RGBColor(238, 241, 245))
+            .draw()
+            .map_err(plot_error)?;
+        let colour = |c: f64| match c as u32 {
+            50 => RGBColor(36, 86, 166),
+            25 | 75 => RGBColor(111, 146, 205),
+            5 | 95 => RGBColor(157, 183, 224),
+            _ => RGBColor(200, 210, 225),
+        };
+        for curve in &curves {
+            let width = if curve.centile == 50.0 { 2 } else { 1 };
+            let style = colour(curve.centile).stroke_width(width);
+            chart
+                .draw_series(LineSeries::new(curve.points.iter().map(|p| (p[0], ml(p[1]))), style))
+                .map_err(plot_error)?;
+            // the curve's name at its right end
+            if let Some(last) = curve.points.last() {
+                let at = chart.backend_coord(&(last[0], ml(last[1])));
+                marks.push(format!(
+                    r##"<text x="{}" y="{}" class="curve-label" font-size="11" font-family="sans-serif" fill="#52606d" dominant-baseline="middle">{}</text>"##,
+                    at.0 + 4,
+                    at.1,
+                    centile_name(curve.centile)
+                ));
+            }
+        }
+        let (x0, _) = chart.backend_coord(&(a0, v0));
+        let (x1, _) = chart.backend_coord(&(a1, v0));
+        frame = Frame {
+            x_px: (x0 as f64, x1 as f64),
+            ages: (a0, a1),
+        };
+        for p in points {
+            let (x, y) = chart.backend_coord(&(p.age_years, ml(p.volume_mm3)));
+            let text = point_text(p);
+            marks.push(format!(
+                r#"<circle cx="{x}" cy="{y}" r="{}" class="scan-point{}" tabindex="0" role="img" aria-label="{text}" data-testid="chart-point" data-scan="{}" data-readout="{text}"><title>{text}</title></circle>"#,
+                if p.current { 6 } else { 5 },
+                if p.current { " current" } else { "" },
+                p.scan_id,
+            ));
+        }
+        root.present().map_err(plot_error)?;
+    }
+    let label = format!("Centile chart of {title}: the reference's 1st to 99th centiles by age, and your scans");
+    let svg = svg.replacen(
+        "<svg ",
+        &format!(r#"<svg role="img" aria-label="{label}" class="centile-chart" "#),
+        1,
+    );
+    let svg = match svg.rfind("</svg>") {
+        Some(end) => format!("{}{}{}", &svg[..end], marks.join(""), &svg[end..]),
+        None => return Err("the chart could not be drawn".into()),
+    };
+    Ok(Chart { svg, frame })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(age: f64, ml: f64, current: bool) -> ScanPoint {
+        ScanPoint {
+            scan_id: format!("s{age}"),
+            date: Some("2024-01-02".into()),
+            age_years: age,
+            volume_mm3: ml * 1000.0,
+            current,
+        }
+    }
+
+    #[test]
+    fn curves_points_and_the_transform() {
+        let points = [point(60.0, 4.1, false), point(67.0, 3.9, true)];
+        let chart = centile_chart("Left-Hippocampus", "Hippocampus — left", Sex::Female, &points).unwrap();
+        assert!(
+            chart
+                .svg
+                .starts_with("<svg role=\"img\" aria-label=\"Centile chart of Hippocampus — left")
+        );
+        assert_eq!(chart.svg.matches("data-testid=\"chart-point\"").count(), 2);
+        assert_eq!(chart.svg.matches("class=\"scan-point current\"").count(), 1);
+        for c in ["1st", "5th", "25th", "50th", "75th", "95th", "99th"] {
+            assert!(chart.svg.contains(&format!(">{c}</text>")), "{c} label");
+        }
+        // the ages shown surround the scans; reading the pixel of an age back gives it
+        let f = chart.frame;
+        assert!(f.ages.0 <= 40.0 && f.ages.1 >= 87.0, "{f:?}");
+        let x_of = |age: f64| f.x_px.0 + (age - f.ages.0) / (f.ages.1 - f.ages.0) * (f.x_px.1 - f.x_px.0);
+        assert!((f.age_at(x_of(67.0)).unwrap() - 67.0).abs() < 1e-9);
+        assert_eq!(f.age_at(f.x_px.0 - 5.0), None);
+        // the point's circle sits where plotters put age 67
+        let at = chart.svg.find("class=\"scan-point current\"").unwrap();
+        let cx: f64 = chart.svg[..at]
+            .rsplit("cx=\"")
+            .next()
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((cx - x_of(67.0)).abs() <= 1.0, "{cx} vs {}", x_of(67.0));
+    }
+
+    #[test]
+    fn readouts_and_regions_without_a_reference() {
+        let r = readout_at("Left-Hippocampus", Sex::Male, 52.0).unwrap();
+        assert!(r.starts_with("At 52 years, centiles (mL): 1st "), "{r}");
+        assert!(has_reference("Left-Hippocampus"));
+        assert!(!has_reference("ctx-lh-bankssts"));
+        assert!(centile_chart("ctx-lh-bankssts", "x", Sex::Male, &[]).is_err());
+    }
+}

@@ -1,0 +1,183 @@
+//! The scan page's regions table: per region its volume in mL and as a share of the
+//! intracranial volume, the reference's usual range for the age and sex, the percentile
+//! with a small band graphic (where it sits among the 5th/25th/50th/75th/95th centiles),
+//! the left/right asymmetry index, and a note (a flag, or why there is no percentile).
+
+use leptos::prelude::*;
+
+use crate::regions::{RegionGroup, describe};
+use crate::scans_api::{RegionRow, flag_text, no_percentile_text};
+
+/// What a percentile means, once, above the table.
+const PERCENTILE_MEANING: &str = "A percentile says where a volume sits among people of the same age and sex in the \
+     reference: at the 30th percentile, 30 in 100 of them have a smaller volume. The 5th to 95th percentile is the \
+     usual range; values outside it are marked. Scanners, protocols and segmentation methods differ by several \
+     percent, so read a percentile as a guide, not a diagnosis.";
+
+/// `chart`: the chart's selected region, when there is a chart (the names of charted
+/// regions then pick it).
+pub fn regions_table(
+    regions: Vec<RegionRow>,
+    model: Option<String>,
+    icv_mm3: Option<f64>,
+    chart: Option<RwSignal<String>>,
+) -> impl IntoView {
+    let rows: Vec<(RegionGroup, String, RegionRow)> = regions
+        .into_iter()
+        .map(|r| {
+            let name = describe(&r.name);
+            (name.group, name.text, r)
+        })
+        .collect();
+    let head = || {
+        view! {
+            <thead>
+                <tr>
+                    <th scope="col">"Region"</th>
+                    <th scope="col" class="num">"Volume (mL)"</th>
+                    <th scope="col" class="num"><abbr title="share of the intracranial volume (the brain-mask volume)">"% ICV"</abbr></th>
+                    <th scope="col" class="num">"Usual range (mL)"</th>
+                    <th scope="col" class="num">"Percentile"</th>
+                    <th scope="col"><span class="visually-hidden">"Band"</span></th>
+                    <th scope="col" class="num"><abbr title="left/right asymmetry: (left − right) / mean">"L−R"</abbr></th>
+                    <th scope="col">"Note"</th>
+                </tr>
+            </thead>
+        }
+    };
+    let body = |group: RegionGroup| {
+        rows.iter()
+            .filter(|(g, ..)| *g == group)
+            .map(|(_, text, r)| region_row(group, text, r, icv_mm3, chart))
+            .collect_view()
+    };
+    let present = |group: RegionGroup| rows.iter().any(|(g, ..)| *g == group);
+    view! {
+        <h2>"Regional volumes"</h2>
+        <p class="muted small" data-testid="percentile-meaning">{PERCENTILE_MEANING}</p>
+        <p class="muted small">
+            {format!(
+                "Model {}. Volumes are measured on the scan's own voxel grid; the reference is the BrainCharts normative model (site average). \
+                 % ICV divides by the brain-mask volume, which is not FreeSurfer's estimated intracranial volume.",
+                model.unwrap_or_default()
+            )}
+        </p>
+        <table class="regions" data-testid="regions">
+            {head()}
+            {RegionGroup::ALL.into_iter().filter(|g| !g.folded() && present(*g)).map(|group| view! {
+                <tbody data-group=group.as_str()>
+                    <tr class="group"><th colspan="8" scope="rowgroup">{group.title()}</th></tr>
+                    {body(group)}
+                </tbody>
+            }).collect_view()}
+        </table>
+        {RegionGroup::ALL.into_iter().filter(|g| g.folded() && present(*g)).map(|group| view! {
+            <details class="cortex" data-testid=format!("group-{}", group.as_str())>
+                <summary>{format!("{} ({} regions)", group.title(), rows.iter().filter(|(g, ..)| *g == group).count())}</summary>
+                <table class="regions">
+                    {head()}
+                    <tbody data-group=group.as_str()>{body(group)}</tbody>
+                </table>
+            </details>
+        }).collect_view()}
+    }
+}
+
+fn region_row(
+    group: RegionGroup,
+    text: &str,
+    r: &RegionRow,
+    icv_mm3: Option<f64>,
+    chart: Option<RwSignal<String>>,
+) -> impl IntoView + use<> {
+    let (mark, class) = match r.flag.as_deref() {
+        Some("below_5th") => ("▼ ", "flag-low"),
+        Some("above_95th") => ("▲ ", "flag-high"),
+        _ => ("", ""),
+    };
+    let note = match (&r.flag, &r.no_percentile) {
+        (Some(flag), _) => flag_text(flag),
+        (None, Some(code)) => no_percentile_text(code),
+        (None, None) => "",
+    };
+    view! {
+        <tr data-testid="region-row" data-name=r.name.clone() data-group=group.as_str() class=class>
+            <td title=r.name.clone() data-col="region">{region_name(text, &r.name, chart)}</td>
+            <td class="num" data-col="volume">{format!("{:.2}", r.volume_mm3 / 1000.0)}</td>
+            <td class="num" data-col="icv-share">
+                {icv_mm3.filter(|v| *v > 0.0).map_or("—".to_string(), |icv| format!("{:.2}", 100.0 * r.volume_mm3 / icv))}
+            </td>
+            <td class="num" data-col="range">
+                {r.centiles.map_or("—".to_string(), |c| format!("{:.2}–{:.2}", c[0] / 1000.0, c[4] / 1000.0))}
+            </td>
+            <td class="num" data-col="percentile" data-value=r.percentile.map(|p| format!("{p:.1}"))>
+                <span aria-hidden="true">{mark}</span>
+                {r.percentile.map_or("—".to_string(), |p| format!("{p:.1}"))}
+            </td>
+            <td data-col="band">{r.percentile.map(band)}</td>
+            <td class="num" data-col="asymmetry">
+                {r.asymmetry.map_or(String::new(), |a| format!("{:+.1} %", 100.0 * a))}
+            </td>
+            <td data-col="note" data-flag=r.flag.clone().unwrap_or_default() data-no-percentile=r.no_percentile.clone().unwrap_or_default()>
+                {note}
+            </td>
+        </tr>
+    }
+}
+
+/// A charted region's name links to its chart: without JavaScript a page load with
+/// `?region=`, with it the chart changes in place.
+fn region_name(text: &str, name: &str, chart: Option<RwSignal<String>>) -> impl IntoView + use<> {
+    match chart.filter(|_| crate::chart::has_reference(name)) {
+        Some(selected) => {
+            let name = name.to_string();
+            let href = format!("?region={name}#chart");
+            view! {
+                <a href=href data-testid="chart-link" on:click=move |ev| {
+                    ev.prevent_default();
+                    selected.set(name.clone());
+                    if let Some(section) = document().get_element_by_id("chart") {
+                        section.scroll_into_view();
+                    }
+                }>{text.to_string()}</a>
+            }
+            .into_any()
+        }
+        None => text.to_string().into_any(),
+    }
+}
+
+/// Where a percentile sits: the 5th–95th (usual) and 25th–75th bands, the median line,
+/// and a dot at the value, on a 0–100 scale.
+fn band(p: f64) -> impl IntoView {
+    let p = p.clamp(0.0, 100.0);
+    let label = format!("{}, usual range 5th to 95th percentile", ordinal(p));
+    view! {
+        <svg class="band" viewBox="0 0 100 12" width="100" height="12" role="img" aria-label=label data-testid="band">
+            <rect x="0" y="4" width="100" height="4" class="band-all"/>
+            <rect x="5" y="3" width="90" height="6" class="band-usual"/>
+            <rect x="25" y="2" width="50" height="8" class="band-middle"/>
+            <line x1="50" y1="1" x2="50" y2="11" class="band-median"/>
+            <circle cx=format!("{p:.1}") cy="6" r="3" class="band-value"/>
+        </svg>
+    }
+}
+
+/// "34th percentile".
+fn ordinal(p: f64) -> String {
+    format!("{} percentile", crate::chart::centile_name(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ordinal;
+
+    #[test]
+    fn ordinals() {
+        assert_eq!(ordinal(1.2), "1st percentile");
+        assert_eq!(ordinal(11.0), "11th percentile");
+        assert_eq!(ordinal(22.4), "22nd percentile");
+        assert_eq!(ordinal(33.0), "33rd percentile");
+        assert_eq!(ordinal(99.6), "100th percentile");
+    }
+}
