@@ -43,10 +43,12 @@ if [[ "$(s3s-fs --version 2>/dev/null | awk '{print $2}' || true)" != "$s3s_fs_w
   cargo install s3s-fs --version "$s3s_fs_want" --features binary --locked --force
 fi
 
-# Playwright (driving Debian's Chromium; no browser download), binaryen's wasm-opt, and
-# oauth2-mock-server (the loopback OpenID provider of the Google sign-in tests).
+# Playwright (driving Debian's Chromium; no browser download), binaryen's wasm-opt,
+# oauth2-mock-server (the loopback OpenID provider of the Google sign-in tests) and
+# axe-core (the accessibility check of the scan page).
 if [[ ! -x "$REPO_ROOT/end2end/node_modules/.bin/playwright" || ! -x "$REPO_ROOT/end2end/node_modules/.bin/wasm-opt" \
-      || ! -f "$REPO_ROOT/end2end/node_modules/oauth2-mock-server/package.json" ]]; then
+      || ! -f "$REPO_ROOT/end2end/node_modules/oauth2-mock-server/package.json" \
+      || ! -f "$REPO_ROOT/end2end/node_modules/@axe-core/playwright/package.json" ]]; then
   log "npm: installing end2end packages"
   (cd "$REPO_ROOT/end2end" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -46,7 +46,7 @@ impl Frame {
         let t = (x - x0) / (x1 - x0);
         (0.0..=1.0)
             .contains(&t)
-            .then(|| self.ages.0 + t * (self.ages.1 - self.ages.0))
+            .then_some(self.ages.0 + t * (self.ages.1 - self.ages.0))
     }
 }
 

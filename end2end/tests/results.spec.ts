@@ -1,3 +1,4 @@
+import AxeBuilder from "@axe-core/playwright";
 import { expect } from "@playwright/test";
 
 import { dropFixture, signUp, test } from "./kit";
@@ -119,6 +120,12 @@ test("a dropped T1 series reaches its results: the hippocampus with a volume and
   // without JavaScript the table's links load the page with the region asked for
   const linked = await page.request.get(`${page.url().split("#")[0]}?region=Left-Amygdala`);
   expect(await linked.text()).toContain('data-region="Left-Amygdala"');
+
+  // no serious or critical accessibility problem on the results page (folded groups open)
+  await page.locator("details").evaluateAll((ds) => ds.forEach((d) => ((d as HTMLDetailsElement).open = true)));
+  const axe = await new AxeBuilder({ page }).analyze();
+  const serious = axe.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  expect(serious.map((v) => `${v.id} (${v.nodes.length}): ${v.nodes[0]?.target}`)).toEqual([]);
 
   // downloads: the CSV is the JSON's rows; the normal limits are the page's ranges
   const scanUrl = page.url();
