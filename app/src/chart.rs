@@ -97,6 +97,37 @@ pub fn has_reference(region: &str) -> bool {
     Norms::embedded().model(region).is_ok()
 }
 
+/// Text for SVG markup (element content or a quoted attribute).
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// About `n` round tick values (1, 2 or 5 × a power of ten apart) inside [lo, hi].
+fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
+    let raw = (hi - lo) / n as f64;
+    if !(raw.is_finite() && raw > 0.0) {
+        return Vec::new();
+    }
+    let power = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * power)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * power);
+    let first = (lo / step).ceil() as i64;
+    let last = (hi / step).floor() as i64;
+    (first..=last).map(|i| i as f64 * step).collect()
+}
+
+/// A tick's value with as many decimals as its step needs.
+fn format_tick(v: f64) -> String {
+    let s = format!("{v:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
 fn plot_error<E: std::fmt::Debug>(e: E) -> String {
     format!("the chart could not be drawn: {e:?}")
 }
@@ -141,21 +172,64 @@ pub fn centile_chart(region: &str, title: &str, sex: Sex, points: &[ScanPoint]) 
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(plot_error)?;
+        // No text goes through plotters: in the browser it measures text with styled DOM
+        // elements (which the Content-Security-Policy forbids) and on the server it guesses.
+        // Grid lines are drawn here and every word is an SVG <text> placed through the
+        // chart's transform, so the server's and the browser's SVG are the same.
         let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
+            .margin_top(34)
+            .margin_right(12)
+            .margin_bottom(8)
+            .margin_left(8)
             .x_label_area_size(40)
-            .y_label_area_size(56)
+            .y_label_area_size(52)
             .right_y_label_area_size(40)
             .build_cartesian_2d(a0..a1, v0..v1)
             .map_err(plot_error)?;
+        let grid = RGBColor(228, 232, 238);
+        let axis = RGBColor(120, 130, 145);
+        let text = |x: i32, y: i32, anchor: &str, baseline: &str, size: u32, words: &str| {
+            format!(
+                r##"<text x="{x}" y="{y}" text-anchor="{anchor}" dominant-baseline="{baseline}" font-size="{size}" font-family="sans-serif" fill="#323f4b">{}</text>"##,
+                escape(words)
+            )
+        };
+        for age in ticks(a0, a1, 6) {
+            chart
+                .draw_series(std::iter::once(PathElement::new(vec![(age, v0), (age, v1)], grid)))
+                .map_err(plot_error)?;
+            let (x, y) = chart.backend_coord(&(age, v0));
+            marks.push(text(x, y + 14, "middle", "middle", 12, &format!("{age:.0}")));
+        }
+        for v in ticks(v0, v1, 6) {
+            chart
+                .draw_series(std::iter::once(PathElement::new(vec![(a0, v), (a1, v)], grid)))
+                .map_err(plot_error)?;
+            let (x, y) = chart.backend_coord(&(a0, v));
+            marks.push(text(x - 6, y, "end", "middle", 12, &format_tick(v)));
+        }
+        let (left, bottom) = chart.backend_coord(&(a0, v0));
+        let (right, top) = chart.backend_coord(&(a1, v1));
         chart
-            .configure_mesh()
-            .x_desc("Age (years)")
-            .y_desc("Volume (mL)")
-            .light_line_style(RGBColor(238, 241, 245))
-            .draw()
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(a0, v1), (a0, v0), (a1, v0)],
+                axis,
+            )))
             .map_err(plot_error)?;
+        marks.push(text(
+            (left + right) / 2,
+            bottom + 32,
+            "middle",
+            "middle",
+            12,
+            "Age (years)",
+        ));
+        marks.push(format!(
+            r##"<text x="14" y="{}" transform="rotate(-90 14 {})" text-anchor="middle" dominant-baseline="middle" font-size="12" font-family="sans-serif" fill="#323f4b">Volume (mL)</text>"##,
+            (top + bottom) / 2,
+            (top + bottom) / 2
+        ));
+        marks.push(text((left + right) / 2, 16, "middle", "middle", 16, title));
         let colour = |c: f64| match c as u32 {
             50 => RGBColor(36, 86, 166),
             25 | 75 => RGBColor(111, 146, 205),
@@ -171,11 +245,13 @@ pub fn centile_chart(region: &str, title: &str, sex: Sex, points: &[ScanPoint]) 
             // the curve's name at its right end
             if let Some(last) = curve.points.last() {
                 let at = chart.backend_coord(&(last[0], ml(last[1])));
-                marks.push(format!(
-                    r##"<text x="{}" y="{}" class="curve-label" font-size="11" font-family="sans-serif" fill="#52606d" dominant-baseline="middle">{}</text>"##,
+                marks.push(text(
                     at.0 + 4,
                     at.1,
-                    centile_name(curve.centile)
+                    "start",
+                    "middle",
+                    11,
+                    &centile_name(curve.centile),
                 ));
             }
         }
@@ -187,12 +263,12 @@ pub fn centile_chart(region: &str, title: &str, sex: Sex, points: &[ScanPoint]) 
         };
         for p in points {
             let (x, y) = chart.backend_coord(&(p.age_years, ml(p.volume_mm3)));
-            let text = point_text(p);
+            let words = escape(&point_text(p));
             marks.push(format!(
-                r#"<circle cx="{x}" cy="{y}" r="{}" class="scan-point{}" tabindex="0" role="img" aria-label="{text}" data-testid="chart-point" data-scan="{}" data-readout="{text}"><title>{text}</title></circle>"#,
+                r#"<circle cx="{x}" cy="{y}" r="{}" class="scan-point{}" tabindex="0" role="img" aria-label="{words}" data-testid="chart-point" data-scan="{}" data-readout="{words}"><title>{words}</title></circle>"#,
                 if p.current { 6 } else { 5 },
                 if p.current { " current" } else { "" },
-                p.scan_id,
+                escape(&p.scan_id),
             ));
         }
         root.present().map_err(plot_error)?;
@@ -256,6 +332,15 @@ mod tests {
             .parse()
             .unwrap();
         assert!((cx - x_of(67.0)).abs() <= 1.0, "{cx} vs {}", x_of(67.0));
+    }
+
+    #[test]
+    fn round_ticks() {
+        assert_eq!(ticks(27.0, 87.0, 6), vec![30.0, 40.0, 50.0, 60.0, 70.0, 80.0]);
+        assert_eq!(ticks(2.9, 5.1, 6), vec![3.0, 3.5, 4.0, 4.5, 5.0]);
+        assert_eq!(format_tick(3.5), "3.5");
+        assert_eq!(format_tick(40.0), "40");
+        assert!(ticks(1.0, 1.0, 6).is_empty());
     }
 
     #[test]

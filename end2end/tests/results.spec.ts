@@ -91,11 +91,12 @@ test("a dropped T1 series reaches its results: the hippocampus with a volume and
   await expect(chart).toHaveAttribute("data-region", "Left-Hippocampus");
   await expect(chart.locator("svg[role=img]")).toHaveAttribute("aria-label", /Centile chart of Hippocampus — left/);
   await expect(chart.getByTestId("chart-point")).toHaveCount(1);
-  await page.getByTestId("chart-region").selectOption("Left-Thalamus");
-  await expect(chart).toHaveAttribute("data-region", "Left-Thalamus");
-  await expect(chart.locator("svg")).toHaveAttribute("aria-label", /Thalamus — left/);
+  await page.getByTestId("chart-region").selectOption({ label: "Putamen — left" });
+  await expect(chart).toHaveAttribute("data-region", "Left-Putamen");
+  await expect(chart.locator("svg")).toHaveAttribute("aria-label", /Putamen — left/);
   await page.getByTestId("chart-side").click();
-  await expect(chart).toHaveAttribute("data-region", "Right-Thalamus");
+  await expect(chart).toHaveAttribute("data-region", "Right-Putamen");
+  await expect(chart.locator("svg")).toHaveAttribute("aria-label", /Putamen — right/);
   // a region's name in the table picks it too
   await page.locator('[data-testid=region-row][data-name="Right-Hippocampus"] [data-testid=chart-link]').click();
   await expect(chart).toHaveAttribute("data-region", "Right-Hippocampus");
