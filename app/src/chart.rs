@@ -97,8 +97,16 @@ pub fn has_reference(region: &str) -> bool {
     Norms::embedded().model(region).is_ok()
 }
 
+/// Words on a chart: an SVG `<text>` at pixel (x, y) of the chart.
+pub(crate) fn svg_text(x: i32, y: i32, anchor: &str, baseline: &str, size: u32, words: &str) -> String {
+    format!(
+        r##"<text x="{x}" y="{y}" text-anchor="{anchor}" dominant-baseline="{baseline}" font-size="{size}" font-family="sans-serif" fill="#323f4b">{}</text>"##,
+        escape(words)
+    )
+}
+
 /// Text for SVG markup (element content or a quoted attribute).
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -188,12 +196,7 @@ pub fn centile_chart(region: &str, title: &str, sex: Sex, points: &[ScanPoint]) 
             .map_err(plot_error)?;
         let grid = RGBColor(228, 232, 238);
         let axis = RGBColor(120, 130, 145);
-        let text = |x: i32, y: i32, anchor: &str, baseline: &str, size: u32, words: &str| {
-            format!(
-                r##"<text x="{x}" y="{y}" text-anchor="{anchor}" dominant-baseline="{baseline}" font-size="{size}" font-family="sans-serif" fill="#323f4b">{}</text>"##,
-                escape(words)
-            )
-        };
+        let text = svg_text;
         for age in ticks(a0, a1, 6) {
             chart
                 .draw_series(std::iter::once(PathElement::new(vec![(age, v0), (age, v1)], grid)))

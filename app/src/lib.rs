@@ -10,6 +10,7 @@ mod account_page;
 pub mod auth_rules;
 pub mod chart;
 mod format;
+mod overview;
 mod pages;
 mod region_chart;
 mod region_table;

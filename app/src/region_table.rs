@@ -5,6 +5,7 @@
 
 use leptos::prelude::*;
 
+use crate::overview::{OverviewRow, overview_chart};
 use crate::regions::{RegionGroup, describe};
 use crate::scans_api::{RegionRow, flag_text, no_percentile_text};
 
@@ -52,9 +53,26 @@ pub fn regions_table(
             .collect_view()
     };
     let present = |group: RegionGroup| rows.iter().any(|(g, ..)| *g == group);
+    let overview: Vec<OverviewRow> = RegionGroup::ALL
+        .into_iter()
+        .flat_map(|group| rows.iter().filter(move |(g, ..)| *g == group))
+        .filter_map(|(_, text, r)| {
+            Some(OverviewRow {
+                text: text.clone(),
+                name: r.name.clone(),
+                percentile: r.percentile?,
+            })
+        })
+        .collect();
     view! {
         <h2>"Regional volumes"</h2>
         <p class="muted small" data-testid="percentile-meaning">{PERCENTILE_MEANING}</p>
+        {overview_chart(&overview).map(|svg| view! {
+            <figure class="overview" data-testid="overview">
+                <div inner_html=svg></div>
+                <figcaption class="muted small">"Every region with a percentile, on one scale: dots outside the shaded band (5th to 95th) are marked in the table below."</figcaption>
+            </figure>
+        })}
         <p class="muted small">
             {format!(
                 "Model {}. Volumes are measured on the scan's own voxel grid; the reference is the BrainCharts normative model (site average). \

@@ -84,6 +84,15 @@ test("a dropped T1 series reaches its results: the hippocampus with a volume and
   }
   expect(await page.getByTestId("group-cortex_left").locator("[data-testid=region-row]").count()).toBeGreaterThan(30);
 
+  // the overview: one dot per region with a percentile, at its value
+  const scored = page.locator("[data-testid=region-row] td[data-col=percentile][data-value]");
+  await expect(page.getByTestId("overview-point")).toHaveCount(await scored.count());
+  const hipDot = page.locator('[data-testid=overview-point][data-name="Left-Hippocampus"]');
+  await expect(hipDot).toHaveAttribute(
+    "data-value",
+    (await page.locator('[data-testid=region-row][data-name="Left-Hippocampus"] td[data-col=percentile]').getAttribute("data-value"))!,
+  );
+
   // the centile chart: drawn by the server, redrawn in the browser without a page load
   await page.waitForFunction(() => (window as any).__neurovol_hydrated === true);
   await page.evaluate(() => ((window as any).__same_page = true));
