@@ -290,6 +290,26 @@ async fn phi_scan_goes_from_upload_to_scored_volumes_and_nothing_identifying_is_
             == StatusCode::NOT_FOUND,
         "no archive to download"
     );
+    // every file of the finished scan downloads for its owner; another account gets "not
+    // found" for the page and each of them, as for a scan that does not exist
+    let mut other = signed_in(&server).await;
+    assert_eq!(other.get(&format!("/scans/{scan}")).await.status(), StatusCode::NOT_FOUND);
+    for file in app::scans_api::ScanFile::ALL {
+        let path = format!("/scans/{scan}/files/{}", file.file_name());
+        let own = b.get(&path).await;
+        let expected = if file == app::scans_api::ScanFile::Archive {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::OK
+        };
+        assert_eq!(own.status(), expected, "{path} for its owner");
+        assert_eq!(other.get(&path).await.status(), StatusCode::NOT_FOUND, "{path} for another account");
+        if file == app::scans_api::ScanFile::NormalLimits {
+            let csv = own.text().await.unwrap();
+            assert!(csv.starts_with("region,sex,age_years,p1,p5,p25,p50,p75,p95,p99\n"));
+            assert!(csv.contains(&format!("\nLeft-Hippocampus,{},", row.get::<String, _>("sex"))));
+        }
+    }
 
     // the report: percentiles for modelled regions at the fixture's age and sex
     let report: Value = serde_json::from_str(&key("result_json")).unwrap();
