@@ -93,10 +93,14 @@ pub enum ScanFile {
     /// The normative reference's centile volumes per region, sex and age (what the
     /// percentiles were computed against).
     NormalLimits,
+    /// The labels' names and colours (JSON), the model's own colour map.
+    LabelColours,
+    /// The same as a FreeSurfer-style colour look-up table (text).
+    LabelLut,
 }
 
 impl ScanFile {
-    pub const ALL: [ScanFile; 8] = [
+    pub const ALL: [ScanFile; 10] = [
         ScanFile::Archive,
         ScanFile::Volume,
         ScanFile::Midline,
@@ -105,6 +109,8 @@ impl ScanFile {
         ScanFile::Results,
         ScanFile::RegionsCsv,
         ScanFile::NormalLimits,
+        ScanFile::LabelColours,
+        ScanFile::LabelLut,
     ];
 
     /// The file's name, in the URL, the download and the export.
@@ -118,6 +124,8 @@ impl ScanFile {
             ScanFile::Results => "results.json",
             ScanFile::RegionsCsv => "regions.csv",
             ScanFile::NormalLimits => "normal-limits.csv",
+            ScanFile::LabelColours => "label-colours.json",
+            ScanFile::LabelLut => "label-colours.txt",
         }
     }
 
@@ -144,6 +152,10 @@ impl ScanFile {
             ScanFile::NormalLimits => {
                 "the normal limits used: the reference's 1st–99th centile volumes per region, sex and year of age (CSV)"
             }
+            ScanFile::LabelColours => "each label's value, name and colour in labels.nii.gz (JSON)",
+            ScanFile::LabelLut => {
+                "the same as a FreeSurfer colour look-up table, for FreeSurfer's tools and viewers (text)"
+            }
         }
     }
 
@@ -152,7 +164,8 @@ impl ScanFile {
             ScanFile::Archive => "application/zip",
             ScanFile::Volume | ScanFile::Labels => "application/gzip",
             ScanFile::Midline => "image/png",
-            ScanFile::Volumes | ScanFile::Results => "application/json",
+            ScanFile::Volumes | ScanFile::Results | ScanFile::LabelColours => "application/json",
+            ScanFile::LabelLut => "text/plain; charset=utf-8",
             ScanFile::RegionsCsv | ScanFile::NormalLimits => "text/csv; charset=utf-8",
         }
     }

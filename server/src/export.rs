@@ -177,7 +177,7 @@ pub async fn build(db: &Db, store: &dyn ObjectStore, config: &Config, user_id: &
         let mut files = Vec::new();
         for file in ScanFile::ALL {
             let entry = format!("scans/{id}/{}", file.file_name());
-            match crate::scans::file_source(db, user_id, &id, file).await? {
+            match crate::scans::file_source(db, &config.assets_dir, user_id, &id, file).await? {
                 None => continue,
                 Some(FileSource::Made(bytes)) => blocking(|| w.add(&entry, bytes.as_slice()))?,
                 Some(FileSource::MidlineOf(key)) => match crate::scans::midline_png(store, &key).await {

@@ -224,6 +224,7 @@ pub async fn midline_png(store: &dyn crate::object_store::ObjectStore, key: &str
 /// has no such file (yet, or any more): the two answer alike.
 pub async fn file_source(
     db: &Db,
+    assets: &std::path::Path,
     user_id: &str,
     scan_id: &str,
     file: app::scans_api::ScanFile,
@@ -276,6 +277,24 @@ pub async fn file_source(
             Some(FileSource::Made(
                 crate::scan_regions::normal_limits_csv(&names, &sex).into_bytes(),
             ))
+        }
+        ScanFile::LabelColours | ScanFile::LabelLut => {
+            let model = row
+                .try_get::<Option<String>, _>("result_json")?
+                .and_then(|json| serde_json::from_str::<crate::pipeline::score::Report>(&json).ok())
+                .and_then(|r| volumetry::ModelId::parse(&r.model).ok());
+            match model.map(|m| (m, volumetry::model::LabelColours::load(assets, m))) {
+                Some((m, Ok(colours))) => Some(FileSource::Made(if file == ScanFile::LabelLut {
+                    colours.freesurfer_lut().into_bytes()
+                } else {
+                    serde_json::to_vec_pretty(&colours.json(m.folder())).unwrap_or_default()
+                })),
+                Some((_, Err(e))) => {
+                    tracing::error!(error = %e, "cannot read the model's colour map");
+                    None
+                }
+                None => None,
+            }
         }
     })
 }

@@ -293,7 +293,11 @@ async fn phi_scan_goes_from_upload_to_scored_volumes_and_nothing_identifying_is_
     // every file of the finished scan downloads for its owner; another account gets "not
     // found" for the page and each of them, as for a scan that does not exist
     let mut other = signed_in(&server).await;
-    assert_eq!(other.get(&format!("/scans/{scan}")).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        other.get(&format!("/scans/{scan}")).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let mut colours = Value::Null;
     for file in app::scans_api::ScanFile::ALL {
         let path = format!("/scans/{scan}/files/{}", file.file_name());
         let own = b.get(&path).await;
@@ -303,13 +307,57 @@ async fn phi_scan_goes_from_upload_to_scored_volumes_and_nothing_identifying_is_
             StatusCode::OK
         };
         assert_eq!(own.status(), expected, "{path} for its owner");
-        assert_eq!(other.get(&path).await.status(), StatusCode::NOT_FOUND, "{path} for another account");
-        if file == app::scans_api::ScanFile::NormalLimits {
-            let csv = own.text().await.unwrap();
-            assert!(csv.starts_with("region,sex,age_years,p1,p5,p25,p50,p75,p95,p99\n"));
-            assert!(csv.contains(&format!("\nLeft-Hippocampus,{},", row.get::<String, _>("sex"))));
+        assert_eq!(
+            other.get(&path).await.status(),
+            StatusCode::NOT_FOUND,
+            "{path} for another account"
+        );
+        match file {
+            app::scans_api::ScanFile::NormalLimits => {
+                let csv = own.text().await.unwrap();
+                assert!(csv.starts_with("region,sex,age_years,p1,p5,p25,p50,p75,p95,p99\n"));
+                assert!(csv.contains(&format!("\nLeft-Hippocampus,{},", row.get::<String, _>("sex"))));
+            }
+            app::scans_api::ScanFile::LabelColours => colours = own.json().await.unwrap(),
+            app::scans_api::ScanFile::LabelLut => {
+                let lut = own.text().await.unwrap();
+                assert!(
+                    lut.lines()
+                        .any(|l| l.split_whitespace().nth(1) == Some("Left-Hippocampus"))
+                );
+            }
+            _ => {}
         }
     }
+    // the label NIfTI's voxel counts, named by the colour table, are the results' volumes
+    let labels =
+        volumetry::nifti::decode_f32(&gunzip(&std::fs::read(object_path(&key("labels_key"))).unwrap())).unwrap();
+    let voxel_mm3 = labels.header.voxel_volume_mm3();
+    let mut counts = vec![0u64; 256];
+    for v in &labels.data {
+        counts[*v as usize] += 1;
+    }
+    let report_now: Value = serde_json::from_str(&key("result_json")).unwrap();
+    let mut compared = 0;
+    for region in report_now["regions"].as_array().unwrap() {
+        let name = region["name"].as_str().unwrap();
+        let value = colours["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in the colour table"))["value"]
+            .as_u64()
+            .unwrap() as usize;
+        let counted = counts[value] as f64 * voxel_mm3;
+        let reported = region["volume_mm3"].as_f64().unwrap();
+        assert!(
+            (counted - reported).abs() <= 1e-6 * reported.max(1.0),
+            "{name}: {counted} vs {reported}"
+        );
+        compared += 1;
+    }
+    assert!(compared > 100, "{compared} regions compared");
 
     // the report: percentiles for modelled regions at the fixture's age and sex
     let report: Value = serde_json::from_str(&key("result_json")).unwrap();

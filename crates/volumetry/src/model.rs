@@ -144,6 +144,62 @@ struct Colormap {
     labels: Vec<String>,
 }
 
+/// A model's label colours, as its `colormap.json` (brainchop, MIT) gives them: the same
+/// colours wherever labels are drawn or downloaded.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+pub struct LabelColours {
+    #[serde(rename = "R")]
+    pub r: Vec<u8>,
+    #[serde(rename = "G")]
+    pub g: Vec<u8>,
+    #[serde(rename = "B")]
+    pub b: Vec<u8>,
+    /// Label names as written (upstream's trailing '*' kept).
+    pub labels: Vec<String>,
+}
+
+impl LabelColours {
+    /// Reads `<assets>/models/<id>/colormap.json`.
+    pub fn load(assets: &Path, id: ModelId) -> Result<LabelColours> {
+        let path = models_dir(assets).join(id.folder()).join("colormap.json");
+        let bytes = std::fs::read(&path).map_err(|e| merr(format!("cannot read {}: {e}", path.display())))?;
+        let c: LabelColours = serde_json::from_slice(&bytes).map_err(|e| merr(format!("colormap.json: {e}")))?;
+        let n = c.labels.len();
+        if c.r.len() != n || c.g.len() != n || c.b.len() != n {
+            return Err(merr("colormap.json: colour and label counts differ"));
+        }
+        Ok(c)
+    }
+
+    /// `(value, name without upstream's '*', [r, g, b])` for every label, background first.
+    pub fn entries(&self) -> impl Iterator<Item = (usize, &str, [u8; 3])> {
+        self.labels
+            .iter()
+            .enumerate()
+            .map(|(v, name)| (v, name.trim_end_matches('*'), [self.r[v], self.g[v], self.b[v]]))
+    }
+
+    /// A FreeSurfer-style colour look-up table (`value name R G B A`, A = 0 for the
+    /// background, 255 otherwise), as FreeSurfer's own tools and viewers read it.
+    pub fn freesurfer_lut(&self) -> String {
+        let mut out = String::from("# No. Label Name:                            R   G   B   A\n");
+        for (v, name, [r, g, b]) in self.entries() {
+            let a = if v == 0 { 0 } else { 255 };
+            out.push_str(&format!("{v:<4} {name:<40} {r:>3} {g:>3} {b:>3} {a:>3}\n"));
+        }
+        out
+    }
+
+    /// `{"model": …, "labels": [{"value", "name", "rgb": [r, g, b]}, …]}`.
+    pub fn json(&self, model: &str) -> serde_json::Value {
+        serde_json::json!({
+            "model": model,
+            "source": "the model's colormap.json (brainchop, MIT licence)",
+            "labels": self.entries().map(|(v, name, rgb)| serde_json::json!({"value": v, "name": name, "rgb": rgb})).collect::<Vec<_>>(),
+        })
+    }
+}
+
 fn merr(m: impl Into<String>) -> VolumetryError {
     VolumetryError::Model(m.into())
 }
@@ -278,4 +334,40 @@ impl Model {
 
 pub fn models_dir(assets: &Path) -> PathBuf {
     assets.join("models")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colours_of_the_default_model() {
+        let assets = crate::assets_dir();
+        if !models_dir(&assets).join(ModelId::DEFAULT.folder()).is_dir() {
+            // as the reference tests: a must where the test command asks for the assets
+            assert!(
+                !std::env::var("NEUROVOL_REQUIRE_ASSETS").is_ok_and(|v| v == "1"),
+                "assets not found at {}",
+                assets.display()
+            );
+            eprintln!("skipping: no assets at {}", assets.display());
+            return;
+        }
+        let c = LabelColours::load(&assets, ModelId::DEFAULT).unwrap();
+        assert_eq!(c.labels.len(), 104);
+        let lut = c.freesurfer_lut();
+        assert_eq!(lut.lines().count(), 105, "a header and one line per label");
+        let hip = lut
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some("Left-Hippocampus"))
+            .unwrap();
+        assert_eq!(hip.split_whitespace().count(), 6, "{hip}");
+        assert!(
+            lut.lines().nth(1).unwrap().ends_with("  0"),
+            "the background is transparent"
+        );
+        let json = c.json("model21_104class");
+        assert_eq!(json["labels"].as_array().unwrap().len(), 104);
+        assert!(!lut.contains('*'), "upstream's asterisks are dropped");
+    }
 }

@@ -172,7 +172,7 @@ pub async fn download(
     let file = ScanFile::parse(&name)
         .filter(|_| plausible_id(&id))
         .ok_or_else(no_such_file)?;
-    let source = crate::scans::file_source(&state.db, &user.user_id, &id, file)
+    let source = crate::scans::file_source(&state.db, &state.config.assets_dir, &user.user_id, &id, file)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "cannot look up a scan's file");
