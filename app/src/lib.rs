@@ -15,6 +15,7 @@ mod pages;
 mod region_chart;
 mod region_table;
 pub mod regions;
+mod report_page;
 mod scan_page;
 pub mod scan_state;
 pub mod scans_api;
@@ -79,6 +80,7 @@ pub fn App() -> impl IntoView {
                     // missing scan's 404 is set before the answer starts; the answer never
                     // depends on which part was ready first)
                     <Route path=path!("/scans/:id") view=scan_page::ScanStatusPage ssr=SsrMode::Async/>
+                    <Route path=path!("/scans/:id/report") view=report_page::ReportPage ssr=SsrMode::Async/>
                     <Route path=path!("/account") view=account_page::AccountPage ssr=SsrMode::Async/>
                     <Route path=path!("/deleted/:id") view=account_page::ReceiptPage ssr=SsrMode::Async/>
                 </Routes>

@@ -14,37 +14,43 @@ use crate::session::use_session;
 
 #[component]
 pub fn ScanStatusPage() -> impl IntoView {
+    view! {
+        <Title text="Scan — NeuroVol"/>
+        <section class="card wide">{with_scan(|d, csrf| scan_detail(d, csrf).into_any())}</section>
+    }
+}
+
+/// The account's scan named in the path, drawn by `body` (with the session's CSRF token),
+/// or "not found" (status 404) when the account has no such scan.
+pub(crate) fn with_scan(body: fn(ScanDetail, String) -> AnyView) -> impl IntoView {
     let params = use_params_map();
     let id = move || params.read().get("id").unwrap_or_default();
     // blocking: a missing scan's 404 status is set before the page streams
     let scan = Resource::new_blocking(id, get_scan);
     let session = use_session();
     view! {
-        <Title text="Scan — NeuroVol"/>
-        <section class="card wide">
-            <Suspense fallback=|| view! { <p>"Loading…"</p> }>
-                {move || Suspend::new(async move {
-                    // the Retry form's CSRF token is the session's, not part of the scan
-                    let csrf = session.await.map(|s| s.csrf_token).unwrap_or_default();
-                    match scan.await {
-                        Ok(Some(d)) => scan_detail(d, csrf).into_any(),
-                        Ok(None) => {
-                            // another account's scan answers exactly like a missing one
-                            #[cfg(feature = "ssr")]
-                            if let Some(resp) = use_context::<leptos_axum::ResponseOptions>() {
-                                resp.set_status(http::StatusCode::NOT_FOUND);
-                            }
-                            view! { <h1>"Scan not found"</h1><p><A href="/home">"Back to my scans"</A></p> }.into_any()
+        <Suspense fallback=|| view! { <p>"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                // the Retry form's CSRF token is the session's, not part of the scan
+                let csrf = session.await.map(|s| s.csrf_token).unwrap_or_default();
+                match scan.await {
+                    Ok(Some(d)) => body(d, csrf),
+                    Ok(None) => {
+                        // another account's scan answers exactly like a missing one
+                        #[cfg(feature = "ssr")]
+                        if let Some(resp) = use_context::<leptos_axum::ResponseOptions>() {
+                            resp.set_status(http::StatusCode::NOT_FOUND);
                         }
-                        Err(_) => view! {
-                            <h1>"Scan"</h1>
-                            <p class="notice error">"Please " <a href="/login">"log in"</a> " to see this scan."</p>
-                        }
-                        .into_any(),
+                        view! { <h1>"Scan not found"</h1><p><A href="/home">"Back to my scans"</A></p> }.into_any()
                     }
-                })}
-            </Suspense>
-        </section>
+                    Err(_) => view! {
+                        <h1>"Scan"</h1>
+                        <p class="notice error">"Please " <a href="/login">"log in"</a> " to see this scan."</p>
+                    }
+                    .into_any(),
+                }
+            })}
+        </Suspense>
     }
 }
 
@@ -124,6 +130,10 @@ fn scan_detail(d: ScanDetail, csrf: String) -> impl IntoView {
             )}
             {archive_text}
         </p>
+        {(s.status == ScanStatus::Done).then(|| view! {
+            <p><a href=format!("/scans/{id}/report") data-testid="report-link">"Printable report"</a>
+            <span class="muted small">" — one page: the facts, the overview, the main regions and three slices with the regions in colour."</span></p>
+        })}
         {scan_files(&id, ScanFile::available(s.status, d.archive_deleted))}
         <h2 id="delete">"Delete this scan"</h2>
         {notice_from_query()}

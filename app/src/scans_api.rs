@@ -97,10 +97,16 @@ pub enum ScanFile {
     LabelColours,
     /// The same as a FreeSurfer-style colour look-up table (text).
     LabelLut,
+    /// The middle axial slice with the labels over it (PNG), for the report.
+    SliceAxial,
+    /// The middle coronal slice with the labels (PNG).
+    SliceCoronal,
+    /// The middle sagittal slice with the labels (PNG).
+    SliceSagittal,
 }
 
 impl ScanFile {
-    pub const ALL: [ScanFile; 10] = [
+    pub const ALL: [ScanFile; 13] = [
         ScanFile::Archive,
         ScanFile::Volume,
         ScanFile::Midline,
@@ -111,6 +117,9 @@ impl ScanFile {
         ScanFile::NormalLimits,
         ScanFile::LabelColours,
         ScanFile::LabelLut,
+        ScanFile::SliceAxial,
+        ScanFile::SliceCoronal,
+        ScanFile::SliceSagittal,
     ];
 
     /// The file's name, in the URL, the download and the export.
@@ -126,6 +135,9 @@ impl ScanFile {
             ScanFile::NormalLimits => "normal-limits.csv",
             ScanFile::LabelColours => "label-colours.json",
             ScanFile::LabelLut => "label-colours.txt",
+            ScanFile::SliceAxial => "slice-axial.png",
+            ScanFile::SliceCoronal => "slice-coronal.png",
+            ScanFile::SliceSagittal => "slice-sagittal.png",
         }
     }
 
@@ -156,6 +168,9 @@ impl ScanFile {
             ScanFile::LabelLut => {
                 "the same as a FreeSurfer colour look-up table, for FreeSurfer's tools and viewers (text)"
             }
+            ScanFile::SliceAxial => "the middle axial slice with the regions in their colours (PNG)",
+            ScanFile::SliceCoronal => "the middle coronal slice with the regions in their colours (PNG)",
+            ScanFile::SliceSagittal => "the middle sagittal slice with the regions in their colours (PNG)",
         }
     }
 
@@ -163,11 +178,19 @@ impl ScanFile {
         match self {
             ScanFile::Archive => "application/zip",
             ScanFile::Volume | ScanFile::Labels => "application/gzip",
-            ScanFile::Midline => "image/png",
+            ScanFile::Midline | ScanFile::SliceAxial | ScanFile::SliceCoronal | ScanFile::SliceSagittal => "image/png",
             ScanFile::Volumes | ScanFile::Results | ScanFile::LabelColours => "application/json",
             ScanFile::LabelLut => "text/plain; charset=utf-8",
             ScanFile::RegionsCsv | ScanFile::NormalLimits => "text/csv; charset=utf-8",
         }
+    }
+
+    /// Pictures drawn for the pages (viewing them is not a download worth auditing).
+    pub fn is_picture(self) -> bool {
+        matches!(
+            self,
+            ScanFile::Midline | ScanFile::SliceAxial | ScanFile::SliceCoronal | ScanFile::SliceSagittal
+        )
     }
 
     /// The files of a scan in this state (the picture once the volume is stored, results

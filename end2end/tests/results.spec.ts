@@ -1,5 +1,6 @@
 import AxeBuilder from "@axe-core/playwright";
 import { expect } from "@playwright/test";
+import * as fs from "fs";
 
 import { dropFixture, signUp, test } from "./kit";
 
@@ -158,6 +159,24 @@ test("a dropped T1 series reaches its results: the hippocampus with a volume and
   expect(hip[1]).toBe(results.sex);
   const range = await page.locator('[data-testid=region-row][data-name="Left-Hippocampus"] td[data-col=range]').innerText();
   expect(range).toBe(`${(Number(hip[4]) / 1000).toFixed(2)}–${(Number(hip[8]) / 1000).toFixed(2)}`);
+
+  // the printable report: the facts, the main regions, three slices with the regions in
+  // colour; Chromium prints it on one A4 page
+  await page.goto(`${scanUrl}/report`);
+  await expect(page.getByTestId("report")).toBeVisible();
+  await expect(page.getByTestId("report-quality")).toHaveText("passed");
+  await expect(page.locator('[data-testid=report-regions] tr[data-name="Left-Hippocampus"]')).toHaveCount(1);
+  const slices = page.getByTestId("report-slice");
+  await expect(slices).toHaveCount(3);
+  for (const img of await slices.all()) {
+    await expect.poll(() => img.evaluate((i: HTMLImageElement) => i.complete && i.naturalWidth)).toBeGreaterThan(100);
+  }
+  await page.screenshot({ path: test.info().outputPath("report.png"), fullPage: true });
+  const pdf = await page.pdf({ format: "A4", printBackground: true });
+  fs.writeFileSync(test.info().outputPath("report.pdf"), pdf);
+  const pages = pdf.toString("latin1").match(/\/Type\s*\/Page(?!s)/g) ?? [];
+  expect(pages.length, "the report prints on one page").toBe(1);
+  await page.goto(scanUrl);
 
   // what we keep: the volume without its face, shown as its middle slice; no DICOM archive
   const midline = page.getByTestId("midline").locator("img");

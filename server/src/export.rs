@@ -180,7 +180,7 @@ pub async fn build(db: &Db, store: &dyn ObjectStore, config: &Config, user_id: &
             match crate::scans::file_source(db, &config.assets_dir, user_id, &id, file).await? {
                 None => continue,
                 Some(FileSource::Made(bytes)) => blocking(|| w.add(&entry, bytes.as_slice()))?,
-                Some(FileSource::MidlineOf(key)) => match crate::scans::midline_png(store, &key).await {
+                Some(FileSource::PictureOf(picture)) => match crate::scans::draw(store, picture).await {
                     Ok(png) => blocking(|| w.add(&entry, png.as_slice()))?,
                     Err(StoreError::NotFound) => continue,
                     Err(e) => return Err(e.into()),

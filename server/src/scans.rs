@@ -198,20 +198,51 @@ async fn detail_from(db: &Db, scan_id: &str, row: &sqlx::any::AnyRow) -> Result<
 pub enum FileSource {
     Object(String),
     Made(Vec<u8>),
-    MidlineOf(String),
+    PictureOf(Picture),
+}
+
+/// A picture drawn from stored objects when it is asked for (never stored itself).
+pub enum Picture {
+    /// The mid-sagittal slice of the stored volume.
+    Midline { volume: String },
+    /// A middle slice of the stored volume with its labels in their colours.
+    Slice {
+        volume: String,
+        labels: String,
+        colours: Vec<[u8; 3]>,
+        plane: volumetry::preview::Plane,
+    },
 }
 
 /// The biggest stored volume a picture is drawn from (as the worker accepts).
 const MAX_PICTURE_SOURCE: u64 = 1 << 30;
 
-/// The mid-sagittal slice of the stored volume `key` as PNG.
-pub async fn midline_png(store: &dyn crate::object_store::ObjectStore, key: &str) -> Result<Vec<u8>, StoreError> {
-    let gz = store.get_bytes(key, MAX_PICTURE_SOURCE).await?;
+fn gunzip_volume(gz: &[u8]) -> Option<Vec<u8>> {
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(gz), &mut raw).ok()?;
+    Some(raw)
+}
+
+/// Draws `picture` as PNG from the stored objects it names.
+pub async fn draw(store: &dyn crate::object_store::ObjectStore, picture: Picture) -> Result<Vec<u8>, StoreError> {
+    let (volume_key, labels_key) = match &picture {
+        Picture::Midline { volume } => (volume.clone(), None),
+        Picture::Slice { volume, labels, .. } => (volume.clone(), Some(labels.clone())),
+    };
+    let volume_gz = store.get_bytes(&volume_key, MAX_PICTURE_SOURCE).await?;
+    let labels_gz = match labels_key {
+        Some(k) => Some(store.get_bytes(&k, MAX_PICTURE_SOURCE).await?),
+        None => None,
+    };
     tokio::task::spawn_blocking(move || {
-        let mut raw = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&gz[..]), &mut raw).ok()?;
-        let volume = volumetry::nifti::decode_f32(&raw).ok()?;
-        volumetry::preview::mid_sagittal_png(&volume).ok()
+        let volume = volumetry::nifti::decode_f32(&gunzip_volume(&volume_gz)?).ok()?;
+        match picture {
+            Picture::Midline { .. } => volumetry::preview::mid_sagittal_png(&volume).ok(),
+            Picture::Slice { colours, plane, .. } => {
+                let labels = volumetry::nifti::decode_labels(&gunzip_volume(&labels_gz?)?).ok()?;
+                volumetry::preview::overlay_png(&volume, &labels, &colours, plane).ok()
+            }
+        }
     })
     .await
     .ok()
@@ -252,7 +283,27 @@ pub async fn file_source(
         ScanFile::Volume => key("nifti_key")?,
         ScanFile::Midline => row
             .try_get::<Option<String>, _>("nifti_key")?
-            .map(FileSource::MidlineOf),
+            .map(|volume| FileSource::PictureOf(Picture::Midline { volume })),
+        ScanFile::SliceAxial | ScanFile::SliceCoronal | ScanFile::SliceSagittal => {
+            let plane = match file {
+                ScanFile::SliceAxial => volumetry::preview::Plane::Axial,
+                ScanFile::SliceCoronal => volumetry::preview::Plane::Coronal,
+                _ => volumetry::preview::Plane::Sagittal,
+            };
+            let keys = (
+                row.try_get::<Option<String>, _>("nifti_key")?,
+                row.try_get::<Option<String>, _>("labels_key")?,
+            );
+            match (keys, label_colours(&row, assets)?) {
+                ((Some(volume), Some(labels)), Some(c)) => Some(FileSource::PictureOf(Picture::Slice {
+                    volume,
+                    labels,
+                    colours: c.entries().map(|(_, _, rgb)| rgb).collect(),
+                    plane,
+                })),
+                _ => None,
+            }
+        }
         ScanFile::Labels => key("labels_key")?,
         ScanFile::Volumes => key("volumes_key")?,
         ScanFile::Results => row.try_get::<Option<String>, _>("result_json")?.map(|json| {
@@ -278,25 +329,47 @@ pub async fn file_source(
                 crate::scan_regions::normal_limits_csv(&names, &sex).into_bytes(),
             ))
         }
-        ScanFile::LabelColours | ScanFile::LabelLut => {
-            let model = row
-                .try_get::<Option<String>, _>("result_json")?
-                .and_then(|json| serde_json::from_str::<crate::pipeline::score::Report>(&json).ok())
-                .and_then(|r| volumetry::ModelId::parse(&r.model).ok());
-            match model.map(|m| (m, volumetry::model::LabelColours::load(assets, m))) {
-                Some((m, Ok(colours))) => Some(FileSource::Made(if file == ScanFile::LabelLut {
-                    colours.freesurfer_lut().into_bytes()
-                } else {
-                    serde_json::to_vec_pretty(&colours.json(m.folder())).unwrap_or_default()
-                })),
-                Some((_, Err(e))) => {
-                    tracing::error!(error = %e, "cannot read the model's colour map");
-                    None
-                }
-                None => None,
-            }
-        }
+        ScanFile::LabelColours | ScanFile::LabelLut => label_colours(&row, assets)?.map(|c| {
+            FileSource::Made(if file == ScanFile::LabelLut {
+                c.freesurfer_lut().into_bytes()
+            } else {
+                serde_json::to_vec_pretty(&c.json(&c.model)).unwrap_or_default()
+            })
+        }),
     })
+}
+
+/// The colours of the model that segmented the scan (`result_json` names it), with its name.
+fn label_colours(row: &sqlx::any::AnyRow, assets: &std::path::Path) -> Result<Option<ModelColours>, sqlx::Error> {
+    let model = row
+        .try_get::<Option<String>, _>("result_json")?
+        .and_then(|json| serde_json::from_str::<crate::pipeline::score::Report>(&json).ok())
+        .and_then(|r| volumetry::ModelId::parse(&r.model).ok());
+    Ok(
+        match model.map(|m| (m, volumetry::model::LabelColours::load(assets, m))) {
+            Some((m, Ok(colours))) => Some(ModelColours {
+                model: m.folder().to_string(),
+                colours,
+            }),
+            Some((_, Err(e))) => {
+                tracing::error!(error = %e, "cannot read the model's colour map");
+                None
+            }
+            None => None,
+        },
+    )
+}
+
+struct ModelColours {
+    model: String,
+    colours: volumetry::model::LabelColours,
+}
+
+impl std::ops::Deref for ModelColours {
+    type Target = volumetry::model::LabelColours;
+    fn deref(&self) -> &Self::Target {
+        &self.colours
+    }
 }
 
 /// The regions table as CSV: region, label, volume (mm³), percentile, flag.

@@ -178,7 +178,7 @@ async fn every_route_keeps_each_account_to_itself() {
         let key = (route.method.as_str(), route.path);
         match key {
             // --- a scan's id in the path (or a server function's query)
-            ("GET", "/scans/{id}") => {
+            ("GET", "/scans/{id}") | ("GET", "/scans/{id}/report") => {
                 alike(&b, route, &scan, &[]).await;
                 let own = call(&a, route, &scan, &[]).await;
                 assert_eq!(own.status, StatusCode::OK, "the owner sees the scan");

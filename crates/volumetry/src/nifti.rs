@@ -596,7 +596,15 @@ pub fn write<T: Voxel>(vol: &Volume<T>, path: impl AsRef<Path>) -> Result<()> {
 
 /// Read an integer label volume (uint8 or any integral type) as u8.
 pub fn read_labels(path: impl AsRef<Path>) -> Result<Volume<u8>> {
-    let v = read_f32(path)?;
+    labels_of(read_f32(path)?)
+}
+
+/// [`read_labels`] from the bytes of an uncompressed NIfTI.
+pub fn decode_labels(bytes: &[u8]) -> Result<Volume<u8>> {
+    labels_of(decode_f32(bytes)?)
+}
+
+fn labels_of(v: Volume<f32>) -> Result<Volume<u8>> {
     if v.data.iter().any(|&x| !(0.0..=255.0).contains(&x) || x.fract() != 0.0) {
         return Err(bad("label volume has values outside 0..255 or non-integers"));
     }

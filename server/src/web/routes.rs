@@ -113,6 +113,7 @@ pub const ROUTES: &[Route] = &[
     route(Method::GET, "/home", Account, Html, Names::Nothing, Page),
     route(Method::GET, "/upload", Account, Html, Names::Nothing, Page),
     route(Method::GET, "/scans/{id}", Account, Html, Names::Scan, Page),
+    route(Method::GET, "/scans/{id}/report", Account, Html, Names::Scan, Page),
     route(Method::GET, "/account", Account, Html, Names::Nothing, Page),
     // a receipt: an account's for anyone holding its id, a scan's for its account only
     route(Method::GET, "/deleted/{id}", Public, Html, Names::Receipt, Page),

@@ -180,15 +180,15 @@ pub async fn download(
         })?;
     let name = format!("neurovol-{}-{}", &id[..id.len().min(8)], file.file_name());
     let source = match source.ok_or_else(no_such_file)? {
-        FileSource::MidlineOf(key) => FileSource::Made(
-            crate::scans::midline_png(&*state.store, &key)
+        FileSource::PictureOf(picture) => FileSource::Made(
+            crate::scans::draw(&*state.store, picture)
                 .await
                 .map_err(stored_file_error)?,
         ),
         other => other,
     };
     let resp = match source {
-        FileSource::MidlineOf(_) => unreachable!("drawn above"),
+        FileSource::PictureOf(_) => unreachable!("drawn above"),
         FileSource::Made(bytes) => {
             let len = bytes.len() as u64;
             attachment(Body::from(bytes), len, file.content_type(), &name)
@@ -210,7 +210,7 @@ pub async fn download(
         }
     };
     // the picture is shown on the scan page itself: viewing the page is not a download
-    if file != ScanFile::Midline {
+    if !file.is_picture() {
         audit::note(
             &state.db,
             &user.user_id,

@@ -1,0 +1,103 @@
+//! The printable report (`/scans/{id}/report`): one page with the scan's facts, the
+//! quality checks, the overview chart, the main regions (those the reference has a model
+//! for) and three slices with the regions in their colours. Print CSS lays it out on one
+//! A4 page; the screen shows the same with a Print button.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use crate::overview::{OverviewRow, overview_chart};
+use crate::regions::describe;
+use crate::scan_page::with_scan;
+use crate::scans_api::{ScanDetail, ScanFile, flag_text};
+
+/// The sentence every report carries about what it is and is not.
+const CAVEAT: &str = "Percentiles compare each volume with people of the same age and sex in the BrainCharts reference \
+     (site average); the usual range is the 5th to 95th percentile. Scanners, protocols and segmentation methods differ \
+     by several percent: this report is a measurement, not a diagnosis.";
+
+#[component]
+pub fn ReportPage() -> impl IntoView {
+    view! {
+        <Title text="Report — NeuroVol"/>
+        <section class="card wide report-card">{with_scan(|d, _| report(d).into_any())}</section>
+    }
+}
+
+fn report(d: ScanDetail) -> impl IntoView {
+    let s = d.summary.clone();
+    let id = s.id.clone();
+    let main: Vec<_> = d
+        .regions
+        .iter()
+        .filter(|r| crate::chart::has_reference(&r.name))
+        .cloned()
+        .collect();
+    let overview: Vec<OverviewRow> = main
+        .iter()
+        .filter_map(|r| {
+            Some(OverviewRow {
+                text: describe(&r.name).text,
+                name: r.name.clone(),
+                percentile: r.percentile?,
+            })
+        })
+        .collect();
+    let slice = |file: ScanFile, alt: &'static str| {
+        view! { <img src=format!("/scans/{id}/files/{}", file.file_name()) alt=alt data-testid="report-slice"/> }
+    };
+    view! {
+        <article class="report" data-testid="report">
+            <header class="report-head">
+                <h1>"Brain volumes"</h1>
+                <button type="button" class="no-print" data-testid="print" on:click=|_| { let _ = window().print(); }>"Print"</button>
+            </header>
+            <dl class="facts">
+                <dt>"Scan date"</dt><dd>{s.study_date.clone().unwrap_or_else(|| "not recorded".into())}</dd>
+                <dt>"Age at the scan"</dt><dd>{s.age_years.map_or("not recorded".to_string(), |a| format!("{a} years"))}</dd>
+                <dt>"Sex"</dt><dd>{s.sex_text()}</dd>
+                <dt>"Segmentation"</dt><dd>{d.model.clone().unwrap_or_default()}</dd>
+                {d.icv_mm3.map(|v| view! { <dt>"Intracranial volume"</dt><dd>{format!("{:.0} cm³ (brain mask)", v / 1000.0)}</dd> })}
+                <dt>"Quality checks"</dt>
+                <dd data-testid="report-quality">
+                    {match d.quality_ok {
+                        Some(true) => "passed",
+                        Some(false) => "failed: percentiles withheld",
+                        None => "not available",
+                    }}
+                </dd>
+            </dl>
+            {(!d.warnings.is_empty()).then(|| view! {
+                <ul class="notice warn">{d.warnings.iter().map(|w| view! { <li>{w.1.clone()}</li> }).collect_view()}</ul>
+            })}
+            <div class="report-body">
+                <table class="regions compact" data-testid="report-regions">
+                    <thead><tr>
+                        <th scope="col">"Region"</th><th scope="col" class="num">"Volume (mL)"</th>
+                        <th scope="col" class="num">"Usual range (mL)"</th><th scope="col" class="num">"Percentile"</th><th scope="col">"Note"</th>
+                    </tr></thead>
+                    <tbody>
+                        {main.into_iter().map(|r| view! {
+                            <tr data-name=r.name.clone()>
+                                <td>{describe(&r.name).text}</td>
+                                <td class="num">{format!("{:.2}", r.volume_mm3 / 1000.0)}</td>
+                                <td class="num">{r.centiles.map_or("—".to_string(), |c| format!("{:.2}–{:.2}", c[0] / 1000.0, c[4] / 1000.0))}</td>
+                                <td class="num">{r.percentile.map_or("—".to_string(), |p| format!("{p:.1}"))}</td>
+                                <td>{r.flag.as_deref().map(flag_text).unwrap_or("")}</td>
+                            </tr>
+                        }).collect_view()}
+                    </tbody>
+                </table>
+                <div class="report-side">
+                    {overview_chart(&overview).map(|svg| view! { <figure class="overview"><div inner_html=svg></div></figure> })}
+                    <div class="slices">
+                        {slice(ScanFile::SliceAxial, "Middle axial slice with the regions in colour")}
+                        {slice(ScanFile::SliceCoronal, "Middle coronal slice with the regions in colour")}
+                        {slice(ScanFile::SliceSagittal, "Middle sagittal slice with the regions in colour")}
+                    </div>
+                </div>
+            </div>
+            <p class="muted small">{CAVEAT}</p>
+        </article>
+    }
+}
