@@ -19,7 +19,7 @@ const WIDTH: u32 = 640;
 const ROW: u32 = 18;
 const TOP: u32 = 28;
 const BOTTOM: u32 = 34;
-const LABELS: u32 = 230;
+const LABELS: u32 = 280;
 
 /// The chart's SVG, or `None` when no region has a percentile.
 pub fn overview_chart(rows: &[OverviewRow]) -> Option<String> {
