@@ -172,6 +172,14 @@ test("a dropped T1 series reaches its results: the hippocampus with a volume and
     await expect.poll(() => img.evaluate((i: HTMLImageElement) => i.complete && i.naturalWidth)).toBeGreaterThan(100);
   }
   await page.screenshot({ path: test.info().outputPath("report.png"), fullPage: true });
+  // as printed (A4 less 10 mm margins: 718 px wide, 1047 px to a page)
+  await page.emulateMedia({ media: "print" });
+  const screen = page.viewportSize()!;
+  await page.setViewportSize({ width: 718, height: 1047 });
+  await page.screenshot({ path: test.info().outputPath("report-print.png"), fullPage: true });
+  console.log(`report as printed: ${await page.evaluate(() => document.documentElement.scrollHeight)} px of 1047`);
+  await page.setViewportSize(screen);
+  await page.emulateMedia({ media: "screen" });
   const pdf = await page.pdf({ format: "A4", printBackground: true });
   fs.writeFileSync(test.info().outputPath("report.pdf"), pdf);
   const pages = pdf.toString("latin1").match(/\/Type\s*\/Page(?!s)/g) ?? [];
