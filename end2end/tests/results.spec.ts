@@ -179,7 +179,7 @@ test("a dropped T1 series reaches its results: the hippocampus with a volume and
   await page.screenshot({ path: test.info().outputPath("report-print.png"), fullPage: true });
   console.log(`report as printed: ${await page.evaluate(() => document.documentElement.scrollHeight)} px of 1047`);
   await page.setViewportSize(screen);
-  await page.emulateMedia({ media: "screen" });
+  await page.emulateMedia({ media: null });
   const pdf = await page.pdf({ format: "A4", printBackground: true });
   fs.writeFileSync(test.info().outputPath("report.pdf"), pdf);
   const pages = pdf.toString("latin1").match(/\/Type\s*\/Page(?!s)/g) ?? [];
