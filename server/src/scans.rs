@@ -262,7 +262,7 @@ pub async fn file_source(
 ) -> Result<Option<FileSource>, sqlx::Error> {
     use app::scans_api::ScanFile;
     let row = sqlx::query(
-        "SELECT status, archive_deleted, object_key, nifti_key, labels_key, volumes_key, result_json FROM scans \
+        "SELECT status, archive_deleted, sex, object_key, nifti_key, labels_key, volumes_key, result_json FROM scans \
          WHERE id = $1 AND user_id = $2",
     )
     .bind(scan_id)
@@ -295,7 +295,7 @@ pub async fn file_source(
                 row.try_get::<Option<String>, _>("labels_key")?,
             );
             match (keys, label_colours(&row, assets)?) {
-                ((Some(volume), Some(labels)), Some(c)) => Some(FileSource::PictureOf(Picture::Slice {
+                ((Some(volume), Some(labels)), Some((_, c))) => Some(FileSource::PictureOf(Picture::Slice {
                     volume,
                     labels,
                     colours: c.entries().map(|(_, _, rgb)| rgb).collect(),
@@ -320,37 +320,33 @@ pub async fn file_source(
                 .iter()
                 .map(|r| r.try_get::<String, _>("name"))
                 .collect::<Result<Vec<_>, _>>()?;
-            let sex: String = sqlx::query("SELECT sex FROM scans WHERE id = $1")
-                .bind(scan_id)
-                .fetch_one(db)
-                .await?
-                .try_get("sex")?;
+            let sex: String = row.try_get("sex")?;
             Some(FileSource::Made(
                 crate::scan_regions::normal_limits_csv(&names, &sex).into_bytes(),
             ))
         }
-        ScanFile::LabelColours | ScanFile::LabelLut => label_colours(&row, assets)?.map(|c| {
+        ScanFile::LabelColours | ScanFile::LabelLut => label_colours(&row, assets)?.map(|(model, c)| {
             FileSource::Made(if file == ScanFile::LabelLut {
                 c.freesurfer_lut().into_bytes()
             } else {
-                serde_json::to_vec_pretty(&c.json(&c.model)).unwrap_or_default()
+                serde_json::to_vec_pretty(&c.json(model.folder())).unwrap_or_default()
             })
         }),
     })
 }
 
-/// The colours of the model that segmented the scan (`result_json` names it), with its name.
-fn label_colours(row: &sqlx::any::AnyRow, assets: &std::path::Path) -> Result<Option<ModelColours>, sqlx::Error> {
+/// The model that segmented the scan (`result_json` names it) and its label colours.
+fn label_colours(
+    row: &sqlx::any::AnyRow,
+    assets: &std::path::Path,
+) -> Result<Option<(volumetry::ModelId, volumetry::model::LabelColours)>, sqlx::Error> {
     let model = row
         .try_get::<Option<String>, _>("result_json")?
         .and_then(|json| serde_json::from_str::<crate::pipeline::score::Report>(&json).ok())
         .and_then(|r| volumetry::ModelId::parse(&r.model).ok());
     Ok(
         match model.map(|m| (m, volumetry::model::LabelColours::load(assets, m))) {
-            Some((m, Ok(colours))) => Some(ModelColours {
-                model: m.folder().to_string(),
-                colours,
-            }),
+            Some((m, Ok(colours))) => Some((m, colours)),
             Some((_, Err(e))) => {
                 tracing::error!(error = %e, "cannot read the model's colour map");
                 None
@@ -358,18 +354,6 @@ fn label_colours(row: &sqlx::any::AnyRow, assets: &std::path::Path) -> Result<Op
             None => None,
         },
     )
-}
-
-struct ModelColours {
-    model: String,
-    colours: volumetry::model::LabelColours,
-}
-
-impl std::ops::Deref for ModelColours {
-    type Target = volumetry::model::LabelColours;
-    fn deref(&self) -> &Self::Target {
-        &self.colours
-    }
 }
 
 /// The regions table as CSV: region, label, volume (mm³), percentile, flag.
