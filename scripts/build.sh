@@ -58,6 +58,21 @@ sed -i -e "s|/pkg/deid_worker.js|/pkg/deid_worker.$dw_js.js|" -e "s|/pkg/deid_wo
   "$SITE_DIR/deid-worker.js"
 grep -q "deid_worker.$dw_js.js" "$SITE_DIR/deid-worker.js" && grep -q "deid_worker.$dw_wasm.wasm" "$SITE_DIR/deid-worker.js" \
   || { echo "build: public/deid-worker.js no longer names /pkg/deid_worker.js and its wasm" >&2; exit 1; }
+
+# The slice viewer: NiiVue's self-contained ESM bundle (pinned in viewer/package.json),
+# content-hashed like the rest, with the notices of what it bundles; viewer.js names it.
+niivue_pkg="$REPO_ROOT/viewer/node_modules/@niivue/niivue"
+if [[ "$(node -p 'require(process.argv[1]).version' "$niivue_pkg/package.json" 2>/dev/null || true)" \
+      != "$(node -p 'require(process.argv[1]).dependencies["@niivue/niivue"]' "$REPO_ROOT/viewer/package.json")" ]]; then
+  log "npm: installing the viewer's packages (NiiVue)"
+  (cd "$REPO_ROOT/viewer" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+nv_js=$(hash_of "$niivue_pkg/dist/index.js")
+cp "$niivue_pkg/dist/index.js" "$pkg/niivue.$nv_js.js"
+sed -e "s|\"/pkg/niivue.js\"|\"/pkg/niivue.$nv_js.js\"|" "$REPO_ROOT/viewer/viewer.js" > "$SITE_DIR/viewer.js"
+grep -q "niivue.$nv_js.js" "$SITE_DIR/viewer.js" \
+  || { echo "build: viewer/viewer.js no longer names /pkg/niivue.js" >&2; exit 1; }
+node "$REPO_ROOT/viewer/notices.mjs" "$REPO_ROOT/viewer/node_modules" > "$pkg/niivue.licences.txt"
 for profile_dir in debug release; do
   mkdir -p "$CARGO_TARGET_DIR/$profile_dir"
   printf 'js: %s\nwasm: %s\ncss: %s\n' "$js" "$wasm" "$css" > "$CARGO_TARGET_DIR/$profile_dir/hash.txt"

@@ -20,6 +20,9 @@ mod scan_page;
 pub mod scan_state;
 pub mod scans_api;
 pub mod session;
+mod slice_viewer;
+pub mod timeline;
+mod timeline_page;
 mod upload;
 
 use leptos::prelude::*;
@@ -81,6 +84,7 @@ pub fn App() -> impl IntoView {
                     // depends on which part was ready first)
                     <Route path=path!("/scans/:id") view=scan_page::ScanStatusPage ssr=SsrMode::Async/>
                     <Route path=path!("/scans/:id/report") view=report_page::ReportPage ssr=SsrMode::Async/>
+                    <Route path=path!("/timeline") view=timeline_page::TimelinePage ssr=SsrMode::Async/>
                     <Route path=path!("/account") view=account_page::AccountPage ssr=SsrMode::Async/>
                     <Route path=path!("/deleted/:id") view=account_page::ReceiptPage ssr=SsrMode::Async/>
                 </Routes>

@@ -138,12 +138,16 @@ fn scan_detail(d: ScanDetail, csrf: String) -> impl IntoView {
         <h2 id="delete">"Delete this scan"</h2>
         {notice_from_query()}
         {delete_form(&id, d.confirm_with_google, csrf.clone())}
-        <p><A href="/home">"Back to my scans"</A> " · " <A href="/upload">"Upload another scan"</A></p>
+        <p>
+            <A href="/home">"Back to my scans"</A> " · " <A href="/timeline">"All your scans over time"</A> " · "
+            <A href="/upload">"Upload another scan"</A>
+        </p>
     }
 }
 
-/// The centile chart (when the scan records age and sex) above the regions table, sharing
-/// the selected region: the table's names pick the chart's region.
+/// The centile chart (when the scan records age and sex) and the slice viewer above the
+/// regions table, sharing the selected region: the table's names pick the chart's region,
+/// its rows centre the viewer.
 fn chart_and_table(d: &ScanDetail) -> impl IntoView + use<> {
     use crate::chart::{ScanPoint, has_reference};
     use crate::region_chart::{ChartChoice, RegionChart};
@@ -205,6 +209,7 @@ fn chart_and_table(d: &ScanDetail) -> impl IntoView + use<> {
     let link = (!selected.get_untracked().is_empty()).then_some(selected);
     Some(view! {
         {chart}
+        {crate::slice_viewer::slice_viewer(s.id.clone())}
         {regions_table(d.regions.clone(), d.model.clone(), d.icv_mm3, link)}
     })
 }
@@ -270,7 +275,11 @@ fn step_class(status: ScanStatus, step: ScanStatus) -> &'static str {
 pub fn ScanList() -> impl IntoView {
     let scans = Resource::new(|| (), |_| list_scans());
     view! {
-        <p class="actions"><A href="/upload" attr:class="button" attr:data-testid="upload-link">"Upload a scan"</A></p>
+        <p class="actions">
+            <A href="/upload" attr:class="button" attr:data-testid="upload-link">"Upload a scan"</A>
+            " "
+            <A href="/timeline" attr:data-testid="timeline-link">"Your scans over time"</A>
+        </p>
         <Suspense fallback=|| ()>
             {move || Suspend::new(async move {
                 match scans.await {

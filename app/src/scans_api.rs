@@ -292,6 +292,8 @@ pub type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 
 pub trait ScanStore: Send + Sync + 'static {
     fn list(&self, user_id: String) -> BoxFuture<Result<Vec<ScanSummary>, String>>;
     fn get(&self, user_id: String, scan_id: String) -> BoxFuture<Result<Option<ScanDetail>, String>>;
+    /// The account's processed scans in time order (scan date, then upload).
+    fn timeline(&self, user_id: String) -> BoxFuture<Result<Vec<crate::timeline::TimelineScan>, String>>;
 }
 
 #[cfg(feature = "ssr")]
@@ -334,4 +336,14 @@ pub async fn get_scan(id: String) -> Result<Option<ScanDetail>, ServerFnError> {
         .get(user, id)
         .await
         .map_err(|_| ServerFnError::new("The scan could not be loaded."))
+}
+
+/// The signed-in user's processed scans in time order, for the view of change over time.
+#[server(input = GetUrl)]
+pub async fn get_timeline() -> Result<Vec<crate::timeline::TimelineScan>, ServerFnError> {
+    let user = signed_in_user()?;
+    store()?
+        .timeline(user)
+        .await
+        .map_err(|_| ServerFnError::new("The scans could not be loaded."))
 }

@@ -132,6 +132,40 @@ test("a dropped T1 series reaches its results: the hippocampus with a volume and
   const linked = await page.request.get(`${page.url().split("#")[0]}?region=Left-Amygdala`);
   expect(await linked.text()).toContain('data-region="Left-Amygdala"');
 
+  // the slice viewer: both volumes through the short-lived signed URLs; moving the slices
+  // changes the canvas; hovering names a region; a table row centres the slices on it
+  const viewer = page.getByTestId("viewer");
+  await expect(viewer).toHaveAttribute("data-state", "ready", { timeout: 60_000 });
+  await expect(viewer).toHaveAttribute("data-volumes", "2");
+  console.log(`viewer: first slices ${await viewer.getAttribute("data-first-slices-ms")} ms after opening`);
+  const canvas = page.getByTestId("viewer-canvas");
+  await canvas.scrollIntoViewIfNeeded();
+  const cbox = (await canvas.boundingBox())!;
+  const before = await canvas.screenshot();
+  await page.mouse.click(cbox.x + cbox.width * 0.2, cbox.y + cbox.height * 0.35);
+  await expect.poll(async () => (await canvas.screenshot()).equals(before), { timeout: 10_000 }).toBe(false);
+  const readout = page.getByTestId("viewer-readout");
+  await expect(readout).not.toBeEmpty();
+  for (const [name, text] of [["Left-Putamen", "Putamen — left"], ["Right-Thalamus", "Thalamus — right"]]) {
+    const mm = await viewer.getAttribute("data-mm");
+    await page.locator(`[data-testid=region-row][data-name="${name}"] td[data-col=volume]`).click();
+    await expect(viewer).toHaveAttribute("data-centred", name);
+    await expect(viewer).not.toHaveAttribute("data-mm", mm!);
+    const ml = await page.locator(`[data-testid=region-row][data-name="${name}"] td[data-col=volume]`).innerText();
+    await expect(readout).toHaveText(new RegExp(`^${text}: ${ml} mL, percentile \\d+\\.\\d$`));
+  }
+  // hovering the crosshair's own spot names the same region
+  await canvas.scrollIntoViewIfNeeded();
+  const shown = await canvas.screenshot();
+  await page.getByTestId("viewer-opacity").fill("100");
+  await expect.poll(async () => (await canvas.screenshot()).equals(shown)).toBe(false);
+  await page.getByTestId("viewer-outline").check();
+  await page.getByTestId("viewer").screenshot({ path: test.info().outputPath("viewer.png") });
+  await page.getByTestId("viewer-outline").uncheck();
+  // the chart's region list moves the slices too
+  await page.getByTestId("chart-region").selectOption({ label: "Amygdala — left" });
+  await expect(viewer).toHaveAttribute("data-centred", "Left-Amygdala");
+
   // no serious or critical accessibility problem on the results page (folded groups open)
   await page.locator("details").evaluateAll((ds) => ds.forEach((d) => ((d as HTMLDetailsElement).open = true)));
   const axe = await new AxeBuilder({ page }).analyze();

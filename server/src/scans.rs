@@ -73,6 +73,69 @@ impl ScanStore for DbScanStore {
             Ok(Some(detail))
         })
     }
+
+    fn timeline(&self, user_id: String) -> BoxFuture<Result<Vec<app::timeline::TimelineScan>, String>> {
+        let db = self.db.clone();
+        Box::pin(async move { timeline(&db, &user_id).await.map_err(|e| e.to_string()) })
+    }
+}
+
+/// The account's processed scans with what makes them comparable, in time order.
+async fn timeline(db: &Db, user_id: &str) -> Result<Vec<app::timeline::TimelineScan>, sqlx::Error> {
+    #[derive(serde::Deserialize)]
+    struct StoredScanner {
+        #[serde(default)]
+        scanner: app::timeline::ScannerFacts,
+    }
+    let scans = sqlx::query(
+        "SELECT id, study_date, age_years, sex, report_json, conversion_json, result_json FROM scans \
+         WHERE user_id = $1 AND status = $2 ORDER BY study_date, created_at, id",
+    )
+    .bind(user_id)
+    .bind(ScanStatus::Done.as_str())
+    .fetch_all(db)
+    .await?;
+    let regions = sqlx::query(
+        "SELECT r.scan_id, r.name, r.volume_mm3, r.percentile FROM scan_regions r JOIN scans s ON s.id = r.scan_id \
+         WHERE s.user_id = $1 AND s.status = $2 ORDER BY r.label, r.name",
+    )
+    .bind(user_id)
+    .bind(ScanStatus::Done.as_str())
+    .fetch_all(db)
+    .await?;
+    let json = |row: &sqlx::any::AnyRow, column: &str| -> Result<Option<String>, sqlx::Error> { row.try_get(column) };
+    scans
+        .iter()
+        .map(|s| {
+            let id: String = s.try_get("id")?;
+            let scanner = json(s, "report_json")?
+                .and_then(|j| serde_json::from_str::<StoredScanner>(&j).ok())
+                .map(|r| r.scanner)
+                .unwrap_or_default();
+            let conversion: Option<crate::pipeline::ConversionFacts> =
+                json(s, "conversion_json")?.and_then(|j| serde_json::from_str(&j).ok());
+            let result: Option<crate::pipeline::score::Report> =
+                json(s, "result_json")?.and_then(|j| serde_json::from_str(&j).ok());
+            let regions = regions
+                .iter()
+                .filter(|r| r.try_get::<String, _>("scan_id").is_ok_and(|x| x == id))
+                .map(|r| Ok((r.try_get("name")?, r.try_get("volume_mm3")?, r.try_get("percentile")?)))
+                .collect::<Result<Vec<_>, sqlx::Error>>()?;
+            Ok(app::timeline::TimelineScan {
+                study_date: s.try_get("study_date")?,
+                age_years: s
+                    .try_get::<Option<i64>, _>("age_years")?
+                    .and_then(|a| u32::try_from(a).ok()),
+                sex: s.try_get("sex")?,
+                scanner,
+                voxel_mm: conversion.map(|c| c.voxel_mm),
+                model: result.as_ref().map(|r| r.model.clone()),
+                neurovol_version: result.and_then(|r| r.neurovol_version),
+                regions,
+                id,
+            })
+        })
+        .collect()
 }
 
 /// The account's other processed scans with their region volumes (oldest first).

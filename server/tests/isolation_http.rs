@@ -226,6 +226,12 @@ async fn every_route_keeps_each_account_to_itself() {
                     "the owner downloads the stored archive"
                 );
             }
+            // the viewer's URLs: the scan is not processed here (pipeline_http checks the
+            // owner's viewer); another account's scan answers like a missing one
+            ("GET", "/scans/{id}/viewer.json") | ("GET", "/scans/{id}/view/{name}") => {
+                alike(&b, route, &scan, &[]).await;
+                alike(&a, route, &scan, &[]).await;
+            }
             // --- an upload's id
             (_, p) if p.starts_with("/uploads/{id}") => {
                 alike(&b, route, &upload, &[]).await;
@@ -312,6 +318,7 @@ async fn every_route_keeps_each_account_to_itself() {
             ("GET", "/home")
             | ("GET", "/upload")
             | ("GET", "/account")
+            | ("GET", "/timeline")
             | ("GET", "/")
             | ("GET", "/signup")
             | ("GET", "/login")

@@ -329,6 +329,50 @@ async fn phi_scan_goes_from_upload_to_scored_volumes_and_nothing_identifying_is_
             _ => {}
         }
     }
+    // the viewer: short-lived URLs of the two volumes and the same colours, for the owner;
+    // each URL serves the stored file to its owner only, and only as signed
+    let viewer = b.get(&format!("/scans/{scan}/viewer.json")).await;
+    assert_eq!(viewer.status(), StatusCode::OK);
+    let viewer: Value = viewer.json().await.unwrap();
+    assert_eq!(viewer["colours"], colours, "the viewer's colours are the download's");
+    assert_eq!(
+        other.get(&format!("/scans/{scan}/viewer.json")).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    for (field, stored) in [
+        ("volume", stored_gz.clone()),
+        ("labels", std::fs::read(object_path(&key("labels_key"))).unwrap()),
+    ] {
+        let url = viewer[field].as_str().unwrap().to_string();
+        assert!(
+            url.starts_with(&format!("/scans/{scan}/view/{field}.nii.gz?exp=")),
+            "{url}"
+        );
+        let own = b.get(&url).await;
+        assert_eq!(own.status(), StatusCode::OK, "{field}");
+        assert!(
+            own.bytes().await.unwrap() == stored,
+            "the viewer's {field} is the stored one"
+        );
+        assert_eq!(
+            other.get(&url).await.status(),
+            StatusCode::NOT_FOUND,
+            "{field} for another account"
+        );
+        let unsigned = url.split_once('?').unwrap().0;
+        assert_eq!(
+            b.get(unsigned).await.status(),
+            StatusCode::NOT_FOUND,
+            "{field} unsigned"
+        );
+        let exp = viewer["expires_at"].as_u64().unwrap();
+        let later = url.replace(&format!("exp={exp}"), &format!("exp={}", exp + 3600));
+        assert_eq!(
+            b.get(&later).await.status(),
+            StatusCode::NOT_FOUND,
+            "{field} with its expiry moved"
+        );
+    }
     // the label NIfTI's voxel counts, named by the colour table, are the results' volumes
     let labels =
         volumetry::nifti::decode_f32(&gunzip(&std::fs::read(object_path(&key("labels_key"))).unwrap())).unwrap();

@@ -1,5 +1,7 @@
-//! PatientAge / PatientSex / StudyDate, read before removal: the only header facts that
-//! leave this crate, as numbers and one-letter codes.
+//! PatientAge / PatientSex / StudyDate, read before removal, and the scanner (Manufacturer,
+//! ManufacturerModelName, MagneticFieldStrength, which are kept in the files anyway): the
+//! only header facts that leave this crate, as numbers, one-letter codes and short plain
+//! text. The scanner is what makes two scans of one person comparable over time.
 
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +12,9 @@ pub(crate) struct RawFacts {
     pub patient_sex: Option<String>,
     pub study_date: Option<String>,
     pub birth_date: Option<String>,
+    pub manufacturer: Option<String>,
+    pub model_name: Option<String>,
+    pub field_strength: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -77,14 +82,47 @@ pub enum AgeSource {
     BirthDateAndStudyDate,
 }
 
+/// The scanner that made the series: not identifying (they stay in the de-identified
+/// files), kept so that a change of scanner between two scans can be named.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Scanner {
+    pub manufacturer: Option<String>,
+    /// ManufacturerModelName.
+    pub model: Option<String>,
+    /// MagneticFieldStrength in tesla.
+    pub field_strength_t: Option<f64>,
+}
+
+/// Longest scanner text kept (DICOM's LO is 64 characters).
+const SCANNER_TEXT_MAX: usize = 64;
+
+/// A scanner's name as plain text: printable ASCII, spaces collapsed, at most 64
+/// characters; `None` when nothing is left.
+fn plain(s: &str) -> Option<String> {
+    let words: Vec<&str> = s
+        .split(|c: char| c.is_whitespace() || c == '\\')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let text: String = words
+        .join(" ")
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(SCANNER_TEXT_MAX)
+        .collect();
+    let text = text.trim().to_string();
+    (!text.is_empty()).then_some(text)
+}
+
 /// The captured facts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Facts {
     /// Age in whole years at the study, when known.
     pub age_years: Option<u32>,
     pub age_source: Option<AgeSource>,
     pub sex: Sex,
     pub study_date: Option<Date>,
+    #[serde(default)]
+    pub scanner: Scanner,
 }
 
 /// Parse PatientAge: "067Y", "006M", "012W", "003D" (also tolerates missing zero padding).
@@ -133,11 +171,23 @@ impl RawFacts {
                 }
             }
         };
+        let scanner = Scanner {
+            manufacturer: self.manufacturer.as_deref().and_then(plain),
+            model: self.model_name.as_deref().and_then(plain),
+            // DS: the first value; a plausible MR field (0.01–20 T; some write gauss)
+            field_strength_t: self
+                .field_strength
+                .as_deref()
+                .and_then(|s| s.split('\\').next()?.trim().parse::<f64>().ok())
+                .map(|t| if t > 100.0 { t / 10_000.0 } else { t })
+                .filter(|t| (0.01..=20.0).contains(t)),
+        };
         Facts {
             age_years,
             age_source,
             sex,
             study_date,
+            scanner,
         }
     }
 }
@@ -145,6 +195,37 @@ impl RawFacts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scanner_facts_are_short_plain_text_and_tesla() {
+        let r = RawFacts {
+            manufacturer: Some("  SIEMENS ".into()),
+            model_name: Some("Skyra\\fit\u{7}  3T".into()),
+            field_strength: Some("3\\1.5".into()),
+            ..Default::default()
+        };
+        let s = r.resolve().scanner;
+        assert_eq!(s.manufacturer.as_deref(), Some("SIEMENS"));
+        assert_eq!(s.model.as_deref(), Some("Skyra fit 3T"));
+        assert_eq!(s.field_strength_t, Some(3.0));
+        let gauss = RawFacts {
+            field_strength: Some("15000".into()),
+            model_name: Some("x".repeat(100)),
+            ..Default::default()
+        }
+        .resolve()
+        .scanner;
+        assert_eq!(gauss.field_strength_t, Some(1.5));
+        assert_eq!(gauss.model.map(|m| m.len()), Some(SCANNER_TEXT_MAX));
+        let none = RawFacts {
+            manufacturer: Some("   ".into()),
+            field_strength: Some("n/a".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .scanner;
+        assert_eq!(none, Scanner::default());
+    }
 
     #[test]
     fn ages() {

@@ -164,7 +164,7 @@ fn check_series_output(name: &str, profile: Profile, compression: OutputCompress
     assert_eq!(pixel_hashes, want, "{name}: pixel data byte-identical");
 
     // ---- facts
-    let f = outcome.facts;
+    let f = outcome.facts.clone();
     let age: u32 = keep["PatientAge"].trim_end_matches('Y').parse().unwrap();
     assert_eq!(f.age_years, Some(age));
     let sex = match keep["PatientSex"].as_str() {

@@ -28,6 +28,10 @@ pub struct Report {
     /// ISO date.
     pub study_date: Option<String>,
     pub model: String,
+    /// The NeuroVol release that scored the scan (absent in reports written before it was
+    /// recorded): a change of release between two scans is named on the timeline.
+    #[serde(default)]
+    pub neurovol_version: Option<String>,
     /// Grid on which volumes were measured ("native": the input's voxels).
     pub grid: String,
     pub icv_mm3: Option<f64>,
@@ -183,6 +187,7 @@ pub fn score(volumes: &VolumesJson, facts: &ScanFacts, extra_warnings: Vec<Warni
         },
         study_date: facts.study_date.clone(),
         model: volumes.model.clone(),
+        neurovol_version: Some(env!("CARGO_PKG_VERSION").to_string()),
         grid: volumes.grid.clone(),
         icv_mm3: volumes.icv_mm3,
         quality_ok: !global_failure,

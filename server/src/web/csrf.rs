@@ -1,4 +1,5 @@
-//! CSRF tokens bound to the session (OWASP's signed double-submit cookie).
+//! CSRF tokens bound to the session (OWASP's signed double-submit cookie), and the site
+//! key's other signatures (`sign_for`: the slice viewer's short-lived URLs).
 //!
 //! `token = RANDOM "." HEX(HMAC-SHA256(key, "neurovol-csrf-v1\n" BINDING "\n" RANDOM))`,
 //! where BINDING is the session's id (the SHA-256 of its cookie, as `sessions` stores it),
@@ -49,10 +50,26 @@ impl CsrfKey {
         Ok(CsrfKey::new(&secret))
     }
 
-    fn mac(&self, binding: &str, random: &str) -> HmacSha256 {
+    /// `HMAC(key, "neurovol-" PURPOSE "-v1\n" MESSAGE)`: the purpose keeps the key's uses
+    /// (CSRF tokens, the viewer's URLs) from standing in for each other.
+    fn mac_for(&self, purpose: &str, message: &str) -> HmacSha256 {
         let mut mac = <HmacSha256 as Mac>::new_from_slice(&*self.0).expect("HMAC takes keys of any length");
-        mac.update(format!("neurovol-csrf-v1\n{binding}\n{random}").as_bytes());
+        mac.update(format!("neurovol-{purpose}-v1\n{message}").as_bytes());
         mac
+    }
+
+    fn mac(&self, binding: &str, random: &str) -> HmacSha256 {
+        self.mac_for("csrf", &format!("{binding}\n{random}"))
+    }
+
+    /// A signature (hex) of `message` for `purpose` (not "csrf").
+    pub fn sign_for(&self, purpose: &str, message: &str) -> String {
+        hex::encode(self.mac_for(purpose, message).finalize().into_bytes())
+    }
+
+    /// Whether `sig` is [`CsrfKey::sign_for`]'s signature of `message` (constant-time).
+    pub fn verify_for(&self, purpose: &str, message: &str, sig: &str) -> bool {
+        hex::decode(sig).is_ok_and(|sig| self.mac_for(purpose, message).verify_slice(&sig).is_ok())
     }
 
     /// A fresh token for `binding`.

@@ -15,6 +15,7 @@ mod scan_actions;
 pub mod security;
 mod signed_in;
 pub mod upload;
+mod viewer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

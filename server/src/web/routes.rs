@@ -114,6 +114,7 @@ pub const ROUTES: &[Route] = &[
     route(Method::GET, "/upload", Account, Html, Names::Nothing, Page),
     route(Method::GET, "/scans/{id}", Account, Html, Names::Scan, Page),
     route(Method::GET, "/scans/{id}/report", Account, Html, Names::Scan, Page),
+    route(Method::GET, "/timeline", Account, Html, Names::Nothing, Page),
     route(Method::GET, "/account", Account, Html, Names::Nothing, Page),
     // a receipt: an account's for anyone holding its id, a scan's for its account only
     route(Method::GET, "/deleted/{id}", Public, Html, Names::Receipt, Page),
@@ -122,6 +123,7 @@ pub const ROUTES: &[Route] = &[
     server_fn::<app::session::GetPrivacyFacts>(Public, Names::Nothing),
     server_fn::<app::scans_api::ListScans>(Account, Names::Nothing),
     server_fn::<app::scans_api::GetScan>(Account, Names::Scan),
+    server_fn::<app::scans_api::GetTimeline>(Account, Names::Nothing),
     server_fn::<app::account::GetAccount>(Account, Names::Nothing),
     server_fn::<app::account::GetReceipt>(Public, Names::Receipt),
     // account forms
@@ -239,6 +241,23 @@ pub const ROUTES: &[Route] = &[
         Names::Scan,
         Handler,
     ),
+    // the slice viewer: its short-lived URLs, then the volumes they name
+    route(
+        Method::GET,
+        "/scans/{id}/viewer.json",
+        Account,
+        Json,
+        Names::Scan,
+        Handler,
+    ),
+    route(
+        Method::GET,
+        "/scans/{id}/view/{name}",
+        Account,
+        Download,
+        Names::Scan,
+        Handler,
+    ),
     // the local store's signed URLs, for the segmentation worker
     route(
         Method::GET,
@@ -269,7 +288,7 @@ pub fn find(method: &Method, matched_path: &str) -> Option<&'static Route> {
 
 /// The axum handler of a listed [`Mount::Handler`] route.
 fn handler(r: &Route) -> MethodRouter<AppState> {
-    use super::{account_routes, auth_routes, google_routes, scan_actions, upload};
+    use super::{account_routes, auth_routes, google_routes, scan_actions, upload, viewer};
     match (r.method.as_str(), r.path) {
         ("POST", "/auth/signup") => post(auth_routes::sign_up),
         ("POST", "/auth/login") => post(auth_routes::log_in),
@@ -293,6 +312,8 @@ fn handler(r: &Route) -> MethodRouter<AppState> {
         ("POST", "/scans/{id}/delete") => post(scan_actions::delete),
         ("POST", "/scans/{id}/delete/google") => post(google_routes::delete_scan),
         ("GET", "/scans/{id}/files/{name}") => get(scan_actions::download),
+        ("GET", "/scans/{id}/viewer.json") => get(viewer::data),
+        ("GET", "/scans/{id}/view/{name}") => get(viewer::file),
         (method, path) => panic!("route {method} {path} is listed in web/routes.rs but has no handler"),
     }
 }

@@ -139,7 +139,7 @@ pub(super) async fn erase_scan(state: &AppState, user_id: &str, id: &str, origin
     }
 }
 
-fn no_such_file() -> ApiError {
+pub(super) fn no_such_file() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "This scan or file does not exist.")
 }
 
@@ -172,43 +172,9 @@ pub async fn download(
     let file = ScanFile::parse(&name)
         .filter(|_| plausible_id(&id))
         .ok_or_else(no_such_file)?;
-    let source = crate::scans::file_source(&state.db, &state.config.assets_dir, &user.user_id, &id, file)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "cannot look up a scan's file");
-            ApiError::internal()
-        })?;
+    let (body, len) = read_file(&state, &user.user_id, &id, file).await?;
     let name = format!("neurovol-{}-{}", &id[..id.len().min(8)], file.file_name());
-    let source = match source.ok_or_else(no_such_file)? {
-        FileSource::PictureOf(picture) => FileSource::Made(
-            crate::scans::draw(&*state.store, picture)
-                .await
-                .map_err(stored_file_error)?,
-        ),
-        other => other,
-    };
-    let resp = match source {
-        FileSource::PictureOf(_) => unreachable!("drawn above"),
-        FileSource::Made(bytes) => {
-            let len = bytes.len() as u64;
-            attachment(Body::from(bytes), len, file.content_type(), &name)
-        }
-        FileSource::Object(key) => {
-            let dir =
-                crate::temp_dir::TempDir::new(&state.config.tmp_dir(), "download").map_err(|_| ApiError::internal())?;
-            let path = dir.path().join("file");
-            let len = state.store.get_to_file(&key, &path).await.map_err(stored_file_error)?;
-            let f = tokio::fs::File::open(&path).await.map_err(|_| ApiError::internal())?;
-            // the open file stays readable; the folder goes now, whatever the download does
-            drop(dir);
-            attachment(
-                Body::from_stream(tokio_util::io::ReaderStream::new(f)),
-                len,
-                file.content_type(),
-                &name,
-            )
-        }
-    };
+    let resp = attachment(body, len, file.content_type(), &name);
     // the picture is shown on the scan page itself: viewing the page is not a download
     if !file.is_picture() {
         audit::note(
@@ -221,4 +187,46 @@ pub async fn download(
         .await;
     }
     Ok(resp)
+}
+
+/// One file of the account's scan as a body and its length: made, drawn or streamed from
+/// the object store (through a private temporary file, gone once the body is open). A scan
+/// that is not the account's answers like a missing one.
+pub(super) async fn read_file(
+    state: &AppState,
+    user_id: &str,
+    id: &str,
+    file: ScanFile,
+) -> Result<(Body, u64), ApiError> {
+    let source = crate::scans::file_source(&state.db, &state.config.assets_dir, user_id, id, file)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot look up a scan's file");
+            ApiError::internal()
+        })?;
+    let source = match source.ok_or_else(no_such_file)? {
+        FileSource::PictureOf(picture) => FileSource::Made(
+            crate::scans::draw(&*state.store, picture)
+                .await
+                .map_err(stored_file_error)?,
+        ),
+        other => other,
+    };
+    Ok(match source {
+        FileSource::PictureOf(_) => unreachable!("drawn above"),
+        FileSource::Made(bytes) => {
+            let len = bytes.len() as u64;
+            (Body::from(bytes), len)
+        }
+        FileSource::Object(key) => {
+            let dir =
+                crate::temp_dir::TempDir::new(&state.config.tmp_dir(), "download").map_err(|_| ApiError::internal())?;
+            let path = dir.path().join("file");
+            let len = state.store.get_to_file(&key, &path).await.map_err(stored_file_error)?;
+            let f = tokio::fs::File::open(&path).await.map_err(|_| ApiError::internal())?;
+            // the open file stays readable; the folder goes now, whatever the download does
+            drop(dir);
+            (Body::from_stream(tokio_util::io::ReaderStream::new(f)), len)
+        }
+    })
 }

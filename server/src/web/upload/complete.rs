@@ -202,8 +202,10 @@ async fn insert_scan(
 ) -> Result<(), sqlx::Error> {
     let facts = &outcome.facts;
     let study_date = facts.study_date.map(|d| d.to_string());
-    // keywords and counts only (the report type holds no values)
-    let report = serde_json::json!({ "report": outcome.report, "series": outcome.series }).to_string();
+    // keywords and counts only (the report type holds no values), and the scanner (kept in
+    // the files too) for comparing scans over time
+    let report =
+        serde_json::json!({ "report": outcome.report, "series": outcome.series, "scanner": facts.scanner }).to_string();
     let now = now_secs();
     // the row, its job and the audit event together: a scan is never left without its job
     let mut tx = db.begin().await?;
