@@ -26,6 +26,8 @@ export default defineConfig({
   outputDir: "test-results",
   use: {
     baseURL: app.url,
+    // an action on something that never appears fails, instead of waiting out the test
+    actionTimeout: 30_000,
     trace: "retain-on-failure",
     screenshot: "only-on-failure",
     launchOptions: {

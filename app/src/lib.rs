@@ -44,6 +44,9 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 // the content-hashed name when the build wrote hash.txt (scripts/build.sh)
                 <HashedStylesheet options=options.clone() id="neurovol"/>
                 <HydrationScripts options/>
+                // defines <neurovol-viewer> (a few lines; NiiVue itself is imported only when a
+                // viewer is on the page), here so that pages drawn in the browser get it too
+                <script type="module" src="/viewer.js"></script>
                 <MetaTags/>
             </head>
             <body>

@@ -12,6 +12,10 @@ use crate::region_table::regions_table;
 use crate::scans_api::{ScanDetail, ScanFile, ScanStatus, ScanSummary, get_scan, list_scans};
 use crate::session::use_session;
 
+/// Why the intracranial volume has no percentile.
+const ICV_NO_PERCENTILE: &str = " No percentile: the reference's intracranial volume is FreeSurfer's estimate (eTIV, \
+     from the head's scaling to an atlas), which a brain-mask volume differs from by several percent.";
+
 #[component]
 pub fn ScanStatusPage() -> impl IntoView {
     view! {
@@ -107,7 +111,13 @@ fn scan_detail(d: ScanDetail, csrf: String) -> impl IntoView {
             <dt>"Scan date"</dt><dd>{s.study_date.clone().unwrap_or_else(|| "not recorded".into())}</dd>
             <dt>"Files"</dt><dd>{s.files}</dd>
             {d.voxel_mm.map(|v| view! { <dt>"Voxel size"</dt><dd>{format!("{:.2} × {:.2} × {:.2} mm", v[0], v[1], v[2])}</dd> })}
-            {d.icv_mm3.map(|v| view! { <dt>"Intracranial volume"</dt><dd>{format!("{:.0} cm³ (brain-mask volume)", v / 1000.0)}</dd> })}
+            {d.icv_mm3.map(|v| view! {
+                <dt>"Intracranial volume"</dt>
+                <dd data-testid="icv">
+                    {format!("{:.0} cm³ (brain-mask volume)", v / 1000.0)}
+                    <span class="muted small">{ICV_NO_PERCENTILE}</span>
+                </dd>
+            })}
             {d.quality_ok.map(|ok| view! {
                 <dt>"Quality checks"</dt>
                 <dd data-testid="quality" data-ok=ok.to_string()>

@@ -1,5 +1,6 @@
 //! The scan page's slice viewer: the element, its canvas and its controls. `/viewer.js`
-//! (built from `viewer/viewer.js` with NiiVue) brings it to life in the browser; without
+//! (built from `viewer/viewer.js`, loaded by every page's head; it imports NiiVue when a
+//! viewer appears) brings it to life in the browser; without
 //! JavaScript the page points to the report's three pictures instead.
 
 use leptos::prelude::*;
@@ -35,7 +36,7 @@ pub fn slice_viewer(scan_id: String) -> impl IntoView {
                     </label>
                     <label>
                         <input type="checkbox" data-viewer="outline" data-testid="viewer-outline"/>
-                        " Outlines only"
+                        " Outline the regions"
                     </label>
                 </div>
                 // NiiVue sizes the canvas to its parent: a box of its own, not the controls'
@@ -51,7 +52,6 @@ pub fn slice_viewer(scan_id: String) -> impl IntoView {
                 "The slice viewer needs JavaScript. The " <a href=report>"printable report"</a> " shows three slices with the regions in colour."
             </p>
             <p class="muted small">"Viewer: NiiVue (BSD-2-Clause; " <a href="/pkg/niivue.licences.txt">"notices"</a> "). Colours: the model's colour table."</p>
-            <script type="module" src="/viewer.js"></script>
         </section>
     }
 }

@@ -161,7 +161,7 @@ fn changes(scans: &[TimelineScan], region: &str) -> Option<impl IntoView + use<>
             let codes = step.warnings.iter().map(|w| w.code()).collect::<Vec<_>>().join(" ");
             view! {
                 <tr data-testid="timeline-step" data-warnings=codes>
-                    <td>{step_title(step)}</td>
+                    <td class="dates">{step_title(step)}</td>
                     <td class="num">{step.years.map_or("—".to_string(), |y| format!("{y:.1}"))}</td>
                     <td class="num">{volumes}</td>
                     <td class="num" data-col="annualised">{percent(change.as_ref().and_then(|c| c.annualised_percent))}</td>

@@ -2,7 +2,7 @@ import AxeBuilder from "@axe-core/playwright";
 import { expect } from "@playwright/test";
 import * as fs from "fs";
 
-import { dropFixture, signUp, test } from "./kit";
+import { rescan, signUp, test, uploadAndWait } from "./kit";
 
 // The main job, end to end in real Chromium against the server as run.sh runs it: sign up,
 // drop the PHI T1 series, review, confirm, and wait while the real pipeline (dcm2niix, the
@@ -11,30 +11,7 @@ import { dropFixture, signUp, test } from "./kit";
 test("a dropped T1 series reaches its results: the hippocampus with a volume and a percentile", async ({ page }) => {
   test.setTimeout(900_000);
   await signUp(page, `results-${Date.now()}@example.org`);
-  await page.goto("/upload");
-  await page.waitForFunction(() => (window as any).__neurovol_hydrated === true);
-  const dropped = Date.now();
-  await dropFixture(page, "t1_mprage_sag_phi.zip");
-  await expect(page.getByTestId("series-row")).toHaveCount(1, { timeout: 60_000 });
-  await page.getByTestId("deidentify").click();
-  await expect(page.getByTestId("removal-report")).toBeVisible({ timeout: 120_000 });
-  await page.getByTestId("confirm-upload").click();
-  await expect(page).toHaveURL(/\/scans\/[0-9a-f]{32}$/, { timeout: 120_000 });
-  const started = Date.now();
-
-  // the page refreshes itself while processing; poll it ourselves as a person would
-  const status = page.getByTestId("scan-status");
-  await expect
-    .poll(
-      async () => {
-        await page.reload();
-        const s = await status.getAttribute("data-status");
-        expect(s, "the scan failed").not.toBe("failed");
-        return s;
-      },
-      { timeout: 840_000, intervals: [5_000] },
-    )
-    .toBe("done");
+  const { dropped, confirmed: started } = await uploadAndWait(page, "t1_mprage_sag_phi.zip");
   const secs = (t: number) => ((Date.now() - t) / 1000).toFixed(1);
   // bench/drop-to-done.sh reads this line
   console.log(`drop → done ${secs(dropped)} s (upload confirmed → done ${secs(started)} s)`);
@@ -146,7 +123,7 @@ test("a dropped T1 series reaches its results: the hippocampus with a volume and
   await expect.poll(async () => (await canvas.screenshot()).equals(before), { timeout: 10_000 }).toBe(false);
   const readout = page.getByTestId("viewer-readout");
   await expect(readout).not.toBeEmpty();
-  for (const [name, text] of [["Left-Putamen", "Putamen — left"], ["Right-Thalamus", "Thalamus — right"]]) {
+  for (const [name, text] of [["Left-Putamen", "Putamen — left"], ["Right-Caudate", "Caudate — right"]]) {
     const mm = await viewer.getAttribute("data-mm");
     await page.locator(`[data-testid=region-row][data-name="${name}"] td[data-col=volume]`).click();
     await expect(viewer).toHaveAttribute("data-centred", name);
@@ -159,7 +136,11 @@ test("a dropped T1 series reaches its results: the hippocampus with a volume and
   const shown = await canvas.screenshot();
   await page.getByTestId("viewer-opacity").fill("100");
   await expect.poll(async () => (await canvas.screenshot()).equals(shown)).toBe(false);
+  // the outline toggle draws the regions' borders solid over fainter colours
+  await page.getByTestId("viewer-opacity").fill("30");
+  const faint = await canvas.screenshot();
   await page.getByTestId("viewer-outline").check();
+  await expect.poll(async () => (await canvas.screenshot()).equals(faint)).toBe(false);
   await page.getByTestId("viewer").screenshot({ path: test.info().outputPath("viewer.png") });
   await page.getByTestId("viewer-outline").uncheck();
   // the chart's region list moves the slices too
@@ -227,4 +208,50 @@ test("a dropped T1 series reaches its results: the hippocampus with a volume and
   await expect(page.locator("main")).toContainText("The face was removed from the 3D volume");
   await expect(page.locator('[data-file="dicom-deidentified.zip"]')).toHaveCount(0);
   await page.screenshot({ path: test.info().outputPath("scan-page-defaced.png"), fullPage: true });
+
+  // change over time: the same series as if scanned again 2½ years later (the test kit's
+  // fixture rewriter), then on another scanner model four months after that
+  const later = rescan("t1_mprage_sag_phi.zip", test.info().outputPath("rescan-2021.zip"), {
+    studyDate: "20210920",
+    age: "069Y",
+    salt: "2021",
+  });
+  await uploadAndWait(page, later);
+  // the later scan's chart shows both scans
+  await expect(page.getByTestId("chart").getByTestId("chart-point")).toHaveCount(2);
+  await page.goto("/home");
+  await page.getByTestId("timeline-link").click();
+  await expect(page).toHaveURL(/\/timeline$/);
+  await expect(page.getByTestId("timeline-scan")).toHaveCount(2);
+  await expect(page.getByTestId("timeline-scan").first().locator("td[data-col=scanner]")).toHaveText("SIEMENS Prisma_fit, 3 T");
+  await expect(page.getByTestId("timeline-changes")).toHaveAttribute("data-region", "Left-Hippocampus");
+  const step = page.getByTestId("timeline-step");
+  await expect(step).toHaveCount(1);
+  await expect(step).toHaveAttribute("data-warnings", "");
+  // the same pixels measure the same: no change, next to the curve's decline in the late sixties
+  await expect(step.locator("td[data-col=annualised]")).toHaveText("+0.0 %");
+  await expect(step.locator("td[data-col=expected]")).toHaveText(/^-\d+\.\d %$/);
+  expect(await page.getByTestId("timeline-region").count()).toBeGreaterThan(20);
+  // another region, without a page load
+  await page.waitForFunction(() => (window as any).__neurovol_hydrated === true);
+  await page.getByTestId("chart-region").selectOption({ label: "Putamen — left" });
+  await expect(page.getByTestId("timeline-changes")).toHaveAttribute("data-region", "Left-Putamen");
+  await expect(page.getByTestId("chart").getByTestId("chart-point")).toHaveCount(2);
+
+  const otherScanner = rescan("t1_mprage_sag_phi.zip", test.info().outputPath("rescan-2022.zip"), {
+    studyDate: "20220120",
+    age: "069Y",
+    scannerModel: "Skyra",
+    salt: "2022",
+  });
+  await uploadAndWait(page, otherScanner);
+  await page.goto("/timeline");
+  const steps = page.getByTestId("timeline-step");
+  await expect(steps).toHaveCount(2);
+  await expect(steps.nth(1)).toHaveAttribute("data-warnings", "scanner short_interval");
+  await expect(steps.nth(1).getByTestId("comparability")).toContainText(
+    "Different scanners (SIEMENS Prisma_fit, 3 T, then SIEMENS Skyra, 3 T)",
+  );
+  await expect(steps.nth(1).getByTestId("comparability")).toContainText("Only 4 months apart");
+  await page.screenshot({ path: test.info().outputPath("timeline.png"), fullPage: true });
 });

@@ -29,6 +29,9 @@ enum Command {
     Deface(cli::deface::DefaceArgs),
     /// Run the whole pipeline on one ZIP without the web UI (de-identify, convert, segment, score).
     Analyze(cli::analyze::AnalyzeArgs),
+    /// Compare our volumes with FreeSurfer's on FreeSurfer-processed brains (Dice, volume
+    /// ratio and Δz against aseg.stats, per structure).
+    Accuracy(cli::accuracy::AccuracyArgs),
     /// Fetch the pinned upstream model files into DIR/models (SHA-256 checked) and derive
     /// the weights the engine reads from them.
     Assets(cli::assets::AssetsArgs),
@@ -86,6 +89,18 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
+    if let Command::Accuracy(args) = &cli.command {
+        return match cli::accuracy::run(args, &config.assets_dir) {
+            Ok(table) => {
+                print!("{table}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(reason) => {
+                eprintln!("neurovol accuracy: {reason}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     if let Command::Deface(args) = &cli.command {
         return match cli::deface::run(args, &config.assets_dir) {
             Ok(defacing) => {
@@ -108,7 +123,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve => server::serve(config).await,
-            Command::Deid(_) | Command::Segment(_) | Command::Deface(_) => {
+            Command::Deid(_) | Command::Segment(_) | Command::Deface(_) | Command::Accuracy(_) => {
                 unreachable!("handled before the runtime starts")
             }
             Command::Analyze(args) => cli::analyze::run(&args, &config).await,

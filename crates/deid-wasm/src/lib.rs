@@ -220,7 +220,7 @@ impl DeidJob {
         let report = run.report.clone().unwrap_or_else(|| run.deid.report());
         serde_json::to_string(&Summary {
             report: &report,
-            facts: run.facts,
+            facts: run.facts.clone(),
             series: Some(&run.series),
             removals: &run.removals,
             removals_truncated: run.truncated,

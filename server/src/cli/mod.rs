@@ -1,5 +1,6 @@
 //! Command-line tools that run without the web server.
 
+pub mod accuracy;
 pub mod analyze;
 pub mod assets;
 pub mod deface;

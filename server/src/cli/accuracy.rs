@@ -1,0 +1,370 @@
+//! `neurovol accuracy [--data DIR] [--cases sub-01,sub-02] [--model NAME] [--json OUT]`
+//!
+//! How far our volumes are from FreeSurfer's, on brains FreeSurfer has processed: each case
+//! folder holds FreeSurfer's `mri/T1.mgz` (the conformed, intensity-normalised head),
+//! `mri/aseg.mgz` and `stats/aseg.stats`. We segment `T1.mgz` and compare, per structure
+//! that both have: Dice against `aseg.mgz`, and the volume ratio and Δz (our z-score minus
+//! FreeSurfer's, BrainCharts at a nominal age and sex) against the reference.
+//!
+//! The reference is `aseg.stats`' `Volume_mm3`: the normative models were fitted to those
+//! numbers, which FreeSurfer corrects for partial volume, not to `aseg.mgz`'s voxel counts
+//! (both are reported for the transition). Ours are reported as voxel counts and
+//! partial-volume corrected (`volumetry::partial_volume`, from T1.mgz's intensities); the
+//! brain-mask volume is set beside FreeSurfer's eTIV.
+//!
+//! Data comes from outside the repository (`NEUROVOL_ACCURACY_DATA`); nothing measured
+//! here is a constant of the product.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use norms::{Norms, Sex, Site};
+use serde::Serialize;
+use volumetry::{ModelId, SegmentOptions};
+
+#[derive(Debug, clap::Args)]
+pub struct AccuracyArgs {
+    /// Folder of FreeSurfer subjects (each with mri/T1.mgz, mri/aseg.mgz, stats/aseg.stats).
+    #[arg(long, env = "NEUROVOL_ACCURACY_DATA")]
+    pub data: PathBuf,
+    /// Subjects to compare, comma-separated (default: the development brains sub-01…sub-04).
+    #[arg(long, value_delimiter = ',', default_value = "sub-01,sub-02,sub-03,sub-04")]
+    pub cases: Vec<String>,
+    /// Region model.
+    #[arg(long, default_value = volumetry::ModelId::DEFAULT.folder())]
+    pub model: String,
+    /// Nominal age for the z-scores.
+    #[arg(long, default_value_t = 35.0)]
+    pub age: f64,
+    /// Nominal sex for the z-scores (M or F).
+    #[arg(long, default_value = "F")]
+    pub sex: String,
+    /// Also write every figure as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// One structure of one case.
+#[derive(Debug, Clone, Serialize)]
+pub struct StructureRow {
+    pub structure: String,
+    pub dice: f64,
+    /// Our voxel count and partial-volume-corrected volume (mm³).
+    pub ours_voxels_mm3: f64,
+    pub ours_pv_mm3: f64,
+    /// FreeSurfer's voxel count (`NVoxels`) and corrected volume (`Volume_mm3`).
+    pub fs_voxels_mm3: f64,
+    pub fs_stats_mm3: f64,
+    /// Ours (corrected) ÷ FreeSurfer's stats volume.
+    pub ratio: f64,
+    /// Ours (voxel count) ÷ FreeSurfer's voxel count: the old reference.
+    pub ratio_voxels: f64,
+    /// Our z minus FreeSurfer's (stats volume); None without a normative model.
+    pub delta_z: Option<f64>,
+    pub delta_z_voxels: Option<f64>,
+    /// Corrected ÷ voxel count, ours and FreeSurfer's.
+    pub pv_over_voxels_ours: f64,
+    pub pv_over_voxels_fs: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseReport {
+    pub case: String,
+    pub model: String,
+    pub structures: Vec<StructureRow>,
+    pub brain_mask_mm3: Option<f64>,
+    pub etiv_mm3: Option<f64>,
+    pub fs_mask_mm3: Option<f64>,
+    pub segment_s: f64,
+}
+
+/// One row of `aseg.stats`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatsRow {
+    pub seg_id: u32,
+    pub voxels: f64,
+    pub volume_mm3: f64,
+    pub name: String,
+}
+
+/// `aseg.stats`: its rows and its `# Measure` lines (by short name: `eTIV`, `MaskVol`, …).
+pub fn parse_stats(text: &str) -> (Vec<StatsRow>, BTreeMap<String, f64>) {
+    let mut rows = Vec::new();
+    let mut measures = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(m) = line.strip_prefix("# Measure ") {
+            let parts: Vec<&str> = m.split(',').map(str::trim).collect();
+            if let (Some(short), Some(value)) = (parts.get(1), parts.get(3).and_then(|v| v.parse().ok())) {
+                measures.insert(short.to_string(), value);
+            }
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if let [_, id, voxels, volume, name, ..] = f[..]
+            && let (Ok(seg_id), Ok(voxels), Ok(volume_mm3)) = (id.parse(), voxels.parse(), volume.parse())
+        {
+            rows.push(StatsRow {
+                seg_id,
+                voxels,
+                volume_mm3,
+                name: name.to_string(),
+            });
+        }
+    }
+    (rows, measures)
+}
+
+fn dice(ours: &[u8], our_value: u8, theirs: &[f32], their_value: f32) -> f64 {
+    let (mut both, mut a, mut b) = (0u64, 0u64, 0u64);
+    for (&o, &t) in ours.iter().zip(theirs) {
+        let (x, y) = (o == our_value, t == their_value);
+        a += u64::from(x);
+        b += u64::from(y);
+        both += u64::from(x && y);
+    }
+    if a + b == 0 {
+        1.0
+    } else {
+        2.0 * both as f64 / (a + b) as f64
+    }
+}
+
+fn z(name: &str, volume: f64, sex: Sex, age: f64) -> Option<f64> {
+    Norms::embedded()
+        .assess(name, volume, Some(sex), Some(age), &Site::default())
+        .z
+}
+
+fn one_case(dir: &Path, case: &str, args: &AccuracyArgs, sex: Sex, assets: &Path) -> Result<CaseReport, String> {
+    let read = |p: &str| volumetry::mgh::read(dir.join(p)).map_err(|e| e.to_string());
+    let t1 = read("mri/T1.mgz")?;
+    let aseg = read("mri/aseg.mgz")?;
+    if aseg.dims != t1.dims {
+        return Err(format!("{case}: aseg.mgz and T1.mgz have different grids"));
+    }
+    let stats_path = dir.join("stats/aseg.stats");
+    let stats =
+        std::fs::read_to_string(&stats_path).map_err(|e| format!("cannot read {}: {e}", stats_path.display()))?;
+    let (rows, measures) = parse_stats(&stats);
+    let model = ModelId::parse(&args.model).map_err(|e| e.to_string())?;
+    let opts = SegmentOptions {
+        model,
+        ..SegmentOptions::default()
+    };
+    let seg = volumetry::segment(&t1, assets, &opts).map_err(|e| e.to_string())?;
+    let labels = &seg.labels_native;
+    let voxel_mm3 = t1.header.voxel_volume_mm3();
+    let pv = volumetry::partial_volume::partial_volumes(&labels.data, &t1.data, t1.dims);
+    let mut counts = [0u64; 256];
+    for &v in &labels.data {
+        counts[usize::from(v)] += 1;
+    }
+    let value_of: BTreeMap<&str, u8> = seg
+        .label_names
+        .iter()
+        .enumerate()
+        .filter_map(|(v, n)| Some((n.trim_end_matches('*'), u8::try_from(v).ok()?)))
+        .collect();
+    let structures = rows
+        .iter()
+        .filter(|r| r.voxels > 0.0)
+        .filter_map(|r| {
+            let ours = *value_of.get(r.name.as_str())?;
+            let ours_voxels_mm3 = counts[usize::from(ours)] as f64 * voxel_mm3;
+            let ours_pv_mm3 = pv.of(ours) * voxel_mm3;
+            let fs_voxels_mm3 = r.voxels * voxel_mm3;
+            let dz = |a: f64, b: f64| Some(z(&r.name, a, sex, args.age)? - z(&r.name, b, sex, args.age)?);
+            Some(StructureRow {
+                structure: r.name.clone(),
+                dice: dice(&labels.data, ours, &aseg.data, r.seg_id as f32),
+                ours_voxels_mm3,
+                ours_pv_mm3,
+                fs_voxels_mm3,
+                fs_stats_mm3: r.volume_mm3,
+                ratio: ours_pv_mm3 / r.volume_mm3,
+                ratio_voxels: ours_voxels_mm3 / fs_voxels_mm3,
+                delta_z: dz(ours_pv_mm3, r.volume_mm3),
+                delta_z_voxels: dz(ours_voxels_mm3, fs_voxels_mm3),
+                pv_over_voxels_ours: ours_pv_mm3 / ours_voxels_mm3.max(f64::MIN_POSITIVE),
+                pv_over_voxels_fs: r.volume_mm3 / fs_voxels_mm3,
+            })
+        })
+        .collect();
+    let brain_mask_mm3 = seg
+        .brain_mask
+        .as_ref()
+        .map(|m| m.data.iter().filter(|&&v| v > 0).count() as f64 * m.header.voxel_volume_mm3());
+    Ok(CaseReport {
+        case: case.to_string(),
+        model: seg.model.clone(),
+        structures,
+        brain_mask_mm3,
+        etiv_mm3: measures.get("eTIV").copied(),
+        fs_mask_mm3: measures.get("MaskVol").copied(),
+        segment_s: seg.timings.total_s,
+    })
+}
+
+/// Across cases, per structure: (mean, SD) of a figure.
+fn mean_sd(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, var.sqrt())
+}
+
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub cases: usize,
+    /// Mean |mean Δz| over the normed structures (corrected vs stats; voxels vs voxels).
+    pub mean_abs_delta_z: f64,
+    pub mean_abs_delta_z_voxels: f64,
+    /// Mean Dice over the subcortical structures both have (not cortex, white matter, CSF).
+    pub subcortical_dice: f64,
+    pub brain_stem_ratios: Vec<f64>,
+    /// Brain mask ÷ eTIV per case.
+    pub mask_over_etiv: Vec<f64>,
+}
+
+fn is_subcortical(name: &str) -> bool {
+    !(name.contains("Cortex") || name.contains("White-Matter") || name == "CSF" || name.contains("vessel"))
+}
+
+pub fn run(args: &AccuracyArgs, assets: &Path) -> Result<String, String> {
+    let sex = Sex::from_code(&args.sex).ok_or_else(|| format!("--sex must be M or F, not {:?}", args.sex))?;
+    let mut reports = Vec::new();
+    for case in &args.cases {
+        let dir = args.data.join(case);
+        eprintln!("{case}: segmenting {}", dir.join("mri/T1.mgz").display());
+        reports.push(one_case(&dir, case, args, sex, assets)?);
+    }
+    let mut by_structure: BTreeMap<String, Vec<&StructureRow>> = BTreeMap::new();
+    for r in &reports {
+        for s in &r.structures {
+            by_structure.entry(s.structure.clone()).or_default().push(s);
+        }
+    }
+    let mut out = format!(
+        "{} on {} ({}), z at age {} {}: ours (partial-volume corrected) against aseg.stats Volume_mm3; \
+         [voxels] = our voxel count against aseg.mgz's\n{:<30} {:>6} {:>14} {:>8} {:>16} {:>8} {:>11} {:>11}\n",
+        reports.first().map_or("", |r| r.model.as_str()),
+        reports.len(),
+        args.cases.join(", "),
+        args.age,
+        args.sex,
+        "structure",
+        "Dice",
+        "ratio",
+        "Δz",
+        "[voxels] ratio",
+        "Δz",
+        "PV/vox us",
+        "PV/vox FS"
+    );
+    let (mut abs_dz, mut abs_dz_vox, mut dice_sub) = (Vec::new(), Vec::new(), Vec::new());
+    for (name, rows) in &by_structure {
+        let col = |f: fn(&StructureRow) -> f64| mean_sd(&rows.iter().map(|r| f(r)).collect::<Vec<_>>());
+        let dz: Vec<f64> = rows.iter().filter_map(|r| r.delta_z).collect();
+        let dzv: Vec<f64> = rows.iter().filter_map(|r| r.delta_z_voxels).collect();
+        let (ratio, ratio_sd) = col(|r| r.ratio);
+        let (ratio_v, _) = col(|r| r.ratio_voxels);
+        let (dice, _) = col(|r| r.dice);
+        let show = |xs: &[f64]| {
+            if xs.is_empty() {
+                "—".to_string()
+            } else {
+                format!("{:+.2}", mean_sd(xs).0)
+            }
+        };
+        if !dz.is_empty() {
+            abs_dz.push(mean_sd(&dz).0.abs());
+            abs_dz_vox.push(mean_sd(&dzv).0.abs());
+        }
+        if is_subcortical(name) {
+            dice_sub.push(dice);
+        }
+        out.push_str(&format!(
+            "{name:<30} {dice:>6.2} {:>14} {:>8} {:>16.2} {:>8} {:>11.3} {:>11.3}\n",
+            format!("{ratio:.2} ± {ratio_sd:.2}"),
+            show(&dz),
+            ratio_v,
+            show(&dzv),
+            col(|r| r.pv_over_voxels_ours).0,
+            col(|r| r.pv_over_voxels_fs).0,
+        ));
+    }
+    let summary = Summary {
+        cases: reports.len(),
+        mean_abs_delta_z: mean_sd(&abs_dz).0,
+        mean_abs_delta_z_voxels: mean_sd(&abs_dz_vox).0,
+        subcortical_dice: mean_sd(&dice_sub).0,
+        brain_stem_ratios: reports
+            .iter()
+            .flat_map(|r| {
+                r.structures
+                    .iter()
+                    .filter(|s| s.structure == "Brain-Stem")
+                    .map(|s| s.ratio)
+            })
+            .collect(),
+        mask_over_etiv: reports
+            .iter()
+            .filter_map(|r| Some(r.brain_mask_mm3? / r.etiv_mm3?))
+            .collect(),
+    };
+    let list = |xs: &[f64]| xs.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(", ");
+    out.push_str(&format!(
+        "summary: mean |Δz| {:.2} over {} normed structures (voxels against voxels: {:.2}); subcortical Dice {:.3}; \
+         brain stem ratio per case [{}]; brain mask ÷ eTIV per case [{}]; segmentation {:.0} s per case\n",
+        summary.mean_abs_delta_z,
+        abs_dz.len(),
+        summary.mean_abs_delta_z_voxels,
+        summary.subcortical_dice,
+        list(&summary.brain_stem_ratios),
+        list(&summary.mask_over_etiv),
+        mean_sd(&reports.iter().map(|r| r.segment_s).collect::<Vec<_>>()).0,
+    ));
+    if let Some(path) = &args.json {
+        let json = serde_json::json!({ "cases": reports, "summary": summary });
+        std::fs::write(path, serde_json::to_vec_pretty(&json).unwrap_or_default())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_aseg_stats_rows_and_measures() {
+        let text = "# Measure Mask, MaskVol, Mask Volume, 1688076.000000, mm^3\n\
+                    # Measure EstimatedTotalIntraCranialVol, eTIV, Estimated Total Intracranial Volume, 1516267.932629, mm^3\n\
+                    # ColHeaders  Index SegId NVoxels Volume_mm3 StructName normMean\n  \
+                    1   4      3129     3430.2  Left-Lateral-Ventricle            43.2547\n \
+                    12  17      4685     4531.2  Left-Hippocampus                  72.2322\n";
+        let (rows, measures) = parse_stats(text);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            rows[1],
+            StatsRow {
+                seg_id: 17,
+                voxels: 4685.0,
+                volume_mm3: 4531.2,
+                name: "Left-Hippocampus".into()
+            }
+        );
+        assert_eq!(measures["eTIV"], 1516267.932629);
+        assert_eq!(measures["MaskVol"], 1688076.0);
+    }
+
+    #[test]
+    fn dice_of_overlapping_masks() {
+        let ours = [1u8, 1, 0, 0];
+        let theirs = [17.0f32, 0.0, 17.0, 0.0];
+        assert_eq!(dice(&ours, 1, &theirs, 17.0), 0.5);
+    }
+}
