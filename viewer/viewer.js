@@ -116,8 +116,10 @@ class NeurovolViewer extends HTMLElement {
     document.addEventListener("change", this.onPageChange);
   }
 
-  // Where to put the crosshair for each label, in world (mm) coordinates: the region's
-  // voxel nearest its centre of mass (a curved region's centre may lie outside it).
+  // Where to put the crosshair for each label, in world (mm) coordinates: the voxel of
+  // the region nearest its centre of mass, preferring voxels whose whole 3×3×3
+  // neighbourhood is the region (a curved region's centre may lie outside it, and a
+  // crosshair on its edge would name its neighbour as soon as the pointer moves).
   centres() {
     if (this.centreOfLabel) return this.centreOfLabel;
     const vol = this.nv.volumes[1];
@@ -127,7 +129,7 @@ class NeurovolViewer extends HTMLElement {
       let i = 0;
       for (let z = 0; z < nz; z++)
         for (let y = 0; y < ny; y++)
-          for (let x = 0; x < nx; x++, i++) if (img[i] !== 0) visit(img[i], x, y, z);
+          for (let x = 0; x < nx; x++, i++) if (img[i] !== 0) visit(img[i], x, y, z, i);
     };
     const sum = new Map();
     each((v, x, y, z) => {
@@ -138,12 +140,22 @@ class NeurovolViewer extends HTMLElement {
       s[2] += z;
       s[3] += 1;
     });
+    const interior = (v, x, y, z, i) => {
+      if (x === 0 || y === 0 || z === 0 || x === nx - 1 || y === ny - 1 || z === nz - 1) return false;
+      for (let dz = -1; dz <= 1; dz++)
+        for (let dy = -1; dy <= 1; dy++)
+          for (let dx = -1; dx <= 1; dx++) if (img[i + dx + nx * (dy + ny * dz)] !== v) return false;
+      return true;
+    };
     const nearest = new Map();
-    each((v, x, y, z) => {
+    each((v, x, y, z, i) => {
       const [sx, sy, sz, n] = sum.get(v);
       const d = (x - sx / n) ** 2 + (y - sy / n) ** 2 + (z - sz / n) ** 2;
       const best = nearest.get(v);
-      if (!best || d < best[3]) nearest.set(v, [x, y, z, d]);
+      // [x, y, z, distance, interior]; an interior voxel beats any edge voxel
+      if (best && best[4] && d >= best[3]) return;
+      const inside = interior(v, x, y, z, i);
+      if (!best || (inside && !best[4]) || (inside === best[4] && d < best[3])) nearest.set(v, [x, y, z, d, inside]);
     });
     const a = vol.hdr.affine;
     this.centreOfLabel = new Map();
@@ -186,9 +198,12 @@ class NeurovolViewer extends HTMLElement {
       this.describe(this.crosshairValue ?? null);
       return;
     }
+    // as NiiVue names the crosshair's voxel: through world coordinates
     const labels = nv.volumes[1];
-    const [x, y, z] = labels.convertFrac2Vox(frac);
-    this.describe(Math.round(labels.getValue(x, y, z)));
+    const [x, y, z] = labels.mm2vox(nv.frac2mm(frac, 0, true));
+    const value = Math.round(labels.getValue(x, y, z));
+    this.dataset.hovered = this.labels.nameOf.get(value) ?? "";
+    this.describe(value);
   }
 
   // The region's name, volume and percentile, as its row in the regions table gives them.

@@ -131,8 +131,16 @@ test("a dropped T1 series reaches its results: the hippocampus with a volume and
     const ml = await page.locator(`[data-testid=region-row][data-name="${name}"] td[data-col=volume]`).innerText();
     await expect(readout).toHaveText(new RegExp(`^${text}: ${ml} mL, percentile \\d+\\.\\d$`));
   }
-  // hovering the crosshair's own spot names the same region
+  // hovering names the region under the pointer: here, where the slices are centred
   await canvas.scrollIntoViewIfNeeded();
+  const onCrosshair = await viewer.evaluate((el: any) => {
+    const p = el.nv.frac2canvasPos(el.nv.scene.crosshairPos);
+    const r = el.nv.canvas.getBoundingClientRect();
+    return p && [r.left + p[0] / (el.nv.uiData.dpr || 1), r.top + p[1] / (el.nv.uiData.dpr || 1)];
+  });
+  await page.mouse.move(onCrosshair![0], onCrosshair![1]);
+  await expect(viewer).toHaveAttribute("data-hovered", "Right-Caudate");
+  await expect(readout).toHaveText(/^Caudate — right: /);
   const shown = await canvas.screenshot();
   await page.getByTestId("viewer-opacity").fill("100");
   await expect.poll(async () => (await canvas.screenshot()).equals(shown)).toBe(false);

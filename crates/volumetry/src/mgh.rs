@@ -108,7 +108,16 @@ fn decode(b: &[u8]) -> std::result::Result<Volume<f32>, String> {
     }
     let mut header = Header {
         dim: [3, dims[0] as i16, dims[1] as i16, dims[2] as i16, 1, 1, 1, 1],
-        pixdim: [1.0, sizes[0] as f32, sizes[1] as f32, sizes[2] as f32, 1.0, 1.0, 1.0, 1.0],
+        pixdim: [
+            1.0,
+            sizes[0] as f32,
+            sizes[1] as f32,
+            sizes[2] as f32,
+            1.0,
+            1.0,
+            1.0,
+            1.0,
+        ],
         ..Header::default()
     };
     header.set_affine(&affine, 1);
