@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Speed of the results page: the server's render of a processed scan's page (all regions,
-# both charts) and the browser's redraw of the centile chart when another region is picked,
-# in real Chromium against the app as run.sh serves it (release build). Prints medians and
-# the machine's load.
+# both charts), a fresh load until it is hydrated, the browser's redraw of the centile chart
+# when another region is picked, and the slice viewer's first slices (both volumes drawn),
+# in real Chromium against the app as run.sh serves it (release build). Prints medians, the
+# WebGL renderer (SwiftShader, on the CPU, on a machine without a GPU) and the load.
 #   bench/scan-page.sh [RUNS]        (default 20 of each)
 #   NEUROVOL_E2E_PROFILE=debug bench/scan-page.sh    (the debug build the tests use)
 source "$(dirname "$0")/../scripts/lib.sh"

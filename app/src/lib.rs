@@ -46,7 +46,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <HydrationScripts options/>
                 // defines <neurovol-viewer> (a few lines; NiiVue itself is imported only when a
                 // viewer is on the page), here so that pages drawn in the browser get it too
-                <script type="module" src="/viewer.js"></script>
+                <script type="module" src="/viewer.js" nonce=leptos::nonce::use_nonce()></script>
                 <MetaTags/>
             </head>
             <body>

@@ -9,7 +9,9 @@
 //! The reference is `aseg.stats`' `Volume_mm3`: the normative models were fitted to those
 //! numbers, which FreeSurfer corrects for partial volume, not to `aseg.mgz`'s voxel counts
 //! (both are reported for the transition). Ours are reported as voxel counts and
-//! partial-volume corrected (`volumetry::partial_volume`, from T1.mgz's intensities); the
+//! partial-volume corrected (`volumetry::partial_volume`, unbiased means, from T1.mgz's
+//! intensities); the method alone is checked by correcting FreeSurfer's own labels with
+//! FreeSurfer's means (FreeSurfer used norm.mgz, which these folders may lack); the
 //! brain-mask volume is set beside FreeSurfer's eTIV.
 //!
 //! Data comes from outside the repository (`NEUROVOL_ACCURACY_DATA`); nothing measured
@@ -20,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 use norms::{Norms, Sex, Site};
 use serde::Serialize;
+use volumetry::partial_volume::{Means, partial_volumes};
 use volumetry::{ModelId, SegmentOptions};
 
 #[derive(Debug, clap::Args)]
@@ -65,6 +68,9 @@ pub struct StructureRow {
     /// Corrected ÷ voxel count, ours and FreeSurfer's.
     pub pv_over_voxels_ours: f64,
     pub pv_over_voxels_fs: f64,
+    /// Our correction with FreeSurfer's means on FreeSurfer's own labels ÷ its `Volume_mm3`:
+    /// how closely the method alone reproduces FreeSurfer's (1.0 = exactly).
+    pub method_fidelity: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -157,7 +163,19 @@ fn one_case(dir: &Path, case: &str, args: &AccuracyArgs, sex: Sex, assets: &Path
     let seg = volumetry::segment(&t1, assets, &opts).map_err(|e| e.to_string())?;
     let labels = &seg.labels_native;
     let voxel_mm3 = t1.header.voxel_volume_mm3();
-    let pv = volumetry::partial_volume::partial_volumes(&labels.data, &t1.data, t1.dims);
+    let pv = partial_volumes(&labels.data, &t1.data, t1.dims, Means::Pure);
+    // FreeSurfer's labels as compact values (aseg's ids reach 255; the structures compared
+    // are among them), corrected with FreeSurfer's means
+    let mut compact: BTreeMap<u32, u8> = BTreeMap::new();
+    let fs_labels: Vec<u8> = aseg
+        .data
+        .iter()
+        .map(|&v| {
+            let next = u8::try_from(compact.len()).unwrap_or(u8::MAX);
+            *compact.entry(v as u32).or_insert(next)
+        })
+        .collect();
+    let fs_pv = partial_volumes(&fs_labels, &t1.data, t1.dims, Means::FreeSurfer);
     let mut counts = [0u64; 256];
     for &v in &labels.data {
         counts[usize::from(v)] += 1;
@@ -190,6 +208,9 @@ fn one_case(dir: &Path, case: &str, args: &AccuracyArgs, sex: Sex, assets: &Path
                 delta_z_voxels: dz(ours_voxels_mm3, fs_voxels_mm3),
                 pv_over_voxels_ours: ours_pv_mm3 / ours_voxels_mm3.max(f64::MIN_POSITIVE),
                 pv_over_voxels_fs: r.volume_mm3 / fs_voxels_mm3,
+                method_fidelity: compact
+                    .get(&r.seg_id)
+                    .map_or(f64::NAN, |&k| fs_pv.of(k) * voxel_mm3 / r.volume_mm3),
             })
         })
         .collect();
@@ -249,7 +270,8 @@ pub fn run(args: &AccuracyArgs, assets: &Path) -> Result<String, String> {
     }
     let mut out = format!(
         "{} on {} ({}), z at age {} {}: ours (partial-volume corrected) against aseg.stats Volume_mm3; \
-         [voxels] = our voxel count against aseg.mgz's\n{:<30} {:>6} {:>14} {:>8} {:>16} {:>8} {:>11} {:>11}\n",
+         [voxels] = our voxel count against aseg.mgz's; method = our correction (FreeSurfer's means) on FreeSurfer's labels ÷ Volume_mm3\n\
+         {:<30} {:>6} {:>14} {:>8} {:>16} {:>8} {:>11} {:>11} {:>8}\n",
         reports.first().map_or("", |r| r.model.as_str()),
         reports.len(),
         args.cases.join(", "),
@@ -262,7 +284,8 @@ pub fn run(args: &AccuracyArgs, assets: &Path) -> Result<String, String> {
         "[voxels] ratio",
         "Δz",
         "PV/vox us",
-        "PV/vox FS"
+        "PV/vox FS",
+        "method"
     );
     let (mut abs_dz, mut abs_dz_vox, mut dice_sub) = (Vec::new(), Vec::new(), Vec::new());
     for (name, rows) in &by_structure {
@@ -287,13 +310,14 @@ pub fn run(args: &AccuracyArgs, assets: &Path) -> Result<String, String> {
             dice_sub.push(dice);
         }
         out.push_str(&format!(
-            "{name:<30} {dice:>6.2} {:>14} {:>8} {:>16.2} {:>8} {:>11.3} {:>11.3}\n",
+            "{name:<30} {dice:>6.2} {:>14} {:>8} {:>16.2} {:>8} {:>11.3} {:>11.3} {:>8.3}\n",
             format!("{ratio:.2} ± {ratio_sd:.2}"),
             show(&dz),
             ratio_v,
             show(&dzv),
             col(|r| r.pv_over_voxels_ours).0,
             col(|r| r.pv_over_voxels_fs).0,
+            col(|r| r.method_fidelity).0,
         ));
     }
     let summary = Summary {
