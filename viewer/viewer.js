@@ -12,15 +12,28 @@
 const NIIVUE = "/pkg/niivue.js";
 
 class NeurovolViewer extends HTMLElement {
+  // NiiVue (3 MB) and the volumes load when the viewer comes near the screen, not with the
+  // page: the page hydrates and the chart answers first.
   connectedCallback() {
-    if (this.started) return;
-    this.started = true;
+    if (this.started || this.watching) return;
     const fallback = this.parentElement && this.parentElement.querySelector("[data-viewer-fallback]");
     if (fallback) fallback.hidden = true;
-    this.start().catch((e) => this.fail(e));
+    this.dataset.state = "waiting";
+    this.watching = new IntersectionObserver(
+      (entries) => {
+        if (!entries.some((e) => e.isIntersecting) || this.started) return;
+        this.started = true;
+        this.watching.disconnect();
+        this.start().catch((e) => this.fail(e));
+      },
+      { rootMargin: "200px" },
+    );
+    this.watching.observe(this);
   }
 
   disconnectedCallback() {
+    this.watching?.disconnect();
+    this.watching = null;
     document.removeEventListener("click", this.onPageClick);
     document.removeEventListener("change", this.onPageChange);
   }
@@ -109,8 +122,12 @@ class NeurovolViewer extends HTMLElement {
       // a chart link scrolls to the chart; any other click on a row brings the slices into view
       if (!ev.target.closest("a")) this.scrollIntoView({ block: "nearest", behavior: "smooth" });
     };
+    // after the chart has redrawn: the chart answers the choice first
     this.onPageChange = (ev) => {
-      if (ev.target.matches && ev.target.matches("[data-testid=chart-region]")) this.centreOn(ev.target.value);
+      if (!ev.target.matches || !ev.target.matches("[data-testid=chart-region]")) return;
+      const name = ev.target.value;
+      const later = window.requestIdleCallback || ((f) => setTimeout(f, 50));
+      later(() => this.centreOn(name), { timeout: 500 });
     };
     document.addEventListener("click", this.onPageClick);
     document.addEventListener("change", this.onPageChange);

@@ -75,7 +75,9 @@ pub fn regions_table(
         })}
         <p class="muted small">
             {format!(
-                "Model {}. Volumes are measured on the scan's own voxel grid; the reference is the BrainCharts normative model (site average). \
+                "Model {}. Volumes are corrected for partial volume (a voxel on a border counts for each region by its intensity), \
+                 as FreeSurfer's are, from which the reference was built; the downloads keep the plain voxel counts too. \
+                 The reference is the BrainCharts normative model (site average). \
                  % ICV divides by the brain-mask volume, which is not FreeSurfer's estimated intracranial volume.",
                 model.unwrap_or_default()
             )}

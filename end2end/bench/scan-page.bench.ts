@@ -58,6 +58,7 @@ test("results page speed", async ({ page }) => {
     await page.waitForFunction(() => (window as any).__neurovol_hydrated === true);
     hydrated.push(Date.now() - t0);
     const viewer = page.getByTestId("viewer");
+    await viewer.scrollIntoViewIfNeeded();
     await expect(viewer).toHaveAttribute("data-state", "ready", { timeout: 120_000 });
     firstSlices.push(Number(await viewer.getAttribute("data-first-slices-ms")));
   }
@@ -66,7 +67,8 @@ test("results page speed", async ({ page }) => {
     `viewer, start to first slices (both volumes): median ${median(firstSlices).toFixed(0)} ms over ${firstSlices.length} ` +
       `(WebGL: ${await page.evaluate(() => {
         const gl = document.createElement("canvas").getContext("webgl2");
-        return gl ? gl.getParameter(gl.RENDERER) : "none";
+        const info = gl?.getExtension("WEBGL_debug_renderer_info");
+        return gl ? gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER) : "none";
       })})`,
   );
   console.log(`server render of the scan page (${rows} regions): median ${median(render).toFixed(1)} ms over ${render.length}`);

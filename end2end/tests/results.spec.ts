@@ -112,6 +112,9 @@ test("a dropped T1 series reaches its results: the hippocampus with a volume and
   // the slice viewer: both volumes through the short-lived signed URLs; moving the slices
   // changes the canvas; hovering names a region; a table row centres the slices on it
   const viewer = page.getByTestId("viewer");
+  // it loads when it comes near the screen
+  await expect(viewer).toHaveAttribute("data-state", "waiting");
+  await viewer.scrollIntoViewIfNeeded();
   await expect(viewer).toHaveAttribute("data-state", "ready", { timeout: 60_000 });
   await expect(viewer).toHaveAttribute("data-volumes", "2");
   console.log(`viewer: first slices ${await viewer.getAttribute("data-first-slices-ms")} ms after opening`);

@@ -373,7 +373,8 @@ async fn phi_scan_goes_from_upload_to_scored_volumes_and_nothing_identifying_is_
             "{field} with its expiry moved"
         );
     }
-    // the label NIfTI's voxel counts, named by the colour table, are the results' volumes
+    // the label NIfTI's voxel counts, named by the colour table, are the results' voxel
+    // counts (beside each, the partial-volume-corrected volume the percentile is computed on)
     let labels =
         volumetry::nifti::decode_f32(&gunzip(&std::fs::read(object_path(&key("labels_key"))).unwrap())).unwrap();
     let voxel_mm3 = labels.header.voxel_volume_mm3();
@@ -382,7 +383,7 @@ async fn phi_scan_goes_from_upload_to_scored_volumes_and_nothing_identifying_is_
         counts[*v as usize] += 1;
     }
     let report_now: Value = serde_json::from_str(&key("result_json")).unwrap();
-    let mut compared = 0;
+    let (mut compared, mut corrected_differs) = (0, 0);
     for region in report_now["regions"].as_array().unwrap() {
         let name = region["name"].as_str().unwrap();
         let value = colours["labels"]
@@ -394,14 +395,23 @@ async fn phi_scan_goes_from_upload_to_scored_volumes_and_nothing_identifying_is_
             .as_u64()
             .unwrap() as usize;
         let counted = counts[value] as f64 * voxel_mm3;
-        let reported = region["volume_mm3"].as_f64().unwrap();
+        let reported = region["counted_mm3"].as_f64().unwrap();
         assert!(
             (counted - reported).abs() <= 1e-6 * reported.max(1.0),
             "{name}: {counted} vs {reported}"
         );
+        let corrected = region["volume_mm3"].as_f64().unwrap();
+        if reported > 1000.0 {
+            assert!(
+                (0.8..1.25).contains(&(corrected / reported)),
+                "{name}: corrected {corrected} vs counted {reported}"
+            );
+        }
+        corrected_differs += usize::from((corrected - reported).abs() > 1e-6);
         compared += 1;
     }
     assert!(compared > 100, "{compared} regions compared");
+    assert!(corrected_differs > 100, "the corrected volumes are not the counts");
 
     // the report: percentiles for modelled regions at the fixture's age and sex
     let report: Value = serde_json::from_str(&key("result_json")).unwrap();

@@ -110,6 +110,9 @@ pub struct Timings {
     pub model_s: f64,
     pub mask_s: f64,
     pub post_s: f64,
+    /// The partial-volume correction of the labels' volumes.
+    #[serde(default)]
+    pub partial_volume_s: f64,
     pub total_s: f64,
 }
 
@@ -123,6 +126,9 @@ pub struct Segmentation {
     pub labels: Volume<u8>,
     /// The same labels resliced (nearest neighbour) to the input grid.
     pub labels_native: Volume<u8>,
+    /// Partial-volume-corrected voxel counts per label value on the conformed grid, from
+    /// the conformed intensities (`partial_volume`, unbiased means); empty when not measured.
+    pub corrected_voxels: Vec<f64>,
     /// mindgrab brain mask (0/1) on the conformed grid, when requested.
     pub brain_mask: Option<Volume<u8>>,
     pub engine: String,
@@ -227,11 +233,17 @@ pub fn segment(input: &Volume<f32>, assets: &Path, opts: &SegmentOptions) -> Res
     let t3 = Instant::now();
     let labels_native = conform::labels_to_native(&labels, &input.header, input.dims)?;
     let post_s = t3.elapsed().as_secs_f64();
+    let t4 = Instant::now();
+    let intensity: Vec<f32> = conformed.volume.data.iter().map(|&v| f32::from(v)).collect();
+    let corrected_voxels =
+        partial_volume::partial_volumes(&labels.data, &intensity, labels.dims, partial_volume::Means::Pure).voxels;
+    let partial_volume_s = t4.elapsed().as_secs_f64();
     Ok(Segmentation {
         model: model.name.clone(),
         label_names: model.labels.clone(),
         labels,
         labels_native,
+        corrected_voxels,
         brain_mask,
         engine: engine.name(),
         timings: Timings {
@@ -239,6 +251,7 @@ pub fn segment(input: &Volume<f32>, assets: &Path, opts: &SegmentOptions) -> Res
             model_s,
             mask_s,
             post_s,
+            partial_volume_s,
             total_s: t0.elapsed().as_secs_f64(),
         },
     })

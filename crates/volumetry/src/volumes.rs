@@ -31,7 +31,11 @@ pub struct RegionVolume {
     /// FreeSurfer-style name (upstream colormap name, trailing '*' removed).
     pub name: String,
     pub voxels: u64,
+    /// Partial-volume corrected (on the conformed grid), what percentiles are computed on;
+    /// the voxel count's volume on a grid without intensities.
     pub volume_mm3: f64,
+    /// Voxel count × voxel volume (what upstream reports).
+    pub counted_mm3: f64,
     /// Voxels in this label's largest 26-connected piece / all its voxels (1.0 = one piece).
     pub largest_component_fraction: f64,
 }
@@ -105,7 +109,11 @@ pub struct VolumesJson {
 pub struct VolumesJsonRegion {
     pub label: u8,
     pub name: String,
+    /// Partial-volume corrected: the volume percentiles are computed on.
     pub volume_mm3: f64,
+    /// The voxel count's volume (absent in files written before corrected volumes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counted_mm3: Option<f64>,
     pub percentile: Option<f64>,
 }
 
@@ -176,11 +184,18 @@ pub fn report_on(seg: &Segmentation, grid: Grid) -> VolumeReport {
                 ),
             });
         }
+        let counted_mm3 = n as f64 * voxel_mm3;
+        let corrected = match grid {
+            Grid::Conformed1mm => seg.corrected_voxels.get(v).map(|c| c * voxel_mm3),
+            // no intensities on the input's grid: the count stands
+            Grid::Native => None,
+        };
         regions.push(RegionVolume {
             label: v as u8,
             name,
             voxels: n as u64,
-            volume_mm3: n as f64 * voxel_mm3,
+            volume_mm3: corrected.unwrap_or(counted_mm3),
+            counted_mm3,
             largest_component_fraction: frac,
         });
     }
@@ -288,6 +303,7 @@ pub fn volumes_json(r: &VolumeReport) -> VolumesJson {
                 label: g.label,
                 name: g.name.clone(),
                 volume_mm3: g.volume_mm3,
+                counted_mm3: Some(g.counted_mm3),
                 percentile: None,
             })
             .collect(),
@@ -325,6 +341,7 @@ mod tests {
             ],
             labels_native: labels.clone(),
             labels,
+            corrected_voxels: Vec::new(),
             brain_mask: None,
             engine: "test".into(),
             timings: Default::default(),

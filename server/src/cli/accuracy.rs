@@ -60,10 +60,13 @@ pub struct StructureRow {
     pub fs_stats_mm3: f64,
     /// Ours (corrected) ÷ FreeSurfer's stats volume.
     pub ratio: f64,
+    /// Ours (voxel count) ÷ FreeSurfer's stats volume: before the correction.
+    pub ratio_uncorrected: f64,
     /// Ours (voxel count) ÷ FreeSurfer's voxel count: the old reference.
     pub ratio_voxels: f64,
     /// Our z minus FreeSurfer's (stats volume); None without a normative model.
     pub delta_z: Option<f64>,
+    pub delta_z_uncorrected: Option<f64>,
     pub delta_z_voxels: Option<f64>,
     /// Corrected ÷ voxel count, ours and FreeSurfer's.
     pub pv_over_voxels_ours: f64,
@@ -203,8 +206,10 @@ fn one_case(dir: &Path, case: &str, args: &AccuracyArgs, sex: Sex, assets: &Path
                 fs_voxels_mm3,
                 fs_stats_mm3: r.volume_mm3,
                 ratio: ours_pv_mm3 / r.volume_mm3,
+                ratio_uncorrected: ours_voxels_mm3 / r.volume_mm3,
                 ratio_voxels: ours_voxels_mm3 / fs_voxels_mm3,
                 delta_z: dz(ours_pv_mm3, r.volume_mm3),
+                delta_z_uncorrected: dz(ours_voxels_mm3, r.volume_mm3),
                 delta_z_voxels: dz(ours_voxels_mm3, fs_voxels_mm3),
                 pv_over_voxels_ours: ours_pv_mm3 / ours_voxels_mm3.max(f64::MIN_POSITIVE),
                 pv_over_voxels_fs: r.volume_mm3 / fs_voxels_mm3,
@@ -243,6 +248,8 @@ pub struct Summary {
     /// Mean |mean Δz| over the normed structures (corrected vs stats; voxels vs voxels).
     pub mean_abs_delta_z: f64,
     pub mean_abs_delta_z_voxels: f64,
+    /// The same before the correction (our voxel count against the stats volume).
+    pub mean_abs_delta_z_uncorrected: f64,
     /// Mean Dice over the subcortical structures both have (not cortex, white matter, CSF).
     pub subcortical_dice: f64,
     pub brain_stem_ratios: Vec<f64>,
@@ -270,8 +277,9 @@ pub fn run(args: &AccuracyArgs, assets: &Path) -> Result<String, String> {
     }
     let mut out = format!(
         "{} on {} ({}), z at age {} {}: ours (partial-volume corrected) against aseg.stats Volume_mm3; \
-         [voxels] = our voxel count against aseg.mgz's; method = our correction (FreeSurfer's means) on FreeSurfer's labels ÷ Volume_mm3\n\
-         {:<30} {:>6} {:>14} {:>8} {:>16} {:>8} {:>11} {:>11} {:>8}\n",
+         before = our voxel count against Volume_mm3; [voxels] = our voxel count against aseg.mgz's; \
+         method = our correction (FreeSurfer's means) on FreeSurfer's labels ÷ Volume_mm3\n\
+         {:<30} {:>6} {:>14} {:>8} {:>13} {:>8} {:>16} {:>8} {:>11} {:>11} {:>8}\n",
         reports.first().map_or("", |r| r.model.as_str()),
         reports.len(),
         args.cases.join(", "),
@@ -281,17 +289,22 @@ pub fn run(args: &AccuracyArgs, assets: &Path) -> Result<String, String> {
         "Dice",
         "ratio",
         "Δz",
+        "before ratio",
+        "Δz",
         "[voxels] ratio",
         "Δz",
         "PV/vox us",
         "PV/vox FS",
         "method"
     );
-    let (mut abs_dz, mut abs_dz_vox, mut dice_sub) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut abs_dz, mut abs_dz_vox, mut abs_dz_before, mut dice_sub) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (name, rows) in &by_structure {
         let col = |f: fn(&StructureRow) -> f64| mean_sd(&rows.iter().map(|r| f(r)).collect::<Vec<_>>());
         let dz: Vec<f64> = rows.iter().filter_map(|r| r.delta_z).collect();
         let dzv: Vec<f64> = rows.iter().filter_map(|r| r.delta_z_voxels).collect();
+        let dzb: Vec<f64> = rows.iter().filter_map(|r| r.delta_z_uncorrected).collect();
+        let (ratio_b, _) = col(|r| r.ratio_uncorrected);
         let (ratio, ratio_sd) = col(|r| r.ratio);
         let (ratio_v, _) = col(|r| r.ratio_voxels);
         let (dice, _) = col(|r| r.dice);
@@ -305,14 +318,17 @@ pub fn run(args: &AccuracyArgs, assets: &Path) -> Result<String, String> {
         if !dz.is_empty() {
             abs_dz.push(mean_sd(&dz).0.abs());
             abs_dz_vox.push(mean_sd(&dzv).0.abs());
+            abs_dz_before.push(mean_sd(&dzb).0.abs());
         }
         if is_subcortical(name) {
             dice_sub.push(dice);
         }
         out.push_str(&format!(
-            "{name:<30} {dice:>6.2} {:>14} {:>8} {:>16.2} {:>8} {:>11.3} {:>11.3} {:>8.3}\n",
+            "{name:<30} {dice:>6.2} {:>14} {:>8} {:>13.2} {:>8} {:>16.2} {:>8} {:>11.3} {:>11.3} {:>8.3}\n",
             format!("{ratio:.2} ± {ratio_sd:.2}"),
             show(&dz),
+            ratio_b,
+            show(&dzb),
             ratio_v,
             show(&dzv),
             col(|r| r.pv_over_voxels_ours).0,
@@ -324,6 +340,7 @@ pub fn run(args: &AccuracyArgs, assets: &Path) -> Result<String, String> {
         cases: reports.len(),
         mean_abs_delta_z: mean_sd(&abs_dz).0,
         mean_abs_delta_z_voxels: mean_sd(&abs_dz_vox).0,
+        mean_abs_delta_z_uncorrected: mean_sd(&abs_dz_before).0,
         subcortical_dice: mean_sd(&dice_sub).0,
         brain_stem_ratios: reports
             .iter()
@@ -341,10 +358,11 @@ pub fn run(args: &AccuracyArgs, assets: &Path) -> Result<String, String> {
     };
     let list = |xs: &[f64]| xs.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(", ");
     out.push_str(&format!(
-        "summary: mean |Δz| {:.2} over {} normed structures (voxels against voxels: {:.2}); subcortical Dice {:.3}; \
+        "summary: mean |Δz| {:.2} over {} normed structures (before the correction {:.2}; voxels against voxels {:.2}); subcortical Dice {:.3}; \
          brain stem ratio per case [{}]; brain mask ÷ eTIV per case [{}]; segmentation {:.0} s per case\n",
         summary.mean_abs_delta_z,
         abs_dz.len(),
+        summary.mean_abs_delta_z_uncorrected,
         summary.mean_abs_delta_z_voxels,
         summary.subcortical_dice,
         list(&summary.brain_stem_ratios),

@@ -63,13 +63,14 @@ impl Segmented {
     pub fn summary(&self) -> String {
         let (r, t) = (&self.report, &self.timings);
         format!(
-            "segmented with {} on {}: {} regions (conform {:.2} s, model {:.2} s, brain mask {:.2} s, total {:.2} s)",
+            "segmented with {} on {}: {} regions (conform {:.2} s, model {:.2} s, brain mask {:.2} s, partial volume {:.2} s, total {:.2} s)",
             r.model,
             r.engine,
             r.regions.len(),
             t.conform_s,
             t.model_s,
             t.mask_s,
+            t.partial_volume_s,
             t.total_s
         )
     }

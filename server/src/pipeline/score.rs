@@ -52,7 +52,11 @@ pub struct Warning {
 pub struct RegionResult {
     pub name: String,
     pub label: u8,
+    /// Partial-volume corrected: what the percentile is computed on.
     pub volume_mm3: f64,
+    /// The voxel count's volume (absent from segmentations that did not report it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counted_mm3: Option<f64>,
     /// Null where no normative model exists, age/sex are unknown or out of range, or the
     /// region is flagged.
     pub percentile: Option<f64>,
@@ -172,6 +176,7 @@ pub fn score(volumes: &VolumesJson, facts: &ScanFacts, extra_warnings: Vec<Warni
                 name: r.name.clone(),
                 label: r.label,
                 volume_mm3: r.volume_mm3,
+                counted_mm3: r.counted_mm3,
                 percentile,
                 flag,
                 no_percentile,
@@ -214,6 +219,7 @@ mod tests {
                     label: i as u8 + 1,
                     name: n.to_string(),
                     volume_mm3: *v,
+                    counted_mm3: None,
                     percentile: None,
                 })
                 .collect(),
