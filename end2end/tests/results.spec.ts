@@ -17,6 +17,8 @@ test("a dropped T1 series reaches its results: the hippocampus with a volume and
   console.log(`drop → done ${secs(dropped)} s (upload confirmed → done ${secs(started)} s)`);
 
   await expect(page.getByTestId("scan-retrying")).toHaveCount(0);
+  // the slice viewer (below the chart) waits until it comes near the screen
+  await expect(page.getByTestId("viewer")).toHaveAttribute("data-state", "waiting");
   for (const side of ["Left", "Right"]) {
     const row = page.locator(`[data-testid=region-row][data-name="${side}-Hippocampus"]`);
     await expect(row).toHaveCount(1);
@@ -112,8 +114,6 @@ test("a dropped T1 series reaches its results: the hippocampus with a volume and
   // the slice viewer: both volumes through the short-lived signed URLs; moving the slices
   // changes the canvas; hovering names a region; a table row centres the slices on it
   const viewer = page.getByTestId("viewer");
-  // it loads when it comes near the screen
-  await expect(viewer).toHaveAttribute("data-state", "waiting");
   await viewer.scrollIntoViewIfNeeded();
   await expect(viewer).toHaveAttribute("data-state", "ready", { timeout: 60_000 });
   await expect(viewer).toHaveAttribute("data-volumes", "2");
