@@ -81,6 +81,8 @@ struct FactsView {
     age_years: Option<u32>,
     sex: String,
     study_date: Option<DateView>,
+    #[serde(default)]
+    scanner: crate::timeline::ScannerFacts,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
@@ -452,6 +454,7 @@ fn review(s: SummaryView, ms: Option<f64>) -> impl IntoView {
         .map_or("not recorded".to_string(), |d| {
             format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)
         });
+    let scanner = facts.as_ref().map_or("not recorded".to_string(), |f| f.scanner.text());
     let r = s.report.clone();
     view! {
         <div class="review" data-testid="removal-report">
@@ -487,6 +490,7 @@ fn review(s: SummaryView, ms: Option<f64>) -> impl IntoView {
                 <li>"Age at the scan: " <strong>{age}</strong></li>
                 <li>"Sex: " <strong>{sex}</strong></li>
                 <li>"Scan date: " <strong>{date}</strong></li>
+                <li>"Scanner (to compare your scans over time): " <strong>{scanner}</strong></li>
             </ul>
             <p class="muted">{format!("Upload size: {}. The image pixels are not changed.", mib(s.output_bytes as f64))}</p>
         </div>

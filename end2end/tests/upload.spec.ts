@@ -131,6 +131,7 @@ test("drag-drop the PHI fixture, review what is removed, upload with progress, l
   await expect(kept).toContainText("67 years");
   await expect(kept).toContainText("female");
   await expect(kept).toContainText("2019-03-14");
+  await expect(kept).toContainText("SIEMENS Prisma_fit, 3 T");
   await expect(page.getByTestId("face-removal")).toContainText("the face is removed from the 3D volume");
   const reportShot = testInfo.outputPath("removal-report.png");
   await report.screenshot({ path: reportShot });

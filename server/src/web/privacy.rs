@@ -33,6 +33,7 @@ pub fn facts(config: &Config) -> PrivacyFacts {
             "Your age in years at the scan (computed from the birth date before the birth date is removed, when no age is recorded).".into(),
             "Your sex as one letter (M, F, O) or unknown.".into(),
             "The study date.".into(),
+            "The scanner's manufacturer, model and field strength (they stay in the de-identified files too), to warn you when two of your scans come from different scanners.".into(),
             "Your email address and a bcrypt hash of your password, for signing in.".into(),
             google_fact(config),
             "An audit log of your account: sign-ins (and refused attempts), uploads, downloads, exports, deletions and retries, each with its time, IP address and browser (user agent). Only you see it, on your account page.".into(),
