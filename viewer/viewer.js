@@ -19,6 +19,7 @@ class NeurovolViewer extends HTMLElement {
     const fallback = this.parentElement && this.parentElement.querySelector("[data-viewer-fallback]");
     if (fallback) fallback.hidden = true;
     this.dataset.state = "waiting";
+    this.say("The slices load when you scroll to them.");
     this.watching = new IntersectionObserver(
       (entries) => {
         if (!entries.some((e) => e.isIntersecting) || this.started) return;
@@ -40,14 +41,19 @@ class NeurovolViewer extends HTMLElement {
 
   fail(e) {
     this.dataset.state = "failed";
-    const out = this.querySelector("[data-viewer=readout]");
-    if (out) out.textContent = "The slice viewer could not be opened. The report shows three slices.";
+    this.say("The slice viewer could not be opened. The report shows three slices.");
     console.error("viewer:", e && e.message ? e.message : e);
+  }
+
+  say(text) {
+    const out = this.control("readout");
+    if (out) out.textContent = text;
   }
 
   async start() {
     const opened = performance.now();
     this.dataset.state = "loading";
+    this.say("Loading the slices…");
     const [nvModule, data] = await Promise.all([import(NIIVUE), this.fetchData()]);
     const { Niivue, SHOW_RENDER, cmapper } = nvModule;
     const canvas = this.querySelector("canvas");
@@ -225,28 +231,26 @@ class NeurovolViewer extends HTMLElement {
 
   // The region's name, volume and percentile, as its row in the regions table gives them.
   describe(value) {
-    const out = this.control("readout");
-    if (!out) return;
     if (value === null) {
-      out.textContent = "Hover over or click the slices to name a region; click a region in the table to go to it.";
+      this.say("Hover over or click the slices to name a region; click a region in the table to go to it.");
       return;
     }
     this.dataset.label = String(value);
     const name = this.labels.nameOf.get(value);
     if (!value || !name) {
-      out.textContent = "Outside the labelled regions.";
+      this.say("Outside the labelled regions.");
       return;
     }
     const row = document.querySelector(`tr[data-testid=region-row][data-name="${CSS.escape(name)}"]`);
     if (!row) {
-      out.textContent = name;
+      this.say(name);
       return;
     }
     const cell = (col) => row.querySelector(`td[data-col=${col}]`);
     const text = cell("region").textContent.trim();
     const volume = cell("volume").textContent.trim();
     const p = cell("percentile").dataset.value;
-    out.textContent = `${text}: ${volume} mL, ${p ? `percentile ${p}` : "no percentile"}`;
+    this.say(`${text}: ${volume} mL, ${p ? `percentile ${p}` : "no percentile"}`);
   }
 }
 

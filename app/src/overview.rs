@@ -56,7 +56,8 @@ pub fn overview_chart(rows: &[OverviewRow]) -> Option<String> {
             )))
             .ok()?;
         let text = |x: i32, y: i32, anchor: &str, words: &str| svg_text(x, y, anchor, "middle", 12, words);
-        for p in [0.0, 5.0, 25.0, 50.0, 75.0, 95.0, 100.0] {
+        // the band's edges and quartiles; 0 and 100 would collide with 5 and 95
+        for p in [5.0, 25.0, 50.0, 75.0, 95.0] {
             let (x, y) = chart.backend_coord(&(p, 0.0));
             marks.push(text(x, y + 14, "middle", &format!("{p:.0}")));
         }

@@ -74,6 +74,18 @@ pub enum Incomparable {
 }
 
 impl Incomparable {
+    /// A few words, for a list of them.
+    pub fn short(&self) -> &'static str {
+        match self {
+            Incomparable::Scanner { .. } => "different scanners",
+            Incomparable::VoxelSize { .. } => "different voxel sizes",
+            Incomparable::Model { .. } => "different segmentation models",
+            Incomparable::Version { .. } => "different NeuroVol releases",
+            Incomparable::ShortInterval { .. } => "less than 6 months apart",
+            Incomparable::NoDates => "a scan date is not recorded",
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             Incomparable::Scanner { .. } => "scanner",
@@ -294,6 +306,7 @@ mod tests {
         let scans = [a, b];
         let codes: Vec<_> = steps(&scans)[0].warnings.iter().map(|w| w.code()).collect();
         assert_eq!(codes, ["scanner", "voxel_size", "model", "version", "short_interval"]);
+        assert_eq!(steps(&scans)[0].warnings[4].short(), "less than 6 months apart");
         let text = steps(&scans)[0].warnings[0].text();
         assert!(text.contains("SIEMENS Skyra, 3 T, then SIEMENS Prisma, 3 T"), "{text}");
         let mut undated = scans.clone();

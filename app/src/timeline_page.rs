@@ -161,9 +161,9 @@ fn changes(scans: &[TimelineScan], region: &str) -> Option<impl IntoView + use<>
             let codes = step.warnings.iter().map(|w| w.code()).collect::<Vec<_>>().join(" ");
             view! {
                 <tr data-testid="timeline-step" data-warnings=codes>
-                    <td class="dates">{step_title(step)}</td>
+                    <td class="nowrap">{step_title(step)}</td>
                     <td class="num">{step.years.map_or("—".to_string(), |y| format!("{y:.1}"))}</td>
-                    <td class="num">{volumes}</td>
+                    <td class="num nowrap">{volumes}</td>
                     <td class="num" data-col="annualised">{percent(change.as_ref().and_then(|c| c.annualised_percent))}</td>
                     <td class="num" data-col="expected">{percent(change.as_ref().and_then(|c| c.expected_percent))}</td>
                     <td>
@@ -224,8 +224,19 @@ fn last_step_table(scans: &[TimelineScan]) -> Option<impl IntoView + use<>> {
             })
         })
         .collect_view();
+    let caveat = (!step.warnings.is_empty()).then(|| {
+        view! {
+            <p class="notice warn" data-testid="last-step-caveat">
+                {format!(
+                    "Read these with care: {}.",
+                    step.warnings.iter().map(|w| w.short()).collect::<Vec<_>>().join("; ")
+                )}
+            </p>
+        }
+    });
     Some(view! {
         <h2>{format!("Every region, {}", step_title(step))}</h2>
+        {caveat}
         <table class="regions" data-testid="timeline-last-step">
             <thead>
                 <tr><th scope="col">"Region"</th><th scope="col" class="num">"Change a year"</th><th scope="col" class="num">"Expected a year"</th></tr>

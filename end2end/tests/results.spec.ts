@@ -125,7 +125,8 @@ test("a dropped T1 series reaches its results: the hippocampus with a volume and
   await page.mouse.click(cbox.x + cbox.width * 0.2, cbox.y + cbox.height * 0.35);
   await expect.poll(async () => (await canvas.screenshot()).equals(before), { timeout: 10_000 }).toBe(false);
   const readout = page.getByTestId("viewer-readout");
-  await expect(readout).not.toBeEmpty();
+  // the click names what it landed on (a region from the table, or the background)
+  await expect(readout).toHaveText(/^(Outside the labelled regions\.|.+: \d+\.\d\d mL, (percentile \d+\.\d|no percentile))$/);
   for (const [name, text] of [["Left-Putamen", "Putamen — left"], ["Right-Caudate", "Caudate — right"]]) {
     const mm = await viewer.getAttribute("data-mm");
     await page.locator(`[data-testid=region-row][data-name="${name}"] td[data-col=volume]`).click();
@@ -243,6 +244,7 @@ test("a dropped T1 series reaches its results: the hippocampus with a volume and
   await expect(step.locator("td[data-col=annualised]")).toHaveText("+0.0 %");
   await expect(step.locator("td[data-col=expected]")).toHaveText(/^-\d+\.\d %$/);
   expect(await page.getByTestId("timeline-region").count()).toBeGreaterThan(20);
+  await expect(page.getByTestId("last-step-caveat")).toHaveCount(0);
   // another region, without a page load
   await page.waitForFunction(() => (window as any).__neurovol_hydrated === true);
   await page.getByTestId("chart-region").selectOption({ label: "Putamen — left" });
@@ -264,5 +266,8 @@ test("a dropped T1 series reaches its results: the hippocampus with a volume and
     "Different scanners (SIEMENS Prisma_fit, 3 T, then SIEMENS Skyra, 3 T)",
   );
   await expect(steps.nth(1).getByTestId("comparability")).toContainText("Only 4 months apart");
+  await expect(page.getByTestId("last-step-caveat")).toHaveText(
+    "Read these with care: different scanners; less than 6 months apart.",
+  );
   await page.screenshot({ path: test.info().outputPath("timeline.png"), fullPage: true });
 });

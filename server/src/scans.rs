@@ -140,44 +140,17 @@ async fn timeline(db: &Db, user_id: &str) -> Result<Vec<app::timeline::TimelineS
 
 /// The account's other processed scans with their region volumes (oldest first).
 async fn history(db: &Db, user_id: &str, scan_id: &str) -> Result<Vec<app::scans_api::HistoryScan>, sqlx::Error> {
-    let done = ScanStatus::Done.as_str();
-    let scans = sqlx::query(
-        "SELECT id, study_date, age_years FROM scans WHERE user_id = $1 AND id <> $2 AND status = $3 \
-         ORDER BY study_date, created_at, id",
-    )
-    .bind(user_id)
-    .bind(scan_id)
-    .bind(done)
-    .fetch_all(db)
-    .await?;
-    let volumes = sqlx::query(
-        "SELECT r.scan_id, r.name, r.volume_mm3 FROM scan_regions r JOIN scans s ON s.id = r.scan_id \
-         WHERE s.user_id = $1 AND s.id <> $2 AND s.status = $3 ORDER BY r.label, r.name",
-    )
-    .bind(user_id)
-    .bind(scan_id)
-    .bind(done)
-    .fetch_all(db)
-    .await?;
-    scans
-        .iter()
-        .map(|s| {
-            let id: String = s.try_get("id")?;
-            let volumes = volumes
-                .iter()
-                .filter(|v| v.try_get::<String, _>("scan_id").is_ok_and(|x| x == id))
-                .map(|v| Ok((v.try_get("name")?, v.try_get("volume_mm3")?)))
-                .collect::<Result<Vec<_>, sqlx::Error>>()?;
-            Ok(app::scans_api::HistoryScan {
-                study_date: s.try_get("study_date")?,
-                age_years: s
-                    .try_get::<Option<i64>, _>("age_years")?
-                    .and_then(|a| u32::try_from(a).ok()),
-                volumes,
-                id,
-            })
+    Ok(timeline(db, user_id)
+        .await?
+        .into_iter()
+        .filter(|s| s.id != scan_id)
+        .map(|s| app::scans_api::HistoryScan {
+            volumes: s.regions.into_iter().map(|(name, volume, _)| (name, volume)).collect(),
+            study_date: s.study_date,
+            age_years: s.age_years,
+            id: s.id,
         })
-        .collect()
+        .collect())
 }
 
 async fn detail_from(db: &Db, scan_id: &str, row: &sqlx::any::AnyRow) -> Result<ScanDetail, sqlx::Error> {

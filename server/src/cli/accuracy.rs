@@ -9,8 +9,8 @@
 //! The reference is `aseg.stats`' `Volume_mm3`: the normative models were fitted to those
 //! numbers, which FreeSurfer corrects for partial volume, not to `aseg.mgz`'s voxel counts
 //! (both are reported for the transition). Ours are reported as voxel counts and
-//! partial-volume corrected (`volumetry::partial_volume`, unbiased means, from T1.mgz's
-//! intensities); the method alone is checked by correcting FreeSurfer's own labels with
+//! partial-volume corrected, exactly as the product reports them (`volumetry::report`); the
+//! method alone is checked by correcting FreeSurfer's own labels with
 //! FreeSurfer's means (FreeSurfer used norm.mgz, which these folders may lack); the
 //! brain-mask volume is set beside FreeSurfer's eTIV.
 //!
@@ -166,7 +166,12 @@ fn one_case(dir: &Path, case: &str, args: &AccuracyArgs, sex: Sex, assets: &Path
     let seg = volumetry::segment(&t1, assets, &opts).map_err(|e| e.to_string())?;
     let labels = &seg.labels_native;
     let voxel_mm3 = t1.header.voxel_volume_mm3();
-    let pv = partial_volumes(&labels.data, &t1.data, t1.dims, Means::Pure);
+    // our volumes exactly as the product reports them (corrected, and the voxel count)
+    let ours: BTreeMap<String, volumetry::volumes::RegionVolume> = volumetry::report(&seg)
+        .regions
+        .into_iter()
+        .map(|r| (r.name.clone(), r))
+        .collect();
     // FreeSurfer's labels as compact values (aseg's ids reach 255; the structures compared
     // are among them), corrected with FreeSurfer's means
     let mut compact: BTreeMap<u32, u8> = BTreeMap::new();
@@ -179,28 +184,17 @@ fn one_case(dir: &Path, case: &str, args: &AccuracyArgs, sex: Sex, assets: &Path
         })
         .collect();
     let fs_pv = partial_volumes(&fs_labels, &t1.data, t1.dims, Means::FreeSurfer);
-    let mut counts = [0u64; 256];
-    for &v in &labels.data {
-        counts[usize::from(v)] += 1;
-    }
-    let value_of: BTreeMap<&str, u8> = seg
-        .label_names
-        .iter()
-        .enumerate()
-        .filter_map(|(v, n)| Some((n.trim_end_matches('*'), u8::try_from(v).ok()?)))
-        .collect();
     let structures = rows
         .iter()
         .filter(|r| r.voxels > 0.0)
         .filter_map(|r| {
-            let ours = *value_of.get(r.name.as_str())?;
-            let ours_voxels_mm3 = counts[usize::from(ours)] as f64 * voxel_mm3;
-            let ours_pv_mm3 = pv.of(ours) * voxel_mm3;
+            let region = ours.get(&r.name)?;
+            let (ours_voxels_mm3, ours_pv_mm3) = (region.counted_mm3, region.volume_mm3);
             let fs_voxels_mm3 = r.voxels * voxel_mm3;
             let dz = |a: f64, b: f64| Some(z(&r.name, a, sex, args.age)? - z(&r.name, b, sex, args.age)?);
             Some(StructureRow {
                 structure: r.name.clone(),
-                dice: dice(&labels.data, ours, &aseg.data, r.seg_id as f32),
+                dice: dice(&labels.data, region.label, &aseg.data, r.seg_id as f32),
                 ours_voxels_mm3,
                 ours_pv_mm3,
                 fs_voxels_mm3,

@@ -17,6 +17,7 @@ use super::AppState;
 use super::api_error::ApiError;
 use super::scan_actions::{no_such_file, plausible_id, read_file};
 use super::signed_in::SignedIn;
+use crate::storage::unix_now;
 
 /// How long a viewer URL works: long enough to load both volumes, short enough that a
 /// copied URL is soon worthless.
@@ -43,13 +44,6 @@ pub struct ViewerData {
 pub struct Signature {
     exp: Option<u64>,
     sig: Option<String>,
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn signed_message(user_id: &str, scan_id: &str, file: ScanFile, exp: u64) -> String {
