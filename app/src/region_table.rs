@@ -115,14 +115,19 @@ fn region_row(
         Some("above_95th") => ("▲ ", "flag-high"),
         _ => ("", ""),
     };
-    let note = match (&r.flag, &r.no_percentile) {
-        (Some(flag), _) => flag_text(flag),
-        (None, Some(code)) => no_percentile_text(code),
-        (None, None) => "",
+    let note = match (&r.flag, &r.no_percentile, &r.no_percentile_reason) {
+        (Some(flag), _, _) => flag_text(flag).to_string(),
+        (None, Some(_), Some(reason)) => reason.clone(),
+        (None, Some(code), None) => no_percentile_text(code).to_string(),
+        (None, None, _) => String::new(),
     };
+    let uncertainty = r
+        .percentile
+        .zip(r.percentile_band)
+        .map(|(_, [low, high])| format!("{low:.0}–{high:.0}"));
     view! {
         <tr data-testid="region-row" data-name=r.name.clone() data-group=group.as_str() class=class>
-            <td title=r.name.clone() data-col="region">{region_name(text, &r.name, chart)}</td>
+            <td title=r.name.clone() data-col="region">{region_name(text, &r.name, chart.filter(|_| r.chartable()))}</td>
             <td class="num" data-col="volume">{format!("{:.2}", r.volume_mm3 / 1000.0)}</td>
             <td class="num" data-col="icv-share">
                 {icv_mm3.filter(|v| *v > 0.0).map_or("—".to_string(), |icv| format!("{:.2}", 100.0 * r.volume_mm3 / icv))}
@@ -133,8 +138,9 @@ fn region_row(
             <td class="num" data-col="percentile" data-value=r.percentile.map(|p| format!("{p:.1}"))>
                 <span aria-hidden="true">{mark}</span>
                 {r.percentile.map_or("—".to_string(), |p| format!("{p:.1}"))}
+                {uncertainty.map(|u| view! { <span class="muted small band-range" data-testid="percentile-band" title="one SD of our method's and the site's uncertainty">{format!(" ({u})")}</span> })}
             </td>
-            <td data-col="band">{r.percentile.map(band)}</td>
+            <td data-col="band">{r.percentile.map(|p| band(p, r.percentile_band))}</td>
             <td class="num" data-col="asymmetry">
                 {r.asymmetry.map_or(String::new(), |a| format!("{:+.1} %", 100.0 * a))}
             </td>
@@ -148,7 +154,7 @@ fn region_row(
 /// A charted region's name links to its chart: without JavaScript a page load with
 /// `?region=`, with it the chart changes in place.
 fn region_name(text: &str, name: &str, chart: Option<RwSignal<String>>) -> impl IntoView + use<> {
-    match chart.filter(|_| crate::chart::has_reference(name)) {
+    match chart {
         Some(selected) => {
             let name = name.to_string();
             let href = format!("?region={name}#chart");
@@ -168,16 +174,29 @@ fn region_name(text: &str, name: &str, chart: Option<RwSignal<String>>) -> impl 
 }
 
 /// Where a percentile sits: the 5th–95th (usual) and 25th–75th bands, the median line,
-/// and a dot at the value, on a 0–100 scale.
-fn band(p: f64) -> impl IntoView {
+/// a dot at the value and a bar over its uncertainty band, on a 0–100 scale.
+fn band(p: f64, uncertainty: Option<[f64; 2]>) -> impl IntoView {
     let p = p.clamp(0.0, 100.0);
-    let label = format!("{}, usual range 5th to 95th percentile", ordinal(p));
+    let label = match uncertainty {
+        Some([low, high]) => format!(
+            "{} (likely between the {} and {}), usual range 5th to 95th percentile",
+            ordinal(p),
+            crate::chart::centile_name(low),
+            crate::chart::centile_name(high)
+        ),
+        None => format!("{}, usual range 5th to 95th percentile", ordinal(p)),
+    };
+    let range = uncertainty.map(|[low, high]| {
+        let (low, high) = (low.clamp(0.0, 100.0), high.clamp(0.0, 100.0));
+        view! { <rect x=format!("{low:.1}") y="5" width=format!("{:.1}", (high - low).max(0.5)) height="2" class="band-uncertainty"/> }
+    });
     view! {
         <svg class="band" viewBox="0 0 100 12" width="100" height="12" role="img" aria-label=label data-testid="band">
             <rect x="0" y="4" width="100" height="4" class="band-all"/>
             <rect x="5" y="3" width="90" height="6" class="band-usual"/>
             <rect x="25" y="2" width="50" height="8" class="band-middle"/>
             <line x1="50" y1="1" x2="50" y2="11" class="band-median"/>
+            {range}
             <circle cx=format!("{p:.1}") cy="6" r="3" class="band-value"/>
         </svg>
     }

@@ -9,7 +9,7 @@ use leptos_meta::Title;
 use crate::overview::{OverviewRow, overview_chart};
 use crate::regions::describe;
 use crate::scan_page::with_scan;
-use crate::scans_api::{ScanDetail, ScanFile, flag_text};
+use crate::scans_api::{ScanDetail, ScanFile, flag_text, grade_text};
 
 /// The sentence every report carries about what it is and is not.
 const CAVEAT: &str = "Percentiles compare each volume with people of the same age and sex in the BrainCharts reference \
@@ -60,12 +60,16 @@ fn report(d: ScanDetail) -> impl IntoView {
                 {d.icv_mm3.map(|v| view! { <dt>"Intracranial volume"</dt><dd>{format!("{:.0} cm³ (brain mask)", v / 1000.0)}</dd> })}
                 <dt>"Quality checks"</dt>
                 <dd data-testid="report-quality">
-                    {match d.quality_ok {
-                        Some(true) => "passed",
-                        Some(false) => "failed: percentiles withheld",
-                        None => "not available",
+                    {match (d.grade.as_deref(), d.quality_ok) {
+                        (Some(g), _) => format!("grade {}", grade_text(g)),
+                        (None, Some(true)) => "passed".to_string(),
+                        (None, Some(false)) => "failed: percentiles withheld".to_string(),
+                        (None, None) => "not available".to_string(),
                     }}
+                    {(!d.grade_reasons.is_empty()).then(|| format!(" — {}", d.grade_reasons.join("; ")))}
                 </dd>
+                <dt>"Site calibration"</dt>
+                <dd data-testid="report-calibration">{d.calibration.clone().unwrap_or_else(|| "not recorded".into())}</dd>
             </dl>
             {(!d.warnings.is_empty()).then(|| view! {
                 <ul class="notice warn">{d.warnings.iter().map(|w| view! { <li>{w.1.clone()}</li> }).collect_view()}</ul>
@@ -82,8 +86,15 @@ fn report(d: ScanDetail) -> impl IntoView {
                                 <td>{describe(&r.name).text}</td>
                                 <td class="num">{format!("{:.2}", r.volume_mm3 / 1000.0)}</td>
                                 <td class="num">{r.centiles.map_or("—".to_string(), |c| format!("{:.2}–{:.2}", c[0] / 1000.0, c[4] / 1000.0))}</td>
-                                <td class="num">{r.percentile.map_or("—".to_string(), |p| format!("{p:.1}"))}</td>
-                                <td>{r.flag.as_deref().map(flag_text).unwrap_or("")}</td>
+                                <td class="num">{r.percentile.map_or("—".to_string(), |p| match r.percentile_band {
+                                    Some([low, high]) => format!("{p:.1} ({low:.0}–{high:.0})"),
+                                    None => format!("{p:.1}"),
+                                })}</td>
+                                <td>{match (r.flag.as_deref(), r.no_percentile_reason.as_deref()) {
+                                    (Some(flag), _) => flag_text(flag).to_string(),
+                                    (None, Some(reason)) => reason.to_string(),
+                                    (None, None) => String::new(),
+                                }}</td>
                             </tr>
                         }).collect_view()}
                     </tbody>

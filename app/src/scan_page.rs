@@ -9,7 +9,7 @@ use leptos_router::hooks::use_params_map;
 use crate::format::mib;
 use crate::pages::{CsrfField, PasswordInput, notice_from_query};
 use crate::region_table::regions_table;
-use crate::scans_api::{ScanDetail, ScanFile, ScanStatus, ScanSummary, get_scan, list_scans};
+use crate::scans_api::{ScanDetail, ScanFile, ScanStatus, ScanSummary, get_scan, grade_text, list_scans};
 use crate::session::use_session;
 
 /// Why the intracranial volume has no percentile.
@@ -120,8 +120,24 @@ fn scan_detail(d: ScanDetail, csrf: String) -> impl IntoView {
             })}
             {d.quality_ok.map(|ok| view! {
                 <dt>"Quality checks"</dt>
-                <dd data-testid="quality" data-ok=ok.to_string()>
-                    {if ok { "passed: the segmentation looks like a brain's" } else { "failed: percentiles are withheld (see the notes above)" }}
+                <dd data-testid="quality" data-ok=ok.to_string() data-grade=d.grade.clone().unwrap_or_default()>
+                    {match d.grade.as_deref() {
+                        Some(g) => format!("grade {}", grade_text(g)),
+                        None if ok => "passed: the segmentation looks like a brain's".to_string(),
+                        None => "failed: percentiles are withheld (see the notes above)".to_string(),
+                    }}
+                    {(!d.grade_reasons.is_empty()).then(|| view! {
+                        <ul class="small" data-testid="grade-reasons">{d.grade_reasons.iter().map(|r| view! { <li>{r.clone()}</li> }).collect_view()}</ul>
+                    })}
+                </dd>
+            })}
+            {d.calibration.clone().map(|c| view! {
+                <dt>"Site calibration"</dt><dd data-testid="calibration">{c}</dd>
+            })}
+            {d.validity.clone().map(|v| view! {
+                <dt>"Percentiles checked"</dt>
+                <dd data-testid="validity">
+                    {format!("only for structures our volumes measure as FreeSurfer's do (within half a reference SD: {v}); the range after a percentile is one SD of our method's and the site's uncertainty")}
                 </dd>
             })}
         </dl>
@@ -159,7 +175,7 @@ fn scan_detail(d: ScanDetail, csrf: String) -> impl IntoView {
 /// regions table, sharing the selected region: the table's names pick the chart's region,
 /// its rows centre the viewer.
 fn chart_and_table(d: &ScanDetail) -> impl IntoView + use<> {
-    use crate::chart::{ScanPoint, has_reference};
+    use crate::chart::ScanPoint;
     use crate::region_chart::{ChartChoice, RegionChart};
     if d.regions.is_empty() {
         return None;
@@ -169,7 +185,7 @@ fn chart_and_table(d: &ScanDetail) -> impl IntoView + use<> {
     let choices: Vec<ChartChoice> = d
         .regions
         .iter()
-        .filter(|r| has_reference(&r.name))
+        .filter(|r| r.chartable())
         .map(|r| {
             let current = s.age_years.map(|age| ScanPoint {
                 scan_id: s.id.clone(),

@@ -50,6 +50,17 @@ pub struct ScanDetail {
     /// Whether the segmentation passed the automatic quality checks (known once scored).
     #[serde(default)]
     pub quality_ok: Option<bool>,
+    /// The quality grade (A, B or C) and why it is not A (known once scored).
+    #[serde(default)]
+    pub grade: Option<String>,
+    #[serde(default)]
+    pub grade_reasons: Vec<String>,
+    /// The site calibration the percentiles use, in words.
+    #[serde(default)]
+    pub calibration: Option<String>,
+    /// What the validity table that decided which percentiles are shown measured.
+    #[serde(default)]
+    pub validity: Option<String>,
     pub icv_mm3: Option<f64>,
     pub regions: Vec<RegionRow>,
     /// The account's other processed scans (their region volumes), for the charts.
@@ -236,9 +247,15 @@ pub struct RegionRow {
     pub volume_mm3: f64,
     pub percentile: Option<f64>,
     pub flag: Option<String>,
-    /// Why there is no percentile (a code, see [`no_percentile_text`]), when there is none.
+    /// Why there is no percentile (a code, see [`no_percentile_text`]), when there is none…
     #[serde(default)]
     pub no_percentile: Option<String>,
+    /// …and the reason in words with its figure, where the scorer gave one.
+    #[serde(default)]
+    pub no_percentile_reason: Option<String>,
+    /// The percentiles one SD of uncertainty below and above the percentile.
+    #[serde(default)]
+    pub percentile_band: Option<[f64; 2]>,
     /// The reference's volumes (mm³) at [`BAND_CENTILES`] for the scan's age and sex, where
     /// the region has a normative model and both are known.
     #[serde(default)]
@@ -248,9 +265,29 @@ pub struct RegionRow {
     pub asymmetry: Option<f64>,
 }
 
+impl RegionRow {
+    /// Whether its centile chart is drawn: it has a reference, and our method may place it
+    /// on it (a region whose percentile the validity table withholds gets no dot among the
+    /// centiles either).
+    pub fn chartable(&self) -> bool {
+        crate::chart::has_reference(&self.name)
+            && !self.no_percentile.as_deref().is_some_and(|c| c.starts_with("method_"))
+    }
+}
+
 /// The centiles the scan page's band and normal range show (the 5th–95th is the usual
 /// range; below or above it a value is flagged).
 pub const BAND_CENTILES: [f64; 5] = [5.0, 25.0, 50.0, 75.0, 95.0];
+
+/// What a quality grade means, in a few words.
+pub fn grade_text(grade: &str) -> &'static str {
+    match grade {
+        "A" => "A: no quality concern",
+        "B" => "B: usable, with the concerns listed; flagged regions have no percentile",
+        "C" => "C: the segmentation failed a check; every percentile is withheld",
+        _ => "not available",
+    }
+}
 
 /// Why a region has no percentile, in a few words.
 pub fn no_percentile_text(code: &str) -> &'static str {
@@ -260,6 +297,9 @@ pub fn no_percentile_text(code: &str) -> &'static str {
         "age_unknown" => "age not recorded",
         "sex_unknown" => "sex not recorded",
         "flagged" => "withheld: see the note",
+        "method_biased" => "withheld: our measurement of this structure differs from the reference's method",
+        "method_imprecise" => "withheld: our measurement of this structure is not precise enough for a percentile",
+        "method_unmeasured" => "withheld: this way of measuring was never compared with the reference's",
         _ => "not available",
     }
 }

@@ -8,7 +8,7 @@ import { rescan, signUp, test, uploadAndWait } from "./kit";
 // drop the PHI T1 series, review, confirm, and wait while the real pipeline (dcm2niix, the
 // local CPU segmentation worker, the normative reference) takes the scan to its results.
 
-test("a dropped T1 series reaches its results: the hippocampus with a volume and a percentile", async ({ page }) => {
+test("a dropped T1 series reaches its results: the thalamus with a volume, a percentile and its band", async ({ page }) => {
   test.setTimeout(900_000);
   await signUp(page, `results-${Date.now()}@example.org`);
   const { dropped, confirmed: started } = await uploadAndWait(page, "t1_mprage_sag_phi.zip");
@@ -20,37 +20,54 @@ test("a dropped T1 series reaches its results: the hippocampus with a volume and
   // the slice viewer (below the chart) waits until it comes near the screen
   await expect(page.getByTestId("viewer")).toHaveAttribute("data-state", "waiting");
   for (const side of ["Left", "Right"]) {
-    const row = page.locator(`[data-testid=region-row][data-name="${side}-Hippocampus"]`);
+    const row = page.locator(`[data-testid=region-row][data-name="${side}-Thalamus-Proper"]`);
     await expect(row).toHaveCount(1);
     const cell = (col: string) => row.locator(`td[data-col=${col}]`);
-    await expect(cell("region")).toHaveText(`Hippocampus — ${side.toLowerCase()}`);
+    await expect(cell("region")).toHaveText(`Thalamus — ${side.toLowerCase()}`);
     await expect(row).toHaveAttribute("data-group", "subcortical");
     const volumeMl = Number((await cell("volume").innerText()).trim());
-    expect(volumeMl).toBeGreaterThan(2);
-    expect(volumeMl).toBeLessThan(6);
+    expect(volumeMl).toBeGreaterThan(4);
+    expect(volumeMl).toBeLessThan(11);
     const percentile = Number(await cell("percentile").getAttribute("data-value"));
     expect(percentile).toBeGreaterThanOrEqual(0);
     expect(percentile).toBeLessThanOrEqual(100);
+    // its band: one SD of our method's and the site's uncertainty, around the percentile
+    const [low, high] = (await cell("percentile").getByTestId("percentile-band").innerText())
+      .match(/\((\d+)–(\d+)\)/)!.slice(1).map(Number);
+    expect(low).toBeLessThanOrEqual(Math.ceil(percentile));
+    expect(high).toBeGreaterThanOrEqual(Math.floor(percentile));
+    expect(high).toBeGreaterThan(low);
     // % of the brain-mask volume, the usual range for the age and sex, the band, left/right
     const share = Number((await cell("icv-share").innerText()).trim());
-    expect(share).toBeGreaterThan(0.1);
-    expect(share).toBeLessThan(0.6);
+    expect(share).toBeGreaterThan(0.2);
+    expect(share).toBeLessThan(1.0);
     const [lo, hi] = (await cell("range").innerText()).split("–").map(Number);
-    expect(lo).toBeGreaterThan(1.5);
+    expect(lo).toBeGreaterThan(3.5);
     expect(hi).toBeGreaterThan(lo);
-    expect(hi).toBeLessThan(7);
+    expect(hi).toBeLessThan(12);
     // the percentile and the range agree: outside the range exactly when flagged
     const outside = volumeMl < lo || volumeMl > hi;
     const flag = await cell("note").getAttribute("data-flag");
     if (outside) expect(flag).toMatch(/^(below_5th|above_95th|implausible_for_age)$/);
-    await expect(cell("band").getByTestId("band")).toHaveAttribute("aria-label", /percentile, usual range 5th to 95th/);
+    await expect(cell("band").getByTestId("band")).toHaveAttribute(
+      "aria-label",
+      /percentile \(likely between the \d+\w\w and \d+\w\w\), usual range 5th to 95th/,
+    );
     await expect(cell("asymmetry")).toHaveText(/^[+-]\d+\.\d %$/);
   }
   // the two sides' asymmetry is the same number
-  const asym = await page.locator('[data-testid=region-row][data-name$="-Hippocampus"] td[data-col=asymmetry]').allInnerTexts();
+  const asym = await page.locator('[data-testid=region-row][data-name$="-Thalamus-Proper"] td[data-col=asymmetry]').allInnerTexts();
   expect(new Set(asym).size).toBe(1);
   await expect(page.getByTestId("percentile-meaning")).toContainText("not a diagnosis");
   await expect(page.getByTestId("quality")).toHaveAttribute("data-ok", "true");
+  await expect(page.getByTestId("quality")).toHaveAttribute("data-grade", /^[AB]$/);
+  await expect(page.getByTestId("calibration")).toHaveText("none — braincharts training-site average");
+  await expect(page.getByTestId("validity")).toContainText("FreeSurfer");
+  // a structure our method does not measure as FreeSurfer does: no percentile, and why
+  const biased = page.locator('[data-testid=region-row][data-name="Left-Putamen"] td[data-col=note]');
+  await expect(biased).toHaveAttribute("data-no-percentile", "method_biased");
+  await expect(biased).toContainText("differ from FreeSurfer's by");
+  await expect(page.locator('[data-testid=region-row][data-name="Left-Putamen"] td[data-col=percentile]')).toHaveText("—");
   // a region without a normative model says why
   const unmodelled = page.locator('[data-testid=region-row] td[data-col=note][data-no-percentile=no_model]');
   expect(await unmodelled.count()).toBeGreaterThan(0);
@@ -67,34 +84,36 @@ test("a dropped T1 series reaches its results: the hippocampus with a volume and
   // the overview: one dot per region with a percentile, at its value
   const scored = page.locator("[data-testid=region-row] td[data-col=percentile][data-value]");
   await expect(page.getByTestId("overview-point")).toHaveCount(await scored.count());
-  const hipDot = page.locator('[data-testid=overview-point][data-name="Left-Hippocampus"]');
-  await expect(hipDot).toHaveAttribute(
+  const thalamusDot = page.locator('[data-testid=overview-point][data-name="Left-Thalamus-Proper"]');
+  await expect(thalamusDot).toHaveAttribute(
     "data-value",
-    (await page.locator('[data-testid=region-row][data-name="Left-Hippocampus"] td[data-col=percentile]').getAttribute("data-value"))!,
+    (await page.locator('[data-testid=region-row][data-name="Left-Thalamus-Proper"] td[data-col=percentile]').getAttribute("data-value"))!,
   );
 
   // the centile chart: drawn by the server, redrawn in the browser without a page load
   await page.waitForFunction(() => (window as any).__neurovol_hydrated === true);
   await page.evaluate(() => ((window as any).__same_page = true));
   const chart = page.getByTestId("chart");
-  await expect(chart).toHaveAttribute("data-region", "Left-Hippocampus");
-  await expect(chart.locator("svg[role=img]")).toHaveAttribute("aria-label", /Centile chart of Hippocampus — left/);
+  await expect(chart).toHaveAttribute("data-region", "Left-Thalamus-Proper");
+  await expect(chart.locator("svg[role=img]")).toHaveAttribute("aria-label", /Centile chart of Thalamus — left/);
+  // a region whose percentile is withheld gets no chart: no dot among centiles it may not sit on
+  await expect(page.getByTestId("chart-region").locator("option", { hasText: "Putamen — left" })).toHaveCount(0);
   await expect(chart.getByTestId("chart-point")).toHaveCount(1);
-  await page.getByTestId("chart-region").selectOption({ label: "Putamen — left" });
-  await expect(chart).toHaveAttribute("data-region", "Left-Putamen");
-  await expect(chart.locator("svg")).toHaveAttribute("aria-label", /Putamen — left/);
+  await page.getByTestId("chart-region").selectOption({ label: "Lateral ventricle — left" });
+  await expect(chart).toHaveAttribute("data-region", "Left-Lateral-Ventricle");
+  await expect(chart.locator("svg")).toHaveAttribute("aria-label", /Lateral ventricle — left/);
   await page.getByTestId("chart-side").click();
-  await expect(chart).toHaveAttribute("data-region", "Right-Putamen");
-  await expect(chart.locator("svg")).toHaveAttribute("aria-label", /Putamen — right/);
+  await expect(chart).toHaveAttribute("data-region", "Right-Lateral-Ventricle");
+  await expect(chart.locator("svg")).toHaveAttribute("aria-label", /Lateral ventricle — right/);
   // a region's name in the table picks it too
-  await page.locator('[data-testid=region-row][data-name="Right-Hippocampus"] [data-testid=chart-link]').click();
-  await expect(chart).toHaveAttribute("data-region", "Right-Hippocampus");
+  await page.locator('[data-testid=region-row][data-name="Right-Thalamus-Proper"] [data-testid=chart-link]').click();
+  await expect(chart).toHaveAttribute("data-region", "Right-Thalamus-Proper");
   expect(await page.evaluate(() => (window as any).__same_page)).toBe(true);
   expect(page.url()).not.toContain("region=");
   // hovering the scan's point reads its value; hovering the plot reads the centiles there
   const point = chart.getByTestId("chart-point").first();
   await point.hover();
-  const rightMl = await page.locator('[data-testid=region-row][data-name="Right-Hippocampus"] td[data-col=volume]').innerText();
+  const rightMl = await page.locator('[data-testid=region-row][data-name="Right-Thalamus-Proper"] td[data-col=volume]').innerText();
   await expect(page.getByTestId("chart-readout")).toContainText(`this scan`);
   await expect(page.getByTestId("chart-readout")).toContainText(`${rightMl} mL`);
   const box = (await chart.locator("svg").boundingBox())!;
@@ -108,8 +127,8 @@ test("a dropped T1 series reaches its results: the hippocampus with a volume and
   await expect(page.getByTestId("chart-readout")).toContainText("this scan");
   await page.getByTestId("chart-section").screenshot({ path: test.info().outputPath("region-chart.png") });
   // without JavaScript the table's links load the page with the region asked for
-  const linked = await page.request.get(`${page.url().split("#")[0]}?region=Left-Amygdala`);
-  expect(await linked.text()).toContain('data-region="Left-Amygdala"');
+  const linked = await page.request.get(`${page.url().split("#")[0]}?region=Right-VentralDC`);
+  expect(await linked.text()).toContain('data-region="Right-VentralDC"');
 
   // the slice viewer: both volumes through the short-lived signed URLs; moving the slices
   // changes the canvas; hovering names a region; a table row centres the slices on it
@@ -127,7 +146,7 @@ test("a dropped T1 series reaches its results: the hippocampus with a volume and
   const readout = page.getByTestId("viewer-readout");
   // the click names what it landed on (a region from the table, or the background)
   await expect(readout).toHaveText(/^(Outside the labelled regions\.|.+: \d+\.\d\d mL, (percentile \d+\.\d|no percentile))$/);
-  for (const [name, text] of [["Left-Putamen", "Putamen — left"], ["Right-Caudate", "Caudate — right"]]) {
+  for (const [name, text] of [["Left-Thalamus-Proper", "Thalamus — left"], ["Right-Caudate", "Caudate — right"]]) {
     const mm = await viewer.getAttribute("data-mm");
     await page.locator(`[data-testid=region-row][data-name="${name}"] td[data-col=volume]`).click();
     await expect(viewer).toHaveAttribute("data-centred", name);
@@ -156,8 +175,8 @@ test("a dropped T1 series reaches its results: the hippocampus with a volume and
   await page.getByTestId("viewer").screenshot({ path: test.info().outputPath("viewer.png") });
   await page.getByTestId("viewer-outline").uncheck();
   // the chart's region list moves the slices too
-  await page.getByTestId("chart-region").selectOption({ label: "Amygdala — left" });
-  await expect(viewer).toHaveAttribute("data-centred", "Left-Amygdala");
+  await page.getByTestId("chart-region").selectOption({ label: "Ventral diencephalon — right" });
+  await expect(viewer).toHaveAttribute("data-centred", "Right-VentralDC");
 
   // no serious or critical accessibility problem on the results page (folded groups open)
   await page.locator("details").evaluateAll((ds) => ds.forEach((d) => ((d as HTMLDetailsElement).open = true)));
@@ -191,7 +210,11 @@ test("a dropped T1 series reaches its results: the hippocampus with a volume and
   // colour; Chromium prints it on one A4 page
   await page.goto(`${scanUrl}/report`);
   await expect(page.getByTestId("report")).toBeVisible();
-  await expect(page.getByTestId("report-quality")).toHaveText("passed");
+  await expect(page.getByTestId("report-quality")).toContainText(/^grade [AB]: /);
+  await expect(page.getByTestId("report-calibration")).toHaveText("none — braincharts training-site average");
+  await expect(page.locator('[data-testid=report-regions] tr[data-name="Left-Thalamus-Proper"] td').nth(3)).toHaveText(
+    /^\d+\.\d \(\d+–\d+\)$/,
+  );
   await expect(page.locator('[data-testid=report-regions] tr[data-name="Left-Hippocampus"]')).toHaveCount(1);
   const slices = page.getByTestId("report-slice");
   await expect(slices).toHaveCount(3);

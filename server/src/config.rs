@@ -92,6 +92,10 @@ pub struct Config {
     /// `https://accounts.google.com`); its discovery document is
     /// `<issuer>/.well-known/openid-configuration`.
     pub google_issuer: String,
+    /// The site calibration file (`NEUROVOL_CALIBRATION`, written by `neurovol calibrate`);
+    /// `None`: percentiles use braincharts' training-site average. Read and validated at start
+    /// by [`Config::load_site`].
+    pub calibration: Option<PathBuf>,
 }
 
 /// Google's issuer: the `iss` its ID tokens carry, exactly.
@@ -169,6 +173,7 @@ struct FileConfig {
     google_client_id: Option<String>,
     google_client_secret: Option<Secret>,
     google_issuer: Option<String>,
+    calibration: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -179,6 +184,13 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("invalid value for {name}: {message}")]
     Env { name: &'static str, message: String },
+    #[error("cannot read the calibration file {path} (NEUROVOL_CALIBRATION): {source}")]
+    CalibrationRead { path: PathBuf, source: std::io::Error },
+    #[error("invalid calibration file {path} (NEUROVOL_CALIBRATION): {source}")]
+    Calibration {
+        path: PathBuf,
+        source: norms::calibration::CalibrationError,
+    },
 }
 
 impl Config {
@@ -350,6 +362,10 @@ impl Config {
                 .or(file.google_issuer)
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| GOOGLE_ISSUER.into()),
+            calibration: env("NEUROVOL_CALIBRATION")
+                .map(PathBuf::from)
+                .or(file.calibration)
+                .filter(|p| !p.as_os_str().is_empty()),
         })
     }
 
@@ -369,6 +385,24 @@ impl Config {
                 message: "set both NEUROVOL_GOOGLE_CLIENT_ID and NEUROVOL_GOOGLE_CLIENT_SECRET, or neither".into(),
             }),
         }
+    }
+
+    /// The normative site percentiles are computed for: the calibration file's, read and
+    /// validated now (call it at start: a bad file is an error, never a silent fall-back), or
+    /// braincharts' training-site average when no file is configured.
+    pub fn load_site(&self) -> Result<norms::Site, ConfigError> {
+        let Some(path) = &self.calibration else {
+            return Ok(norms::Site::TrainingAverage);
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::CalibrationRead {
+            path: path.clone(),
+            source,
+        })?;
+        let calibration = norms::Calibration::from_json(&text).map_err(|source| ConfigError::Calibration {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(calibration.site())
     }
 
     /// The database URL actually used: the configured one or the embedded SQLite file.
@@ -575,6 +609,72 @@ mod tests {
         assert!(err.to_string().contains("LEPTOS_SITE_ADDR"), "{err}");
         let err = cfg(&[("NEUROVOL_SESSION_DAYS", "many")]).unwrap_err();
         assert!(err.to_string().contains("NEUROVOL_SESSION_DAYS"), "{err}");
+    }
+
+    #[test]
+    fn calibration_file_is_read_and_checked_at_start() {
+        let c = cfg(&[]).unwrap();
+        assert!(c.calibration.is_none());
+        assert_eq!(c.load_site().unwrap(), norms::Site::TrainingAverage);
+
+        let dir = std::env::temp_dir().join(format!("nv-config-test3-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("calibration.json");
+        let missing = cfg(&[("NEUROVOL_CALIBRATION", file.to_str().unwrap())]).unwrap();
+        assert!(matches!(missing.load_site(), Err(ConfigError::CalibrationRead { .. })));
+
+        // 20 controls at the model's mean ± 1 SD plus 0.5 SD: a valid calibration
+        let norms = norms::Norms::embedded();
+        let controls: Vec<_> = (0..20)
+            .map(|i| {
+                let (age, sex) = (
+                    30.0 + i as f64,
+                    if i % 2 == 0 {
+                        norms::Sex::Female
+                    } else {
+                        norms::Sex::Male
+                    },
+                );
+                let z = 0.5 + if i % 4 < 2 { 1.0 } else { -1.0 };
+                let volumes = ["Left-Hippocampus", "Right-Hippocampus"]
+                    .iter()
+                    .map(|r| {
+                        let p = norms.predict(r, sex, age, &norms::Site::TrainingAverage).unwrap();
+                        (r.to_string(), norms.model(r).unwrap().unwarp(p.mu_w + z * p.sigma_w))
+                    })
+                    .collect();
+                norms::calibration::Control { age, sex, volumes }
+            })
+            .collect();
+        let calibration = norms::Calibration::estimate(norms, &controls, "Site A").unwrap();
+        std::fs::write(&file, calibration.to_json_pretty()).unwrap();
+        let toml = dir.join("neurovol.toml");
+        std::fs::write(&toml, format!("calibration = {:?}\n", file.to_str().unwrap())).unwrap();
+        let c = cfg(&[("NEUROVOL_CONFIG", toml.to_str().unwrap())]).unwrap();
+        assert_eq!(c.calibration.as_deref(), Some(file.as_path()));
+        let site = c.load_site().unwrap();
+        assert_eq!(norms::calibration::describe(&site), "Site A (20 controls)");
+        let p = norms
+            .percentile("Left-Hippocampus", norms::Sex::Female, 40.0, 4000.0, &site)
+            .unwrap();
+        assert!(p.site_calibrated);
+
+        std::fs::write(
+            &file,
+            calibration.to_json_pretty().replace("neurovol-calibration/1", "v0"),
+        )
+        .unwrap();
+        let err = c.load_site().unwrap_err();
+        assert!(matches!(err, ConfigError::Calibration { .. }), "{err}");
+        assert!(err.to_string().contains("NEUROVOL_CALIBRATION"), "{err}");
+        // an empty setting means none
+        let c = cfg(&[
+            ("NEUROVOL_CONFIG", toml.to_str().unwrap()),
+            ("NEUROVOL_CALIBRATION", ""),
+        ])
+        .unwrap();
+        assert!(c.calibration.is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -32,6 +32,9 @@ enum Command {
     /// Compare our volumes with FreeSurfer's on FreeSurfer-processed brains (Dice, volume
     /// ratio and Δz against aseg.stats, per structure).
     Accuracy(cli::accuracy::AccuracyArgs),
+    /// Learn this site's normative offsets from its healthy controls' volumes.json files and
+    /// write the calibration file the server reads (NEUROVOL_CALIBRATION).
+    Calibrate(cli::calibrate::CalibrateArgs),
     /// Fetch the pinned upstream model files into DIR/models (SHA-256 checked) and derive
     /// the weights the engine reads from them.
     Assets(cli::assets::AssetsArgs),
@@ -70,6 +73,18 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
+    if let Command::Calibrate(args) = &cli.command {
+        return match cli::calibrate::run(args) {
+            Ok(done) => {
+                print!("{}", done.table());
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("neurovol calibrate: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {
@@ -78,7 +93,14 @@ fn main() -> std::process::ExitCode {
         }
     };
     if let Command::Segment(args) = &cli.command {
-        return match cli::segment::run(args, &config.assets_dir) {
+        let site = match config.load_site() {
+            Ok(site) => site,
+            Err(e) => {
+                eprintln!("neurovol: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        };
+        return match cli::segment::run(args, &config.assets_dir, &site) {
             Ok(done) => {
                 eprintln!("{}", done.summary());
                 std::process::ExitCode::SUCCESS
@@ -123,7 +145,11 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve => server::serve(config).await,
-            Command::Deid(_) | Command::Segment(_) | Command::Deface(_) | Command::Accuracy(_) => {
+            Command::Deid(_)
+            | Command::Segment(_)
+            | Command::Deface(_)
+            | Command::Accuracy(_)
+            | Command::Calibrate(_) => {
                 unreachable!("handled before the runtime starts")
             }
             Command::Analyze(args) => cli::analyze::run(&args, &config).await,

@@ -16,17 +16,20 @@ pub fn enrich(
     age_years: Option<u32>,
 ) -> Vec<RegionRow> {
     let norms = Norms::embedded();
-    let site = Site::default();
+    let default_site = Site::default();
+    // the centiles beside a percentile come from the site it was computed with
+    let site = result.map_or(&default_site, |r| &r.site);
     let sex = Sex::from_code(sex);
     let age = age_years.map(f64::from);
     for row in &mut regions {
-        row.no_percentile = result
-            .and_then(|r| r.regions.iter().find(|g| g.name == row.name))
-            .and_then(|g| g.no_percentile.clone());
+        let scored = result.and_then(|r| r.regions.iter().find(|g| g.name == row.name));
+        row.no_percentile = scored.and_then(|g| g.no_percentile.clone());
+        row.no_percentile_reason = scored.and_then(|g| g.no_percentile_reason.clone());
+        row.percentile_band = scored.and_then(|g| g.percentile_band);
         row.centiles = sex.zip(age).and_then(|(sex, age)| {
             let mut v = [0.0; 5];
             for (slot, c) in v.iter_mut().zip(BAND_CENTILES) {
-                *slot = norms.centile_volume(&row.name, sex, age, c, &site).ok()?;
+                *slot = norms.centile_volume(&row.name, sex, age, c, site).ok()?;
             }
             Some(v)
         });
@@ -103,6 +106,8 @@ mod tests {
             percentile: None,
             flag: None,
             no_percentile: None,
+            no_percentile_reason: None,
+            percentile_band: None,
             centiles: None,
             asymmetry: None,
         }

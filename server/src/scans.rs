@@ -188,6 +188,8 @@ async fn detail_from(db: &Db, scan_id: &str, row: &sqlx::any::AnyRow) -> Result<
             percentile: r.try_get("percentile")?,
             flag: r.try_get("flag")?,
             no_percentile: None,
+            no_percentile_reason: None,
+            percentile_band: None,
             centiles: None,
             asymmetry: None,
         })
@@ -222,6 +224,10 @@ async fn detail_from(db: &Db, scan_id: &str, row: &sqlx::any::AnyRow) -> Result<
         voxel_mm: conversion.as_ref().map(|c| c.voxel_mm),
         model: result.as_ref().map(|r| r.model.clone()),
         quality_ok: result.as_ref().map(|r| r.quality_ok),
+        grade: result.as_ref().and_then(|r| r.grade).map(|g| g.as_str().to_string()),
+        grade_reasons: result.as_ref().map(|r| r.grade_reasons.clone()).unwrap_or_default(),
+        calibration: result.as_ref().and_then(|r| r.calibration.clone()),
+        validity: result.as_ref().and_then(|r| r.validity.clone()),
         icv_mm3: result.as_ref().and_then(|r| r.icv_mm3),
         regions,
         history: Vec::new(),
@@ -395,7 +401,8 @@ fn label_colours(
 /// The regions table as CSV: region, label, volume (mm³), percentile, flag.
 pub async fn regions_csv(db: &Db, scan_id: &str) -> Result<String, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT name, label, volume_mm3, percentile, flag FROM scan_regions WHERE scan_id = $1 ORDER BY label, name",
+        "SELECT name, label, volume_mm3, percentile, percentile_low, percentile_high, flag FROM scan_regions \
+         WHERE scan_id = $1 ORDER BY label, name",
     )
     .bind(scan_id)
     .fetch_all(db)
@@ -407,16 +414,18 @@ pub async fn regions_csv(db: &Db, scan_id: &str) -> Result<String, sqlx::Error> 
             s.to_string()
         }
     };
-    let mut csv = String::from("region,label,volume_mm3,percentile,flag\n");
+    let mut csv = String::from("region,label,volume_mm3,percentile,percentile_low,percentile_high,flag\n");
+    let number = |v: Option<f64>| v.map(|p| format!("{p:.2}")).unwrap_or_default();
     for r in &rows {
-        let percentile: Option<f64> = r.try_get("percentile")?;
         let flag: Option<String> = r.try_get("flag")?;
         csv.push_str(&format!(
-            "{},{},{:.1},{},{}\n",
+            "{},{},{:.1},{},{},{},{}\n",
             field(&r.try_get::<String, _>("name")?),
             r.try_get::<i64, _>("label")?,
             r.try_get::<f64, _>("volume_mm3")?,
-            percentile.map(|p| format!("{p:.2}")).unwrap_or_default(),
+            number(r.try_get("percentile")?),
+            number(r.try_get("percentile_low")?),
+            number(r.try_get("percentile_high")?),
             field(flag.as_deref().unwrap_or("")),
         ));
     }

@@ -128,7 +128,7 @@ async fn the_export_holds_exactly_what_the_account_holds() {
         let results: Value = serde_json::from_slice(&files[&format!("scans/{scan}/results.json")]).unwrap();
         assert_eq!(results["regions"].as_array().unwrap().len(), 103);
         let csv = String::from_utf8(files[&format!("scans/{scan}/regions.csv")].clone()).unwrap();
-        assert!(csv.starts_with("region,label,volume_mm3,percentile,flag\n"));
+        assert!(csv.starts_with("region,label,volume_mm3,percentile,percentile_low,percentile_high,flag\n"));
         assert_eq!(csv.lines().count(), 104, "a header and 103 regions");
         assert!(csv.contains("Left-Hippocampus,"));
     }

@@ -417,14 +417,45 @@ async fn phi_scan_goes_from_upload_to_scored_volumes_and_nothing_identifying_is_
     let report: Value = serde_json::from_str(&key("result_json")).unwrap();
     assert_eq!(report["age_years"], row.get::<Option<i64>, _>("age_years").unwrap());
     assert_eq!(report["sex"], row.get::<String, _>("sex"));
-    let hippo = report["regions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["name"] == "Left-Hippocampus")
-        .unwrap();
+    let region = |name: &str| {
+        report["regions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let hippo = region("Left-Hippocampus");
     assert!(hippo["volume_mm3"].as_f64().unwrap() > 1000.0, "{hippo}");
-    assert!(hippo["percentile"].as_f64().is_some(), "{hippo}");
+    // refined labels, a grade, the calibration used; a percentile with its band where our
+    // method measures as FreeSurfer does, else the reason in words
+    assert_eq!(report["labelling"], "refined");
+    assert!(
+        matches!(report["grade"].as_str(), Some("A" | "B")),
+        "{}",
+        report["grade"]
+    );
+    assert_eq!(report["calibration"], "none — braincharts training-site average");
+    let thalamus = region("Left-Thalamus-Proper");
+    let p = thalamus["percentile"].as_f64().expect("a percentile");
+    let band = thalamus["percentile_band"].as_array().expect("a band");
+    assert!(
+        band[0].as_f64().unwrap() <= p && p <= band[1].as_f64().unwrap(),
+        "{thalamus}"
+    );
+    let putamen = region("Left-Putamen");
+    assert!(putamen["percentile"].is_null(), "{putamen}");
+    assert_eq!(putamen["no_percentile"], "method_biased");
+    assert!(putamen["no_percentile_reason"].as_str().unwrap().contains("FreeSurfer"));
+    let stored_band: (Option<f64>, Option<f64>) = sqlx::query_as(
+        "SELECT percentile_low, percentile_high FROM scan_regions WHERE scan_id = $1 AND name = 'Left-Thalamus-Proper'",
+    )
+    .bind(&scan)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!((stored_band.0, stored_band.1), (band[0].as_f64(), band[1].as_f64()));
     let page = b.get(&format!("/scans/{scan}")).await.text().await.unwrap();
     assert!(
         page.contains(r#"data-status="done""#) && page.contains("Left-Hippocampus"),

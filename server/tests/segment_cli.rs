@@ -38,6 +38,8 @@ fn segments_the_reference_t1_with_percentiles() {
         "67",
         "--sex",
         "F",
+        // upstream's labels, so that every voxel count can be held against upstream's
+        "--upstream",
     ]);
     assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
     assert!(labels.is_file());
@@ -64,12 +66,27 @@ fn segments_the_reference_t1_with_percentiles() {
             .unwrap_or_else(|| panic!("{name} missing"))
     };
 
-    // Modelled regions get a percentile in (0, 100); unmodelled ones get null.
-    let hippo = find("Left-Hippocampus");
-    let p = hippo["percentile"].as_f64().expect("hippocampus percentile");
+    // Modelled regions our method measures as FreeSurfer does get a percentile in (0, 100)
+    // with its band; the others say why not, in a code and in words.
+    assert_eq!(vj["labelling"], "upstream");
+    assert_eq!(vj["calibration"], "none — braincharts training-site average");
+    assert!(matches!(vj["quality"]["grade"].as_str(), Some("A" | "B" | "C")));
+    let ventricle = find("Left-Lateral-Ventricle");
+    let p = ventricle["percentile"].as_f64().expect("lateral ventricle percentile");
     assert!(p > 0.0 && p < 100.0, "{p}");
-    assert!(find("Left-Lateral-Ventricle")["percentile"].is_number());
+    let band = ventricle["percentile_band"].as_array().expect("a band");
+    assert!(band[0].as_f64().unwrap() <= p && p <= band[1].as_f64().unwrap());
+    let hippo = find("Left-Hippocampus");
+    assert!(hippo["percentile"].is_null());
+    assert_eq!(hippo["no_percentile"], "method_biased");
+    assert!(
+        hippo["no_percentile_reason"]
+            .as_str()
+            .unwrap()
+            .contains("differ from FreeSurfer's")
+    );
     assert!(find("Left-Cerebral-White-Matter")["percentile"].is_null());
+    assert_eq!(find("Left-Cerebral-White-Matter")["no_percentile"], "no_model");
 
     // Every region's voxel count agrees with the upstream implementation's within 1 %
     // (the corrected volume, which gets the percentile, is ours alone).

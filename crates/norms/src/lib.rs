@@ -29,6 +29,10 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
+pub mod calibration;
+pub mod validity;
+pub use calibration::Calibration;
+
 /// The embedded braincharts parameter file (verbatim copy of
 /// `shared/normative/braincharts_params.json`).
 pub const EMBEDDED_PARAMS_JSON: &str = include_str!("../data/braincharts_params.json");
@@ -156,6 +160,10 @@ pub struct SiteOffset {
     pub mu_w: f64,
     /// Added to the warped variance `s2_w` (0 for a point estimate of the site effect).
     pub s2_w: f64,
+    /// The standard error of `mu_w` (0 where the offset is known exactly): the site term of
+    /// a percentile's band.
+    #[serde(default)]
+    pub se_w: f64,
 }
 
 impl SiteCalibration {
@@ -166,7 +174,14 @@ impl SiteCalibration {
         let mut offsets = BTreeMap::new();
         for (name, model) in &norms.regions {
             let mu_w = *model.site_offsets_w.get(site)?;
-            offsets.insert(name.clone(), SiteOffset { mu_w, s2_w: 0.0 });
+            offsets.insert(
+                name.clone(),
+                SiteOffset {
+                    mu_w,
+                    s2_w: 0.0,
+                    se_w: 0.0,
+                },
+            );
         }
         Some(SiteCalibration {
             label: format!("braincharts training site {site}"),
@@ -201,6 +216,17 @@ pub enum NoPercentile {
     /// A centile outside the open interval (0, 100).
     #[error("centile must be strictly between 0 and 100")]
     InvalidCentile,
+    /// Our volumes of this structure differ from FreeSurfer's on average by more than
+    /// [`validity::MAX_METHOD_Z`] of the reference's SD (the validity table).
+    #[error("our volumes of this structure differ from FreeSurfer's by {bias_z:+.1} SD on average")]
+    MethodBiased { bias_z: f64 },
+    /// Our volumes of this structure scatter around FreeSurfer's by more than
+    /// [`validity::MAX_METHOD_Z`] of the reference's SD.
+    #[error("our volumes of this structure scatter around FreeSurfer's by {sd_z:.1} SD")]
+    MethodImprecise { sd_z: f64 },
+    /// This model and labelling were never compared with FreeSurfer.
+    #[error("this way of drawing the labels has not been compared with FreeSurfer")]
+    MethodUnmeasured,
 }
 
 /// Why a parameter file could not be loaded.
@@ -244,6 +270,11 @@ pub struct RegionNorm {
     pub low_confidence: bool,
     pub site_calibrated: bool,
     pub no_percentile: Option<NoPercentile>,
+    /// The percentiles one SD of uncertainty below and above (our method's scatter and the
+    /// site effect's, [`Norms::assess_method`]); `None` without a percentile or without a
+    /// method measurement.
+    #[serde(default)]
+    pub band: Option<[f64; 2]>,
 }
 
 /// One centile curve: `(age, volume_mm3)` points.
@@ -587,7 +618,51 @@ impl Norms {
             low_confidence,
             site_calibrated,
             no_percentile,
+            band: None,
         }
+    }
+
+    /// [`Norms::assess`] with our method's validity: the percentile is withheld where the
+    /// validity table says our volumes of the structure cannot support one (or where the
+    /// method was never measured), and otherwise comes with its band — the percentiles at
+    /// z ± √(method SD² + site SD²), all in the reference's SD units. The site SD is the
+    /// spread of braincharts' training sites (NeuroVol's scanner is not one of them) or, for
+    /// a calibrated region, the standard error of its offset.
+    pub fn assess_method(
+        &self,
+        region: &str,
+        volume_mm3: f64,
+        sex: Option<Sex>,
+        age: Option<f64>,
+        site: &Site,
+        method: Option<&validity::MethodValidity>,
+    ) -> RegionNorm {
+        let mut norm = self.assess(region, volume_mm3, sex, age, site);
+        let (Some(z), Some(sex), Some(age), Ok(model)) = (norm.z, sex, age, self.model(region)) else {
+            return norm;
+        };
+        let judged = method
+            .ok_or(NoPercentile::MethodUnmeasured)
+            .and_then(|m| m.structure(&model.name).ok_or(NoPercentile::MethodUnmeasured))
+            .and_then(|v| v.judge().map(|()| v.delta_z_sd));
+        match judged {
+            Err(reason) => {
+                norm.percentile = None;
+                norm.z = None;
+                norm.no_percentile = Some(reason);
+            }
+            Ok(method_sd_z) => {
+                let pred = self.predict_model(model, sex, age, site);
+                let site_sd_w = match site {
+                    Site::Calibrated(c) => c.offsets.get(&model.name).map(|o| o.se_w),
+                    Site::TrainingAverage => None,
+                }
+                .unwrap_or(model.between_site_sd_w);
+                let sd = (method_sd_z.powi(2) + (site_sd_w / pred.sigma_w).powi(2)).sqrt();
+                norm.band = Some([100.0 * normal_cdf(z - sd), 100.0 * normal_cdf(z + sd)]);
+            }
+        }
+        norm
     }
 }
 

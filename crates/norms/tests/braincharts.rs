@@ -391,7 +391,15 @@ fn calibrated_site_offsets() {
     // a region the calibration does not cover falls back to the average, and says so
     let partial = Site::Calibrated(SiteCalibration {
         label: "test".into(),
-        offsets: [("Brain-Stem".to_string(), norms::SiteOffset { mu_w: 0.1, s2_w: 0.01 })].into(),
+        offsets: [(
+            "Brain-Stem".to_string(),
+            norms::SiteOffset {
+                mu_w: 0.1,
+                s2_w: 0.01,
+                se_w: 0.0,
+            },
+        )]
+        .into(),
     });
     let p = norms
         .percentile("Left-Hippocampus", Sex::Female, 30.0, 4000.0, &partial)

@@ -7,7 +7,9 @@
 //! (default head), NEUROVOL_ASSETS. Each run = read NIfTI → conform → normalise → MeshNet →
 //! argmax → largest component → native reslice (the brain mask is not added to region
 //! models here; mindgrab is timed on its own). Peak RSS per model = VmHWM after resetting it
-//! (/proc/self/clear_refs) before that model's runs.
+//! (/proc/self/clear_refs) before that model's runs. A last table times the product's default
+//! path whole (region model + mindgrab + labels + partial volumes), with upstream's labels
+//! and with the refined ones (`volumetry::refine`).
 
 use std::time::Instant;
 
@@ -209,5 +211,45 @@ fn main() {
             gf / peak * 100.0
         );
         eprintln!("  ({id} done; load average {})", load_average());
+    }
+
+    // The product's default path, whole: the region model, mindgrab, the labels (upstream's,
+    // or refined with model30chan50cls) and the partial-volume correction.
+    println!();
+    println!(
+        "| default path (model21_104class + mindgrab) | median total s | min s | median deep-structure model s | CPU s/run | peak RSS MB |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for labelling in [Labelling::Upstream, Labelling::Refined] {
+        let opts = SegmentOptions {
+            labelling,
+            field_of_view: fov,
+            engine: Some(std::sync::Arc::new(engine.clone())),
+            ..Default::default()
+        };
+        reset_hwm();
+        let (mut totals, mut deep) = (Vec::new(), Vec::new());
+        let cpu0 = cpu_seconds();
+        for _ in 0..runs {
+            let t = Instant::now();
+            let seg = segment_file(&input_path, &assets, &opts).expect("segment");
+            totals.push(t.elapsed().as_secs_f64());
+            deep.push(seg.timings.deep_model_s);
+            std::hint::black_box(&seg);
+        }
+        let rss = vm_hwm_mb();
+        let cpu = (cpu_seconds() - cpu0) / runs as f64;
+        let min = totals.iter().cloned().fold(f64::INFINITY, f64::min);
+        println!(
+            "| {} labels | {:.2} | {min:.2} | {:.2} | {cpu:.1} | {rss:.0} |",
+            labelling.as_str(),
+            median(&mut totals),
+            median(&mut deep)
+        );
+        eprintln!(
+            "  (default path, {} labels, done; load average {})",
+            labelling.as_str(),
+            load_average()
+        );
     }
 }

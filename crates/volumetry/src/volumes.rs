@@ -59,6 +59,65 @@ pub struct QualityFlag {
     pub message: String,
 }
 
+/// How far a segmentation can be trusted, from its quality flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Grade {
+    /// No flag: every percentile the method supports is reported.
+    A,
+    /// A flag about some regions or the input (fragmented, asymmetric or missing regions,
+    /// labels partly outside the brain, coarse voxels): percentiles are reported, the
+    /// flagged regions' withheld, and the reasons shown.
+    B,
+    /// A flag about the whole segmentation ([`WHOLE_SEGMENTATION_FLAGS`]): every percentile
+    /// is withheld.
+    C,
+}
+
+impl Grade {
+    /// The grade the flags give (the one rule; a caller may only lower it further).
+    pub fn of_flags(flags: &[QualityFlag]) -> Grade {
+        if flags
+            .iter()
+            .any(|f| WHOLE_SEGMENTATION_FLAGS.contains(&f.code.as_str()))
+        {
+            Grade::C
+        } else if flags.is_empty() {
+            Grade::A
+        } else {
+            Grade::B
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Grade::A => "A",
+            Grade::B => "B",
+            Grade::C => "C",
+        }
+    }
+}
+
+/// Flags that concern the whole segmentation: grade C.
+pub const WHOLE_SEGMENTATION_FLAGS: &[&str] = &[
+    "too_little_labelled",
+    "labels_outside_mask",
+    "icv_implausible",
+    "many_fragmented",
+    "brain_poorly_labelled",
+];
+
+/// More deep structures than this fragmented: the segmentation as a whole is suspect.
+pub const MANY_FRAGMENTED: usize = 2;
+
+/// Labelled voxels inside the brain mask below this fraction: grade B (below 0.9: C). The
+/// development brains reach 0.95–0.98.
+pub const PARTLY_OUTSIDE_MASK_BELOW: f64 = 0.93;
+
+/// Of the brain mask, less than this fraction labelled: the labels miss much of the brain
+/// (grade C). The development brains reach 0.77–0.82 (the mask also holds the CSF around
+/// the brain, which carries no label).
+pub const MASK_LABELLED_BELOW: f64 = 0.6;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Quality {
     /// Fraction of brain-mask voxels that carry a non-zero region label (None without a mask).
@@ -68,11 +127,16 @@ pub struct Quality {
     pub flags: Vec<QualityFlag>,
     /// True when no flag was raised: the numbers may be scored against norms.
     pub ok: bool,
+    /// [`Grade::of_flags`] (absent in files written before grades).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grade: Option<Grade>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VolumeReport {
     pub model: String,
+    /// How the labels were drawn (upstream, or refined towards FreeSurfer's).
+    pub labelling: crate::Labelling,
     /// The engine (and, for the GPU one, the adapter) that ran the models.
     pub engine: String,
     pub grid: Grid,
@@ -90,6 +154,9 @@ pub struct VolumeReport {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VolumesJson {
     pub model: String,
+    /// How the labels were drawn (files written before refined labels are upstream).
+    #[serde(default = "upstream")]
+    pub labelling: crate::Labelling,
     /// Which engine ran the models, e.g. "cpu-avx2" or "gpu-wgpu: NVIDIA H100 … (DiscreteGpu,
     /// Vulkan)" (absent in files written before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -103,6 +170,10 @@ pub struct VolumesJson {
     /// Quality signals, so the scorer can flag instead of score a bad segmentation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<Quality>,
+    /// The site calibration the percentiles were computed with, in words (set by the caller
+    /// that fills percentiles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -115,6 +186,19 @@ pub struct VolumesJsonRegion {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counted_mm3: Option<f64>,
     pub percentile: Option<f64>,
+    /// The percentiles one SD of uncertainty below and above (set with the percentile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentile_band: Option<[f64; 2]>,
+    /// Why there is no percentile: a code and the reason in words (set by the caller that
+    /// fills percentiles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_percentile: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_percentile_reason: Option<String>,
+}
+
+fn upstream() -> crate::Labelling {
+    crate::Labelling::Upstream
 }
 
 /// FreeSurfer-style display name: upstream's trailing '*' (thalamus) removed.
@@ -240,7 +324,12 @@ pub fn report_on(seg: &Segmentation, grid: Grid) -> VolumeReport {
             .count();
         let nl = seg.labels.data.iter().filter(|&&l| l != 0).count();
         mask_frac = Some(if nm > 0 { both as f64 / nm as f64 } else { 0.0 });
-        in_mask = Some(if nl > 0 { both as f64 / nl as f64 } else { 0.0 });
+        in_mask = Some(match seg.labelled_fraction_in_mask {
+            // refined labels are cut to the mask: what counts is how much was cut
+            Some(f) => f,
+            None if nl > 0 => both as f64 / nl as f64,
+            None => 0.0,
+        });
         let v = nm as f64 * mask.header.voxel_volume_mm3();
         icv = Some(v);
         if !(ICV_RANGE.0..=ICV_RANGE.1).contains(&v) {
@@ -255,13 +344,41 @@ pub fn report_on(seg: &Segmentation, grid: Grid) -> VolumeReport {
                 ),
             });
         }
-        if in_mask.unwrap_or(1.0) < 0.9 {
+        let inside = in_mask.unwrap_or(1.0);
+        if inside < 0.9 {
             flags.push(QualityFlag {
                 code: "labels_outside_mask".into(),
                 region: None,
                 message: "more than 10 % of labelled voxels lie outside the brain mask".into(),
             });
+        } else if inside < PARTLY_OUTSIDE_MASK_BELOW {
+            flags.push(QualityFlag {
+                code: "labels_partly_outside_mask".into(),
+                region: None,
+                message: format!(
+                    "{:.0} % of labelled voxels lay outside the brain mask",
+                    (1.0 - inside) * 100.0
+                ),
+            });
         }
+        if mask_frac.is_some_and(|f| f < MASK_LABELLED_BELOW) {
+            flags.push(QualityFlag {
+                code: "brain_poorly_labelled".into(),
+                region: None,
+                message: format!(
+                    "only {:.0} % of the brain mask carries a region label",
+                    mask_frac.unwrap_or(0.0) * 100.0
+                ),
+            });
+        }
+    }
+    let fragmented = flags.iter().filter(|f| f.code == "fragmented").count();
+    if fragmented > MANY_FRAGMENTED {
+        flags.push(QualityFlag {
+            code: "many_fragmented".into(),
+            region: None,
+            message: format!("{fragmented} deep structures are in pieces"),
+        });
     }
     if total < 100_000.0 {
         flags.push(QualityFlag {
@@ -271,8 +388,10 @@ pub fn report_on(seg: &Segmentation, grid: Grid) -> VolumeReport {
         });
     }
     let ok = flags.is_empty();
+    let grade = Some(Grade::of_flags(&flags));
     VolumeReport {
         model: seg.model.clone(),
+        labelling: seg.labelling,
         engine: seg.engine.clone(),
         grid,
         voxel_mm3,
@@ -285,6 +404,7 @@ pub fn report_on(seg: &Segmentation, grid: Grid) -> VolumeReport {
             labelled_fraction_in_mask: in_mask,
             flags,
             ok,
+            grade,
         },
     }
 }
@@ -293,6 +413,7 @@ pub fn report_on(seg: &Segmentation, grid: Grid) -> VolumeReport {
 pub fn volumes_json(r: &VolumeReport) -> VolumesJson {
     VolumesJson {
         model: r.model.clone(),
+        labelling: r.labelling,
         engine: Some(r.engine.clone()),
         grid: r.grid.as_str().to_string(),
         icv_mm3: r.icv_mm3,
@@ -305,10 +426,14 @@ pub fn volumes_json(r: &VolumeReport) -> VolumesJson {
                 volume_mm3: g.volume_mm3,
                 counted_mm3: Some(g.counted_mm3),
                 percentile: None,
+                percentile_band: None,
+                no_percentile: None,
+                no_percentile_reason: None,
             })
             .collect(),
         asymmetry: r.asymmetry.clone(),
         quality: Some(r.quality.clone()),
+        calibration: None,
     }
 }
 
@@ -333,6 +458,8 @@ mod tests {
         let labels = Volume { dims, data, header: h };
         let seg = Segmentation {
             model: "m".into(),
+            labelling: crate::Labelling::Upstream,
+            labelled_fraction_in_mask: None,
             label_names: vec![
                 "BG".into(),
                 "Left-Thalamus-Proper*".into(),

@@ -91,6 +91,8 @@ fn model21_104class_with_mindgrab_matches_reference() {
     let Some(a) = assets() else { return };
     let opts = SegmentOptions {
         model: ModelId::Model21_104class,
+        // upstream's labels exactly: the refined ones differ from upstream by design
+        labelling: Labelling::Upstream,
         brain_mask: true,
         ..Default::default()
     };

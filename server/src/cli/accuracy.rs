@@ -20,6 +20,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use norms::validity::{self, MethodValidity, Provenance, StructureValidity, ValidityTable};
 use norms::{Norms, Sex, Site};
 use serde::Serialize;
 use volumetry::partial_volume::{Means, partial_volumes};
@@ -36,6 +37,10 @@ pub struct AccuracyArgs {
     /// Region model.
     #[arg(long, default_value = volumetry::ModelId::DEFAULT.folder())]
     pub model: String,
+    /// The model's labels exactly as upstream draws them (no deep-structure model, no cut
+    /// to the brain mask).
+    #[arg(long)]
+    pub upstream: bool,
     /// Nominal age for the z-scores.
     #[arg(long, default_value_t = 35.0)]
     pub age: f64,
@@ -45,6 +50,13 @@ pub struct AccuracyArgs {
     /// Also write every figure as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Write (or update, in an existing file) this model and labelling's entry of a validity
+    /// table (`norms::validity`): per structure, the mean and SD of Δz and of the ratio.
+    #[arg(long)]
+    pub validity_out: Option<PathBuf>,
+    /// Where the data came from, for the validity table's provenance (repository, commit).
+    #[arg(long, default_value = "unnamed")]
+    pub source: String,
 }
 
 /// One structure of one case.
@@ -80,6 +92,7 @@ pub struct StructureRow {
 pub struct CaseReport {
     pub case: String,
     pub model: String,
+    pub labelling: volumetry::Labelling,
     pub structures: Vec<StructureRow>,
     pub brain_mask_mm3: Option<f64>,
     pub etiv_mm3: Option<f64>,
@@ -161,9 +174,11 @@ fn one_case(dir: &Path, case: &str, args: &AccuracyArgs, sex: Sex, assets: &Path
     let model = ModelId::parse(&args.model).map_err(|e| e.to_string())?;
     let opts = SegmentOptions {
         model,
+        labelling: super::segment::labelling(args.upstream),
         ..SegmentOptions::default()
     };
     let seg = volumetry::segment(&t1, assets, &opts).map_err(|e| e.to_string())?;
+    let labelling = seg.labelling;
     let labels = &seg.labels_native;
     let voxel_mm3 = t1.header.voxel_volume_mm3();
     // our volumes exactly as the product reports them (corrected, and the voxel count)
@@ -222,6 +237,7 @@ fn one_case(dir: &Path, case: &str, args: &AccuracyArgs, sex: Sex, assets: &Path
         model: seg.model.clone(),
         structures,
         brain_mask_mm3,
+        labelling,
         etiv_mm3: measures.get("eTIV").copied(),
         fs_mask_mm3: measures.get("MaskVol").copied(),
         segment_s: seg.timings.total_s,
@@ -350,6 +366,7 @@ pub fn run(args: &AccuracyArgs, assets: &Path) -> Result<String, String> {
             .filter_map(|r| Some(r.brain_mask_mm3? / r.etiv_mm3?))
             .collect(),
     };
+    out.push_str(&kept_by_shipped_table(&reports, &by_structure));
     let list = |xs: &[f64]| xs.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(", ");
     out.push_str(&format!(
         "summary: mean |Δz| {:.2} over {} normed structures (before the correction {:.2}; voxels against voxels {:.2}); subcortical Dice {:.3}; \
@@ -363,12 +380,125 @@ pub fn run(args: &AccuracyArgs, assets: &Path) -> Result<String, String> {
         list(&summary.mask_over_etiv),
         mean_sd(&reports.iter().map(|r| r.segment_s).collect::<Vec<_>>()).0,
     ));
+    if let Some(path) = &args.validity_out {
+        write_validity(path, args, &reports, &by_structure)?;
+    }
     if let Some(path) = &args.json {
         let json = serde_json::json!({ "cases": reports, "summary": summary });
         std::fs::write(path, serde_json::to_vec_pretty(&json).unwrap_or_default())
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     Ok(out)
+}
+
+/// One structure's validity measurements over the cases (None without a normative model).
+fn structure_validity(name: &str, rows: &[&StructureRow]) -> Option<(String, StructureValidity)> {
+    let model = Norms::embedded().model(name).ok()?;
+    let dz: Vec<f64> = rows.iter().filter_map(|r| r.delta_z).collect();
+    if dz.is_empty() {
+        return None;
+    }
+    let (delta_z_mean, delta_z_sd) = mean_sd(&dz);
+    let (ratio_mean, ratio_sd) = mean_sd(&rows.iter().map(|r| r.ratio).collect::<Vec<_>>());
+    let (dice_mean, _) = mean_sd(&rows.iter().map(|r| r.dice).collect::<Vec<_>>());
+    Some((
+        model.name.clone(),
+        StructureValidity {
+            n: dz.len(),
+            dice_mean,
+            ratio_mean,
+            ratio_sd,
+            delta_z_mean,
+            delta_z_sd,
+        },
+    ))
+}
+
+/// The figures of the structures that the shipped validity table lets keep a percentile:
+/// on brains the table was not measured on, this is the test of the withholding rule.
+fn kept_by_shipped_table(reports: &[CaseReport], by_structure: &BTreeMap<String, Vec<&StructureRow>>) -> String {
+    let Some(first) = reports.first() else {
+        return String::new();
+    };
+    let Some(method) = ValidityTable::embedded().method(&first.model, first.labelling.as_str()) else {
+        return format!(
+            "the shipped validity table has no entry for {} ({} labels): every percentile withheld\n",
+            first.model,
+            first.labelling.as_str()
+        );
+    };
+    let mut kept = Vec::new();
+    for (name, rows) in by_structure {
+        let Some((bc, measured)) = structure_validity(name, rows) else {
+            continue;
+        };
+        if method.structure(&bc).is_some_and(|v| v.judge().is_ok()) {
+            kept.push((name.as_str(), measured.delta_z_mean));
+        }
+    }
+    let mean = kept.iter().map(|(_, dz)| dz.abs()).sum::<f64>() / (kept.len().max(1) as f64);
+    let worst = kept
+        .iter()
+        .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+        .map_or("—".to_string(), |(n, dz)| format!("{n} {dz:+.2}"));
+    format!(
+        "shipped validity table ({}): {} structures keep a percentile; over them here mean |Δz| {mean:.2}, largest |mean Δz| {worst}\n",
+        method.provenance.summary(),
+        kept.len()
+    )
+}
+
+/// Writes this model and labelling's entry of a validity table, keeping the file's others.
+fn write_validity(
+    path: &Path,
+    args: &AccuracyArgs,
+    reports: &[CaseReport],
+    by_structure: &BTreeMap<String, Vec<&StructureRow>>,
+) -> Result<(), String> {
+    let first = reports.first().ok_or("no cases")?;
+    let mut table = match std::fs::read_to_string(path) {
+        Ok(text) => ValidityTable::from_json(&text)?,
+        Err(_) => ValidityTable {
+            format: validity::FORMAT.to_string(),
+            methods: Vec::new(),
+        },
+    };
+    let labelling = first.labelling.as_str().to_string();
+    let entry = MethodValidity {
+        model: first.model.clone(),
+        labelling: labelling.clone(),
+        provenance: Provenance {
+            comparison: "Δz of `neurovol accuracy` (partial-volume-corrected volumes) against FreeSurfer's aseg.stats \
+                         Volume_mm3"
+                .to_string(),
+            data: args.source.clone(),
+            cases: args.cases.clone(),
+            command: format!(
+                "neurovol accuracy --cases {} --model {}{} --age {} --sex {} --source … --validity-out …",
+                args.cases.join(","),
+                first.model,
+                if args.upstream { " --upstream" } else { "" },
+                args.age,
+                args.sex
+            ),
+            neurovol_version: env!("CARGO_PKG_VERSION").to_string(),
+            age: args.age,
+            sex: args.sex.clone(),
+        },
+        structures: by_structure
+            .iter()
+            .filter_map(|(name, rows)| structure_validity(name, rows))
+            .collect(),
+    };
+    table
+        .methods
+        .retain(|m| !(m.model == entry.model && m.labelling == labelling));
+    table.methods.push(entry);
+    table
+        .methods
+        .sort_by(|a, b| (&a.model, &a.labelling).cmp(&(&b.model, &b.labelling)));
+    let json = serde_json::to_string_pretty(&table).map_err(|e| e.to_string())? + "\n";
+    std::fs::write(path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 #[cfg(test)]

@@ -46,7 +46,7 @@ pub async fn run(args: &AnalyzeArgs, config: &Config) -> anyhow::Result<()> {
     if !args.input.is_file() {
         return Err(anyhow!("cannot read {}: no such file", args.input.display()));
     }
-    let mut settings = PipelineSettings::from_config(config);
+    let mut settings = PipelineSettings::from_config(config)?;
     if let Some(m) = &args.model {
         volumetry::ModelId::parse(m).map_err(|e| anyhow!("{e}"))?;
         settings.model = m.clone();

@@ -3,6 +3,7 @@
 pub mod accuracy;
 pub mod analyze;
 pub mod assets;
+pub mod calibrate;
 pub mod deface;
 pub mod deid;
 pub mod segment;

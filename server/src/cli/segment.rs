@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use gpu_engine::EngineKind;
-use norms::{Norms, Sex, Site};
+use norms::{Sex, Site};
 use volumetry::{ModelId, SegmentOptions, VolumesJson};
 
 #[derive(Debug, clap::Args)]
@@ -35,21 +35,37 @@ pub struct SegmentArgs {
     /// M or F (for percentiles).
     #[arg(long)]
     pub sex: Option<String>,
+    /// The model's labels exactly as upstream draws them (no deep-structure model, no cut
+    /// to the brain mask).
+    #[arg(long)]
+    pub upstream: bool,
     /// Normalise intensities as measured on this NIfTI (the head INPUT was defaced from),
     /// as the pipeline segments a defaced volume.
     #[arg(long)]
     pub intensity_from: Option<PathBuf>,
 }
 
-/// Fills percentiles from the embedded normative model (site average).
-pub fn fill_percentiles(vj: &mut VolumesJson, sex: Option<Sex>, age: Option<f64>) {
-    let norms = Norms::embedded();
-    let site = Site::default();
-    for region in &mut vj.regions {
-        region.percentile = norms
-            .assess(&region.name, region.volume_mm3, sex, age, &site)
-            .percentile;
+/// The labelling a command's `--upstream` flag asks for.
+pub fn labelling(upstream: bool) -> volumetry::Labelling {
+    if upstream {
+        volumetry::Labelling::Upstream
+    } else {
+        volumetry::Labelling::Refined
     }
+}
+
+/// Fills each region's percentile and band, or the reason it has none, with the scorer's
+/// rules (`pipeline::score`: validity table, quality grade) and the given site calibration.
+pub fn fill_percentiles(vj: &mut VolumesJson, sex: Option<Sex>, age: Option<f64>, site: &Site) {
+    let whole_failed = vj.quality.as_ref().and_then(|q| q.grade) == Some(volumetry::Grade::C);
+    let scored = crate::pipeline::score::score_regions(vj, sex, age, site, whole_failed);
+    for (region, s) in vj.regions.iter_mut().zip(scored) {
+        region.percentile = s.percentile;
+        region.percentile_band = s.percentile_band;
+        region.no_percentile = s.no_percentile;
+        region.no_percentile_reason = s.no_percentile_reason;
+    }
+    vj.calibration = Some(norms::calibration::describe(site));
 }
 
 /// What a finished `neurovol segment` reports.
@@ -63,12 +79,15 @@ impl Segmented {
     pub fn summary(&self) -> String {
         let (r, t) = (&self.report, &self.timings);
         format!(
-            "segmented with {} on {}: {} regions (conform {:.2} s, model {:.2} s, brain mask {:.2} s, partial volume {:.2} s, total {:.2} s)",
+            "segmented with {} ({} labels) on {}: {} regions, grade {} (conform {:.2} s, model {:.2} s, deep-structure model {:.2} s, brain mask {:.2} s, partial volume {:.2} s, total {:.2} s)",
             r.model,
+            r.labelling.as_str(),
             r.engine,
             r.regions.len(),
+            r.quality.grade.map_or("—", |g| g.as_str()),
             t.conform_s,
             t.model_s,
+            t.deep_model_s,
             t.mask_s,
             t.partial_volume_s,
             t.total_s
@@ -76,7 +95,7 @@ impl Segmented {
     }
 }
 
-pub fn run(args: &SegmentArgs, assets: &Path) -> Result<Segmented, String> {
+pub fn run(args: &SegmentArgs, assets: &Path, site: &Site) -> Result<Segmented, String> {
     let model = ModelId::parse(&args.model).map_err(|e| e.to_string())?;
     let sex = match args.sex.as_deref() {
         None => None,
@@ -101,6 +120,7 @@ pub fn run(args: &SegmentArgs, assets: &Path) -> Result<Segmented, String> {
     let engine = args.engine.open().map_err(|e| e.to_string())?;
     let opts = SegmentOptions {
         model,
+        labelling: labelling(args.upstream),
         intensity,
         engine: Some(engine),
         ..SegmentOptions::default()
@@ -110,7 +130,7 @@ pub fn run(args: &SegmentArgs, assets: &Path) -> Result<Segmented, String> {
     let result = volumetry::segment_file(&args.input, assets, &opts)
         .and_then(|seg| {
             let report = volumetry::write_outputs(&seg, &tmp_labels, &tmp_volumes, &|vj| {
-                fill_percentiles(vj, sex, args.age)
+                fill_percentiles(vj, sex, args.age, site)
             })?;
             Ok(Segmented {
                 report,

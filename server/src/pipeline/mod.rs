@@ -62,11 +62,14 @@ pub struct PipelineSettings {
     pub convert: ConvertSettings,
     /// Private temp dirs are created (and removed) under this folder.
     pub tmp_dir: PathBuf,
+    /// The site calibration percentiles are computed with (`NEUROVOL_CALIBRATION`).
+    pub site: norms::Site,
 }
 
 impl PipelineSettings {
-    pub fn from_config(config: &crate::config::Config) -> PipelineSettings {
-        PipelineSettings {
+    /// Fails on a calibration file that cannot be read or does not fit the reference.
+    pub fn from_config(config: &crate::config::Config) -> Result<PipelineSettings, crate::config::ConfigError> {
+        Ok(PipelineSettings {
             concurrency: config.pipeline_concurrency,
             lease: Duration::from_secs(config.job_lease_secs),
             max_attempts: config.job_max_attempts,
@@ -78,7 +81,8 @@ impl PipelineSettings {
             segment_timeout: Duration::from_secs(config.segment_timeout_secs),
             convert: convert_settings(config),
             tmp_dir: config.tmp_dir(),
-        }
+            site: config.load_site()?,
+        })
     }
 }
 

@@ -103,7 +103,7 @@ pub fn start(
     store: Arc<dyn ObjectStore>,
     wake: Arc<Notify>,
 ) -> anyhow::Result<()> {
-    let mut settings = PipelineSettings::from_config(config);
+    let mut settings = PipelineSettings::from_config(config)?;
     // Temp dirs per process, so a restarted process can remove what a killed one left
     // without touching the live dirs of another process sharing this data dir.
     let root = config.tmp_dir().join("pipeline");

@@ -170,6 +170,6 @@ impl Steps {
             code: "bad_volumes",
             reason: format!("the segmentation service returned unreadable volumes ({e})"),
         })?;
-        Ok((score::score(&volumes, facts, warnings), bytes))
+        Ok((score::score(&volumes, facts, warnings, &self.settings.site), bytes))
     }
 }

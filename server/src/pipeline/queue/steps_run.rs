@@ -193,12 +193,16 @@ impl Pipeline {
                     // sqlx's Any driver binds a NULL without its type, and PostgreSQL then
                     // prepares the statement for the wrong type: rows without a percentile
                     // leave the column out instead of binding NULL.
-                    let (sql, mut binds) = match r.percentile {
-                        Some(p) => (
+                    let (sql, mut binds) = match (r.percentile, r.percentile_band) {
+                        (Some(p), Some([low, high])) => (
+                            "INSERT INTO scan_regions (scan_id, name, label, volume_mm3, flag, percentile, percentile_low, percentile_high) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                            vec![Bind::Float(p), Bind::Float(low), Bind::Float(high)],
+                        ),
+                        (Some(p), None) => (
                             "INSERT INTO scan_regions (scan_id, name, label, volume_mm3, flag, percentile) VALUES ($1, $2, $3, $4, $5, $6)",
                             vec![Bind::Float(p)],
                         ),
-                        None => (
+                        (None, _) => (
                             "INSERT INTO scan_regions (scan_id, name, label, volume_mm3, flag) VALUES ($1, $2, $3, $4, $5)",
                             vec![],
                         ),
