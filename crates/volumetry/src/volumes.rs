@@ -103,8 +103,13 @@ pub const WHOLE_SEGMENTATION_FLAGS: &[&str] = &[
     "labels_outside_mask",
     "icv_implausible",
     "many_fragmented",
+    "many_missing",
     "brain_poorly_labelled",
 ];
+
+/// More regions than this without a voxel: the image does not hold a whole brain (a whole
+/// brain, the reference's and the development brains', labels every region).
+pub const MANY_MISSING: usize = 3;
 
 /// More deep structures than this fragmented: the segmentation as a whole is suspect.
 pub const MANY_FRAGMENTED: usize = 2;
@@ -371,6 +376,14 @@ pub fn report_on(seg: &Segmentation, grid: Grid) -> VolumeReport {
                 ),
             });
         }
+    }
+    let missing = flags.iter().filter(|f| f.code == "missing_region").count();
+    if missing > MANY_MISSING {
+        flags.push(QualityFlag {
+            code: "many_missing".into(),
+            region: None,
+            message: format!("{missing} regions are missing entirely: the image does not seem to hold a whole brain"),
+        });
     }
     let fragmented = flags.iter().filter(|f| f.code == "fragmented").count();
     if fragmented > MANY_FRAGMENTED {

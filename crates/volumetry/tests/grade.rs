@@ -1,6 +1,7 @@
 //! The quality grade on a real head and on degraded copies of it: the reference T1
-//! (`$NEUROVOL_ASSETS/reference/t1_crop`, MIT), the same with heavy noise, with its upper
-//! half cut away, and resampled to coarse voxels. Each grade is reached and says why.
+//! (`$NEUROVOL_ASSETS/reference/t1_crop`, MIT) is A; with its upper half cut away, or with
+//! noise at a third of its brightest intensity, C; in 3 mm slices, B (at 5 mm: C). Each
+//! grade is reached and says why.
 //! Slow (four refined segmentations); the crate is built at opt-level 3 in tests.
 
 use std::path::PathBuf;
@@ -69,7 +70,7 @@ fn grades_of_a_real_head_and_of_degraded_copies() {
     }
     let (grade, codes) = grade_of(&cropped);
     assert_eq!(grade, Grade::C, "half a head: {codes:?}");
-    assert!(codes.iter().any(|c| c == "icv_implausible"), "{codes:?}");
+    assert!(codes.iter().any(|c| c == "many_missing"), "{codes:?}");
 
     // noise at a third of the brightest intensity
     let mut noisy = head.clone();
@@ -77,11 +78,11 @@ fn grades_of_a_real_head_and_of_degraded_copies() {
         *v = (*v + n).max(0.0);
     }
     let (grade, codes) = grade_of(&noisy);
-    assert!(grade >= Grade::B, "a noisy head: {codes:?}");
-    assert!(!codes.is_empty());
+    assert_eq!(grade, Grade::C, "a noisy head: {codes:?}");
+    assert!(codes.iter().any(|c| c == "too_little_labelled"), "{codes:?}");
 
-    // coarse voxels: 1 × 5 × 1 mm (thick slices along the second axis), block averages
-    let f = 5;
+    // coarse voxels: 1 × 3 × 1 mm (thick slices along the second axis), block averages
+    let f = 3;
     let (cx, cy, cz) = (head.dims[0], head.dims[1] / f, head.dims[2]);
     let mut coarse = vec![0f32; cx * cy * cz];
     for z in 0..cz {
@@ -106,5 +107,6 @@ fn grades_of_a_real_head_and_of_degraded_copies() {
         header,
     };
     let (grade, codes) = grade_of(&coarse);
-    assert_eq!(grade, Grade::B, "5 mm slices: {codes:?}");
+    assert_eq!(grade, Grade::B, "3 mm slices: {codes:?}");
+    assert!(codes.iter().any(|c| c == "labels_partly_outside_mask"), "{codes:?}");
 }
