@@ -23,6 +23,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "privacy", include_str!("../../migrations/0004_privacy.sql")),
     (5, "google", include_str!("../../migrations/0005_google.sql")),
     (6, "defacing", include_str!("../../migrations/0006_defacing.sql")),
+    (
+        7,
+        "percentile_bands",
+        include_str!("../../migrations/0007_percentile_bands.sql"),
+    ),
 ];
 
 pub fn migrator() -> Migrator {

@@ -61,7 +61,7 @@ async fn the_export_holds_exactly_what_the_account_holds() {
     let downloaded = resp.bytes().await.unwrap().to_vec();
 
     let resp = a.post_form("/account/export", &[]).await;
-    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.status(), StatusCode::OK, "{}", server.logs());
     let header = |name: &str| {
         resp.headers()
             .get(name)
