@@ -299,6 +299,7 @@ pub fn no_percentile_text(code: &str) -> &'static str {
         "flagged" => "withheld: see the note",
         "method_biased" => "withheld: our measurement of this structure differs from the reference's method",
         "method_imprecise" => "withheld: our measurement of this structure is not precise enough for a percentile",
+        "method_overlap" => "withheld: our labels of this structure overlap the reference method's too little",
         "method_unmeasured" => "withheld: this way of measuring was never compared with the reference's",
         _ => "not available",
     }

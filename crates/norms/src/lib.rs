@@ -224,6 +224,10 @@ pub enum NoPercentile {
     /// [`validity::MAX_METHOD_Z`] of the reference's SD.
     #[error("our volumes of this structure scatter around FreeSurfer's by {sd_z:.1} SD")]
     MethodImprecise { sd_z: f64 },
+    /// Our labels of this structure overlap FreeSurfer's less than
+    /// [`validity::MIN_DICE`] (mean Dice).
+    #[error("our labels of this structure overlap FreeSurfer's by only {:.0} % (Dice)", dice * 100.0)]
+    MethodOverlap { dice: f64 },
     /// This model and labelling were never compared with FreeSurfer.
     #[error("this way of drawing the labels has not been compared with FreeSurfer")]
     MethodUnmeasured,

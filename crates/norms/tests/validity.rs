@@ -40,6 +40,10 @@ fn a_percentile_needs_a_small_bias_and_a_small_scatter() {
         measured(0.1, 0.7, 3).judge(),
         Err(NoPercentile::MethodImprecise { .. })
     ));
+    // volumes that agree while the labels barely overlap are not trusted
+    let mut poor = measured(0.1, 0.1, 3);
+    poor.dice_mean = 0.5;
+    assert!(matches!(poor.judge(), Err(NoPercentile::MethodOverlap { .. })));
     // one brain says nothing about the scatter
     assert!(matches!(
         measured(0.1, 0.0, 1).judge(),
@@ -71,7 +75,11 @@ fn assess_method_withholds_or_gives_a_band_around_the_percentile() {
         assert_eq!(a.band, None);
         assert!(matches!(
             a.no_percentile,
-            Some(NoPercentile::MethodBiased { .. } | NoPercentile::MethodImprecise { .. })
+            Some(
+                NoPercentile::MethodBiased { .. }
+                    | NoPercentile::MethodImprecise { .. }
+                    | NoPercentile::MethodOverlap { .. }
+            )
         ));
     }
     // no measurement at all: withheld, and said so

@@ -88,7 +88,8 @@ pub struct RegionResult {
     /// `implausible_for_age`, `below_5th` / `above_95th`, `low_confidence` (age < 5 or > 85).
     pub flag: Option<String>,
     /// Why there is no percentile (`no_model`, `age_out_of_range`, `age_unknown`,
-    /// `sex_unknown`, `flagged`, `method_biased`, `method_imprecise`, `method_unmeasured`),
+    /// `sex_unknown`, `flagged`, `method_biased`, `method_imprecise`, `method_overlap`,
+    /// `method_unmeasured`),
     /// null when there is one.
     pub no_percentile: Option<String>,
     /// The reason in words, with its figure where there is one (absent in older reports).
@@ -113,6 +114,7 @@ fn no_percentile_code(e: &NoPercentile) -> &'static str {
         NoPercentile::SexUnknown => "sex_unknown",
         NoPercentile::MethodBiased { .. } => "method_biased",
         NoPercentile::MethodImprecise { .. } => "method_imprecise",
+        NoPercentile::MethodOverlap { .. } => "method_overlap",
         NoPercentile::MethodUnmeasured => "method_unmeasured",
         _ => "invalid_volume",
     }
