@@ -115,11 +115,10 @@ fn region_row(
         Some("above_95th") => ("▲ ", "flag-high"),
         _ => ("", ""),
     };
-    let note = match (&r.flag, &r.no_percentile, &r.no_percentile_reason) {
-        (Some(flag), _, _) => flag_text(flag).to_string(),
-        (None, Some(_), Some(reason)) => reason.clone(),
-        (None, Some(code), None) => no_percentile_text(code).to_string(),
-        (None, None, _) => String::new(),
+    let note = match (&r.flag, &r.no_percentile) {
+        (Some(flag), _) => flag_text(flag).to_string(),
+        (None, Some(code)) => r.method_reason().unwrap_or(no_percentile_text(code)).to_string(),
+        (None, None) => String::new(),
     };
     let uncertainty = r
         .percentile

@@ -11,6 +11,10 @@ use crate::regions::describe;
 use crate::scan_page::with_scan;
 use crate::scans_api::{ScanDetail, ScanFile, flag_text, grade_text};
 
+/// The printed report's note for a percentile the validity table withheld (explained once
+/// under the table, to keep the report on one page).
+const WITHHELD_BY_METHOD: &str = "method withheld";
+
 /// The sentence every report carries about what it is and is not.
 const CAVEAT: &str = "Percentiles compare each volume with people of the same age and sex in the BrainCharts reference \
      (site average); the usual range is the 5th to 95th percentile. Scanners, protocols and segmentation methods differ \
@@ -90,10 +94,10 @@ fn report(d: ScanDetail) -> impl IntoView {
                                     Some([low, high]) => format!("{p:.1} ({low:.0}–{high:.0})"),
                                     None => format!("{p:.1}"),
                                 })}</td>
-                                <td>{match (r.flag.as_deref(), r.no_percentile_reason.as_deref()) {
-                                    (Some(flag), _) => flag_text(flag).to_string(),
-                                    (None, Some(reason)) => reason.to_string(),
-                                    (None, None) => String::new(),
+                                <td>{match (r.flag.as_deref(), r.withheld_by_method()) {
+                                    (Some(flag), _) => flag_text(flag),
+                                    (None, true) => WITHHELD_BY_METHOD,
+                                    (None, false) => "",
                                 }}</td>
                             </tr>
                         }).collect_view()}
@@ -108,7 +112,7 @@ fn report(d: ScanDetail) -> impl IntoView {
                     </div>
                 </div>
             </div>
-            <p class="muted small">{CAVEAT}</p>
+            <p class="muted small">{format!("{WITHHELD_BY_METHOD}: our volumes of the structure do not agree closely enough with FreeSurfer's, on which the reference was built, for a percentile (the results page gives the figures). A percentile's range in brackets is one SD of our method's and the site's uncertainty. ")}{CAVEAT}</p>
         </article>
     }
 }

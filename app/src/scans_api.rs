@@ -270,8 +270,20 @@ impl RegionRow {
     /// on it (a region whose percentile the validity table withholds gets no dot among the
     /// centiles either).
     pub fn chartable(&self) -> bool {
-        crate::chart::has_reference(&self.name)
-            && !self.no_percentile.as_deref().is_some_and(|c| c.starts_with("method_"))
+        crate::chart::has_reference(&self.name) && !self.withheld_by_method()
+    }
+
+    /// Whether the validity table withheld its percentile (`method_*` codes).
+    pub fn withheld_by_method(&self) -> bool {
+        self.no_percentile.as_deref().is_some_and(|c| c.starts_with("method_"))
+    }
+
+    /// The scorer's words, with their figure, for a percentile our method withheld (the
+    /// other reasons read better in [`no_percentile_text`]'s few words).
+    pub fn method_reason(&self) -> Option<&str> {
+        self.no_percentile_reason
+            .as_deref()
+            .filter(|_| self.withheld_by_method())
     }
 }
 
