@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::upload_kit::{canaries, find_identifying, fixtures, small_head};
+use common::upload_kit::{canaries, find_identifying, fixtures, report_region, small_head};
 
 fn analyze(input: &Path, out: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_neurovol"))
@@ -112,15 +112,7 @@ fn analyze_of_the_phi_fixture_has_no_canary_in_its_outputs() {
     // without a brain mask the labels are upstream's: the validity table keeps few
     // percentiles for them, among them the lateral ventricle's
     assert_eq!(report["labelling"], "upstream");
-    let region = |name: &str| {
-        report["regions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["name"] == name)
-            .unwrap()
-            .clone()
-    };
+    let region = |name: &str| report_region(&report, name);
     let ventricle = region("Left-Lateral-Ventricle");
     assert!(ventricle["percentile"].is_number(), "{ventricle}");
     assert!(ventricle["percentile_band"].is_array(), "{ventricle}");

@@ -417,15 +417,7 @@ async fn phi_scan_goes_from_upload_to_scored_volumes_and_nothing_identifying_is_
     let report: Value = serde_json::from_str(&key("result_json")).unwrap();
     assert_eq!(report["age_years"], row.get::<Option<i64>, _>("age_years").unwrap());
     assert_eq!(report["sex"], row.get::<String, _>("sex"));
-    let region = |name: &str| {
-        report["regions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["name"] == name)
-            .unwrap()
-            .clone()
-    };
+    let region = |name: &str| report_region(&report, name);
     let hippo = region("Left-Hippocampus");
     assert!(hippo["volume_mm3"].as_f64().unwrap() > 1000.0, "{hippo}");
     // (without a brain mask, as here, upstream's labels), a grade, the calibration used; a

@@ -8,9 +8,9 @@
 //! be double-quoted (a path with a comma); blank lines and lines starting with `#` are skipped.
 //!
 //! Each control contributes its modelled regions' volumes and the brain-mask volume
-//! (`icv_mm3`, as `TotalIntracranialVolume`). A control whose segmentation failed a global
-//! quality check (a flag without a region: `too_little_labelled`, `labels_outside_mask`,
-//! `icv_implausible`) is refused, naming its line; a region the quality check flagged
+//! (`icv_mm3`, as `TotalIntracranialVolume`). A control whose segmentation has grade C (a
+//! flag of `volumetry::WHOLE_SEGMENTATION_FLAGS`: `too_little_labelled`,
+//! `labels_outside_mask`, …) is refused, naming its line; a region the quality check flagged
 //! (`missing_region`, `fragmented`, `asymmetric`) is left out of that control only.
 //!
 //! The file is written (through a temporary name, then renamed) only when the calibration
@@ -235,10 +235,11 @@ impl Calibrated {
 /// failure refuses the control.
 fn control_volumes(vj: &VolumesJson) -> Result<(BTreeMap<String, f64>, usize), VolumesProblem> {
     let flags = vj.quality.as_ref().map(|q| q.flags.as_slice()).unwrap_or(&[]);
+    // grade C (a flag about the whole segmentation) refuses the control
     let global: Vec<&str> = flags
         .iter()
-        .filter(|f| f.region.is_none())
         .map(|f| f.code.as_str())
+        .filter(|c| volumetry::WHOLE_SEGMENTATION_FLAGS.contains(c))
         .collect();
     if !global.is_empty() {
         return Err(VolumesProblem::QualityFailed {

@@ -301,3 +301,12 @@ pub fn small_head() -> Vec<u8> {
 pub fn clean_subset(keep: impl Fn(usize) -> bool) -> Vec<u8> {
     rewrite_clean(|index, _| keep(index))
 }
+
+/// One region of a scored report (`report.json`, a scan's `result_json`), by name.
+pub fn report_region(report: &Value, name: &str) -> Value {
+    report["regions"]
+        .as_array()
+        .and_then(|regions| regions.iter().find(|r| r["name"] == name))
+        .unwrap_or_else(|| panic!("{name} not in the report"))
+        .clone()
+}
