@@ -398,7 +398,8 @@ fn label_colours(
     )
 }
 
-/// The regions table as CSV: region, label, volume (mm³), percentile, flag.
+/// The regions table as CSV: region, label, volume (mm³), percentile, its band (low, high),
+/// flag.
 pub async fn regions_csv(db: &Db, scan_id: &str) -> Result<String, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT name, label, volume_mm3, percentile, percentile_low, percentile_high, flag FROM scan_regions \

@@ -228,8 +228,8 @@ pub enum NoPercentile {
     /// [`validity::MIN_DICE`] (mean Dice).
     #[error("our labels of this structure overlap FreeSurfer's by only {:.0} % (Dice)", dice * 100.0)]
     MethodOverlap { dice: f64 },
-    /// This model and labelling were never compared with FreeSurfer.
-    #[error("this way of drawing the labels has not been compared with FreeSurfer")]
+    /// This model and labelling were never compared with FreeSurfer, or on one brain only.
+    #[error("our way of measuring this structure has not been compared with FreeSurfer's on enough brains")]
     MethodUnmeasured,
 }
 

@@ -58,7 +58,10 @@ impl StructureValidity {
             Err(NoPercentile::MethodBiased {
                 bias_z: self.delta_z_mean,
             })
-        } else if self.delta_z_sd > MAX_METHOD_Z || self.n < 2 {
+        } else if self.n < 2 {
+            // one brain says nothing about the scatter
+            Err(NoPercentile::MethodUnmeasured)
+        } else if self.delta_z_sd > MAX_METHOD_Z {
             Err(NoPercentile::MethodImprecise { sd_z: self.delta_z_sd })
         } else {
             Ok(())

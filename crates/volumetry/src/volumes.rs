@@ -59,6 +59,17 @@ pub struct QualityFlag {
     pub message: String,
 }
 
+impl QualityFlag {
+    /// Whether the flag concerns this region: it names it, or (asymmetry) names the
+    /// structure both sides share ("Hippocampus" for "Left-Hippocampus").
+    pub fn concerns(&self, region: &str) -> bool {
+        let structure = side_of(region).map(|(_, s)| s);
+        self.region
+            .as_deref()
+            .is_some_and(|r| r == region || structure.as_deref() == Some(r))
+    }
+}
+
 /// How far a segmentation can be trusted, from its quality flags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Grade {
@@ -130,7 +141,8 @@ pub struct Quality {
     /// Fraction of labelled voxels that lie inside the brain mask (None without a mask).
     pub labelled_fraction_in_mask: Option<f64>,
     pub flags: Vec<QualityFlag>,
-    /// True when no flag was raised: the numbers may be scored against norms.
+    /// True when no flag was raised (grade A; a grade B segmentation is scored too, less
+    /// its flagged regions).
     pub ok: bool,
     /// [`Grade::of_flags`] (absent in files written before grades).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -454,6 +466,21 @@ pub fn volumes_json(r: &VolumeReport) -> VolumesJson {
 mod tests {
     use super::*;
     use crate::nifti::{Header, Volume};
+
+    #[test]
+    fn an_asymmetry_flag_concerns_both_sides() {
+        let flag = |region: &str| QualityFlag {
+            code: "asymmetric".into(),
+            region: Some(region.into()),
+            message: String::new(),
+        };
+        assert!(flag("Hippocampus").concerns("Left-Hippocampus"));
+        assert!(flag("Hippocampus").concerns("Right-Hippocampus"));
+        assert!(flag("ctx-cuneus").concerns("ctx-rh-cuneus"));
+        assert!(!flag("Hippocampus").concerns("Left-Amygdala"));
+        assert!(flag("Left-Putamen").concerns("Left-Putamen"));
+        assert!(!flag("Left-Putamen").concerns("Right-Putamen"));
+    }
 
     #[test]
     fn report_volumes_asymmetry_and_flags() {

@@ -246,15 +246,7 @@ fn control_volumes(vj: &VolumesJson) -> Result<(BTreeMap<String, f64>, usize), V
             codes: global.join(", "),
         });
     }
-    // a flag names a region, or (asymmetric) the structure both sides share
-    let flagged = |name: &str| {
-        let structure = volumetry::volumes::side_of(name).map(|(_, s)| s);
-        flags.iter().any(|f| {
-            f.region
-                .as_deref()
-                .is_some_and(|r| r == name || structure.as_deref() == Some(r))
-        })
-    };
+    let flagged = |name: &str| flags.iter().any(|f| f.concerns(name));
     let mut volumes = BTreeMap::new();
     let mut left_out = 0;
     for r in &vj.regions {

@@ -57,7 +57,9 @@ pub fn labelling(upstream: bool) -> volumetry::Labelling {
 /// Fills each region's percentile and band, or the reason it has none, with the scorer's
 /// rules (`pipeline::score`: validity table, quality grade) and the given site calibration.
 pub fn fill_percentiles(vj: &mut VolumesJson, sex: Option<Sex>, age: Option<f64>, site: &Site) {
-    let whole_failed = vj.quality.as_ref().and_then(|q| q.grade) == Some(volumetry::Grade::C);
+    // the flags decide, as for the scorer (files written before grades have none stored)
+    let flags = vj.quality.as_ref().map(|q| q.flags.as_slice()).unwrap_or(&[]);
+    let whole_failed = volumetry::Grade::of_flags(flags) == volumetry::Grade::C;
     let scored = crate::pipeline::score::score_regions(vj, sex, age, site, whole_failed);
     for (region, s) in vj.regions.iter_mut().zip(scored) {
         region.percentile = s.percentile;

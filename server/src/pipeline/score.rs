@@ -152,9 +152,9 @@ pub fn score_regions(
         .regions
         .iter()
         .map(|r| {
-            let region_flag = flags.iter().find(|f| {
-                f.region.as_deref() == Some(r.name.as_str()) && !WHOLE_SEGMENTATION_FLAGS.contains(&f.code.as_str())
-            });
+            let region_flag = flags
+                .iter()
+                .find(|f| f.concerns(&r.name) && !WHOLE_SEGMENTATION_FLAGS.contains(&f.code.as_str()));
             // implausibility is judged on the raw z, before the method may withhold it
             let raw_z = norms.assess(&r.name, r.volume_mm3, sex, age, site).z;
             let a = norms.assess_method(&r.name, r.volume_mm3, sex, age, site, method);
