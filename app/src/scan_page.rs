@@ -137,7 +137,7 @@ fn scan_detail(d: ScanDetail, csrf: String) -> impl IntoView {
             {d.validity.clone().map(|v| view! {
                 <dt>"Percentiles checked"</dt>
                 <dd data-testid="validity">
-                    {format!("only for structures our volumes measure as FreeSurfer's do (within half a reference SD, labels overlapping at least 70 %: {v}); the range after a percentile is one SD of our method's and the site's uncertainty")}
+                    {format!("only for structures we measure as FreeSurfer does, on which the reference was built ({v}); the range after a percentile is its uncertainty")}
                 </dd>
             })}
         </dl>

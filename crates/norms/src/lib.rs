@@ -218,15 +218,15 @@ pub enum NoPercentile {
     InvalidCentile,
     /// Our volumes of this structure differ from FreeSurfer's on average by more than
     /// [`validity::MAX_METHOD_Z`] of the reference's SD (the validity table).
-    #[error("our volumes of this structure differ from FreeSurfer's by {bias_z:+.1} SD on average")]
+    #[error("ours differ from FreeSurfer's by {bias_z:+.1} SD on average")]
     MethodBiased { bias_z: f64 },
     /// Our volumes of this structure scatter around FreeSurfer's by more than
     /// [`validity::MAX_METHOD_Z`] of the reference's SD.
-    #[error("our volumes of this structure scatter around FreeSurfer's by {sd_z:.1} SD")]
+    #[error("ours scatter around FreeSurfer's by {sd_z:.1} SD")]
     MethodImprecise { sd_z: f64 },
     /// Our labels of this structure overlap FreeSurfer's less than
     /// [`validity::MIN_DICE`] (mean Dice).
-    #[error("our labels of this structure overlap FreeSurfer's by only {:.0} % (Dice)", dice * 100.0)]
+    #[error("our labels overlap FreeSurfer's by only {:.0} %", dice * 100.0)]
     MethodOverlap { dice: f64 },
     /// This model and labelling were never compared with FreeSurfer, or on one brain only.
     #[error("our way of measuring this structure has not been compared with FreeSurfer's on enough brains")]

@@ -89,10 +89,8 @@ impl Provenance {
     /// One line for a report: what was compared, on how many brains.
     pub fn summary(&self) -> String {
         format!(
-            "{} on {} brains ({}), NeuroVol {}",
-            self.comparison,
+            "compared with FreeSurfer on {} brains, NeuroVol {}",
             self.cases.len(),
-            self.cases.join(", "),
             self.neurovol_version
         )
     }
