@@ -51,6 +51,8 @@ pub struct TimelineScan {
     pub voxel_mm: Option<[f64; 3]>,
     /// The segmentation model.
     pub model: Option<String>,
+    /// How its labels were drawn (`upstream`, `refined`).
+    pub labelling: Option<String>,
     pub neurovol_version: Option<String>,
     /// (region, volume in mm³, percentile).
     pub regions: Vec<(String, f64, Option<f64>)>,
@@ -68,6 +70,7 @@ pub enum Incomparable {
     Scanner { from: String, to: String },
     VoxelSize { from: [f64; 3], to: [f64; 3] },
     Model { from: String, to: String },
+    Labelling { from: String, to: String },
     Version { from: String, to: String },
     ShortInterval { months: f64 },
     NoDates,
@@ -80,6 +83,7 @@ impl Incomparable {
             Incomparable::Scanner { .. } => "different scanners",
             Incomparable::VoxelSize { .. } => "different voxel sizes",
             Incomparable::Model { .. } => "different segmentation models",
+            Incomparable::Labelling { .. } => "labels drawn differently",
             Incomparable::Version { .. } => "different NeuroVol releases",
             Incomparable::ShortInterval { .. } => "less than 6 months apart",
             Incomparable::NoDates => "a scan date is not recorded",
@@ -91,6 +95,7 @@ impl Incomparable {
             Incomparable::Scanner { .. } => "scanner",
             Incomparable::VoxelSize { .. } => "voxel_size",
             Incomparable::Model { .. } => "model",
+            Incomparable::Labelling { .. } => "labelling",
             Incomparable::Version { .. } => "version",
             Incomparable::ShortInterval { .. } => "short_interval",
             Incomparable::NoDates => "no_dates",
@@ -112,6 +117,10 @@ impl Incomparable {
             Incomparable::Model { from, to } => {
                 format!("Segmented by different models ({from}, then {to}): their regions' borders differ.")
             }
+            Incomparable::Labelling { from, to } => format!(
+                "Labels drawn differently ({from}, then {to}): NeuroVol's refined labels follow FreeSurfer's \
+                 borders, so structures such as the brain stem measure differently."
+            ),
             Incomparable::Version { from, to } => {
                 format!("Measured by different NeuroVol releases ({from}, then {to}).")
             }
@@ -201,6 +210,12 @@ fn incomparable(a: &TimelineScan, b: &TimelineScan, years: Option<f64>) -> Vec<I
             to: named(&b.model),
         });
     }
+    if a.labelling != b.labelling {
+        out.push(Incomparable::Labelling {
+            from: named(&a.labelling),
+            to: named(&b.labelling),
+        });
+    }
     if a.neurovol_version != b.neurovol_version {
         out.push(Incomparable::Version {
             from: named(&a.neurovol_version),
@@ -265,6 +280,7 @@ mod tests {
             },
             voxel_mm: Some([1.0, 1.0, 1.0]),
             model: Some(model.into()),
+            labelling: Some("refined".into()),
             neurovol_version: Some("0.1.0".into()),
             regions: vec![("Left-Hippocampus".into(), hippo, Some(40.0))],
         }
@@ -302,11 +318,23 @@ mod tests {
         let mut b = scan("2019-06-14", 66, "m18", 4000.0);
         b.scanner.model = Some("Prisma".into());
         b.voxel_mm = Some([0.9, 1.0, 1.2]);
+        b.labelling = Some("upstream".into());
         b.neurovol_version = None;
         let scans = [a, b];
         let codes: Vec<_> = steps(&scans)[0].warnings.iter().map(|w| w.code()).collect();
-        assert_eq!(codes, ["scanner", "voxel_size", "model", "version", "short_interval"]);
-        assert_eq!(steps(&scans)[0].warnings[4].short(), "less than 6 months apart");
+        assert_eq!(
+            codes,
+            [
+                "scanner",
+                "voxel_size",
+                "model",
+                "labelling",
+                "version",
+                "short_interval"
+            ]
+        );
+        assert_eq!(steps(&scans)[0].warnings[5].short(), "less than 6 months apart");
+        assert!(steps(&scans)[0].warnings[3].text().contains("(refined, then upstream)"));
         let text = steps(&scans)[0].warnings[0].text();
         assert!(text.contains("SIEMENS Skyra, 3 T, then SIEMENS Prisma, 3 T"), "{text}");
         let mut undated = scans.clone();

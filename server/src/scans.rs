@@ -130,6 +130,7 @@ async fn timeline(db: &Db, user_id: &str) -> Result<Vec<app::timeline::TimelineS
                 scanner,
                 voxel_mm: conversion.map(|c| c.voxel_mm),
                 model: result.as_ref().map(|r| r.model.clone()),
+                labelling: result.as_ref().map(|r| r.labelling().as_str().to_string()),
                 neurovol_version: result.and_then(|r| r.neurovol_version),
                 regions,
                 id,

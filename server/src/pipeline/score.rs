@@ -16,7 +16,7 @@
 use norms::validity::ValidityTable;
 use norms::{NoPercentile, Norms, Sex, Site};
 use serde::{Deserialize, Serialize};
-use volumetry::{Grade, VolumesJson, WHOLE_SEGMENTATION_FLAGS};
+use volumetry::{Grade, Labelling, VolumesJson, WHOLE_SEGMENTATION_FLAGS};
 
 /// |z| beyond this: "implausible for the age", percentile withheld.
 pub const IMPLAUSIBLE_Z: f64 = 4.0;
@@ -29,9 +29,10 @@ pub struct Report {
     /// ISO date.
     pub study_date: Option<String>,
     pub model: String,
-    /// How the labels were drawn (`upstream` or `refined`; absent in older reports).
-    #[serde(default)]
-    pub labelling: Option<String>,
+    /// How the labels were drawn (absent in reports written before it was recorded, whose
+    /// labels are all upstream's: [`Report::labelling`]).
+    #[serde(default, rename = "labelling")]
+    pub recorded_labelling: Option<Labelling>,
     /// The NeuroVol release that scored the scan (absent in reports written before it was
     /// recorded): a change of release between two scans is named on the timeline.
     #[serde(default)]
@@ -60,6 +61,14 @@ pub struct Report {
     /// Scan-level notes (codes + one line each): quality flags, low resolution, age range.
     pub warnings: Vec<Warning>,
     pub regions: Vec<RegionResult>,
+}
+
+impl Report {
+    /// How the labels were drawn; upstream's where the report predates the record, as every
+    /// report then did.
+    pub fn labelling(&self) -> Labelling {
+        self.recorded_labelling.unwrap_or(Labelling::Upstream)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -264,7 +273,7 @@ pub fn score(volumes: &VolumesJson, facts: &ScanFacts, extra_warnings: Vec<Warni
         },
         study_date: facts.study_date.clone(),
         model: volumes.model.clone(),
-        labelling: Some(volumes.labelling.as_str().to_string()),
+        recorded_labelling: Some(volumes.labelling),
         neurovol_version: Some(env!("CARGO_PKG_VERSION").to_string()),
         grid: volumes.grid.clone(),
         icv_mm3: volumes.icv_mm3,
@@ -523,5 +532,17 @@ mod tests {
             Some("Site A, 3T MPRAGE (40 controls)")
         );
         assert_eq!(calibrated.site, site);
+    }
+
+    #[test]
+    fn a_report_from_before_labelling_was_recorded_reads_as_upstream() {
+        let v = volumes(&[(kept(), 5000.0)], vec![]);
+        let report = score(&v, &facts(Some(50), "M"), vec![], &Site::default());
+        assert_eq!(report.labelling(), Labelling::Refined);
+        let mut json: serde_json::Value = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["labelling"], "refined");
+        json.as_object_mut().unwrap().remove("labelling");
+        let old: Report = serde_json::from_value(json).unwrap();
+        assert_eq!(old.labelling(), Labelling::Upstream);
     }
 }
