@@ -191,6 +191,15 @@ pub enum ConfigError {
         path: PathBuf,
         source: norms::calibration::CalibrationError,
     },
+    #[error(
+        "the calibration file {path} (NEUROVOL_CALIBRATION) was learnt on scans segmented as {learnt_on}; \
+         this server segments as {segments_as}: calibrate again on controls segmented as it does"
+    )]
+    CalibrationMethod {
+        path: PathBuf,
+        learnt_on: String,
+        segments_as: String,
+    },
 }
 
 impl Config {
@@ -403,6 +412,27 @@ impl Config {
             source,
         })?;
         Ok(calibration.site())
+    }
+
+    /// [`Config::load_site`], refusing a calibration learnt on scans segmented otherwise than
+    /// this configuration segments them (its model, and labels refined or not).
+    pub fn load_site_for_pipeline(&self) -> Result<norms::Site, ConfigError> {
+        let site = self.load_site()?;
+        let model = volumetry::ModelId::parse(&self.segment_model).map_err(|e| ConfigError::Env {
+            name: "NEUROVOL_SEGMENT_MODEL",
+            message: e.to_string(),
+        })?;
+        let labelling = volumetry::Labelling::drawn(volumetry::Labelling::Refined, model, self.segment_brain_mask);
+        match &site {
+            norms::Site::Calibrated(c) if !site.fits(model.folder(), labelling.as_str()) => {
+                Err(ConfigError::CalibrationMethod {
+                    path: self.calibration.clone().unwrap_or_default(),
+                    learnt_on: c.measured_by.as_ref().map_or_else(String::new, |m| m.to_string()),
+                    segments_as: format!("{model}, {} labels", labelling.as_str()),
+                })
+            }
+            _ => Ok(site),
+        }
     }
 
     /// The database URL actually used: the configured one or the embedded SQLite file.
@@ -646,7 +676,11 @@ mod tests {
                 norms::calibration::Control { age, sex, volumes }
             })
             .collect();
-        let calibration = norms::Calibration::estimate(norms, &controls, "Site A").unwrap();
+        let refined = norms::MeasuredBy {
+            model: "model21_104class".into(),
+            labelling: "refined".into(),
+        };
+        let calibration = norms::Calibration::estimate(norms, &controls, "Site A", refined).unwrap();
         std::fs::write(&file, calibration.to_json_pretty()).unwrap();
         let toml = dir.join("neurovol.toml");
         std::fs::write(&toml, format!("calibration = {:?}\n", file.to_str().unwrap())).unwrap();
@@ -658,10 +692,25 @@ mod tests {
             .percentile("Left-Hippocampus", norms::Sex::Female, 40.0, 4000.0, &site)
             .unwrap();
         assert!(p.site_calibrated);
+        // the pipeline takes it where it segments as the controls were (the defaults: the
+        // default model, with the brain mask, so refined labels), and refuses it otherwise
+        assert_eq!(c.load_site_for_pipeline().unwrap(), site);
+        let unmasked = cfg(&[
+            ("NEUROVOL_CONFIG", toml.to_str().unwrap()),
+            ("NEUROVOL_SEGMENT_BRAIN_MASK", "0"),
+        ])
+        .unwrap();
+        let err = unmasked.load_site_for_pipeline().unwrap_err();
+        assert!(
+            err.to_string().contains(
+                "learnt on scans segmented as model21_104class, refined labels; this server segments as model21_104class, upstream labels"
+            ),
+            "{err}"
+        );
 
         std::fs::write(
             &file,
-            calibration.to_json_pretty().replace("neurovol-calibration/1", "v0"),
+            calibration.to_json_pretty().replace(norms::calibration::FORMAT, "v0"),
         )
         .unwrap();
         let err = c.load_site().unwrap_err();

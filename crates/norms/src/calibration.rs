@@ -33,7 +33,24 @@ use serde::{Deserialize, Serialize};
 use crate::{Norms, REGION_MAP, Sex, Site, SiteCalibration, SiteOffset};
 
 /// The calibration file's format; checked on load.
-pub const FORMAT: &str = "neurovol-calibration/1";
+pub const FORMAT: &str = "neurovol-calibration/2";
+
+/// How the controls' volumes were measured: offsets learnt on one segmentation's volumes say
+/// nothing of another's, whose borders (and so biases) differ.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeasuredBy {
+    /// The segmentation model (`volumes.json`'s `model`).
+    pub model: String,
+    /// How its labels were drawn (`volumes.json`'s `labelling`: `upstream`, `refined`).
+    pub labelling: String,
+}
+
+impl std::fmt::Display for MeasuredBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}, {} labels", self.model, self.labelling)
+    }
+}
 
 /// The fewest healthy controls a calibration accepts, overall and per region (a region with
 /// fewer usable controls is left out and falls back to the training-site average).
@@ -91,6 +108,8 @@ pub struct Calibration {
     /// [`reference_fingerprint`] of the normative reference the offsets were estimated against:
     /// warped-space offsets mean nothing for other parameters.
     pub reference: String,
+    /// How every control was segmented; scans segmented otherwise are not calibrated by it.
+    pub measured_by: MeasuredBy,
     /// Controls given.
     pub n_controls: usize,
     /// Youngest and oldest control (years).
@@ -224,7 +243,12 @@ impl Calibration {
     /// reference's ages; a NaN, infinite or negative volume; a region given twice under two
     /// names; a control more than [`OUTLIER_Z`] SD from the others; no region with enough
     /// controls. Regions with fewer than [`MIN_CONTROLS`] controls are listed in `skipped`.
-    pub fn estimate(norms: &Norms, controls: &[Control], label: &str) -> Result<Calibration, CalibrationError> {
+    pub fn estimate(
+        norms: &Norms,
+        controls: &[Control],
+        label: &str,
+        measured_by: MeasuredBy,
+    ) -> Result<Calibration, CalibrationError> {
         let label = check_label(label)?;
         if controls.len() < MIN_CONTROLS {
             return Err(CalibrationError::TooFewControls {
@@ -322,6 +346,7 @@ impl Calibration {
             format: FORMAT.to_string(),
             label,
             reference: reference_fingerprint(norms),
+            measured_by,
             n_controls: controls.len(),
             age_range: [age_min, age_max],
             regions,
@@ -361,6 +386,10 @@ impl Calibration {
             return Err(CalibrationError::BadLabel);
         }
         let bad = |problem| Err(CalibrationError::InvalidFile { problem });
+        let named = |s: &str| !s.is_empty() && s.len() <= MAX_LABEL_CHARS && !s.chars().any(char::is_control);
+        if !(named(&c.measured_by.model) && named(&c.measured_by.labelling)) {
+            return bad("measured_by must name the model and the labelling");
+        }
         if c.n_controls < MIN_CONTROLS {
             return bad("fewer controls than a calibration needs");
         }
@@ -419,6 +448,7 @@ impl Calibration {
     pub fn site(&self) -> Site {
         Site::Calibrated(SiteCalibration {
             label: self.describe(),
+            measured_by: Some(self.measured_by.clone()),
             offsets: self
                 .regions
                 .iter()

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod calibration;
 pub mod validity;
-pub use calibration::Calibration;
+pub use calibration::{Calibration, MeasuredBy};
 
 /// The embedded braincharts parameter file (verbatim copy of
 /// `shared/normative/braincharts_params.json`).
@@ -143,11 +143,29 @@ pub enum Site {
     Calibrated(SiteCalibration),
 }
 
+impl Site {
+    /// Whether this site's offsets hold for volumes segmented by `model` with `labelling`:
+    /// a calibration learnt on controls segmented otherwise does not.
+    pub fn fits(&self, model: &str, labelling: &str) -> bool {
+        match self {
+            Site::TrainingAverage => true,
+            Site::Calibrated(c) => c
+                .measured_by
+                .as_ref()
+                .is_none_or(|m| m.model == model && m.labelling == labelling),
+        }
+    }
+}
+
 /// Per-region site offsets relative to the training-site average, in the model's warped units.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SiteCalibration {
     /// A label for reports (e.g. the calibration batch); never identifying.
     pub label: String,
+    /// How the calibration's controls were segmented (`None`: offsets that hold for any
+    /// segmentation, as a training site's do).
+    #[serde(default)]
+    pub measured_by: Option<MeasuredBy>,
     /// Keyed by braincharts region name (e.g. `Left-Thalamus-Proper`). A region missing here
     /// falls back to the training average, and its result says `site_calibrated: false`.
     pub offsets: BTreeMap<String, SiteOffset>,
@@ -185,6 +203,7 @@ impl SiteCalibration {
         }
         Some(SiteCalibration {
             label: format!("braincharts training site {site}"),
+            measured_by: None,
             offsets,
         })
     }
@@ -645,29 +664,42 @@ impl Norms {
         let (Some(z), Some(sex), Some(age), Ok(model)) = (norm.z, sex, age, self.model(region)) else {
             return norm;
         };
+        let calibrated = match site {
+            Site::Calibrated(c) => c.offsets.get(&model.name),
+            Site::TrainingAverage => None,
+        };
         let judged = method
             .ok_or(NoPercentile::MethodUnmeasured)
             .and_then(|m| m.structure(&model.name).ok_or(NoPercentile::MethodUnmeasured))
-            .and_then(|v| v.judge().map(|()| v.delta_z_sd));
-        match judged {
-            Err(reason) => {
+            .and_then(|v| match calibrated {
+                Some(_) => v.judge_calibrated(),
+                None => v.judge(),
+            });
+        match (judged, calibrated) {
+            (Err(reason), _) => {
                 norm.percentile = None;
                 norm.z = None;
                 norm.no_percentile = Some(reason);
             }
-            Ok(method_sd_z) => {
+            (Ok(v), None) => {
                 let pred = self.predict_model(model, sex, age, site);
-                let site_sd_w = match site {
-                    Site::Calibrated(c) => c.offsets.get(&model.name).map(|o| o.se_w),
-                    Site::TrainingAverage => None,
-                }
-                .unwrap_or(model.between_site_sd_w);
-                let sd = (method_sd_z.powi(2) + (site_sd_w / pred.sigma_w).powi(2)).sqrt();
-                norm.band = Some([100.0 * normal_cdf(z - sd), 100.0 * normal_cdf(z + sd)]);
+                let site_sd = model.between_site_sd_w / pred.sigma_w;
+                norm.band = Some(band(z, (v.delta_z_sd.powi(2) + site_sd.powi(2)).sqrt()));
+            }
+            // the site's controls were measured by the same method, so its scatter is in the
+            // calibrated variance already: only the offset's own error remains
+            (Ok(_), Some(offset)) => {
+                let pred = self.predict_model(model, sex, age, site);
+                norm.band = Some(band(z, offset.se_w / pred.sigma_w));
             }
         }
         norm
     }
+}
+
+/// The percentiles `sd` reference SDs either side of `z`.
+fn band(z: f64, sd: f64) -> [f64; 2] {
+    [100.0 * normal_cdf(z - sd), 100.0 * normal_cdf(z + sd)]
 }
 
 fn centile_z(centile: f64) -> Result<f64, NoPercentile> {

@@ -51,10 +51,21 @@ pub struct StructureValidity {
 
 impl StructureValidity {
     /// Whether a percentile may be reported, or why not.
-    pub fn judge(&self) -> Result<(), NoPercentile> {
+    pub fn judge(&self) -> Result<&StructureValidity, NoPercentile> {
+        self.judge_with(false)
+    }
+
+    /// As [`judge`](Self::judge), for a region calibrated on the site's own controls: they
+    /// were measured by the same method, so its bias is in their offset and only the overlap
+    /// and the scatter decide.
+    pub fn judge_calibrated(&self) -> Result<&StructureValidity, NoPercentile> {
+        self.judge_with(true)
+    }
+
+    fn judge_with(&self, bias_calibrated: bool) -> Result<&StructureValidity, NoPercentile> {
         if self.dice_mean < MIN_DICE {
             Err(NoPercentile::MethodOverlap { dice: self.dice_mean })
-        } else if self.delta_z_mean.abs() > MAX_METHOD_Z {
+        } else if !bias_calibrated && self.delta_z_mean.abs() > MAX_METHOD_Z {
             Err(NoPercentile::MethodBiased {
                 bias_z: self.delta_z_mean,
             })
@@ -64,7 +75,7 @@ impl StructureValidity {
         } else if self.delta_z_sd > MAX_METHOD_Z {
             Err(NoPercentile::MethodImprecise { sd_z: self.delta_z_sd })
         } else {
-            Ok(())
+            Ok(self)
         }
     }
 }

@@ -391,6 +391,7 @@ fn calibrated_site_offsets() {
     // a region the calibration does not cover falls back to the average, and says so
     let partial = Site::Calibrated(SiteCalibration {
         label: "test".into(),
+        measured_by: None,
         offsets: [(
             "Brain-Stem".to_string(),
             norms::SiteOffset {

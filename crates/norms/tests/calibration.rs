@@ -29,6 +29,14 @@ impl Rng {
     }
 }
 
+/// How the synthetic controls were "segmented".
+fn method() -> norms::MeasuredBy {
+    norms::MeasuredBy {
+        model: "model21_104class".into(),
+        labelling: "refined".into(),
+    }
+}
+
 /// NeuroVol region names that have a model (the keys of `volumes.json`).
 fn modelled() -> Vec<&'static str> {
     REGION_MAP
@@ -78,8 +86,9 @@ fn known_offset_recovered_within_three_standard_errors() {
     let norms = Norms::embedded();
     let shift = 0.4;
     let cs = controls(norms, 200, shift, 0.0, 1);
-    let cal = Calibration::estimate(norms, &cs, LABEL).unwrap();
+    let cal = Calibration::estimate(norms, &cs, LABEL, method()).unwrap();
     assert_eq!(cal.format, FORMAT);
+    assert_eq!(cal.measured_by, method());
     assert_eq!(cal.n_controls, 200);
     assert!(
         cal.age_range[0] >= 20.0 && cal.age_range[1] <= 70.0,
@@ -118,7 +127,7 @@ fn known_offset_recovered_within_three_standard_errors() {
 #[test]
 fn calibration_moves_a_typical_control_back_towards_the_median() {
     let norms = Norms::embedded();
-    let cal = Calibration::estimate(norms, &controls(norms, 200, 0.4, 0.0, 2), LABEL).unwrap();
+    let cal = Calibration::estimate(norms, &controls(norms, 200, 0.4, 0.0, 2), LABEL, method()).unwrap();
     let site = cal.site();
     for region in modelled() {
         for (sex, age) in [(Sex::Female, 30.0), (Sex::Male, 60.0)] {
@@ -149,7 +158,7 @@ fn calibration_moves_a_typical_control_back_towards_the_median() {
 fn extra_scatter_widens_the_site_variance() {
     let norms = Norms::embedded();
     // the site scatters √(1 + 0.75²) = 1.25 times the model's SD: extra variance ≈ 0.5625 σ²
-    let cal = Calibration::estimate(norms, &controls(norms, 400, 0.0, 0.75, 3), LABEL).unwrap();
+    let cal = Calibration::estimate(norms, &controls(norms, 400, 0.0, 0.75, 3), LABEL, method()).unwrap();
     let Site::Calibrated(site) = cal.site() else {
         panic!("calibrated site")
     };
@@ -160,7 +169,7 @@ fn extra_scatter_widens_the_site_variance() {
         assert_eq!(site.offsets[name].mu_w, r.offset_w);
     }
     // without extra scatter the variance is never narrowed below the model's
-    let cal = Calibration::estimate(norms, &controls(norms, 40, 0.0, 0.0, 4), LABEL).unwrap();
+    let cal = Calibration::estimate(norms, &controls(norms, 40, 0.0, 0.0, 4), LABEL, method()).unwrap();
     assert!(cal.regions.values().all(|r| r.extra_var_w() >= 0.0));
     assert!(cal.regions.values().any(|r| r.extra_var_w() == 0.0));
 }
@@ -169,14 +178,14 @@ fn extra_scatter_widens_the_site_variance() {
 fn one_control_too_few_is_refused() {
     let norms = Norms::embedded();
     let cs = controls(norms, MIN_CONTROLS - 1, 0.4, 0.0, 5);
-    let err = Calibration::estimate(norms, &cs, LABEL).unwrap_err();
+    let err = Calibration::estimate(norms, &cs, LABEL, method()).unwrap_err();
     assert!(
         matches!(err, CalibrationError::TooFewControls { n, min } if n == MIN_CONTROLS - 1 && min == MIN_CONTROLS),
         "{err}"
     );
     assert_eq!(err.code(), "too_few_controls");
     let cs = controls(norms, MIN_CONTROLS, 0.4, 0.0, 5);
-    assert!(Calibration::estimate(norms, &cs, LABEL).is_ok());
+    assert!(Calibration::estimate(norms, &cs, LABEL, method()).is_ok());
 }
 
 #[test]
@@ -185,7 +194,7 @@ fn age_outside_the_reference_is_refused() {
     for bad in [1.0, 101.0, f64::NAN] {
         let mut cs = controls(norms, 30, 0.0, 0.0, 6);
         cs[7].age = bad;
-        let err = Calibration::estimate(norms, &cs, LABEL).unwrap_err();
+        let err = Calibration::estimate(norms, &cs, LABEL, method()).unwrap_err();
         assert!(
             matches!(err, CalibrationError::AgeOutOfRange { control: 7, .. }),
             "{err}"
@@ -200,7 +209,7 @@ fn nan_negative_or_infinite_volume_is_refused() {
     for bad in [f64::NAN, -1.0, f64::INFINITY] {
         let mut cs = controls(norms, 30, 0.0, 0.0, 7);
         cs[3].volumes.insert("Left-Hippocampus".into(), bad);
-        let err = Calibration::estimate(norms, &cs, LABEL).unwrap_err();
+        let err = Calibration::estimate(norms, &cs, LABEL, method()).unwrap_err();
         assert!(
             matches!(&err, CalibrationError::InvalidVolume { control: 3, region } if region == "Left-Hippocampus"),
             "{err}"
@@ -217,7 +226,7 @@ fn region_missing_in_most_controls_is_skipped() {
     }
     // an unmodelled region is ignored, whatever its volume
     cs[0].volumes.insert("Left-Cerebral-Cortex".into(), 250_000.0);
-    let cal = Calibration::estimate(norms, &cs, LABEL).unwrap();
+    let cal = Calibration::estimate(norms, &cs, LABEL, method()).unwrap();
     assert!(!cal.regions.contains_key("Left-Thalamus-Proper"));
     assert_eq!(cal.skipped.len(), 1, "{:?}", cal.skipped);
     assert_eq!(cal.skipped[0].region, "Left-Thalamus-Proper");
@@ -233,12 +242,12 @@ fn region_missing_in_most_controls_is_skipped() {
     for c in &mut cs {
         c.volumes.retain(|k, _| k != "Brain-Stem");
     }
-    let cal = Calibration::estimate(norms, &cs, LABEL).unwrap();
+    let cal = Calibration::estimate(norms, &cs, LABEL, method()).unwrap();
     assert!(cal.skipped.iter().any(|s| s.region == "Brain-Stem" && s.n == 0));
     for c in &mut cs {
         c.volumes.clear();
     }
-    let err = Calibration::estimate(norms, &cs, LABEL).unwrap_err();
+    let err = Calibration::estimate(norms, &cs, LABEL, method()).unwrap_err();
     assert!(matches!(err, CalibrationError::NoRegion), "{err}");
 }
 
@@ -248,19 +257,19 @@ fn outlier_and_duplicate_controls_are_refused() {
     let mut cs = controls(norms, 30, 0.0, 0.0, 10);
     // a failed segmentation: a hippocampus of 100 mm³
     cs[12].volumes.insert("Right-Hippocampus".into(), 100.0);
-    let err = Calibration::estimate(norms, &cs, LABEL).unwrap_err();
+    let err = Calibration::estimate(norms, &cs, LABEL, method()).unwrap_err();
     assert!(
         matches!(&err, CalibrationError::Outlier { control: 12, region, z } if region == "Right-Hippocampus" && *z < -OUTLIER_Z),
         "{err}"
     );
     // a large offset shared by every control is not an outlier
-    let cal = Calibration::estimate(norms, &controls(norms, 30, 9.0, 0.0, 11), LABEL).unwrap();
+    let cal = Calibration::estimate(norms, &controls(norms, 30, 9.0, 0.0, 11), LABEL, method()).unwrap();
     assert!(cal.regions.values().all(|r| r.offset_sd() > 8.0));
 
     let mut cs = controls(norms, 30, 0.0, 0.0, 12);
     let v = cs[4].volumes["Left-Thalamus"];
     cs[4].volumes.insert("Left-Thalamus-Proper".into(), v);
-    let err = Calibration::estimate(norms, &cs, LABEL).unwrap_err();
+    let err = Calibration::estimate(norms, &cs, LABEL, method()).unwrap_err();
     assert!(
         matches!(&err, CalibrationError::DuplicateRegion { control: 4, region } if region == "Left-Thalamus-Proper"),
         "{err}"
@@ -272,10 +281,10 @@ fn label_must_be_one_non_empty_line() {
     let norms = Norms::embedded();
     let cs = controls(norms, 25, 0.0, 0.0, 13);
     for bad in ["", "   ", "Site A\nSite B", &"x".repeat(121)] {
-        let err = Calibration::estimate(norms, &cs, bad).unwrap_err();
+        let err = Calibration::estimate(norms, &cs, bad, method()).unwrap_err();
         assert!(matches!(err, CalibrationError::BadLabel), "{bad:?}: {err}");
     }
-    let cal = Calibration::estimate(norms, &cs, "  Site A  ").unwrap();
+    let cal = Calibration::estimate(norms, &cs, "  Site A  ", method()).unwrap();
     assert_eq!(cal.label, "Site A");
     assert_eq!(cal.describe(), "Site A (25 controls)");
     assert_eq!(calibration::describe(&cal.site()), "Site A (25 controls)");
@@ -292,7 +301,7 @@ fn file_round_trip() {
     for c in cs.iter_mut().skip(3) {
         c.volumes.remove("4th-Ventricle");
     }
-    let cal = Calibration::estimate(norms, &cs, LABEL).unwrap();
+    let cal = Calibration::estimate(norms, &cs, LABEL, method()).unwrap();
     let json = cal.to_json_pretty();
     let back = Calibration::from_json(&json).unwrap();
     // serde_json's default float parsing may land one ulp away: equal within 1e-14
@@ -325,14 +334,15 @@ fn file_round_trip() {
     }
     assert_eq!(calibration::describe(&back.site()), calibration::describe(&cal.site()));
     assert_eq!(back.reference, calibration::reference_fingerprint(norms));
-    assert!(json.contains("\"format\": \"neurovol-calibration/1\""), "{json}");
+    assert!(json.contains("\"format\": \"neurovol-calibration/2\""), "{json}");
+    assert_eq!(back.measured_by, method());
     assert!(json.contains("\"skipped\""), "{json}");
 }
 
 #[test]
 fn bad_files_are_refused() {
     let norms = Norms::embedded();
-    let cal = Calibration::estimate(norms, &controls(norms, 30, 0.3, 0.0, 15), LABEL).unwrap();
+    let cal = Calibration::estimate(norms, &controls(norms, 30, 0.3, 0.0, 15), LABEL, method()).unwrap();
     let json = cal.to_json_pretty();
     let edit = |f: &dyn Fn(&mut serde_json::Value)| {
         let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -340,14 +350,14 @@ fn bad_files_are_refused() {
         Calibration::from_json(&v.to_string())
     };
 
-    let err = edit(&|v| v["format"] = "neurovol-calibration/2".into()).unwrap_err();
+    let err = edit(&|v| v["format"] = "neurovol-calibration/3".into()).unwrap_err();
     assert!(
-        matches!(&err, CalibrationError::Format { found } if found == "neurovol-calibration/2"),
+        matches!(&err, CalibrationError::Format { found } if found == "neurovol-calibration/3"),
         "{err}"
     );
     // a newer format with new fields still says it is another format
     let err = edit(&|v| {
-        v["format"] = "neurovol-calibration/2".into();
+        v["format"] = "neurovol-calibration/3".into();
         v["new_field"] = 1.into();
     })
     .unwrap_err();
@@ -358,6 +368,14 @@ fn bad_files_are_refused() {
     ));
     let err = edit(&|v| v["reference"] = "fnv1a64:0000000000000000".into()).unwrap_err();
     assert!(matches!(err, CalibrationError::Reference { .. }), "{err}");
+    // a file that does not say how its controls were segmented cannot be matched to a scan
+    let err = edit(&|v| {
+        v.as_object_mut().unwrap().remove("measured_by");
+    })
+    .unwrap_err();
+    assert!(matches!(err, CalibrationError::Json(_)), "{err}");
+    let err = edit(&|v| v["measured_by"]["model"] = "".into()).unwrap_err();
+    assert!(matches!(err, CalibrationError::InvalidFile { .. }), "{err}");
     let err = edit(&|v| v["label"] = "".into()).unwrap_err();
     assert!(matches!(err, CalibrationError::BadLabel), "{err}");
     let err = edit(&|v| v["n_controls"] = 5.into()).unwrap_err();
@@ -395,6 +413,6 @@ fn controls_keyed_by_braincharts_names_work_too() {
         let v = c.volumes.remove("Left-Thalamus").unwrap();
         c.volumes.insert("Left-Thalamus-Proper".into(), v);
     }
-    let cal = Calibration::estimate(norms, &cs, LABEL).unwrap();
+    let cal = Calibration::estimate(norms, &cs, LABEL, method()).unwrap();
     assert_eq!(cal.regions["Left-Thalamus-Proper"].n, 25);
 }

@@ -33,8 +33,8 @@ fn the_shipped_table_measures_the_default_labels_on_named_brains() {
 
 #[test]
 fn a_percentile_needs_a_small_bias_and_a_small_scatter() {
-    assert_eq!(measured(0.2, 0.3, 3).judge(), Ok(()));
-    assert_eq!(measured(MAX_METHOD_Z, MAX_METHOD_Z, 3).judge(), Ok(()));
+    assert!(measured(0.2, 0.3, 3).judge().is_ok());
+    assert!(measured(MAX_METHOD_Z, MAX_METHOD_Z, 3).judge().is_ok());
     assert!(matches!(measured(-0.6, 0.1, 3).judge(), Err(NoPercentile::MethodBiased { bias_z }) if bias_z == -0.6));
     assert!(matches!(
         measured(0.1, 0.7, 3).judge(),
@@ -85,4 +85,58 @@ fn assess_method_withholds_or_gives_a_band_around_the_percentile() {
     // no age: the usual reason, not the method's
     let a = norms.assess_method("Left-Thalamus", 7000.0, Some(Sex::Male), None, &site, Some(table));
     assert_eq!(a.no_percentile, Some(NoPercentile::AgeUnknown));
+}
+
+#[test]
+fn a_calibrated_region_is_not_withheld_for_the_bias_and_its_band_is_the_offsets_error() {
+    let norms = Norms::embedded();
+    let table = ValidityTable::embedded().method("model21_104class", "refined").unwrap();
+    // a structure withheld only for its bias: a site's controls, measured the same way,
+    // carry that bias into their offset
+    let (name, v) = table
+        .structures
+        .iter()
+        .find(|(_, v)| matches!(v.judge(), Err(NoPercentile::MethodBiased { .. })) && v.judge_calibrated().is_ok())
+        .expect("a structure withheld for its bias alone");
+    let model = norms.model(name).unwrap().name.clone();
+    let sigma = norms.predict(name, Sex::Male, 40.0, &Site::default()).unwrap().sigma_w;
+    let site = Site::Calibrated(norms::SiteCalibration {
+        label: "Site A (30 controls)".into(),
+        measured_by: Some(norms::MeasuredBy {
+            model: "model21_104class".into(),
+            labelling: "refined".into(),
+        }),
+        offsets: [(
+            model,
+            norms::SiteOffset {
+                mu_w: 0.6 * sigma,
+                s2_w: 0.0,
+                se_w: 0.1 * sigma,
+            },
+        )]
+        .into(),
+    });
+    let volume = norms.centile_volume(name, Sex::Male, 40.0, 30.0, &site).unwrap();
+    let a = norms.assess_method(name, volume, Some(Sex::Male), Some(40.0), &site, Some(table));
+    assert!((a.percentile.unwrap() - 30.0).abs() < 1e-6, "{name}");
+    let [low, high] = a.band.unwrap();
+    let z = a.z.unwrap();
+    // the offset's error alone, not the method's scatter again
+    assert!(
+        (z - norms::normal_quantile(low / 100.0) - 0.1).abs() < 1e-6,
+        "{name} {low}"
+    );
+    assert!(
+        (norms::normal_quantile(high / 100.0) - z - 0.1).abs() < 1e-6,
+        "{name} {high}"
+    );
+    assert!(0.1 < v.delta_z_sd);
+    // uncalibrated, the same volume is withheld
+    let plain = norms.assess_method(name, volume, Some(Sex::Male), Some(40.0), &Site::default(), Some(table));
+    assert!(matches!(plain.no_percentile, Some(NoPercentile::MethodBiased { .. })));
+    // the calibration holds for its own segmentation only
+    assert!(site.fits("model21_104class", "refined"));
+    assert!(!site.fits("model21_104class", "upstream"));
+    assert!(!site.fits("model18cls", "refined"));
+    assert!(Site::TrainingAverage.fits("model18cls", "upstream"));
 }

@@ -247,8 +247,8 @@ pub fn segment(input: &Volume<f32>, assets: &Path, opts: &SegmentOptions) -> Res
     let t_deep = Instant::now();
     // refined labels need the default model's label set and the brain mask
     let mut labelled_fraction_in_mask = None;
-    let labelling = match (&brain_mask, opts.labelling, opts.model) {
-        (Some(mask), Labelling::Refined, ModelId::DEFAULT) => {
+    let labelling = match &brain_mask {
+        Some(mask) if Labelling::drawn(opts.labelling, opts.model, true) == Labelling::Refined => {
             let (labelled, inside) = labels
                 .data
                 .iter()

@@ -45,6 +45,15 @@ pub enum Labelling {
 }
 
 impl Labelling {
+    /// The labelling a run that asks for `requested` gets: refined labels need the default
+    /// model's label set and the brain mask, and are upstream's otherwise.
+    pub fn drawn(requested: Labelling, model: crate::ModelId, brain_mask: bool) -> Labelling {
+        match (requested, model, brain_mask) {
+            (Labelling::Refined, crate::ModelId::DEFAULT, true) => Labelling::Refined,
+            _ => Labelling::Upstream,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Labelling::Upstream => "upstream",

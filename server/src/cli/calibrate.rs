@@ -22,7 +22,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use norms::calibration::{CalibrationError, Control, MIN_CONTROLS, RECOMMENDED_CONTROLS};
-use norms::{Calibration, Norms, Sex};
+use norms::{Calibration, MeasuredBy, Norms, Sex};
 use volumetry::VolumesJson;
 
 #[derive(Debug, clap::Args)]
@@ -82,6 +82,12 @@ pub enum VolumesProblem {
     DuplicateRegion { name: String },
     #[error("the segmentation failed its quality check ({codes}): segment it again or remove the control")]
     QualityFailed { codes: String },
+    #[error("segmented as {found}, line {first_line} as {first}: every control must be segmented the same way")]
+    OtherMethod {
+        found: Box<MeasuredBy>,
+        first: Box<MeasuredBy>,
+        first_line: usize,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +137,7 @@ pub fn run(args: &CalibrateArgs) -> Result<Calibrated, CalibrateError> {
     let rows = parse_controls_csv(&text, &args.controls)?;
     let mut controls = Vec::with_capacity(rows.len());
     let mut flagged_left_out = 0;
+    let mut measured_by: Option<(MeasuredBy, usize)> = None;
     for row in &rows {
         let volumes_error = |problem| CalibrateError::Volumes {
             csv: args.controls.clone(),
@@ -140,6 +147,21 @@ pub fn run(args: &CalibrateArgs) -> Result<Calibrated, CalibrateError> {
         };
         let json = std::fs::read_to_string(&row.volumes_json).map_err(|e| volumes_error(VolumesProblem::Read(e)))?;
         let vj: VolumesJson = serde_json::from_str(&json).map_err(|e| volumes_error(VolumesProblem::Parse(e)))?;
+        let method = MeasuredBy {
+            model: vj.model.clone(),
+            labelling: vj.labelling.as_str().to_string(),
+        };
+        match &measured_by {
+            None => measured_by = Some((method, row.line)),
+            Some((first, first_line)) if *first != method => {
+                return Err(volumes_error(VolumesProblem::OtherMethod {
+                    found: Box::new(method),
+                    first: Box::new(first.clone()),
+                    first_line: *first_line,
+                }));
+            }
+            Some(_) => {}
+        }
         let (volumes, left_out) = control_volumes(&vj).map_err(volumes_error)?;
         flagged_left_out += left_out;
         controls.push(Control {
@@ -148,16 +170,25 @@ pub fn run(args: &CalibrateArgs) -> Result<Calibrated, CalibrateError> {
             volumes,
         });
     }
+    // an empty CSV leaves no method: the estimate refuses it for too few controls
+    let measured_by = measured_by.map_or_else(
+        || MeasuredBy {
+            model: String::new(),
+            labelling: String::new(),
+        },
+        |(m, _)| m,
+    );
     let calibration =
-        Calibration::estimate(Norms::embedded(), &controls, &args.label).map_err(|source| {
-            match source.control().and_then(|i| rows.get(i)) {
-                Some(row) => CalibrateError::Control {
-                    csv: args.controls.clone(),
-                    line: row.line,
-                    source,
-                },
-                None => CalibrateError::Calibration(source),
-            }
+        Calibration::estimate(Norms::embedded(), &controls, &args.label, measured_by).map_err(|source| match source
+            .control()
+            .and_then(|i| rows.get(i))
+        {
+            Some(row) => CalibrateError::Control {
+                csv: args.controls.clone(),
+                line: row.line,
+                source,
+            },
+            None => CalibrateError::Calibration(source),
         })?;
     write_atomically(&args.out, calibration.to_json_pretty().as_bytes()).map_err(|source| CalibrateError::Write {
         path: args.out.clone(),
@@ -503,6 +534,10 @@ mod tests {
 
     /// A `volumes.json` for a control at the model's mean plus `z` SD in every region.
     fn volumes_json(age: f64, sex: Sex, z: f64, flags: serde_json::Value) -> String {
+        volumes_json_labelled(age, sex, z, flags, "refined")
+    }
+
+    fn volumes_json_labelled(age: f64, sex: Sex, z: f64, flags: serde_json::Value, labelling: &str) -> String {
         let norms = Norms::embedded();
         let mut regions = Vec::new();
         for (label, (name, model)) in norms::REGION_MAP.iter().enumerate() {
@@ -523,6 +558,7 @@ mod tests {
         let icv = norms.model(ICV_REGION).unwrap().unwarp(p.mu_w + z * p.sigma_w);
         serde_json::json!({
             "model": "model21_104class",
+            "labelling": labelling,
             "grid": "conformed_1mm",
             "icv_mm3": icv,
             "regions": regions,
@@ -558,6 +594,7 @@ mod tests {
         let done = run(&args).unwrap();
         let cal = Calibration::from_json(&std::fs::read_to_string(&args.out).unwrap()).unwrap();
         assert_eq!(cal.n_controls, 24);
+        assert_eq!(cal.measured_by.to_string(), "model21_104class, refined labels");
         assert_eq!(done.flagged_left_out, 1);
         assert_eq!(cal.regions["Left-Hippocampus"].n, 23);
         assert_eq!(cal.regions["Right-Hippocampus"].n, 24);
@@ -610,6 +647,31 @@ mod tests {
         let err = run(&args).unwrap_err();
         assert!(
             matches!(&err, CalibrateError::Volumes { line: 9, problem: VolumesProblem::QualityFailed { codes }, .. } if codes == "too_little_labelled"),
+            "{err}"
+        );
+        assert!(!args.out.exists());
+
+        // a control segmented another way: refused, naming both lines
+        std::fs::write(
+            dir.join("scans/c7.json"),
+            volumes_json_labelled(39.0, Sex::Male, 0.0, serde_json::json!([]), "upstream"),
+        )
+        .unwrap();
+        let err = run(&args).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                CalibrateError::Volumes {
+                    line: 9,
+                    problem: VolumesProblem::OtherMethod { first_line: 2, .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("segmented as model21_104class, upstream labels, line 2 as model21_104class, refined labels"),
             "{err}"
         );
         assert!(!args.out.exists());

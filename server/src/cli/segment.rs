@@ -60,6 +60,7 @@ pub fn fill_percentiles(vj: &mut VolumesJson, sex: Option<Sex>, age: Option<f64>
     // the flags decide, as for the scorer (files written before grades have none stored)
     let flags = vj.quality.as_ref().map(|q| q.flags.as_slice()).unwrap_or(&[]);
     let whole_failed = volumetry::Grade::of_flags(flags) == volumetry::Grade::C;
+    let (site, not_applied) = crate::pipeline::score::site_for(vj, site);
     let scored = crate::pipeline::score::score_regions(vj, sex, age, site, whole_failed);
     for (region, s) in vj.regions.iter_mut().zip(scored) {
         region.percentile = s.percentile;
@@ -67,7 +68,11 @@ pub fn fill_percentiles(vj: &mut VolumesJson, sex: Option<Sex>, age: Option<f64>
         region.no_percentile = s.no_percentile;
         region.no_percentile_reason = s.no_percentile_reason;
     }
-    vj.calibration = Some(norms::calibration::describe(site));
+    let used = norms::calibration::describe(site);
+    vj.calibration = Some(match not_applied {
+        Some(note) => format!("{used} ({})", note.message),
+        None => used,
+    });
 }
 
 /// What a finished `neurovol segment` reports.

@@ -81,7 +81,7 @@ impl PipelineSettings {
             segment_timeout: Duration::from_secs(config.segment_timeout_secs),
             convert: convert_settings(config),
             tmp_dir: config.tmp_dir(),
-            site: config.load_site()?,
+            site: config.load_site_for_pipeline()?,
         })
     }
 }

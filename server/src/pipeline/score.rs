@@ -207,6 +207,29 @@ pub fn score_regions(
         .collect()
 }
 
+/// The site `volumes` are scored with: the configured one where it holds for how they were
+/// segmented ([`Site::fits`]), else the training-site average and a note saying why.
+pub fn site_for<'a>(volumes: &VolumesJson, site: &'a Site) -> (&'a Site, Option<Warning>) {
+    static AVERAGE: Site = Site::TrainingAverage;
+    match site {
+        Site::Calibrated(c) if !site.fits(&volumes.model, volumes.labelling.as_str()) => {
+            let learnt_on = c.measured_by.as_ref().map_or_else(String::new, |m| m.to_string());
+            let note = Warning {
+                code: "calibration_not_applied".into(),
+                message: format!(
+                    "The site calibration {} was learnt on scans segmented as {learnt_on}, this one as {}, {} labels: \
+                     its percentiles use the reference's training-site average.",
+                    c.label,
+                    volumes.model,
+                    volumes.labelling.as_str()
+                ),
+            };
+            (&AVERAGE, Some(note))
+        }
+        _ => (site, None),
+    }
+}
+
 /// The `no_percentile` code of a region withheld for a quality reason.
 const FLAGGED: &str = "flagged";
 
@@ -219,6 +242,8 @@ pub fn score(volumes: &VolumesJson, facts: &ScanFacts, extra_warnings: Vec<Warni
     let (grade, grade_reasons) = grade(volumes, &extra_warnings);
     let global_failure = grade == Grade::C;
     let mut warnings = extra_warnings;
+    let (site, not_applied) = site_for(volumes, site);
+    warnings.extend(not_applied);
 
     let flags = volumes.quality.as_ref().map(|q| q.flags.as_slice()).unwrap_or(&[]);
     for f in flags
@@ -500,6 +525,10 @@ mod tests {
             .sigma_w;
         let site = Site::Calibrated(norms::SiteCalibration {
             label: "Site A, 3T MPRAGE (40 controls)".into(),
+            measured_by: Some(norms::MeasuredBy {
+                model: "model21_104class".into(),
+                labelling: "refined".into(),
+            }),
             offsets: [(
                 bc,
                 norms::SiteOffset {
@@ -532,6 +561,24 @@ mod tests {
             Some("Site A, 3T MPRAGE (40 controls)")
         );
         assert_eq!(calibrated.site, site);
+        assert!(calibrated.warnings.is_empty(), "{:?}", calibrated.warnings);
+
+        // learnt on upstream labels, it does not calibrate refined ones: the average site,
+        // and the report says why
+        let mut upstream = v.clone();
+        upstream.labelling = Labelling::Upstream;
+        let r = score(&upstream, &facts(Some(50), "M"), vec![], &site);
+        assert_eq!(r.site, Site::TrainingAverage);
+        assert_eq!(r.regions[0].percentile, plain.regions[0].percentile);
+        assert_eq!(r.calibration, plain.calibration);
+        let note = r.warnings.iter().find(|w| w.code == "calibration_not_applied").unwrap();
+        assert!(
+            note.message.contains(
+                "segmented as model21_104class, refined labels, this one as model21_104class, upstream labels"
+            ),
+            "{}",
+            note.message
+        );
     }
 
     #[test]
