@@ -68,13 +68,12 @@ pub fn centile_name(c: f64) -> String {
 }
 
 /// The curves' volumes at one age, in words: what hovering the plot shows.
-pub fn readout_at(region: &str, sex: Sex, age: f64) -> Option<String> {
+pub fn readout_at(region: &str, sex: Sex, age: f64, site: &Site) -> Option<String> {
     let norms = Norms::embedded();
-    let site = Site::default();
     let parts = CHART_CENTILES
         .iter()
         .map(|&c| {
-            let v = norms.centile_volume(region, sex, age, c, &site).ok()?;
+            let v = norms.centile_volume(region, sex, age, c, site).ok()?;
             Some(format!("{} {:.2}", centile_name(c), v / 1000.0))
         })
         .collect::<Option<Vec<_>>>()?;
@@ -140,10 +139,17 @@ fn plot_error<E: std::fmt::Debug>(e: E) -> String {
     format!("the chart could not be drawn: {e:?}")
 }
 
-/// Draws the chart of `region` (its title `title`) for `sex`.
-pub fn centile_chart(region: &str, title: &str, sex: Sex, points: &[ScanPoint]) -> Result<Chart, String> {
+/// Draws the chart of `region` (its title `title`) for `sex`, with the centiles of `site`
+/// (the one the scan's percentiles were computed with), or without any where `site` is
+/// `None`: the volumes alone, for a structure our method cannot set against the reference.
+pub fn centile_chart(
+    region: &str,
+    title: &str,
+    sex: Sex,
+    site: Option<&Site>,
+    points: &[ScanPoint],
+) -> Result<Chart, String> {
     let norms = Norms::embedded();
-    let site = Site::default();
     let (min, max) = norms.age_range();
     let (lo, hi) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
         (a.min(p.age_years), b.max(p.age_years))
@@ -158,9 +164,13 @@ pub fn centile_chart(region: &str, title: &str, sex: Sex, points: &[ScanPoint]) 
     }
     let steps = 120;
     let ages: Vec<f64> = (0..=steps).map(|i| a0 + (a1 - a0) * i as f64 / steps as f64).collect();
-    let curves = norms
-        .centile_curves(region, sex, &CHART_CENTILES, &ages, &site)
-        .map_err(|e| e.to_string())?;
+    let curves = match site {
+        Some(site) => norms
+            .centile_curves(region, sex, &CHART_CENTILES, &ages, site)
+            .map_err(|e| e.to_string())?,
+        None if points.is_empty() => return Err("no reference and no scan to draw".into()),
+        None => Vec::new(),
+    };
     let ml = |v: f64| v / 1000.0;
     let (mut v0, mut v1) = (f64::INFINITY, f64::NEG_INFINITY);
     for p in curves.iter().flat_map(|c| &c.points) {
@@ -171,7 +181,8 @@ pub fn centile_chart(region: &str, title: &str, sex: Sex, points: &[ScanPoint]) 
         v0 = v0.min(ml(p.volume_mm3));
         v1 = v1.max(ml(p.volume_mm3));
     }
-    let pad = (v1 - v0) * 0.08;
+    // one volume alone still needs a scale
+    let pad = ((v1 - v0) * 0.08).max(v1 * 0.02);
     let (v0, v1) = (v0 - pad, v1 + pad);
 
     let mut svg = String::new();
@@ -276,7 +287,10 @@ pub fn centile_chart(region: &str, title: &str, sex: Sex, points: &[ScanPoint]) 
         }
         root.present().map_err(plot_error)?;
     }
-    let label = format!("Centile chart of {title}: the reference's 1st to 99th centiles by age, and your scans");
+    let label = match site {
+        Some(_) => format!("Centile chart of {title}: the reference's 1st to 99th centiles by age, and your scans"),
+        None => format!("Chart of {title}: your scans' volumes by age, without the reference's centiles"),
+    };
     let svg = svg.replacen(
         "<svg ",
         &format!(r#"<svg role="img" aria-label="{label}" class="centile-chart" "#),
@@ -306,7 +320,14 @@ mod tests {
     #[test]
     fn curves_points_and_the_transform() {
         let points = [point(60.0, 4.1, false), point(67.0, 3.9, true)];
-        let chart = centile_chart("Left-Hippocampus", "Hippocampus — left", Sex::Female, &points).unwrap();
+        let chart = centile_chart(
+            "Left-Hippocampus",
+            "Hippocampus — left",
+            Sex::Female,
+            Some(&Site::default()),
+            &points,
+        )
+        .unwrap();
         assert!(
             chart
                 .svg
@@ -348,10 +369,59 @@ mod tests {
 
     #[test]
     fn readouts_and_regions_without_a_reference() {
-        let r = readout_at("Left-Hippocampus", Sex::Male, 52.0).unwrap();
+        let r = readout_at("Left-Hippocampus", Sex::Male, 52.0, &Site::default()).unwrap();
         assert!(r.starts_with("At 52 years, centiles (mL): 1st "), "{r}");
         assert!(has_reference("Left-Hippocampus"));
         assert!(!has_reference("ctx-lh-bankssts"));
-        assert!(centile_chart("ctx-lh-bankssts", "x", Sex::Male, &[]).is_err());
+        assert!(centile_chart("ctx-lh-bankssts", "x", Sex::Male, Some(&Site::default()), &[]).is_err());
+    }
+
+    #[test]
+    fn a_calibrated_site_draws_its_own_centiles() {
+        let norms = Norms::embedded();
+        let model = norms.model("Left-Hippocampus").unwrap();
+        let sigma = norms
+            .predict("Left-Hippocampus", Sex::Male, 52.0, &Site::default())
+            .unwrap()
+            .sigma_w;
+        let site = Site::Calibrated(norms::SiteCalibration {
+            label: "Site A (30 controls)".into(),
+            measured_by: None,
+            offsets: [(
+                model.name.clone(),
+                norms::SiteOffset {
+                    mu_w: -sigma,
+                    s2_w: 0.0,
+                    se_w: 0.0,
+                },
+            )]
+            .into(),
+        });
+        let plain = readout_at("Left-Hippocampus", Sex::Male, 52.0, &Site::default()).unwrap();
+        let calibrated = readout_at("Left-Hippocampus", Sex::Male, 52.0, &site).unwrap();
+        assert_ne!(plain, calibrated);
+        let median = norms
+            .centile_volume("Left-Hippocampus", Sex::Male, 52.0, 50.0, &site)
+            .unwrap();
+        assert!(
+            calibrated.contains(&format!("50th {:.2}", median / 1000.0)),
+            "{calibrated}"
+        );
+        let points = [ScanPoint {
+            scan_id: "s".into(),
+            date: None,
+            age_years: 52.0,
+            volume_mm3: median,
+            current: true,
+        }];
+        let a = centile_chart("Left-Hippocampus", "x", Sex::Male, Some(&Site::default()), &points).unwrap();
+        let b = centile_chart("Left-Hippocampus", "x", Sex::Male, Some(&site), &points).unwrap();
+        assert_ne!(a.svg, b.svg);
+        // without a reference: the scans alone, and the label says so
+        let bare = centile_chart("Left-Hippocampus", "x", Sex::Male, None, &points).unwrap();
+        assert!(bare.svg.contains("without the reference's centiles"));
+        assert!(!bare.svg.contains(">50th<"));
+        assert_eq!(bare.svg.matches("data-testid=\"chart-point\"").count(), 1);
+        assert!(centile_chart("Left-Hippocampus", "x", Sex::Male, None, &[]).is_err());
     }
 }

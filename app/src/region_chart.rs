@@ -5,7 +5,7 @@
 //! page with `?region=…`, which the server draws.
 
 use leptos::prelude::*;
-use norms::Sex;
+use norms::{Sex, Site};
 
 use crate::chart::{CHART_CENTILES, SIZE, ScanPoint, centile_chart, centile_name, readout_at};
 
@@ -15,6 +15,9 @@ pub struct ChartChoice {
     pub name: String,
     pub text: String,
     pub points: Vec<ScanPoint>,
+    /// Whether the reference's centiles are drawn: not where our method withholds the
+    /// structure's percentile (its volumes are then shown alone).
+    pub reference: bool,
 }
 
 /// The region on the other side ("Left-X" ↔ "Right-X"), when there is one.
@@ -27,14 +30,21 @@ fn other_side(name: &str) -> Option<String> {
 }
 
 #[component]
-pub fn RegionChart(choices: Vec<ChartChoice>, sex: Sex, selected: RwSignal<String>) -> impl IntoView {
+pub fn RegionChart(
+    choices: Vec<ChartChoice>,
+    sex: Sex,
+    /// The site the percentiles were computed with: the curves are its centiles.
+    site: Site,
+    selected: RwSignal<String>,
+) -> impl IntoView {
     let choices = StoredValue::new(choices);
+    let site = StoredValue::new(site);
     let readout = RwSignal::new(String::new());
     let chart = Memo::new(move |_| {
         let name = selected.get();
         choices.with_value(|all| {
             let c = all.iter().find(|c| c.name == name).or_else(|| all.first())?;
-            centile_chart(&c.name, &c.text, sex, &c.points)
+            site.with_value(|site| centile_chart(&c.name, &c.text, sex, c.reference.then_some(site), &c.points))
                 .ok()
                 .map(|chart| (c.clone(), chart.svg, chart.frame))
         })
@@ -66,8 +76,9 @@ pub fn RegionChart(choices: Vec<ChartChoice>, sex: Sex, selected: RwSignal<Strin
         }
         let x = (f64::from(ev.client_x()) - rect.left()) * f64::from(SIZE.0) / rect.width();
         if let Some((c, _, frame)) = chart.get_untracked()
+            && c.reference
             && let Some(age) = frame.age_at(x)
-            && let Some(text) = readout_at(&c.name, sex, age)
+            && let Some(text) = site.with_value(|site| readout_at(&c.name, sex, age, site))
         {
             readout.set(text);
         }
@@ -119,16 +130,20 @@ pub fn RegionChart(choices: Vec<ChartChoice>, sex: Sex, selected: RwSignal<Strin
                     if r.is_empty() { "Point at the chart or a scan's dot (or Tab to it) to read exact values.".to_string() } else { r }
                 }}
             </p>
-            {move || chart.get().map(|(c, ..)| chart_table(&c, sex))}
+            {move || chart.get().filter(|(c, ..)| !c.reference).map(|_| view! {
+                <p class="muted small" data-testid="chart-no-reference">
+                    "No reference centiles for this structure: our volumes of it differ too much from FreeSurfer's, on which the reference was built. Its change between your scans is measured the same way each time."
+                </p>
+            })}
+            {move || chart.get().map(|(c, ..)| site.with_value(|site| chart_table(&c, sex, site)))}
         </section>
     }
 }
 
 /// The chart's values as a table (for screen readers and print): the reference's centiles
 /// at each scan's age, and the scan's volume.
-fn chart_table(c: &ChartChoice, sex: Sex) -> impl IntoView + use<> {
+fn chart_table(c: &ChartChoice, sex: Sex, site: &Site) -> impl IntoView + use<> {
     let norms = norms::Norms::embedded();
-    let site = norms::Site::default();
     let rows = c
         .points
         .iter()
@@ -136,7 +151,10 @@ fn chart_table(c: &ChartChoice, sex: Sex) -> impl IntoView + use<> {
             let cells = CHART_CENTILES
                 .iter()
                 .map(|&k| {
-                    let v = norms.centile_volume(&c.name, sex, p.age_years, k, &site).ok();
+                    let v = c
+                        .reference
+                        .then(|| norms.centile_volume(&c.name, sex, p.age_years, k, site).ok())
+                        .flatten();
                     view! { <td class="num">{v.map_or("—".to_string(), |v| format!("{:.2}", v / 1000.0))}</td> }
                 })
                 .collect_view();

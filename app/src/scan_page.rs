@@ -207,6 +207,7 @@ fn chart_and_table(d: &ScanDetail) -> impl IntoView + use<> {
             let mut points: Vec<ScanPoint> = earlier.chain(current).collect();
             points.sort_by(|a, b| a.age_years.total_cmp(&b.age_years));
             ChartChoice {
+                reference: true,
                 name: r.name.clone(),
                 text: crate::regions::describe(&r.name).text,
                 points,
@@ -226,7 +227,7 @@ fn chart_and_table(d: &ScanDetail) -> impl IntoView + use<> {
     let charted = sex.zip(initial).filter(|_| s.age_years.is_some());
     let selected = RwSignal::new(charted.as_ref().map(|(_, n)| n.clone()).unwrap_or_default());
     let chart = match charted {
-        Some((sex, _)) => view! { <RegionChart choices=choices sex=sex selected=selected/> }.into_any(),
+        Some((sex, _)) => view! { <RegionChart choices=choices sex=sex site=d.site.clone() selected=selected/> }.into_any(),
         None => view! {
             <p class="muted" data-testid="no-chart">"No centile chart: the reference is by age and sex, and this scan does not record both."</p>
         }

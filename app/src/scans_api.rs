@@ -55,9 +55,12 @@ pub struct ScanDetail {
     pub grade: Option<String>,
     #[serde(default)]
     pub grade_reasons: Vec<String>,
-    /// The site calibration the percentiles use, in words.
+    /// The site calibration the percentiles use, in words…
     #[serde(default)]
     pub calibration: Option<String>,
+    /// …and itself: the charts' centiles are its.
+    #[serde(default)]
+    pub site: norms::Site,
     /// What the validity table that decided which percentiles are shown measured.
     #[serde(default)]
     pub validity: Option<String>,
@@ -265,6 +268,12 @@ pub struct RegionRow {
     pub asymmetry: Option<f64>,
 }
 
+/// Whether a `no_percentile` code says our method cannot support a percentile (the validity
+/// table's `method_*` codes), rather than the scan or the reference.
+pub fn is_method_code(code: &str) -> bool {
+    code.starts_with("method_")
+}
+
 impl RegionRow {
     /// Whether its centile chart is drawn: it has a reference, and our method may place it
     /// on it (a region whose percentile the validity table withholds gets no dot among the
@@ -273,9 +282,9 @@ impl RegionRow {
         crate::chart::has_reference(&self.name) && !self.withheld_by_method()
     }
 
-    /// Whether the validity table withheld its percentile (`method_*` codes).
+    /// Whether the validity table withheld its percentile.
     pub fn withheld_by_method(&self) -> bool {
-        self.no_percentile.as_deref().is_some_and(|c| c.starts_with("method_"))
+        self.no_percentile.as_deref().is_some_and(is_method_code)
     }
 
     /// The scorer's words, with their figure, for a percentile our method withheld (the

@@ -53,6 +53,10 @@ pub struct TimelineScan {
     pub model: Option<String>,
     /// How its labels were drawn (`upstream`, `refined`).
     pub labelling: Option<String>,
+    /// Regions whose percentile our method withholds: not charted against the reference.
+    pub withheld_by_method: Vec<String>,
+    /// The site its percentiles were computed with.
+    pub site: Site,
     pub neurovol_version: Option<String>,
     /// (region, volume in mm³, percentile).
     pub regions: Vec<(String, f64, Option<f64>)>,
@@ -252,8 +256,8 @@ pub fn region_change(step: &Step<'_>, region: &str) -> Option<RegionChange> {
         let sex = Sex::from_code(&step.from.sex)?;
         let age = f64::from(step.from.age_years?);
         let norms = Norms::embedded();
-        let site = Site::TrainingAverage;
-        let at = |a: f64| norms.centile_volume(region, sex, a, p1?.clamp(0.5, 99.5), &site).ok();
+        let site = &step.from.site;
+        let at = |a: f64| norms.centile_volume(region, sex, a, p1?.clamp(0.5, 99.5), site).ok();
         let (e1, e2) = (at(age)?, at(age + years)?);
         Some(100.0 * (e2 - e1) / e1 / years)
     })();
@@ -281,6 +285,8 @@ mod tests {
             voxel_mm: Some([1.0, 1.0, 1.0]),
             model: Some(model.into()),
             labelling: Some("refined".into()),
+            withheld_by_method: vec![],
+            site: Site::TrainingAverage,
             neurovol_version: Some("0.1.0".into()),
             regions: vec![("Left-Hippocampus".into(), hippo, Some(40.0))],
         }

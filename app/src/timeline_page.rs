@@ -53,6 +53,8 @@ fn timeline(scans: Vec<TimelineScan>) -> impl IntoView {
         .iter()
         .filter(|(name, ..)| has_reference(name))
         .map(|(name, ..)| ChartChoice {
+            // a region our method withholds a percentile for is not set against the reference
+            reference: !latest.withheld_by_method.contains(name),
             name: name.clone(),
             text: describe(name).text,
             points: scans
@@ -77,7 +79,7 @@ fn timeline(scans: Vec<TimelineScan>) -> impl IntoView {
         .unwrap_or_default();
     let selected = RwSignal::new(first);
     let chart = match sex.filter(|_| !choices.is_empty()) {
-        Some(sex) => view! { <RegionChart choices=choices sex=sex selected=selected/> }.into_any(),
+        Some(sex) => view! { <RegionChart choices=choices sex=sex site=latest.site.clone() selected=selected/> }.into_any(),
         None => view! {
             <p class="muted" data-testid="no-chart">"No centile chart: the reference is by age and sex, and the latest scan does not record both."</p>
         }

@@ -267,6 +267,9 @@ test("a dropped T1 series reaches its results: the thalamus with a volume, a per
   // method's is withheld), so no centile curve to read the expected change from
   await expect(step.locator("td[data-col=annualised]")).toHaveText("+0.0 %");
   await expect(step.locator("td[data-col=expected]")).toHaveText("—");
+  // its volumes are charted alone, without the reference's curves, and the page says why
+  await expect(page.getByTestId("chart-no-reference")).toBeVisible();
+  await expect(page.getByTestId("chart").locator("svg")).toHaveAttribute("aria-label", /without the reference's centiles/);
   expect(await page.getByTestId("timeline-region").count()).toBeGreaterThan(20);
   await expect(page.getByTestId("last-step-caveat")).toHaveCount(0);
   // another region, without a page load
@@ -274,6 +277,10 @@ test("a dropped T1 series reaches its results: the thalamus with a volume, a per
   await page.getByTestId("chart-region").selectOption({ label: "Putamen — left" });
   await expect(page.getByTestId("timeline-changes")).toHaveAttribute("data-region", "Left-Putamen");
   await expect(page.getByTestId("chart").getByTestId("chart-point")).toHaveCount(2);
+  // a region with a percentile has the reference's curves
+  await page.getByTestId("chart-region").selectOption({ label: "Lateral ventricle — left" });
+  await expect(page.getByTestId("chart").locator("svg")).toHaveAttribute("aria-label", /1st to 99th centiles/);
+  await expect(page.getByTestId("chart-no-reference")).toHaveCount(0);
 
   const otherScanner = rescan("t1_mprage_sag_phi.zip", test.info().outputPath("rescan-2022.zip"), {
     studyDate: "20220120",

@@ -63,10 +63,10 @@ pub const LIMIT_CENTILES: [f64; 7] = [1.0, 5.0, 25.0, 50.0, 75.0, 95.0, 99.0];
 
 /// The reference's centile volumes (mm³) for each of `regions` that has a normative model,
 /// for the scan's sex (both when it records neither M nor F), at every whole year of the
-/// reference's age range: `region,sex,age_years,p1,p5,p25,p50,p75,p95,p99`.
-pub fn normal_limits_csv(regions: &[String], sex: &str) -> String {
+/// reference's age range, at the site the scan was scored with:
+/// `region,sex,age_years,p1,p5,p25,p50,p75,p95,p99`.
+pub fn normal_limits_csv(regions: &[String], sex: &str, site: &Site) -> String {
     let norms = Norms::embedded();
-    let site = Site::default();
     let sexes: Vec<Sex> = match Sex::from_code(sex) {
         Some(s) => vec![s],
         None => vec![Sex::Female, Sex::Male],
@@ -80,7 +80,7 @@ pub fn normal_limits_csv(regions: &[String], sex: &str) -> String {
     csv.push('\n');
     for region in regions {
         for &s in &sexes {
-            let Ok(curves) = norms.centile_curves(region, s, &LIMIT_CENTILES, &ages, &site) else {
+            let Ok(curves) = norms.centile_curves(region, s, &LIMIT_CENTILES, &ages, site) else {
                 continue;
             };
             for (i, age) in ages.iter().enumerate() {
@@ -146,7 +146,7 @@ mod tests {
     #[test]
     fn normal_limits_cover_the_reference_ages_of_modelled_regions() {
         let regions = ["Left-Hippocampus".to_string(), "ctx-lh-bankssts".to_string()];
-        let csv = normal_limits_csv(&regions, "F");
+        let csv = normal_limits_csv(&regions, "F", &Site::default());
         let mut lines = csv.lines();
         assert_eq!(lines.next(), Some("region,sex,age_years,p1,p5,p25,p50,p75,p95,p99"));
         let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
@@ -169,6 +169,38 @@ mod tests {
         assert!((at67[4].parse::<f64>().unwrap() - page[0]).abs() < 0.06);
         assert!((at67[8].parse::<f64>().unwrap() - page[4]).abs() < 0.06);
         // unknown sex: both
-        assert_eq!(normal_limits_csv(&regions, "U").lines().count(), 2 * rows.len() + 1);
+        assert_eq!(
+            normal_limits_csv(&regions, "U", &Site::default()).lines().count(),
+            2 * rows.len() + 1
+        );
+        // a calibrated site moves the limits as it moves the percentiles
+        let norms = Norms::embedded();
+        let sigma = norms
+            .predict("Left-Hippocampus", Sex::Female, 67.0, &Site::default())
+            .unwrap()
+            .sigma_w;
+        let site = Site::Calibrated(norms::SiteCalibration {
+            label: "Site A (30 controls)".into(),
+            measured_by: None,
+            offsets: [(
+                norms.model("Left-Hippocampus").unwrap().name.clone(),
+                norms::SiteOffset {
+                    mu_w: sigma,
+                    s2_w: 0.0,
+                    se_w: 0.0,
+                },
+            )]
+            .into(),
+        });
+        let shifted = normal_limits_csv(&regions, "F", &site);
+        let median_at_67 = |csv: &str| -> f64 {
+            let row = csv.lines().find(|l| l.starts_with("Left-Hippocampus,F,67,")).unwrap();
+            row.split(',').nth(6).unwrap().parse().unwrap()
+        };
+        let expected = norms
+            .centile_volume("Left-Hippocampus", Sex::Female, 67.0, 50.0, &site)
+            .unwrap();
+        assert!((median_at_67(&shifted) - expected).abs() < 0.06);
+        assert!(median_at_67(&shifted) > median_at_67(&csv) + 1.0);
     }
 }

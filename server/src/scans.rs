@@ -131,6 +131,17 @@ async fn timeline(db: &Db, user_id: &str) -> Result<Vec<app::timeline::TimelineS
                 voxel_mm: conversion.map(|c| c.voxel_mm),
                 model: result.as_ref().map(|r| r.model.clone()),
                 labelling: result.as_ref().map(|r| r.labelling().as_str().to_string()),
+                withheld_by_method: result
+                    .as_ref()
+                    .map(|r| {
+                        r.regions
+                            .iter()
+                            .filter(|g| g.no_percentile.as_deref().is_some_and(app::scans_api::is_method_code))
+                            .map(|g| g.name.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                site: result.as_ref().map(|r| r.site.clone()).unwrap_or_default(),
                 neurovol_version: result.and_then(|r| r.neurovol_version),
                 regions,
                 id,
@@ -228,6 +239,7 @@ async fn detail_from(db: &Db, scan_id: &str, row: &sqlx::any::AnyRow) -> Result<
         grade: result.as_ref().and_then(|r| r.grade).map(|g| g.as_str().to_string()),
         grade_reasons: result.as_ref().map(|r| r.grade_reasons.clone()).unwrap_or_default(),
         calibration: result.as_ref().and_then(|r| r.calibration.clone()),
+        site: result.as_ref().map(|r| r.site.clone()).unwrap_or_default(),
         validity: result.as_ref().and_then(|r| r.validity.clone()),
         icv_mm3: result.as_ref().and_then(|r| r.icv_mm3),
         regions,
@@ -364,8 +376,14 @@ pub async fn file_source(
                 .map(|r| r.try_get::<String, _>("name"))
                 .collect::<Result<Vec<_>, _>>()?;
             let sex: String = row.try_get("sex")?;
+            // the centiles the scan's percentiles were computed with
+            let site = row
+                .try_get::<Option<String>, _>("result_json")?
+                .and_then(|j| serde_json::from_str::<crate::pipeline::score::Report>(&j).ok())
+                .map(|r| r.site)
+                .unwrap_or_default();
             Some(FileSource::Made(
-                crate::scan_regions::normal_limits_csv(&names, &sex).into_bytes(),
+                crate::scan_regions::normal_limits_csv(&names, &sex, &site).into_bytes(),
             ))
         }
         ScanFile::LabelColours | ScanFile::LabelLut => label_colours(&row, assets)?.map(|(model, c)| {
