@@ -70,7 +70,7 @@ fn report(d: ScanDetail) -> impl IntoView {
                         (None, Some(false)) => "failed: percentiles withheld".to_string(),
                         (None, None) => "not available".to_string(),
                     }}
-                    {(!d.grade_reasons.is_empty()).then(|| format!(" — {}", d.grade_reasons.join("; ")))}
+                    {(!d.grade_reasons_beyond_notes().is_empty()).then(|| format!(" — {}", d.grade_reasons_beyond_notes().join("; ")))}
                 </dd>
                 <dt>"Site calibration"</dt>
                 <dd data-testid="report-calibration">{d.calibration.clone().unwrap_or_else(|| "not recorded".into())}</dd>

@@ -126,8 +126,9 @@ fn scan_detail(d: ScanDetail, csrf: String) -> impl IntoView {
                         None if ok => "passed: the segmentation looks like a brain's".to_string(),
                         None => "failed: percentiles are withheld (see the notes above)".to_string(),
                     }}
-                    {(!d.grade_reasons.is_empty()).then(|| view! {
-                        <ul class="small" data-testid="grade-reasons">{d.grade_reasons.iter().map(|r| view! { <li>{r.clone()}</li> }).collect_view()}</ul>
+                    {(d.grade_reasons.len() > d.grade_reasons_beyond_notes().len()).then_some(" (see the notes above)")}
+                    {(!d.grade_reasons_beyond_notes().is_empty()).then(|| view! {
+                        <ul class="small" data-testid="grade-reasons">{d.grade_reasons_beyond_notes().into_iter().map(|r| view! { <li>{r.to_string()}</li> }).collect_view()}</ul>
                     })}
                 </dd>
             })}

@@ -301,6 +301,18 @@ impl RegionRow {
 pub const BAND_CENTILES: [f64; 5] = [5.0, 25.0, 50.0, 75.0, 95.0];
 
 /// What a quality grade means, in a few words.
+impl ScanDetail {
+    /// The grade's reasons that the scan's notes do not already say (a flag about the whole
+    /// segmentation, or about the input, is both a note and a reason).
+    pub fn grade_reasons_beyond_notes(&self) -> Vec<&str> {
+        self.grade_reasons
+            .iter()
+            .map(String::as_str)
+            .filter(|r| !self.warnings.iter().any(|(_, w)| w == r))
+            .collect()
+    }
+}
+
 pub fn grade_text(grade: &str) -> &'static str {
     match grade {
         "A" => "A: no quality concern",

@@ -32,7 +32,7 @@ pub use model::{GeluForm, Model, ModelId};
 pub use nifti::Volume;
 pub use refine::Labelling;
 pub use volumes::{
-    Asymmetry, Grade, Grid, Quality, QualityFlag, VolumeReport, VolumesJson, VolumesJsonRegion,
+    Asymmetry, Grade, Grid, QUALITY_UNCHECKED, Quality, QualityFlag, VolumeReport, VolumesJson, VolumesJsonRegion,
     WHOLE_SEGMENTATION_FLAGS, report, report_on, side_of, volumes_json,
 };
 

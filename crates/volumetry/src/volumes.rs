@@ -110,6 +110,7 @@ impl Grade {
 
 /// Flags that concern the whole segmentation: grade C.
 pub const WHOLE_SEGMENTATION_FLAGS: &[&str] = &[
+    QUALITY_UNCHECKED,
     "too_little_labelled",
     "labels_outside_mask",
     "icv_implausible",
@@ -117,6 +118,10 @@ pub const WHOLE_SEGMENTATION_FLAGS: &[&str] = &[
     "many_missing",
     "brain_poorly_labelled",
 ];
+
+/// The flag of a `volumes.json` without quality signals: what was never checked is not
+/// vouched for (grade C).
+pub const QUALITY_UNCHECKED: &str = "quality_unchecked";
 
 /// More regions than this without a voxel: the image does not hold a whole brain (a whole
 /// brain, the reference's and the development brains', labels every region).
@@ -212,6 +217,20 @@ pub struct VolumesJsonRegion {
     pub no_percentile: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_percentile_reason: Option<String>,
+}
+
+impl VolumesJson {
+    /// The quality flags; for a file without quality signals, the one flag saying so.
+    pub fn quality_flags(&self) -> std::borrow::Cow<'_, [QualityFlag]> {
+        match &self.quality {
+            Some(q) => std::borrow::Cow::Borrowed(&q.flags),
+            None => std::borrow::Cow::Owned(vec![QualityFlag {
+                code: QUALITY_UNCHECKED.into(),
+                region: None,
+                message: "The segmentation's quality was not checked: no percentiles.".into(),
+            }]),
+        }
+    }
 }
 
 fn upstream() -> crate::Labelling {

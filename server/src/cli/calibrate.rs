@@ -265,7 +265,7 @@ impl Calibrated {
 /// quality check, plus `icv_mm3`; and how many were left out for a flag. A global quality
 /// failure refuses the control.
 fn control_volumes(vj: &VolumesJson) -> Result<(BTreeMap<String, f64>, usize), VolumesProblem> {
-    let flags = vj.quality.as_ref().map(|q| q.flags.as_slice()).unwrap_or(&[]);
+    let flags = vj.quality_flags();
     // grade C (a flag about the whole segmentation) refuses the control
     let global: Vec<&str> = flags
         .iter()

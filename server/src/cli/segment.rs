@@ -58,8 +58,8 @@ pub fn labelling(upstream: bool) -> volumetry::Labelling {
 /// rules (`pipeline::score`: validity table, quality grade) and the given site calibration.
 pub fn fill_percentiles(vj: &mut VolumesJson, sex: Option<Sex>, age: Option<f64>, site: &Site) {
     // the flags decide, as for the scorer (files written before grades have none stored)
-    let flags = vj.quality.as_ref().map(|q| q.flags.as_slice()).unwrap_or(&[]);
-    let whole_failed = volumetry::Grade::of_flags(flags) == volumetry::Grade::C;
+    let flags = vj.quality_flags();
+    let whole_failed = volumetry::Grade::of_flags(&flags) == volumetry::Grade::C;
     let (site, not_applied) = crate::pipeline::score::site_for(vj, site);
     let scored = crate::pipeline::score::score_regions(vj, sex, age, site, whole_failed);
     for (region, s) in vj.regions.iter_mut().zip(scored) {

@@ -132,8 +132,8 @@ fn no_percentile_code(e: &NoPercentile) -> &'static str {
 /// The grade of a scored scan: the segmentation's, lowered to B by a note about the input
 /// (coarse voxels), with every reason in words.
 fn grade(volumes: &VolumesJson, input_warnings: &[Warning]) -> (Grade, Vec<String>) {
-    let flags = volumes.quality.as_ref().map(|q| q.flags.as_slice()).unwrap_or(&[]);
-    let mut grade = Grade::of_flags(flags);
+    let flags = volumes.quality_flags();
+    let mut grade = Grade::of_flags(&flags);
     if !input_warnings.is_empty() {
         grade = grade.max(Grade::B);
     }
@@ -156,7 +156,7 @@ pub fn score_regions(
 ) -> Vec<RegionResult> {
     let norms = Norms::embedded();
     let method = ValidityTable::embedded().method(&volumes.model, volumes.labelling.as_str());
-    let flags = volumes.quality.as_ref().map(|q| q.flags.as_slice()).unwrap_or(&[]);
+    let flags = volumes.quality_flags();
     volumes
         .regions
         .iter()
@@ -245,7 +245,7 @@ pub fn score(volumes: &VolumesJson, facts: &ScanFacts, extra_warnings: Vec<Warni
     let (site, not_applied) = site_for(volumes, site);
     warnings.extend(not_applied);
 
-    let flags = volumes.quality.as_ref().map(|q| q.flags.as_slice()).unwrap_or(&[]);
+    let flags = volumes.quality_flags();
     for f in flags
         .iter()
         .filter(|f| f.region.is_none() || WHOLE_SEGMENTATION_FLAGS.contains(&f.code.as_str()))
@@ -452,6 +452,14 @@ mod tests {
         assert_eq!(r.regions[0].percentile, None);
         assert_eq!(r.regions[0].flag.as_deref(), Some("quality"));
         assert!(r.warnings.iter().any(|w| w.code == "too_little_labelled"));
+
+        // a segmentation whose quality was never checked is not vouched for either
+        let mut unchecked = volumes(&[(kept(), 5000.0)], vec![]);
+        unchecked.quality = None;
+        let r = score(&unchecked, &facts(Some(60), "M"), vec![], &Site::default());
+        assert_eq!(r.grade, Some(Grade::C));
+        assert_eq!(r.regions[0].percentile, None);
+        assert!(r.warnings.iter().any(|w| w.code == volumetry::QUALITY_UNCHECKED));
     }
 
     #[test]
