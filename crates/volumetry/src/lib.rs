@@ -283,6 +283,7 @@ pub fn segment(input: &Volume<f32>, assets: &Path, opts: &SegmentOptions) -> Res
                 Some(&mask.data),
                 labels.dims,
             );
+            refine::release_bright_borders(&mut labels.data, &model.labels, &conformed.volume.data, labels.dims);
             Labelling::Refined
         }
         _ => Labelling::Upstream,
