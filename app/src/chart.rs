@@ -379,24 +379,9 @@ mod tests {
     #[test]
     fn a_calibrated_site_draws_its_own_centiles() {
         let norms = Norms::embedded();
-        let model = norms.model("Left-Hippocampus").unwrap();
-        let sigma = norms
-            .predict("Left-Hippocampus", Sex::Male, 52.0, &Site::default())
-            .unwrap()
-            .sigma_w;
-        let site = Site::Calibrated(norms::SiteCalibration {
-            label: "Site A (30 controls)".into(),
-            measured_by: None,
-            offsets: [(
-                model.name.clone(),
-                norms::SiteOffset {
-                    mu_w: -sigma,
-                    s2_w: 0.0,
-                    se_w: 0.0,
-                },
-            )]
-            .into(),
-        });
+        let site = Site::Calibrated(
+            norms::SiteCalibration::one_region(norms, "Left-Hippocampus", Sex::Male, 52.0, -1.0, 0.0).unwrap(),
+        );
         let plain = readout_at("Left-Hippocampus", Sex::Male, 52.0, &Site::default()).unwrap();
         let calibrated = readout_at("Left-Hippocampus", Sex::Male, 52.0, &site).unwrap();
         assert_ne!(plain, calibrated);

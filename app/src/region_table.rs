@@ -123,7 +123,7 @@ fn region_row(
     let uncertainty = r
         .percentile
         .zip(r.percentile_band)
-        .map(|(_, [low, high])| format!("{low:.0}–{high:.0}"));
+        .map(|(_, band)| crate::scans_api::band_text(band));
     view! {
         <tr data-testid="region-row" data-name=r.name.clone() data-group=group.as_str() class=class>
             <td title=r.name.clone() data-col="region">{region_name(text, &r.name, chart.filter(|_| r.chartable()))}</td>
@@ -178,10 +178,10 @@ fn band(p: f64, uncertainty: Option<[f64; 2]>) -> impl IntoView {
     let p = p.clamp(0.0, 100.0);
     let label = match uncertainty {
         Some([low, high]) => format!(
-            "{} (likely between the {} and {}), usual range 5th to 95th percentile",
+            "{} (likely between {} and {}), usual range 5th to 95th percentile",
             ordinal(p),
-            crate::chart::centile_name(low),
-            crate::chart::centile_name(high)
+            ordinal_bound(low),
+            ordinal_bound(high)
         ),
         None => format!("{}, usual range 5th to 95th percentile", ordinal(p)),
     };
@@ -203,19 +203,39 @@ fn band(p: f64, uncertainty: Option<[f64; 2]>) -> impl IntoView {
 
 /// "34th percentile".
 fn ordinal(p: f64) -> String {
-    format!("{} percentile", crate::chart::centile_name(p))
+    format!("{} percentile", ordinal_bound(p))
+}
+
+/// "the 22nd"; "below the 1st" and "above the 99th" at the ends, where no one stands.
+fn ordinal_bound(p: f64) -> String {
+    if p < 0.5 {
+        "below the 1st".into()
+    } else if p >= 99.5 {
+        "above the 99th".into()
+    } else {
+        format!("the {}", crate::chart::centile_name(p))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::ordinal;
+    use crate::scans_api::band_text;
 
     #[test]
     fn ordinals() {
-        assert_eq!(ordinal(1.2), "1st percentile");
-        assert_eq!(ordinal(11.0), "11th percentile");
-        assert_eq!(ordinal(22.4), "22nd percentile");
-        assert_eq!(ordinal(33.0), "33rd percentile");
-        assert_eq!(ordinal(99.6), "100th percentile");
+        assert_eq!(ordinal(1.2), "the 1st percentile");
+        assert_eq!(ordinal(11.0), "the 11th percentile");
+        assert_eq!(ordinal(22.4), "the 22nd percentile");
+        assert_eq!(ordinal(33.0), "the 33rd percentile");
+        assert_eq!(ordinal(99.6), "above the 99th percentile");
+        assert_eq!(ordinal(0.2), "below the 1st percentile");
+    }
+
+    #[test]
+    fn bands_never_read_0th_or_100th() {
+        assert_eq!(band_text([17.4, 27.2]), "17–27");
+        assert_eq!(band_text([0.02, 2.1]), "<2");
+        assert_eq!(band_text([97.0, 99.9]), ">97");
     }
 }

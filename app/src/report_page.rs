@@ -91,7 +91,7 @@ fn report(d: ScanDetail) -> impl IntoView {
                                 <td class="num">{format!("{:.2}", r.volume_mm3 / 1000.0)}</td>
                                 <td class="num">{r.centiles.map_or("—".to_string(), |c| format!("{:.2}–{:.2}", c[0] / 1000.0, c[4] / 1000.0))}</td>
                                 <td class="num">{r.percentile.map_or("—".to_string(), |p| match r.percentile_band {
-                                    Some([low, high]) => format!("{p:.1} ({low:.0}–{high:.0})"),
+                                    Some(band) => format!("{p:.1} ({})", crate::scans_api::band_text(band)),
                                     None => format!("{p:.1}"),
                                 })}</td>
                                 <td>{match (r.flag.as_deref(), r.withheld_by_method()) {

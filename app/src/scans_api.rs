@@ -296,6 +296,17 @@ impl RegionRow {
     }
 }
 
+/// A percentile's band in words, "17–27"; "<3" or ">97" where it reaches an end (no one
+/// stands at the 0th or the 100th).
+pub fn band_text([low, high]: [f64; 2]) -> String {
+    match (low < 0.5, high >= 99.5) {
+        (false, false) => format!("{low:.0}–{high:.0}"),
+        (true, false) => format!("<{high:.0}"),
+        (false, true) => format!(">{low:.0}"),
+        (true, true) => "<1–>99".to_string(),
+    }
+}
+
 /// The centiles the scan page's band and normal range show (the 5th–95th is the usual
 /// range; below or above it a value is flagged).
 pub const BAND_CENTILES: [f64; 5] = [5.0, 25.0, 50.0, 75.0, 95.0];

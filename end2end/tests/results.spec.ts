@@ -51,7 +51,7 @@ test("a dropped T1 series reaches its results: the thalamus with a volume, a per
     if (outside) expect(flag).toMatch(/^(below_5th|above_95th|implausible_for_age)$/);
     await expect(cell("band").getByTestId("band")).toHaveAttribute(
       "aria-label",
-      /percentile \(likely between the \d+\w\w and \d+\w\w\), usual range 5th to 95th/,
+      /percentile \(likely between the \d+\w\w and the \d+\w\w\), usual range 5th to 95th/,
     );
     await expect(cell("asymmetry")).toHaveText(/^[+-]\d+\.\d %$/);
   }

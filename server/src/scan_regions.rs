@@ -175,23 +175,9 @@ mod tests {
         );
         // a calibrated site moves the limits as it moves the percentiles
         let norms = Norms::embedded();
-        let sigma = norms
-            .predict("Left-Hippocampus", Sex::Female, 67.0, &Site::default())
-            .unwrap()
-            .sigma_w;
-        let site = Site::Calibrated(norms::SiteCalibration {
-            label: "Site A (30 controls)".into(),
-            measured_by: None,
-            offsets: [(
-                norms.model("Left-Hippocampus").unwrap().name.clone(),
-                norms::SiteOffset {
-                    mu_w: sigma,
-                    s2_w: 0.0,
-                    se_w: 0.0,
-                },
-            )]
-            .into(),
-        });
+        let site = Site::Calibrated(
+            norms::SiteCalibration::one_region(norms, "Left-Hippocampus", Sex::Female, 67.0, 1.0, 0.0).unwrap(),
+        );
         let shifted = normal_limits_csv(&regions, "F", &site);
         let median_at_67 = |csv: &str| -> f64 {
             let row = csv.lines().find(|l| l.starts_with("Left-Hippocampus,F,67,")).unwrap();

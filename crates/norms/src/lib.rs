@@ -185,6 +185,34 @@ pub struct SiteOffset {
 }
 
 impl SiteCalibration {
+    /// A site that differs from the training average in `region` alone, by `offset_sd` of the
+    /// region's normative SD at `sex` and `age`, known within `se_sd` of it: a site whose
+    /// effect is known, for tests and worked examples. `None` for a region without a model.
+    pub fn one_region(
+        norms: &Norms,
+        region: &str,
+        sex: Sex,
+        age: f64,
+        offset_sd: f64,
+        se_sd: f64,
+    ) -> Option<SiteCalibration> {
+        let model = norms.model(region).ok()?;
+        let sigma = norms.predict(region, sex, age, &Site::TrainingAverage).ok()?.sigma_w;
+        Some(SiteCalibration {
+            label: format!("{region} {offset_sd:+} SD"),
+            measured_by: None,
+            offsets: [(
+                model.name.clone(),
+                SiteOffset {
+                    mu_w: offset_sd * sigma,
+                    s2_w: 0.0,
+                    se_w: se_sd * sigma,
+                },
+            )]
+            .into(),
+        })
+    }
+
     /// The offsets of one of braincharts' own training sites (`site_offsets_w` in the params:
     /// that site's coefficient minus the average). Exact for the mean; the variance is left at
     /// the average site's, which understates it by up to 14 % for small sites (README).

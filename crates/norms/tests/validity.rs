@@ -98,24 +98,12 @@ fn a_calibrated_region_is_not_withheld_for_the_bias_and_its_band_is_the_offsets_
         .iter()
         .find(|(_, v)| matches!(v.judge(), Err(NoPercentile::MethodBiased { .. })) && v.judge_calibrated().is_ok())
         .expect("a structure withheld for its bias alone");
-    let model = norms.model(name).unwrap().name.clone();
-    let sigma = norms.predict(name, Sex::Male, 40.0, &Site::default()).unwrap().sigma_w;
-    let site = Site::Calibrated(norms::SiteCalibration {
-        label: "Site A (30 controls)".into(),
-        measured_by: Some(norms::MeasuredBy {
-            model: "model21_104class".into(),
-            labelling: "refined".into(),
-        }),
-        offsets: [(
-            model,
-            norms::SiteOffset {
-                mu_w: 0.6 * sigma,
-                s2_w: 0.0,
-                se_w: 0.1 * sigma,
-            },
-        )]
-        .into(),
+    let mut calibration = norms::SiteCalibration::one_region(norms, name, Sex::Male, 40.0, 0.6, 0.1).unwrap();
+    calibration.measured_by = Some(norms::MeasuredBy {
+        model: "model21_104class".into(),
+        labelling: "refined".into(),
     });
+    let site = Site::Calibrated(calibration);
     let volume = norms.centile_volume(name, Sex::Male, 40.0, 30.0, &site).unwrap();
     let a = norms.assess_method(name, volume, Some(Sex::Male), Some(40.0), &site, Some(table));
     assert!((a.percentile.unwrap() - 30.0).abs() < 1e-6, "{name}");

@@ -526,27 +526,13 @@ mod tests {
     #[test]
     fn a_site_calibration_moves_the_percentile_narrows_the_band_and_is_named() {
         let norms = Norms::embedded();
-        let bc = norms.model(kept()).unwrap().name.clone();
-        let sigma = norms
-            .predict(kept(), Sex::Male, 50.0, &Site::default())
-            .unwrap()
-            .sigma_w;
-        let site = Site::Calibrated(norms::SiteCalibration {
-            label: "Site A, 3T MPRAGE (40 controls)".into(),
-            measured_by: Some(norms::MeasuredBy {
-                model: "model21_104class".into(),
-                labelling: "refined".into(),
-            }),
-            offsets: [(
-                bc,
-                norms::SiteOffset {
-                    mu_w: 0.5 * sigma,
-                    s2_w: 0.0,
-                    se_w: 0.05 * sigma,
-                },
-            )]
-            .into(),
+        let mut calibration = norms::SiteCalibration::one_region(norms, kept(), Sex::Male, 50.0, 0.5, 0.05).unwrap();
+        calibration.label = "Site A, 3T MPRAGE (40 controls)".into();
+        calibration.measured_by = Some(norms::MeasuredBy {
+            model: "model21_104class".into(),
+            labelling: "refined".into(),
         });
+        let site = Site::Calibrated(calibration);
         let volume = norms
             .centile_volume(kept(), Sex::Male, 50.0, 50.0, &Site::default())
             .unwrap();
