@@ -60,6 +60,7 @@ pub(crate) fn with_scan(body: fn(ScanDetail, String) -> AnyView) -> impl IntoVie
 
 fn scan_detail(d: ScanDetail, csrf: String) -> impl IntoView {
     let s = d.summary.clone();
+    let reasons: Vec<String> = d.grade_reasons_beyond_notes().into_iter().map(str::to_string).collect();
     let processing = s.status.is_processing();
     let archive_text = if d.archive_deleted {
         "The face was removed from the 3D volume before it was stored or sent for segmentation, and the DICOM files were deleted: their images show the face.".to_string()
@@ -126,9 +127,9 @@ fn scan_detail(d: ScanDetail, csrf: String) -> impl IntoView {
                         None if ok => "passed: the segmentation looks like a brain's".to_string(),
                         None => "failed: percentiles are withheld (see the notes above)".to_string(),
                     }}
-                    {(d.grade_reasons.len() > d.grade_reasons_beyond_notes().len()).then_some(" (see the notes above)")}
-                    {(!d.grade_reasons_beyond_notes().is_empty()).then(|| view! {
-                        <ul class="small" data-testid="grade-reasons">{d.grade_reasons_beyond_notes().into_iter().map(|r| view! { <li>{r.to_string()}</li> }).collect_view()}</ul>
+                    {(d.grade_reasons.len() > reasons.len()).then_some(" (see the notes above)")}
+                    {(!reasons.is_empty()).then(|| view! {
+                        <ul class="small" data-testid="grade-reasons">{reasons.iter().map(|r| view! { <li>{r.clone()}</li> }).collect_view()}</ul>
                     })}
                 </dd>
             })}

@@ -255,29 +255,27 @@ pub fn release_bright_borders(labels: &mut [u8], names: &[String], intensity: &[
         involved[w as usize] = true;
     }
     let typical = typical_intensities(labels, intensity, dims, &involved);
+    // per grey label: its white matter and whether an intensity lies on the white side of
+    // the midpoint between their typical intensities
+    let mut rule: [Option<(u8, f64, bool)>; 256] = [None; 256];
+    for &(grey, wm) in &pairs {
+        if let (Some(g), Some(w)) = (typical[grey as usize], typical[wm as usize]) {
+            rule[grey as usize] = Some((wm, (g + w) / 2.0, w > g));
+        }
+    }
     let [nx, ny, _] = dims;
     let mut released = Vec::new();
-    for &(grey, wm) in &pairs {
-        let (Some(g), Some(w)) = (typical[grey as usize], typical[wm as usize]) else {
+    for (i, &l) in labels.iter().enumerate() {
+        let Some((wm, midpoint, white_is_brighter)) = rule[l as usize] else {
             continue;
         };
-        let midpoint = (g + w) / 2.0;
-        let brighter = |v: u8| {
-            if w > g {
-                f64::from(v) > midpoint
-            } else {
-                f64::from(v) < midpoint
-            }
-        };
-        for (i, &l) in labels.iter().enumerate() {
-            if l != grey || !brighter(intensity[i]) {
-                continue;
-            }
-            let (x, y, z) = (i % nx, (i / nx) % ny, i / (nx * ny));
-            let touches = face_neighbours(x, y, z, dims).any(|(xx, yy, zz)| labels[xx + nx * (yy + ny * zz)] == wm);
-            if touches {
-                released.push((i, wm));
-            }
+        let v = f64::from(intensity[i]);
+        if (v > midpoint) != white_is_brighter || v == midpoint {
+            continue;
+        }
+        let (x, y, z) = (i % nx, (i / nx) % ny, i / (nx * ny));
+        if face_neighbours(x, y, z, dims).any(|(xx, yy, zz)| labels[xx + nx * (yy + ny * zz)] == wm) {
+            released.push((i, wm));
         }
     }
     for (i, wm) in released {

@@ -170,14 +170,12 @@ pub fn run(args: &CalibrateArgs) -> Result<Calibrated, CalibrateError> {
             volumes,
         });
     }
-    // an empty CSV leaves no method: the estimate refuses it for too few controls
-    let measured_by = measured_by.map_or_else(
-        || MeasuredBy {
-            model: String::new(),
-            labelling: String::new(),
-        },
-        |(m, _)| m,
-    );
+    let Some((measured_by, _)) = measured_by else {
+        return Err(CalibrateError::Calibration(CalibrationError::TooFewControls {
+            n: 0,
+            min: MIN_CONTROLS,
+        }));
+    };
     let calibration =
         Calibration::estimate(Norms::embedded(), &controls, &args.label, measured_by).map_err(|source| match source
             .control()
