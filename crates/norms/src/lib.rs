@@ -265,11 +265,12 @@ pub enum NoPercentile {
     InvalidCentile,
     /// Our volumes of this structure differ from FreeSurfer's on average by more than
     /// [`validity::MAX_METHOD_Z`] of the reference's SD (the validity table).
-    #[error("ours differ from FreeSurfer's by {bias_z:+.1} SD on average")]
+    // two decimals: one would show a withheld +0.51 as the threshold's own +0.5
+    #[error("ours differ from FreeSurfer's by {bias_z:+.2} SD on average")]
     MethodBiased { bias_z: f64 },
     /// Our volumes of this structure scatter around FreeSurfer's by more than
     /// [`validity::MAX_METHOD_Z`] of the reference's SD.
-    #[error("ours scatter around FreeSurfer's by {sd_z:.1} SD")]
+    #[error("ours scatter around FreeSurfer's by {sd_z:.2} SD")]
     MethodImprecise { sd_z: f64 },
     /// Our labels of this structure overlap FreeSurfer's less than
     /// [`validity::MIN_DICE`] (mean Dice).

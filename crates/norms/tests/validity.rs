@@ -44,6 +44,9 @@ fn a_percentile_needs_a_small_bias_and_a_small_scatter() {
     let mut poor = measured(0.1, 0.1, 3);
     poor.dice_mean = 0.5;
     assert!(matches!(poor.judge(), Err(NoPercentile::MethodOverlap { .. })));
+    // the reason never rounds onto the threshold it failed
+    let just_over = measured(0.51, 0.1, 3).judge().unwrap_err().to_string();
+    assert!(just_over.contains("+0.51 SD"), "{just_over}");
     // one brain says nothing about the scatter
     assert_eq!(measured(0.1, 0.0, 1).judge(), Err(NoPercentile::MethodUnmeasured));
 }
