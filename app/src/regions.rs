@@ -150,6 +150,12 @@ const MIDLINE: &[(&str, &str, RegionGroup)] = &[
         RegionGroup::Ventricles,
     ),
     ("Brain-Stem", "Brain stem", RegionGroup::BrainStem),
+    // FreeSurfer's sum of the deep grey structures (volumetry's composites)
+    (
+        "SubCortGrayVol",
+        "Deep grey matter, all of it (both sides)",
+        RegionGroup::Subcortical,
+    ),
     (
         "WM-hypointensities",
         "White-matter hypointensities",
@@ -237,6 +243,7 @@ mod tests {
         assert_eq!(describe("Left-Cerebellum-White-Matter").group, RegionGroup::Cerebellum);
         assert_eq!(describe("CC_Central").group, RegionGroup::WhiteMatter);
         assert_eq!(describe("Left-Cerebral-Cortex").group, RegionGroup::CortexLeft);
+        assert_eq!(describe("SubCortGrayVol").group, RegionGroup::Subcortical);
         let unknown = describe("Some-New_Label");
         assert_eq!(
             (unknown.group, unknown.text.as_str()),

@@ -84,6 +84,10 @@ test("a dropped T1 series reaches its results: the thalamus with a volume, a per
     expect(group).toMatch(/^(subcortical|ventricles|cerebellum|brain_stem|white_matter|cortex_left|cortex_right|other)$/);
   }
   expect(await page.getByTestId("group-cortex_left").locator("[data-testid=region-row]").count()).toBeGreaterThan(30);
+  // FreeSurfer's sum of the deep grey structures, a region of the reference's own
+  const deepGrey = page.locator('[data-testid=region-row][data-name="SubCortGrayVol"]');
+  await expect(deepGrey).toHaveAttribute("data-group", "subcortical");
+  await expect(deepGrey).toContainText("Deep grey matter, all of it (both sides)");
 
   // the overview: one dot per region with a percentile, at its value
   const scored = page.locator("[data-testid=region-row] td[data-col=percentile][data-value]");

@@ -66,7 +66,9 @@ fn analyze_writes_the_four_outputs_and_keeps_nothing_identifying() {
     }
     assert_eq!(report["model"], "model21_104class");
     let regions = report["regions"].as_array().unwrap();
-    assert_eq!(regions.len(), 103);
+    // the 103 labels and FreeSurfer's sum of the deep grey ones
+    assert_eq!(regions.len(), 104);
+    assert_eq!(regions[103]["name"], "SubCortGrayVol");
     for r in regions {
         assert!(
             r["name"].is_string()

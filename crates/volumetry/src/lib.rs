@@ -8,6 +8,7 @@
 // index loops mirror the formulas (matrix and voxel indices); iterator rewrites obscure them
 #![allow(clippy::needless_range_loop)]
 
+pub mod composite;
 pub mod conform;
 pub mod deface;
 pub mod engine;

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Segmentation;
+use crate::composite::{Composite, CompositeVolume, composite_volumes};
 use crate::post::per_label_components;
 
 /// Which voxel grid the volumes were counted on.
@@ -62,11 +63,16 @@ pub struct QualityFlag {
 impl QualityFlag {
     /// Whether the flag concerns this region: it names it, or (asymmetry) names the
     /// structure both sides share ("Hippocampus" for "Left-Hippocampus").
+    /// A composite ([`crate::composite`]) is concerned by every flag on one of its parts.
     pub fn concerns(&self, region: &str) -> bool {
+        let Some(flagged) = self.region.as_deref() else {
+            return false;
+        };
+        if let Some(c) = Composite::named(region) {
+            return flagged == region || c.includes(flagged) || c.sums_structure(flagged);
+        }
         let structure = side_of(region).map(|(_, s)| s);
-        self.region
-            .as_deref()
-            .is_some_and(|r| r == region || structure.as_deref() == Some(r))
+        flagged == region || structure.as_deref() == Some(flagged)
     }
 }
 
@@ -168,6 +174,8 @@ pub struct VolumeReport {
     pub total_labelled_mm3: f64,
     /// Every non-background label of the model, including those with zero voxels.
     pub regions: Vec<RegionVolume>,
+    /// FreeSurfer's sums of labels the model allows ([`crate::composite::COMPOSITES`]).
+    pub composites: Vec<CompositeVolume>,
     pub asymmetry: Vec<Asymmetry>,
     pub quality: Quality,
 }
@@ -200,6 +208,8 @@ pub struct VolumesJson {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VolumesJsonRegion {
+    /// The label's value in the labels volume; 0 for a composite, a sum of labels
+    /// ([`crate::composite`]).
     pub label: u8,
     pub name: String,
     /// Partial-volume corrected: the volume percentiles are computed on.
@@ -433,6 +443,7 @@ pub fn report_on(seg: &Segmentation, grid: Grid) -> VolumeReport {
     }
     let ok = flags.is_empty();
     let grade = Some(Grade::of_flags(&flags));
+    let composites = composite_volumes(&regions);
     VolumeReport {
         model: seg.model.clone(),
         labelling: seg.labelling,
@@ -442,6 +453,7 @@ pub fn report_on(seg: &Segmentation, grid: Grid) -> VolumeReport {
         icv_mm3: icv,
         total_labelled_mm3: total,
         regions,
+        composites,
         asymmetry,
         quality: Quality {
             mask_fraction_labelled: mask_frac,
@@ -453,7 +465,11 @@ pub fn report_on(seg: &Segmentation, grid: Grid) -> VolumeReport {
     }
 }
 
-/// The CLI's `volumes.json` (percentiles left `None` for the caller to fill).
+/// The label value of a composite's row in `volumes.json`: it has no voxels of its own.
+pub const COMPOSITE_LABEL: u8 = 0;
+
+/// The CLI's `volumes.json` (percentiles left `None` for the caller to fill): the regions,
+/// then the composites.
 pub fn volumes_json(r: &VolumeReport) -> VolumesJson {
     VolumesJson {
         model: r.model.clone(),
@@ -474,6 +490,16 @@ pub fn volumes_json(r: &VolumeReport) -> VolumesJson {
                 no_percentile: None,
                 no_percentile_reason: None,
             })
+            .chain(r.composites.iter().map(|c| VolumesJsonRegion {
+                label: COMPOSITE_LABEL,
+                name: c.name.clone(),
+                volume_mm3: c.volume_mm3,
+                counted_mm3: Some(c.volume_mm3),
+                percentile: None,
+                percentile_band: None,
+                no_percentile: None,
+                no_percentile_reason: None,
+            }))
             .collect(),
         asymmetry: r.asymmetry.clone(),
         quality: Some(r.quality.clone()),
@@ -499,6 +525,11 @@ mod tests {
         assert!(!flag("Hippocampus").concerns("Left-Amygdala"));
         assert!(flag("Left-Putamen").concerns("Left-Putamen"));
         assert!(!flag("Left-Putamen").concerns("Right-Putamen"));
+        // the deep grey sum is concerned by any flag on its parts, and only those
+        assert!(flag("Left-Putamen").concerns("SubCortGrayVol"));
+        assert!(flag("Thalamus-Proper").concerns("SubCortGrayVol"));
+        assert!(!flag("Left-Lateral-Ventricle").concerns("SubCortGrayVol"));
+        assert!(!flag("SubCortGrayVol").concerns("Left-Putamen"));
     }
 
     #[test]

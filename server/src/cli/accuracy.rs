@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use norms::validity::{self, MethodValidity, Provenance, StructureValidity, ValidityTable};
 use norms::{Norms, Sex, Site};
 use serde::Serialize;
+use volumetry::composite::Composite;
 use volumetry::partial_volume::{Means, partial_volumes};
 use volumetry::{ModelId, SegmentOptions};
 
@@ -140,9 +141,14 @@ pub fn parse_stats(text: &str) -> (Vec<StatsRow>, BTreeMap<String, f64>) {
 }
 
 fn dice(ours: &[u8], our_value: u8, theirs: &[f32], their_value: f32) -> f64 {
+    dice_of_sets(ours, &[our_value], theirs, &[their_value])
+}
+
+/// Dice of the voxels carrying any of our values against those carrying any of theirs.
+fn dice_of_sets(ours: &[u8], our_values: &[u8], theirs: &[f32], their_values: &[f32]) -> f64 {
     let (mut both, mut a, mut b) = (0u64, 0u64, 0u64);
     for (&o, &t) in ours.iter().zip(theirs) {
-        let (x, y) = (o == our_value, t == their_value);
+        let (x, y) = (our_values.contains(&o), their_values.contains(&t));
         a += u64::from(x);
         b += u64::from(y);
         both += u64::from(x && y);
@@ -182,11 +188,9 @@ fn one_case(dir: &Path, case: &str, args: &AccuracyArgs, sex: Sex, assets: &Path
     let labels = &seg.labels_native;
     let voxel_mm3 = t1.header.voxel_volume_mm3();
     // our volumes exactly as the product reports them (corrected, and the voxel count)
-    let ours: BTreeMap<String, volumetry::volumes::RegionVolume> = volumetry::report(&seg)
-        .regions
-        .into_iter()
-        .map(|r| (r.name.clone(), r))
-        .collect();
+    let report = volumetry::report(&seg);
+    let ours: BTreeMap<&str, &volumetry::volumes::RegionVolume> =
+        report.regions.iter().map(|r| (r.name.as_str(), r)).collect();
     // FreeSurfer's labels as compact values (aseg's ids reach 255; the structures compared
     // are among them), corrected with FreeSurfer's means
     let mut compact: BTreeMap<u32, u8> = BTreeMap::new();
@@ -203,7 +207,7 @@ fn one_case(dir: &Path, case: &str, args: &AccuracyArgs, sex: Sex, assets: &Path
         .iter()
         .filter(|r| r.voxels > 0.0)
         .filter_map(|r| {
-            let region = ours.get(&r.name)?;
+            let region = ours.get(r.name.as_str())?;
             let (ours_voxels_mm3, ours_pv_mm3) = (region.counted_mm3, region.volume_mm3);
             let fs_voxels_mm3 = r.voxels * voxel_mm3;
             let dz = |a: f64, b: f64| Some(z(&r.name, a, sex, args.age)? - z(&r.name, b, sex, args.age)?);
@@ -227,7 +231,10 @@ fn one_case(dir: &Path, case: &str, args: &AccuracyArgs, sex: Sex, assets: &Path
                     .map_or(f64::NAN, |&k| fs_pv.of(k) * voxel_mm3 / r.volume_mm3),
             })
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let composites = composite_rows(&report, &labels.data, &aseg.data, &rows, &measures, |name, a, b| {
+        Some(z(name, a, sex, args.age)? - z(name, b, sex, args.age)?)
+    });
     let brain_mask_mm3 = seg
         .brain_mask
         .as_ref()
@@ -235,13 +242,62 @@ fn one_case(dir: &Path, case: &str, args: &AccuracyArgs, sex: Sex, assets: &Path
     Ok(CaseReport {
         case: case.to_string(),
         model: seg.model.clone(),
-        structures,
+        structures: structures.into_iter().chain(composites).collect(),
         brain_mask_mm3,
         labelling,
         etiv_mm3: measures.get("eTIV").copied(),
         fs_mask_mm3: measures.get("MaskVol").copied(),
         segment_s: seg.timings.total_s,
     })
+}
+
+/// The composites (FreeSurfer's sums of labels) against `aseg.stats`' measures of the same
+/// name: Dice of the union of their parts; both sides are voxel counts, so the corrected and
+/// uncorrected figures are one, and the "method" column is how closely FreeSurfer's own
+/// label counts add up to its measure.
+fn composite_rows(
+    report: &volumetry::VolumeReport,
+    ours: &[u8],
+    aseg: &[f32],
+    rows: &[StatsRow],
+    measures: &BTreeMap<String, f64>,
+    delta_z: impl Fn(&str, f64, f64) -> Option<f64>,
+) -> Vec<StructureRow> {
+    report
+        .composites
+        .iter()
+        .filter_map(|c| {
+            let composite = Composite::named(&c.name)?;
+            let fs = *measures.get(&c.name)?;
+            let our_labels: Vec<u8> = report
+                .regions
+                .iter()
+                .filter(|r| composite.includes(&r.name))
+                .map(|r| r.label)
+                .collect();
+            let fs_parts: Vec<&StatsRow> = rows.iter().filter(|r| composite.includes(&r.name)).collect();
+            let fs_ids: Vec<f32> = fs_parts.iter().map(|r| r.seg_id as f32).collect();
+            let fs_voxels_mm3: f64 = fs_parts.iter().map(|r| r.voxels).sum::<f64>() * report.voxel_mm3;
+            let dz = delta_z(&c.name, c.volume_mm3, fs);
+            Some(StructureRow {
+                structure: c.name.clone(),
+                dice: dice_of_sets(ours, &our_labels, aseg, &fs_ids),
+                ours_voxels_mm3: c.volume_mm3,
+                ours_pv_mm3: c.volume_mm3,
+                fs_voxels_mm3,
+                fs_stats_mm3: fs,
+                ratio: c.volume_mm3 / fs,
+                ratio_uncorrected: c.volume_mm3 / fs,
+                ratio_voxels: c.volume_mm3 / fs_voxels_mm3,
+                delta_z: dz,
+                delta_z_uncorrected: dz,
+                delta_z_voxels: delta_z(&c.name, c.volume_mm3, fs_voxels_mm3),
+                pv_over_voxels_ours: 1.0,
+                pv_over_voxels_fs: 1.0,
+                method_fidelity: fs_voxels_mm3 / fs,
+            })
+        })
+        .collect()
 }
 
 /// Across cases, per structure: (mean, SD) of a figure.
@@ -268,7 +324,12 @@ pub struct Summary {
 }
 
 fn is_subcortical(name: &str) -> bool {
-    !(name.contains("Cortex") || name.contains("White-Matter") || name == "CSF" || name.contains("vessel"))
+    // a composite's Dice (of a union) is not one structure's
+    !(name.contains("Cortex")
+        || name.contains("White-Matter")
+        || name == "CSF"
+        || name.contains("vessel")
+        || Composite::named(name).is_some())
 }
 
 pub fn run(args: &AccuracyArgs, assets: &Path) -> Result<String, String> {

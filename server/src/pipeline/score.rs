@@ -439,6 +439,33 @@ mod tests {
     }
 
     #[test]
+    fn the_deep_grey_sum_is_scored_and_withheld_with_any_of_its_parts() {
+        let sum = volumetry::composite::SUBCORTICAL_GREY.name;
+        let volume = Norms::embedded()
+            .centile_volume(sum, Sex::Female, 50.0, 30.0, &Site::default())
+            .unwrap();
+        let v = volumes(&[(sum, volume)], vec![]);
+        let r = score(&v, &facts(Some(50), "F"), vec![], &Site::default());
+        assert!(
+            (r.regions[0].percentile.expect("the shipped table keeps the sum") - 30.0).abs() < 1e-6,
+            "{:?}",
+            r.regions[0]
+        );
+        // a part in pieces, or asymmetric, puts the sum in doubt too
+        for flagged in ["Right-Putamen", "Pallidum"] {
+            let flag = QualityFlag {
+                code: "fragmented".into(),
+                region: Some(flagged.into()),
+                message: "in pieces".into(),
+            };
+            let v = volumes(&[(sum, volume), ("Left-Hippocampus", 4000.0)], vec![flag]);
+            let r = score(&v, &facts(Some(50), "F"), vec![], &Site::default());
+            assert_eq!(r.regions[0].percentile, None, "{flagged}");
+            assert_eq!(r.regions[0].flag.as_deref(), Some("fragmented"));
+        }
+    }
+
+    #[test]
     fn a_global_quality_failure_withholds_every_percentile() {
         let bad = QualityFlag {
             code: "too_little_labelled".into(),
