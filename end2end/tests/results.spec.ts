@@ -81,7 +81,7 @@ test("a dropped T1 series reaches its results: the thalamus with a volume, a per
   const rows = page.getByTestId("region-row");
   expect(await rows.count()).toBeGreaterThan(100);
   for (const group of await rows.evaluateAll((rs) => rs.map((r) => r.getAttribute("data-group")))) {
-    expect(group).toMatch(/^(subcortical|ventricles|cerebellum|brain_stem|white_matter|cortex_left|cortex_right|other)$/);
+    expect(group).toMatch(/^(whole_brain|subcortical|ventricles|cerebellum|brain_stem|white_matter|cortex_left|cortex_right|other)$/);
   }
   expect(await page.getByTestId("group-cortex_left").locator("[data-testid=region-row]").count()).toBeGreaterThan(30);
   // FreeSurfer's sum of the deep grey structures, a region of the reference's own
@@ -102,6 +102,12 @@ test("a dropped T1 series reaches its results: the thalamus with a volume, a per
   await page.waitForFunction(() => (window as any).__neurovol_hydrated === true);
   await page.evaluate(() => ((window as any).__same_page = true));
   const chart = page.getByTestId("chart");
+  // it opens on the table's first region with a percentile: the deep grey matter as a whole,
+  // which has no other side
+  await expect(chart).toHaveAttribute("data-region", "SubCortGrayVol");
+  await expect(chart.locator("svg[role=img]")).toHaveAttribute("aria-label", /Centile chart of Deep grey matter, all of it/);
+  await expect(page.getByTestId("chart-side")).toBeDisabled();
+  await page.getByTestId("chart-region").selectOption({ label: "Thalamus — left" });
   await expect(chart).toHaveAttribute("data-region", "Left-Thalamus-Proper");
   await expect(chart.locator("svg[role=img]")).toHaveAttribute("aria-label", /Centile chart of Thalamus — left/);
   // a region whose percentile is withheld gets no chart: no dot among centiles it may not sit on
