@@ -5,6 +5,8 @@
 /// The groups of the scan page, in the order it shows them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum RegionGroup {
+    /// FreeSurfer's sums over the brain (total grey matter, the supratentorial volume).
+    WholeBrain,
     Subcortical,
     Ventricles,
     Cerebellum,
@@ -16,7 +18,8 @@ pub enum RegionGroup {
 }
 
 impl RegionGroup {
-    pub const ALL: [RegionGroup; 8] = [
+    pub const ALL: [RegionGroup; 9] = [
+        RegionGroup::WholeBrain,
         RegionGroup::Subcortical,
         RegionGroup::Ventricles,
         RegionGroup::Cerebellum,
@@ -29,6 +32,7 @@ impl RegionGroup {
 
     pub const fn as_str(self) -> &'static str {
         match self {
+            RegionGroup::WholeBrain => "whole_brain",
             RegionGroup::Subcortical => "subcortical",
             RegionGroup::Ventricles => "ventricles",
             RegionGroup::Cerebellum => "cerebellum",
@@ -42,6 +46,7 @@ impl RegionGroup {
 
     pub const fn title(self) -> &'static str {
         match self {
+            RegionGroup::WholeBrain => "Whole brain",
             RegionGroup::Subcortical => "Deep grey matter",
             RegionGroup::Ventricles => "Ventricles and fluid",
             RegionGroup::Cerebellum => "Cerebellum",
@@ -150,12 +155,14 @@ const MIDLINE: &[(&str, &str, RegionGroup)] = &[
         RegionGroup::Ventricles,
     ),
     ("Brain-Stem", "Brain stem", RegionGroup::BrainStem),
-    // FreeSurfer's sum of the deep grey structures (volumetry's composites)
-    (
-        "SubCortGrayVol",
-        "Deep grey matter, all of it (both sides)",
-        RegionGroup::Subcortical,
-    ),
+    // FreeSurfer's sums of labels (volumetry's composites), named short enough for one line
+    // of the printed report: all grey = cerebral and cerebellar cortex and deep grey matter;
+    // cerebrum = cortex, white matter and deep grey matter; with ventricles = and the lateral
+    // ventricles
+    ("SubCortGrayVol", "All deep grey matter", RegionGroup::Subcortical),
+    ("TotalGrayVol", "All grey matter", RegionGroup::WholeBrain),
+    ("SupraTentorialVolNotVent", "Cerebrum", RegionGroup::WholeBrain),
+    ("SupraTentorialVol", "Cerebrum with ventricles", RegionGroup::WholeBrain),
     (
         "WM-hypointensities",
         "White-matter hypointensities",
@@ -244,6 +251,7 @@ mod tests {
         assert_eq!(describe("CC_Central").group, RegionGroup::WhiteMatter);
         assert_eq!(describe("Left-Cerebral-Cortex").group, RegionGroup::CortexLeft);
         assert_eq!(describe("SubCortGrayVol").group, RegionGroup::Subcortical);
+        assert_eq!(describe("TotalGrayVol").group, RegionGroup::WholeBrain);
         let unknown = describe("Some-New_Label");
         assert_eq!(
             (unknown.group, unknown.text.as_str()),

@@ -87,7 +87,11 @@ test("a dropped T1 series reaches its results: the thalamus with a volume, a per
   // FreeSurfer's sum of the deep grey structures, a region of the reference's own
   const deepGrey = page.locator('[data-testid=region-row][data-name="SubCortGrayVol"]');
   await expect(deepGrey).toHaveAttribute("data-group", "subcortical");
-  await expect(deepGrey).toContainText("Deep grey matter, all of it (both sides)");
+  await expect(deepGrey).toContainText("All deep grey matter");
+  // and its sums over the whole brain, under their own heading
+  for (const name of ["TotalGrayVol", "SupraTentorialVolNotVent", "SupraTentorialVol"]) {
+    await expect(page.locator(`[data-testid=region-row][data-name="${name}"]`)).toHaveAttribute("data-group", "whole_brain");
+  }
 
   // the overview: one dot per region with a percentile, at its value
   const scored = page.locator("[data-testid=region-row] td[data-col=percentile][data-value]");
@@ -105,7 +109,7 @@ test("a dropped T1 series reaches its results: the thalamus with a volume, a per
   // it opens on the table's first region with a percentile: the deep grey matter as a whole,
   // which has no other side
   await expect(chart).toHaveAttribute("data-region", "SubCortGrayVol");
-  await expect(chart.locator("svg[role=img]")).toHaveAttribute("aria-label", /Centile chart of Deep grey matter, all of it/);
+  await expect(chart.locator("svg[role=img]")).toHaveAttribute("aria-label", /Centile chart of All deep grey matter/);
   await expect(page.getByTestId("chart-side")).toBeDisabled();
   await page.getByTestId("chart-region").selectOption({ label: "Thalamus — left" });
   await expect(chart).toHaveAttribute("data-region", "Left-Thalamus-Proper");

@@ -66,8 +66,8 @@ fn analyze_writes_the_four_outputs_and_keeps_nothing_identifying() {
     }
     assert_eq!(report["model"], "model21_104class");
     let regions = report["regions"].as_array().unwrap();
-    // the 103 labels and FreeSurfer's sum of the deep grey ones
-    assert_eq!(regions.len(), 104);
+    // the 103 labels and FreeSurfer's four sums of them (volumetry::composite)
+    assert_eq!(regions.len(), 107);
     assert_eq!(regions[103]["name"], "SubCortGrayVol");
     for r in regions {
         assert!(

@@ -126,11 +126,11 @@ async fn the_export_holds_exactly_what_the_account_holds() {
         assert!(!files.contains_key(&format!("scans/{scan}/dicom-deidentified.zip")));
         assert!(files[&format!("scans/{scan}/midline.png")].starts_with(b"\x89PNG\r\n\x1a\n"));
         let results: Value = serde_json::from_slice(&files[&format!("scans/{scan}/results.json")]).unwrap();
-        // the 103 labels and FreeSurfer's sum of the deep grey ones
-        assert_eq!(results["regions"].as_array().unwrap().len(), 104);
+        // the 103 labels and FreeSurfer's four sums of them (volumetry::composite)
+        assert_eq!(results["regions"].as_array().unwrap().len(), 107);
         let csv = String::from_utf8(files[&format!("scans/{scan}/regions.csv")].clone()).unwrap();
         assert!(csv.starts_with("region,label,volume_mm3,percentile,percentile_low,percentile_high,flag\n"));
-        assert_eq!(csv.lines().count(), 105, "a header and 104 regions");
+        assert_eq!(csv.lines().count(), 108, "a header and 107 regions");
         assert!(csv.contains("\nSubCortGrayVol,0,"));
         assert!(csv.contains("Left-Hippocampus,"));
     }

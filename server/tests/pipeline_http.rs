@@ -107,7 +107,11 @@ async fn assert_each_step_once(db: &sqlx::AnyPool, scan: &str) {
         .await
         .unwrap()
         .get("n");
-    assert_eq!(regions, 103, "model21_104class has 103 regions, each stored once");
+    assert_eq!(
+        regions as usize,
+        103 + volumetry::composite::COMPOSITES.len(),
+        "model21_104class's 103 regions and FreeSurfer's sums of them, each stored once"
+    );
 }
 
 fn gunzip(bytes: &[u8]) -> Vec<u8> {
@@ -384,8 +388,23 @@ async fn phi_scan_goes_from_upload_to_scored_volumes_and_nothing_identifying_is_
     }
     let report_now: Value = serde_json::from_str(&key("result_json")).unwrap();
     let (mut compared, mut corrected_differs) = (0, 0);
+    let (mut composites, colour_table) = (0, colours["labels"].as_array().unwrap());
     for region in report_now["regions"].as_array().unwrap() {
         let name = region["name"].as_str().unwrap();
+        if let Some(composite) = volumetry::composite::Composite::named(name) {
+            // a sum of labels: its parts' voxel counts added up
+            let parts: f64 = colour_table
+                .iter()
+                .filter(|l| composite.includes(l["name"].as_str().unwrap()))
+                .map(|l| counts[l["value"].as_u64().unwrap() as usize] as f64 * voxel_mm3)
+                .sum();
+            assert!(
+                (parts - region["volume_mm3"].as_f64().unwrap()).abs() <= 1e-6 * parts,
+                "{name}: {parts} vs {region}"
+            );
+            composites += 1;
+            continue;
+        }
         let value = colours["labels"]
             .as_array()
             .unwrap()
@@ -411,6 +430,7 @@ async fn phi_scan_goes_from_upload_to_scored_volumes_and_nothing_identifying_is_
         compared += 1;
     }
     assert!(compared > 100, "{compared} regions compared");
+    assert_eq!(composites, volumetry::composite::COMPOSITES.len());
     assert!(corrected_differs > 100, "the corrected volumes are not the counts");
 
     // the report: percentiles for modelled regions at the fixture's age and sex

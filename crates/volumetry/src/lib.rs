@@ -8,6 +8,7 @@
 // index loops mirror the formulas (matrix and voxel indices); iterator rewrites obscure them
 #![allow(clippy::needless_range_loop)]
 
+pub mod borders;
 pub mod composite;
 pub mod conform;
 pub mod deface;
@@ -284,7 +285,14 @@ pub fn segment(input: &Volume<f32>, assets: &Path, opts: &SegmentOptions) -> Res
                 Some(&mask.data),
                 labels.dims,
             );
-            refine::release_bright_borders(&mut labels.data, &model.labels, &conformed.volume.data, labels.dims);
+            borders::release_bright_borders(&mut labels.data, &model.labels, &conformed.volume.data, labels.dims);
+            borders::claim_bright_pial_border(
+                &mut labels.data,
+                &model.labels,
+                &conformed.volume.data,
+                &mask.data,
+                labels.dims,
+            );
             Labelling::Refined
         }
         _ => Labelling::Upstream,

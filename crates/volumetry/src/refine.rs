@@ -7,8 +7,7 @@
 //! and takes each structure in [`FROM_DEEP_MODEL`] from model30chan50cls, with its side
 //! from the default model, then restricts every label to the brain mask.
 //!
-//! Last, the border between some grey structures and the white matter is drawn by intensity,
-//! as FreeSurfer draws it ([`release_bright_borders`]).
+//! Last, some borders are drawn by intensity, as FreeSurfer draws them ([`crate::borders`]).
 //!
 //! The choice of structures is a rule, not a fit: a structure comes from the model whose
 //! labels overlap FreeSurfer's more (Dice). No volume is scaled.
@@ -216,141 +215,6 @@ pub fn refine(
     }
 }
 
-/// Grey structures whose border with the cerebral white matter is redrawn by intensity
-/// ([`release_bright_borders`]). Both models draw them into the white matter FreeSurfer
-/// keeps (putamen +19 % and +11 %, caudate +7 % and +6 % on the development brains). Not
-/// the thalamus, whose intensity lies close to the white matter's, nor the pallidum, brighter
-/// still; the amygdala and accumbens gained nothing on the development brains.
-pub const BORDER_BY_INTENSITY: &[&str] = &["Putamen", "Caudate", "Hippocampus"];
-
-/// How far in from its border (voxels, city-block) a voxel counts as a label's interior, whose
-/// median intensity is the label's typical one.
-const INTERIOR_DEPTH: usize = 2;
-
-/// Fewer interior voxels than this: no typical intensity, and the border is left as drawn.
-const MIN_INTERIOR: u32 = 20;
-
-/// Gives to the white matter of its side each voxel of a [`BORDER_BY_INTENSITY`] structure
-/// that touches that white matter (a face neighbour) and is brighter than half-way between
-/// the two labels' typical intensities: FreeSurfer's boundary between grey and white is that
-/// midpoint, and both models draw these structures past it. Only the structures shrink: a
-/// dark white-matter voxel beside them may be cortex or CSF and is left alone.
-pub fn release_bright_borders(labels: &mut [u8], names: &[String], intensity: &[u8], dims: [usize; 3]) {
-    let find = |name: &str| names.iter().position(|n| clean_name(n) == name).map(|i| i as u8);
-    let pairs: Vec<(u8, u8)> = ["Left", "Right"]
-        .iter()
-        .filter_map(|side| Some((side, find(&format!("{side}-Cerebral-White-Matter"))?)))
-        .flat_map(|(side, wm)| {
-            BORDER_BY_INTENSITY
-                .iter()
-                .filter_map(move |s| find(&format!("{side}-{s}")).map(|grey| (grey, wm)))
-        })
-        .collect();
-    if pairs.is_empty() {
-        return;
-    }
-    let mut involved = [false; 256];
-    for &(g, w) in &pairs {
-        involved[g as usize] = true;
-        involved[w as usize] = true;
-    }
-    let typical = typical_intensities(labels, intensity, dims, &involved);
-    // per grey label: its white matter and whether an intensity lies on the white side of
-    // the midpoint between their typical intensities
-    let mut rule: [Option<(u8, f64, bool)>; 256] = [None; 256];
-    for &(grey, wm) in &pairs {
-        if let (Some(g), Some(w)) = (typical[grey as usize], typical[wm as usize]) {
-            rule[grey as usize] = Some((wm, (g + w) / 2.0, w > g));
-        }
-    }
-    let [nx, ny, _] = dims;
-    let mut released = Vec::new();
-    for (i, &l) in labels.iter().enumerate() {
-        let Some((wm, midpoint, white_is_brighter)) = rule[l as usize] else {
-            continue;
-        };
-        let v = f64::from(intensity[i]);
-        if (v > midpoint) != white_is_brighter || v == midpoint {
-            continue;
-        }
-        let (x, y, z) = (i % nx, (i / nx) % ny, i / (nx * ny));
-        if face_neighbours(x, y, z, dims).any(|(xx, yy, zz)| labels[xx + nx * (yy + ny * zz)] == wm) {
-            released.push((i, wm));
-        }
-    }
-    for (i, wm) in released {
-        labels[i] = wm;
-    }
-}
-
-/// The in-bounds face neighbours of a voxel.
-fn face_neighbours(
-    x: usize,
-    y: usize,
-    z: usize,
-    [nx, ny, nz]: [usize; 3],
-) -> impl Iterator<Item = (usize, usize, usize)> {
-    [
-        (x.wrapping_sub(1), y, z),
-        (x + 1, y, z),
-        (x, y.wrapping_sub(1), z),
-        (x, y + 1, z),
-        (x, y, z.wrapping_sub(1)),
-        (x, y, z + 1),
-    ]
-    .into_iter()
-    .filter(move |&(a, b, c)| a < nx && b < ny && c < nz)
-}
-
-/// The median intensity of each `involved` label's interior: its voxels whose whole
-/// city-block neighbourhood of radius [`INTERIOR_DEPTH`] carries the same label (`None` for a
-/// label with fewer than [`MIN_INTERIOR`] such voxels).
-fn typical_intensities(labels: &[u8], intensity: &[u8], dims: [usize; 3], involved: &[bool; 256]) -> Vec<Option<f64>> {
-    let [nx, ny, nz] = dims;
-    let r = INTERIOR_DEPTH as isize;
-    let mut histograms = vec![[0u32; 256]; 256];
-    for (i, &l) in labels.iter().enumerate() {
-        if !involved[l as usize] {
-            continue;
-        }
-        let (x, y, z) = ((i % nx) as isize, ((i / nx) % ny) as isize, (i / (nx * ny)) as isize);
-        let inside = |a: isize, n: usize| a >= 0 && (a as usize) < n;
-        let interior = (-r..=r).all(|dz| {
-            (-r..=r).all(|dy| {
-                (-r..=r).all(|dx| {
-                    if dx.abs() + dy.abs() + dz.abs() > r {
-                        return true;
-                    }
-                    let (a, b, c) = (x + dx, y + dy, z + dz);
-                    inside(a, nx)
-                        && inside(b, ny)
-                        && inside(c, nz)
-                        && labels[a as usize + nx * (b as usize + ny * c as usize)] == l
-                })
-            })
-        });
-        if interior {
-            histograms[l as usize][intensity[i] as usize] += 1;
-        }
-    }
-    histograms
-        .iter()
-        .map(|h| {
-            let n: u32 = h.iter().sum();
-            if n < MIN_INTERIOR {
-                return None;
-            }
-            let mut seen = 0;
-            h.iter()
-                .position(|&c| {
-                    seen += c;
-                    2 * seen >= n
-                })
-                .map(|v| v as f64)
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,35 +277,5 @@ mod tests {
                 "{s} has no label in the default model"
             );
         }
-    }
-
-    /// A 12×9×9 block: putamen (intensity 80) at x < 6, white matter (110) beyond.
-    #[test]
-    fn a_grey_structures_bright_border_goes_to_the_white_matter() {
-        let names = names(&[
-            "BG",
-            "Left-Putamen",
-            "Left-Cerebral-White-Matter",
-            "Left-Thalamus-Proper",
-        ]);
-        let dims = [12, 9, 9];
-        let at = |x: usize, y: usize, z: usize| x + 12 * (y + 9 * z);
-        let mut labels: Vec<u8> = (0..12 * 81).map(|i| if i % 12 < 6 { 1 } else { 2 }).collect();
-        let mut intensity: Vec<u8> = labels.iter().map(|&l| if l == 1 { 80 } else { 110 }).collect();
-        // on the border: one voxel brighter than the midpoint (95), one darker
-        intensity[at(5, 4, 4)] = 100;
-        intensity[at(5, 3, 4)] = 90;
-        // bright, but not touching the white matter
-        intensity[at(3, 4, 4)] = 105;
-        let before = labels.clone();
-        release_bright_borders(&mut labels, &names, &intensity, dims);
-        assert_eq!(labels[at(5, 4, 4)], 2);
-        assert_eq!(labels[at(5, 3, 4)], 1);
-        assert_eq!(labels[at(3, 4, 4)], 1);
-        assert_eq!(labels.iter().zip(&before).filter(|(a, b)| a != b).count(), 1);
-        // a structure not in the list (the thalamus) keeps its border
-        let mut thalamus: Vec<u8> = before.iter().map(|&l| if l == 1 { 3 } else { l }).collect();
-        release_bright_borders(&mut thalamus, &names, &intensity, dims);
-        assert_eq!(thalamus[at(5, 4, 4)], 3);
     }
 }

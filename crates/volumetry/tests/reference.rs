@@ -134,8 +134,8 @@ fn model21_104class_with_mindgrab_matches_reference() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("volumes.json")).unwrap()).unwrap();
     assert_eq!(vj["model"], "model21_104class");
     assert_eq!(vj["grid"], "conformed_1mm");
-    // the 103 labels, then FreeSurfer's sum of the deep grey ones
-    assert_eq!(vj["regions"].as_array().unwrap().len(), 104);
+    // the 103 labels, then FreeSurfer's four sums of them (volumetry::composite)
+    assert_eq!(vj["regions"].as_array().unwrap().len(), 107);
     assert_eq!(vj["regions"][103]["name"], "SubCortGrayVol");
     assert_eq!(vj["regions"][103]["label"], 0);
     assert_eq!(vj["regions"][0]["percentile"], 50.0);

@@ -141,24 +141,50 @@ pub fn parse_stats(text: &str) -> (Vec<StatsRow>, BTreeMap<String, f64>) {
 }
 
 fn dice(ours: &[u8], our_value: u8, theirs: &[f32], their_value: f32) -> f64 {
-    dice_of_sets(ours, &[our_value], theirs, &[their_value])
+    overlap(ours, &[our_value], theirs, &[their_value]).dice()
 }
 
-/// Dice of the voxels carrying any of our values against those carrying any of theirs.
-fn dice_of_sets(ours: &[u8], our_values: &[u8], theirs: &[f32], their_values: &[f32]) -> f64 {
-    let (mut both, mut a, mut b) = (0u64, 0u64, 0u64);
-    for (&o, &t) in ours.iter().zip(theirs) {
-        let (x, y) = (our_values.contains(&o), their_values.contains(&t));
-        a += u64::from(x);
-        b += u64::from(y);
-        both += u64::from(x && y);
-    }
-    if a + b == 0 {
-        1.0
-    } else {
-        2.0 * both as f64 / (a + b) as f64
+/// Voxel counts of two label sets and of their overlap.
+struct Overlap {
+    both: u64,
+    ours: u64,
+    theirs: u64,
+}
+
+impl Overlap {
+    fn dice(&self) -> f64 {
+        if self.ours + self.theirs == 0 {
+            1.0
+        } else {
+            2.0 * self.both as f64 / (self.ours + self.theirs) as f64
+        }
     }
 }
+
+/// The voxels carrying any of our values against those carrying any of theirs.
+fn overlap(ours: &[u8], our_values: &[u8], theirs: &[f32], their_values: &[f32]) -> Overlap {
+    let mut o = Overlap {
+        both: 0,
+        ours: 0,
+        theirs: 0,
+    };
+    for (&a, &b) in ours.iter().zip(theirs) {
+        let (x, y) = (our_values.contains(&a), their_values.contains(&b));
+        o.ours += u64::from(x);
+        o.theirs += u64::from(y);
+        o.both += u64::from(x && y);
+    }
+    o
+}
+
+/// aseg's labels without a row in `aseg.stats` (FreeSurfer's colour table numbers), which the
+/// composites sum.
+const ASEG_WITHOUT_STATS_ROW: &[(&str, u32)] = &[
+    ("Left-Cerebral-White-Matter", 2),
+    ("Left-Cerebral-Cortex", 3),
+    ("Right-Cerebral-White-Matter", 41),
+    ("Right-Cerebral-Cortex", 42),
+];
 
 fn z(name: &str, volume: f64, sex: Sex, age: f64) -> Option<f64> {
     Norms::embedded()
@@ -252,9 +278,9 @@ fn one_case(dir: &Path, case: &str, args: &AccuracyArgs, sex: Sex, assets: &Path
 }
 
 /// The composites (FreeSurfer's sums of labels) against `aseg.stats`' measures of the same
-/// name: Dice of the union of their parts; both sides are voxel counts, so the corrected and
-/// uncorrected figures are one, and the "method" column is how closely FreeSurfer's own
-/// label counts add up to its measure.
+/// name: Dice of the union of their parts; neither side is partial-volume corrected, so the
+/// corrected and uncorrected figures are one, and the "method" column is how closely the
+/// voxel count of FreeSurfer's own labels comes to its measure.
 fn composite_rows(
     report: &volumetry::VolumeReport,
     ours: &[u8],
@@ -275,13 +301,19 @@ fn composite_rows(
                 .filter(|r| composite.includes(&r.name))
                 .map(|r| r.label)
                 .collect();
-            let fs_parts: Vec<&StatsRow> = rows.iter().filter(|r| composite.includes(&r.name)).collect();
-            let fs_ids: Vec<f32> = fs_parts.iter().map(|r| r.seg_id as f32).collect();
-            let fs_voxels_mm3: f64 = fs_parts.iter().map(|r| r.voxels).sum::<f64>() * report.voxel_mm3;
+            let fs_ids: Vec<f32> = rows
+                .iter()
+                .map(|r| (r.name.as_str(), r.seg_id))
+                .chain(ASEG_WITHOUT_STATS_ROW.iter().copied())
+                .filter(|(name, _)| composite.includes(name))
+                .map(|(_, id)| id as f32)
+                .collect();
+            let o = overlap(ours, &our_labels, aseg, &fs_ids);
+            let fs_voxels_mm3 = o.theirs as f64 * report.voxel_mm3;
             let dz = delta_z(&c.name, c.volume_mm3, fs);
             Some(StructureRow {
                 structure: c.name.clone(),
-                dice: dice_of_sets(ours, &our_labels, aseg, &fs_ids),
+                dice: o.dice(),
                 ours_voxels_mm3: c.volume_mm3,
                 ours_pv_mm3: c.volume_mm3,
                 fs_voxels_mm3,
