@@ -74,7 +74,7 @@ pub fn readout_at(region: &str, sex: Sex, age: f64, site: &Site) -> Option<Strin
         .iter()
         .map(|&c| {
             let v = norms.centile_volume(region, sex, age, c, site).ok()?;
-            Some(format!("{} {:.2}", centile_name(c), v / 1000.0))
+            Some(format!("{} {}", centile_name(c), crate::format::ml(v)))
         })
         .collect::<Option<Vec<_>>>()?;
     Some(format!("At {age:.0} years, centiles (mL): {}", parts.join(", ")))
@@ -85,8 +85,8 @@ pub fn point_text(p: &ScanPoint) -> String {
     let when = p.date.clone().unwrap_or_else(|| "date not recorded".into());
     let which = if p.current { "this scan" } else { "an earlier scan" };
     format!(
-        "{which}, {when}: {:.2} mL at {:.0} years",
-        p.volume_mm3 / 1000.0,
+        "{which}, {when}: {} mL at {:.0} years",
+        crate::format::ml(p.volume_mm3),
         p.age_years
     )
 }

@@ -155,14 +155,14 @@ fn chart_table(c: &ChartChoice, sex: Sex, site: &Site) -> impl IntoView + use<> 
                         .reference
                         .then(|| norms.centile_volume(&c.name, sex, p.age_years, k, site).ok())
                         .flatten();
-                    view! { <td class="num">{v.map_or("—".to_string(), |v| format!("{:.2}", v / 1000.0))}</td> }
+                    view! { <td class="num">{v.map_or("—".to_string(), crate::format::ml)}</td> }
                 })
                 .collect_view();
             view! {
                 <tr>
                     <td>{p.date.clone().unwrap_or_else(|| "—".into())}{if p.current { " (this scan)" } else { "" }}</td>
                     <td class="num">{format!("{:.0}", p.age_years)}</td>
-                    <td class="num">{format!("{:.2}", p.volume_mm3 / 1000.0)}</td>
+                    <td class="num">{crate::format::ml(p.volume_mm3)}</td>
                     {cells}
                 </tr>
             }

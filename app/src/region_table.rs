@@ -127,12 +127,12 @@ fn region_row(
     view! {
         <tr data-testid="region-row" data-name=r.name.clone() data-group=group.as_str() class=class>
             <td title=r.name.clone() data-col="region">{region_name(text, &r.name, chart.filter(|_| r.chartable()))}</td>
-            <td class="num" data-col="volume">{format!("{:.2}", r.volume_mm3 / 1000.0)}</td>
+            <td class="num" data-col="volume">{crate::format::ml(r.volume_mm3)}</td>
             <td class="num" data-col="icv-share">
                 {icv_mm3.filter(|v| *v > 0.0).map_or("—".to_string(), |icv| format!("{:.2}", 100.0 * r.volume_mm3 / icv))}
             </td>
             <td class="num" data-col="range">
-                {r.centiles.map_or("—".to_string(), |c| format!("{:.2}–{:.2}", c[0] / 1000.0, c[4] / 1000.0))}
+                {r.centiles.map_or("—".to_string(), |c| crate::format::ml_range(c[0], c[4]))}
             </td>
             <td class="num" data-col="percentile" data-value=r.percentile.map(|p| format!("{p:.1}"))>
                 <span aria-hidden="true">{mark}</span>

@@ -88,8 +88,8 @@ fn report(d: ScanDetail) -> impl IntoView {
                         {main.into_iter().map(|r| view! {
                             <tr data-name=r.name.clone()>
                                 <td>{describe(&r.name).text}</td>
-                                <td class="num">{format!("{:.2}", r.volume_mm3 / 1000.0)}</td>
-                                <td class="num">{r.centiles.map_or("—".to_string(), |c| format!("{:.2}–{:.2}", c[0] / 1000.0, c[4] / 1000.0))}</td>
+                                <td class="num">{crate::format::ml(r.volume_mm3)}</td>
+                                <td class="num">{r.centiles.map_or("—".to_string(), |c| crate::format::ml_range(c[0], c[4]))}</td>
                                 <td class="num">{r.percentile.map_or("—".to_string(), |p| match r.percentile_band {
                                     Some(band) => format!("{p:.1} ({})", crate::scans_api::band_text(band)),
                                     None => format!("{p:.1}"),

@@ -159,7 +159,9 @@ fn changes(scans: &[TimelineScan], region: &str) -> Option<impl IntoView + use<>
                 .from
                 .region(region)
                 .zip(step.to.region(region))
-                .map_or("—".to_string(), |((a, _), (b, _))| format!("{:.2} → {:.2}", a / 1000.0, b / 1000.0));
+                .map_or("—".to_string(), |((a, _), (b, _))| {
+                    format!("{} → {}", crate::format::ml(a), crate::format::ml(b))
+                });
             let codes = step.warnings.iter().map(|w| w.code()).collect::<Vec<_>>().join(" ");
             view! {
                 <tr data-testid="timeline-step" data-warnings=codes>
