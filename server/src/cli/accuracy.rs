@@ -10,8 +10,8 @@
 //! numbers, which FreeSurfer corrects for partial volume, not to `aseg.mgz`'s voxel counts
 //! (both are reported for the transition). Ours are reported as voxel counts and
 //! partial-volume corrected, exactly as the product reports them (`volumetry::report`); the
-//! method alone is checked by correcting FreeSurfer's own labels with
-//! FreeSurfer's means (FreeSurfer used norm.mgz, which these folders may lack); the
+//! method alone is checked by correcting FreeSurfer's own labels as FreeSurfer does
+//! (`Means::FreeSurfer`; FreeSurfer used norm.mgz, which these folders may lack); the
 //! brain-mask volume is set beside FreeSurfer's eTIV.
 //!
 //! Data comes from outside the repository (`NEUROVOL_ACCURACY_DATA`); nothing measured
@@ -84,7 +84,7 @@ pub struct StructureRow {
     /// Corrected ÷ voxel count, ours and FreeSurfer's.
     pub pv_over_voxels_ours: f64,
     pub pv_over_voxels_fs: f64,
-    /// Our correction with FreeSurfer's means on FreeSurfer's own labels ÷ its `Volume_mm3`:
+    /// Our correction (as FreeSurfer's) on FreeSurfer's own labels ÷ its `Volume_mm3`:
     /// how closely the method alone reproduces FreeSurfer's (1.0 = exactly).
     pub method_fidelity: f64,
 }
@@ -193,7 +193,7 @@ fn z(name: &str, volume: f64, sex: Sex, age: f64) -> Option<f64> {
 }
 
 fn one_case(dir: &Path, case: &str, args: &AccuracyArgs, sex: Sex, assets: &Path) -> Result<CaseReport, String> {
-    let read = |p: &str| volumetry::mgh::read(dir.join(p)).map_err(|e| e.to_string());
+    let read = |p: &str| volumetry::mgh::read(dir.join(p)).map_err(|e| format!("{}: {e}", dir.join(p).display()));
     let t1 = read("mri/T1.mgz")?;
     let aseg = read("mri/aseg.mgz")?;
     if aseg.dims != t1.dims {
@@ -218,7 +218,7 @@ fn one_case(dir: &Path, case: &str, args: &AccuracyArgs, sex: Sex, assets: &Path
     let ours: BTreeMap<&str, &volumetry::volumes::RegionVolume> =
         report.regions.iter().map(|r| (r.name.as_str(), r)).collect();
     // FreeSurfer's labels as compact values (aseg's ids reach 255; the structures compared
-    // are among them), corrected with FreeSurfer's means
+    // are among them), corrected as FreeSurfer corrects them
     let mut compact: BTreeMap<u32, u8> = BTreeMap::new();
     let fs_labels: Vec<u8> = aseg
         .data
@@ -381,7 +381,7 @@ pub fn run(args: &AccuracyArgs, assets: &Path) -> Result<String, String> {
     let mut out = format!(
         "{} on {} ({}), z at age {} {}: ours (partial-volume corrected) against aseg.stats Volume_mm3; \
          before = our voxel count against Volume_mm3; [voxels] = our voxel count against aseg.mgz's; \
-         method = our correction (FreeSurfer's means) on FreeSurfer's labels ÷ Volume_mm3\n\
+         method = our correction (FreeSurfer's) on FreeSurfer's labels ÷ Volume_mm3\n\
          {:<30} {:>6} {:>14} {:>8} {:>13} {:>8} {:>16} {:>8} {:>11} {:>11} {:>8}\n",
         reports.first().map_or("", |r| r.model.as_str()),
         reports.len(),
