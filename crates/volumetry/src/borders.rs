@@ -5,6 +5,7 @@
 //! sides' typical intensities (their interiors' medians), in the scan's own units: no number
 //! in it comes from any brain.
 
+use crate::grid::face_neighbours;
 use crate::volumes::clean_name;
 
 /// Grey structures whose border with the cerebral white matter is redrawn by intensity
@@ -59,7 +60,6 @@ pub fn release_bright_borders(labels: &mut [u8], names: &[String], intensity: &[
             rule[grey as usize] = Some((wm, (g + w) / 2.0, w > g));
         }
     }
-    let [nx, ny, _] = dims;
     let mut released = Vec::new();
     for (i, &l) in labels.iter().enumerate() {
         let Some((wm, midpoint, white_is_brighter)) = rule[l as usize] else {
@@ -69,33 +69,13 @@ pub fn release_bright_borders(labels: &mut [u8], names: &[String], intensity: &[
         if (v > midpoint) != white_is_brighter || v == midpoint {
             continue;
         }
-        let (x, y, z) = (i % nx, (i / nx) % ny, i / (nx * ny));
-        if face_neighbours(x, y, z, dims).any(|(xx, yy, zz)| labels[xx + nx * (yy + ny * zz)] == wm) {
+        if face_neighbours(i, dims).any(|j| labels[j] == wm) {
             released.push((i, wm));
         }
     }
     for (i, wm) in released {
         labels[i] = wm;
     }
-}
-
-/// The in-bounds face neighbours of a voxel.
-fn face_neighbours(
-    x: usize,
-    y: usize,
-    z: usize,
-    [nx, ny, nz]: [usize; 3],
-) -> impl Iterator<Item = (usize, usize, usize)> {
-    [
-        (x.wrapping_sub(1), y, z),
-        (x + 1, y, z),
-        (x, y.wrapping_sub(1), z),
-        (x, y + 1, z),
-        (x, y, z.wrapping_sub(1)),
-        (x, y, z + 1),
-    ]
-    .into_iter()
-    .filter(move |&(a, b, c)| a < nx && b < ny && c < nz)
 }
 
 /// The median intensity of each class's interior: the voxels whose whole city-block
@@ -190,16 +170,14 @@ pub fn claim_bright_pial_border(labels: &mut [u8], names: &[String], intensity: 
         return;
     };
     let midpoint = (grey + csf) / 2.0;
-    let [nx, ny, _] = dims;
     let mut claimed = Vec::new();
     for (i, (&l, &m)) in labels.iter().zip(mask).enumerate() {
         let v = f64::from(intensity[i]);
         if l != 0 || m == 0 || v == midpoint || (v > midpoint) != (grey > csf) {
             continue;
         }
-        let (x, y, z) = (i % nx, (i / nx) % ny, i / (nx * ny));
-        let parcels: Vec<u8> = face_neighbours(x, y, z, dims)
-            .map(|(xx, yy, zz)| labels[xx + nx * (yy + ny * zz)])
+        let parcels: Vec<u8> = face_neighbours(i, dims)
+            .map(|j| labels[j])
             .filter(|&n| cortex[n as usize])
             .collect();
         // the most common parcel; on a tie the lower label

@@ -14,6 +14,7 @@ pub mod conform;
 pub mod deface;
 pub mod engine;
 pub mod error;
+mod grid;
 pub mod mgh;
 pub mod model;
 pub mod nifti;

@@ -22,6 +22,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::grid::face_neighbours;
+
 /// Half-width of the window of the local means (FreeSurfer's `whalf = 7`: 15 voxels).
 pub const MEAN_WINDOW_HALF: usize = 7;
 
@@ -160,21 +162,6 @@ pub fn partial_volumes(labels: &[u8], intensity: &[f32], dims: [usize; 3], means
         }
     }
     PartialVolumes { voxels }
-}
-
-/// The grid indices of the in-grid face neighbours of voxel `i`.
-fn face_neighbours(i: usize, [nx, ny, nz]: [usize; 3]) -> impl Iterator<Item = usize> {
-    let (x, y, z) = (i % nx, (i / nx) % ny, i / (nx * ny));
-    [
-        (x > 0).then(|| i - 1),
-        (x + 1 < nx).then(|| i + 1),
-        (y > 0).then(|| i - nx),
-        (y + 1 < ny).then(|| i + nx),
-        (z > 0).then(|| i - nx * ny),
-        (z + 1 < nz).then(|| i + nx * ny),
-    ]
-    .into_iter()
-    .flatten()
 }
 
 /// The voxels of the cube of half-width `r` around (x, y, z) that lie in the grid.
