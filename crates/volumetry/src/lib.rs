@@ -304,9 +304,13 @@ pub fn segment(input: &Volume<f32>, assets: &Path, opts: &SegmentOptions) -> Res
     let post_s = t3.elapsed().as_secs_f64();
     let t4 = Instant::now();
     let intensity: Vec<f32> = conformed.volume.data.iter().map(|&v| f32::from(v)).collect();
-    let corrected_voxels =
-        partial_volume::partial_volumes(&labels.data, &intensity, labels.dims, partial_volume::Means::FreeSurfer)
-            .voxels;
+    let corrected_voxels = partial_volume::partial_volumes(
+        &labels.data,
+        &intensity,
+        labels.dims,
+        partial_volume::Correction::FreeSurfer,
+    )
+    .voxels;
     let partial_volume_s = t4.elapsed().as_secs_f64();
     Ok(Segmentation {
         model: model.name.clone(),

@@ -7,8 +7,8 @@
 //! other voxel counts whole for its label. A border voxel of label A with intensity I:
 //! - its candidate partners are the other labels in its 3×3×3 neighbourhood;
 //! - each label's local mean intensity and count are taken over the 15×15×15 window
-//!   centred on the voxel ([`Means`]: over the label's pure voxels there, or over all of
-//!   them as FreeSurfer does);
+//!   centred on the voxel (over the label's pure voxels there for [`Correction::Unbiased`],
+//!   over all of them for [`Correction::FreeSurfer`], as FreeSurfer does);
 //! - a partner B is valid when I lies strictly between the means of A and B; of the valid
 //!   ones, the most frequent in the window wins (ties: the lowest label);
 //! - the voxel gives `f = (I − mean_B) / (mean_A − mean_B)` (in [0, 1]) to A and `1 − f` to
@@ -16,8 +16,8 @@
 //!
 //! FreeSurfer gives B its share only where B touches the voxel by a face (it looks for the
 //! voxels of B's border), so a partner met only along an edge or at a corner loses it;
-//! [`Means::FreeSurfer`] does the same and the unbiased [`Means::Pure`] does not (its sum over
-//! labels is the voxel count). The background (label 0) is a label like any other here, as
+//! [`Correction::FreeSurfer`] does the same and [`Correction::Unbiased`] does not (its sum
+//! over labels is the voxel count). The background (label 0) is a label like any other here, as
 //! in FreeSurfer.
 
 use std::collections::BTreeMap;
@@ -27,15 +27,16 @@ use crate::grid::face_neighbours;
 /// Half-width of the window of the local means (FreeSurfer's `whalf = 7`: 15 voxels).
 pub const MEAN_WINDOW_HALF: usize = 7;
 
-/// Over which voxels of a label its local mean intensity is taken, and whether a partner's
-/// share is kept where it touches the voxel only along an edge or at a corner.
+/// Which correction: over which voxels of a label its local mean intensity is taken, and
+/// whether a partner's share is kept where it touches the voxel only along an edge or at a
+/// corner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Means {
-    /// Its pure (non-border) voxels, falling back to all of them when the window has no
-    /// pure one, and every share kept: unbiased and conserving (the phantoms of
+pub enum Correction {
+    /// Means over the label's pure (non-border) voxels, falling back to all of them when the
+    /// window has no pure one, and every share kept: unbiased and conserving (the phantoms of
     /// `tests/partial_volume.rs` within 0.05 %).
-    Pure,
-    /// All of them, border voxels included, and only face neighbours' shares, as FreeSurfer
+    Unbiased,
+    /// Means over all of them, border voxels included, and only face neighbours' shares, as FreeSurfer
     /// does: the mixed voxels pull the two means towards each other, so boundary voxels are
     /// credited too much to the class they are labelled (the phantoms: 2.6–4.7 % off), but
     /// FreeSurfer's own `Volume_mm3` is reproduced from its labels (the accuracy bench's
@@ -66,7 +67,7 @@ struct Border {
 
 /// Partial-volume-corrected voxel counts of every label of `labels` (x fastest, dims
 /// `[nx, ny, nz]`), from the intensities of the same grid.
-pub fn partial_volumes(labels: &[u8], intensity: &[f32], dims: [usize; 3], means: Means) -> PartialVolumes {
+pub fn partial_volumes(labels: &[u8], intensity: &[f32], dims: [usize; 3], correction: Correction) -> PartialVolumes {
     let [nx, ny, nz] = dims;
     assert_eq!(labels.len(), nx * ny * nz, "labels and dims disagree");
     assert_eq!(intensity.len(), labels.len(), "labels and intensities disagree");
@@ -126,7 +127,7 @@ pub fn partial_volumes(labels: &[u8], intensity: &[f32], dims: [usize; 3], means
         let local = LocalSums::of(labels, intensity, &is_border, dims, label, bounds);
         for &k in users {
             let b = &borders[k];
-            let mean_count = local.mean_at(b.index, dims, means);
+            let mean_count = local.mean_at(b.index, dims, correction);
             if b.label == label {
                 own[k] = mean_count;
             } else {
@@ -154,7 +155,7 @@ pub fn partial_volumes(labels: &[u8], intensity: &[f32], dims: [usize; 3], means
             Some((other, mean_b, _)) => {
                 let f = ((i - mean_b) / (mean_a - mean_b)).clamp(0.0, 1.0);
                 voxels[usize::from(b.label)] += f;
-                if means == Means::Pure || face_neighbours(b.index, dims).any(|j| labels[j] == other) {
+                if correction == Correction::Unbiased || face_neighbours(b.index, dims).any(|j| labels[j] == other) {
                     voxels[usize::from(other)] += 1.0 - f;
                 }
             }
@@ -247,9 +248,10 @@ impl LocalSums {
         LocalSums { origin, size, sums }
     }
 
-    /// (mean intensity, count) of the label in the window at grid index `i`: over its pure
-    /// voxels when the window holds any, else over all of them; (0, 0) outside the box.
-    fn mean_at(&self, i: usize, dims: [usize; 3], means: Means) -> (f64, f64) {
+    /// (mean intensity, count) of the label in the window at grid index `i`: for the unbiased
+    /// correction over its pure voxels when the window holds any, else over all of them;
+    /// (0, 0) outside the box.
+    fn mean_at(&self, i: usize, dims: [usize; 3], correction: Correction) -> (f64, f64) {
         let p = [i % dims[0], (i / dims[0]) % dims[1], i / (dims[0] * dims[1])];
         let mut q = [0usize; 3];
         for d in 0..3 {
@@ -260,7 +262,7 @@ impl LocalSums {
         }
         let j = q[0] + self.size[0] * (q[1] + self.size[1] * q[2]);
         let count = self.sums[1][j];
-        if means == Means::Pure && self.sums[3][j] > 0.0 {
+        if correction == Correction::Unbiased && self.sums[3][j] > 0.0 {
             (self.sums[2][j] / self.sums[3][j], count)
         } else if count > 0.0 {
             (self.sums[0][j] / count, count)
@@ -300,7 +302,7 @@ mod tests {
     #[test]
     fn a_uniform_block_has_no_border_and_counts_whole() {
         let labels = vec![3u8; 4 * 4 * 4];
-        let v = partial_volumes(&labels, &vec![1.0; 64], [4, 4, 4], Means::Pure);
+        let v = partial_volumes(&labels, &vec![1.0; 64], [4, 4, 4], Correction::Unbiased);
         assert_eq!(v.of(3), 64.0);
     }
 
@@ -322,7 +324,7 @@ mod tests {
                 0.0
             };
         }
-        let v = partial_volumes(&labels, &intensity, [nx, ny, nz], Means::FreeSurfer);
+        let v = partial_volumes(&labels, &intensity, [nx, ny, nz], Correction::FreeSurfer);
         let per_row = (ny * nz) as f64;
         assert!((v.of(1) - 9.5 * per_row).abs() < 0.3 * per_row, "{}", v.of(1) / per_row);
         assert!((v.of(1) + v.of(2) - (nx * ny * nz) as f64).abs() < 1e-9, "conserved");
@@ -339,8 +341,8 @@ mod tests {
         (labels[0], intensity[0]) = (2, 0.0);
         (labels[1], intensity[1]) = (3, 120.0);
         intensity[1 + nx] = 50.0;
-        let unbiased = partial_volumes(&labels, &intensity, [nx, ny, 1], Means::Pure);
-        let freesurfer = partial_volumes(&labels, &intensity, [nx, ny, 1], Means::FreeSurfer);
+        let unbiased = partial_volumes(&labels, &intensity, [nx, ny, 1], Correction::Unbiased);
+        let freesurfer = partial_volumes(&labels, &intensity, [nx, ny, 1], Correction::FreeSurfer);
         assert!((unbiased.of(2) - 1.5).abs() < 0.05, "{}", unbiased.of(2));
         assert_eq!(freesurfer.of(2), 1.0, "FreeSurfer drops the corner partner's share");
         assert!(freesurfer.of(1) < 24.0 - 0.4, "{}", freesurfer.of(1));

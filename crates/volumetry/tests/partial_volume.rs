@@ -7,7 +7,7 @@
 //! own means (over mixed voxels too) are measured here as well: they correct only part
 //! of the error, which is why the unbiased means exist.
 
-use volumetry::partial_volume::{Means, partial_volumes};
+use volumetry::partial_volume::{Correction, partial_volumes};
 
 struct Phantom {
     dims: [usize; 3],
@@ -78,8 +78,8 @@ fn phantom(dims: [usize; 3], voxel_mm: [f64; 3], centre: [f64; 3], r1: f64, r2: 
 fn check(p: &Phantom, what: &str) {
     let voxel_mm3 = p.voxel_mm.iter().product::<f64>();
     let counted = |label: u8| p.labels.iter().filter(|&&l| l == label).count() as f64 * voxel_mm3;
-    let pure = partial_volumes(&p.labels, &p.intensity, p.dims, Means::Pure);
-    let freesurfer = partial_volumes(&p.labels, &p.intensity, p.dims, Means::FreeSurfer);
+    let pure = partial_volumes(&p.labels, &p.intensity, p.dims, Correction::Unbiased);
+    let freesurfer = partial_volumes(&p.labels, &p.intensity, p.dims, Correction::FreeSurfer);
     for (label, truth) in [(1u8, p.ball_mm3), (2, p.shell_mm3)] {
         let error = |v: f64| (v / truth - 1.0) * 100.0;
         let (e_pure, e_fs, e_count) = (

@@ -11,7 +11,7 @@
 //! (both are reported for the transition). Ours are reported as voxel counts and
 //! partial-volume corrected, exactly as the product reports them (`volumetry::report`); the
 //! method alone is checked by correcting FreeSurfer's own labels as FreeSurfer does
-//! (`Means::FreeSurfer`; FreeSurfer used norm.mgz, which these folders may lack); the
+//! (`Correction::FreeSurfer`; FreeSurfer used norm.mgz, which these folders may lack); the
 //! brain-mask volume is set beside FreeSurfer's eTIV.
 //!
 //! Data comes from outside the repository (`NEUROVOL_ACCURACY_DATA`); nothing measured
@@ -24,7 +24,7 @@ use norms::validity::{self, MethodValidity, Provenance, StructureValidity, Valid
 use norms::{Norms, Sex, Site};
 use serde::Serialize;
 use volumetry::composite::Composite;
-use volumetry::partial_volume::{Means, partial_volumes};
+use volumetry::partial_volume::{Correction, partial_volumes};
 use volumetry::{ModelId, SegmentOptions};
 
 #[derive(Debug, clap::Args)]
@@ -193,7 +193,10 @@ fn z(name: &str, volume: f64, sex: Sex, age: f64) -> Option<f64> {
 }
 
 fn one_case(dir: &Path, case: &str, args: &AccuracyArgs, sex: Sex, assets: &Path) -> Result<CaseReport, String> {
-    let read = |p: &str| volumetry::mgh::read(dir.join(p)).map_err(|e| format!("{}: {e}", dir.join(p).display()));
+    let read = |p: &str| {
+        let path = dir.join(p);
+        volumetry::mgh::read(&path).map_err(|e| format!("{}: {e}", path.display()))
+    };
     let t1 = read("mri/T1.mgz")?;
     let aseg = read("mri/aseg.mgz")?;
     if aseg.dims != t1.dims {
@@ -228,7 +231,7 @@ fn one_case(dir: &Path, case: &str, args: &AccuracyArgs, sex: Sex, assets: &Path
             *compact.entry(v as u32).or_insert(next)
         })
         .collect();
-    let fs_pv = partial_volumes(&fs_labels, &t1.data, t1.dims, Means::FreeSurfer);
+    let fs_pv = partial_volumes(&fs_labels, &t1.data, t1.dims, Correction::FreeSurfer);
     let structures = rows
         .iter()
         .filter(|r| r.voxels > 0.0)
