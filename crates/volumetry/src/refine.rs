@@ -7,11 +7,17 @@
 //! and takes each structure in [`FROM_DEEP_MODEL`] from model30chan50cls, with its side
 //! from the default model, then restricts every label to the brain mask.
 //!
+//! Ventricle the default model leaves unlabelled inside the brain, where the deep model sees
+//! ventricle, joins the ventricle it opens into ([`fill_ventricles`]).
+//!
 //! Last, some borders are drawn by intensity, as FreeSurfer draws them ([`crate::borders`]).
 //!
 //! The choice of structures is a rule, not a fit: a structure comes from the model whose
 //! labels overlap FreeSurfer's more (Dice). No volume is scaled.
 
+use std::collections::VecDeque;
+
+use crate::grid::face_neighbours;
 use crate::volumes::{clean_name, side_of};
 
 /// Structures (side-less names) taken from model30chan50cls: those where its mean Dice
@@ -32,6 +38,12 @@ pub const FROM_DEEP_MODEL: &[&str] = &[
     "Cerebellum-White-Matter",
     "CSF",
 ];
+
+/// The default model's ventricles (side-less names), which it tells apart.
+const VENTRICLES: &[&str] = &["Lateral-Ventricle", "Inf-Lat-Vent", "3rd-Ventricle", "4th-Ventricle"];
+
+/// The deep model's one label for every ventricle.
+const DEEP_VENTRICLE: &str = "Ventricle";
 
 /// How the labels are drawn.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -213,6 +225,49 @@ pub fn refine(
             };
         }
     }
+    fill_ventricles(base, base_names, deep, deep_names, mask, dims);
+}
+
+/// Ventricle that the default model leaves unlabelled: inside the brain mask, a voxel without
+/// a label that the deep model calls ventricle joins the ventricle it is connected to through
+/// such voxels (breadth-first by faces from the default model's ventricles, so the nearest
+/// one; the default model alone tells lateral, inferior-lateral, 3rd and 4th apart). Voxels
+/// connected to no ventricle stay background.
+///
+/// Why: both models see the same ventricle, but the default model often leaves voxels at its
+/// edge unlabelled, and FreeSurfer labels them ventricle: of the voxels this adds on sub-01 and sub-04 of the accuracy data, 92 %
+/// and 86 % are FreeSurfer's ventricle (the rest mostly white matter, its hypointensities and
+/// background).
+fn fill_ventricles(
+    base: &mut [u8],
+    base_names: &[String],
+    deep: &[u8],
+    deep_names: &[String],
+    mask: Option<&[u8]>,
+    dims: [usize; 3],
+) {
+    let Some(deep_ventricle) = deep_names.iter().position(|n| clean_name(n) == DEEP_VENTRICLE) else {
+        return;
+    };
+    let is_ventricle: Vec<bool> = base_names
+        .iter()
+        .map(|n| {
+            let n = clean_name(n);
+            let structure = side_of(&n).map_or(n, |(_, s)| s);
+            VENTRICLES.contains(&structure.as_str())
+        })
+        .collect();
+    let is_ventricle = |l: u8| is_ventricle.get(l as usize).copied().unwrap_or(false);
+    let mut queue: VecDeque<usize> = (0..base.len()).filter(|&i| is_ventricle(base[i])).collect();
+    while let Some(i) = queue.pop_front() {
+        let label = base[i];
+        for j in face_neighbours(i, dims) {
+            if base[j] == 0 && deep[j] as usize == deep_ventricle && mask.is_none_or(|m| m[j] != 0) {
+                base[j] = label;
+                queue.push_back(j);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -245,6 +300,31 @@ mod tests {
         // x2: putamen L; x3: brain stem released → the deep model's putamen, side from the
         // plane (x = 2.75, half-way between the left centre 1 and the right 4.5) → right
         assert_eq!(base, vec![3, 1, 3, 4, 2, 2]);
+    }
+
+    /// A 12×1×1 row. Default: lateral ventricle at x0, gap x1–x4, 3rd ventricle at x5, white
+    /// matter at x6, gap x7–x8, white matter x9, gap x10–x11. The deep model calls every gap
+    /// ventricle; the mask leaves out x11.
+    #[test]
+    fn unlabelled_ventricle_joins_the_nearest_ventricle_it_opens_into() {
+        let base_names = names(&[
+            "BG",
+            "Left-Lateral-Ventricle",
+            "3rd-Ventricle",
+            "Left-Cerebral-White-Matter",
+        ]);
+        let deep_names = names(&["BG", "Ventricle", "Cerebral-White-Matter"]);
+        let mut base = vec![1, 0, 0, 0, 0, 2, 3, 0, 0, 3, 0, 0];
+        let deep = vec![1, 1, 1, 1, 1, 1, 2, 1, 1, 2, 1, 1];
+        let mask = [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0];
+        fill_ventricles(&mut base, &base_names, &deep, &deep_names, Some(&mask), [12, 1, 1]);
+        // x1–x2 nearer the lateral ventricle, x3–x4 nearer the 3rd; x7–x8 touch no ventricle;
+        // x10 touches none either, and x11 is outside the mask
+        assert_eq!(base, vec![1, 1, 1, 2, 2, 2, 3, 0, 0, 3, 0, 0]);
+        // where the deep model sees no ventricle, nothing is added
+        let mut base = vec![1, 0, 2];
+        fill_ventricles(&mut base, &base_names, &[1, 2, 1], &deep_names, None, [3, 1, 1]);
+        assert_eq!(base, vec![1, 0, 2]);
     }
 
     #[test]
