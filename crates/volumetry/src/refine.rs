@@ -225,7 +225,9 @@ pub fn refine(
             };
         }
     }
-    fill_ventricles(base, base_names, deep, deep_names, mask, dims);
+    if let Some(ventricle) = deep_names.iter().position(|n| clean_name(n) == DEEP_VENTRICLE) {
+        fill_ventricles(base, base_names, deep, ventricle, mask, dims);
+    }
 }
 
 /// Ventricle that the default model leaves unlabelled: inside the brain mask, a voxel without
@@ -238,17 +240,15 @@ pub fn refine(
 /// edge unlabelled, and FreeSurfer labels them ventricle: of the voxels this adds on sub-01 and sub-04 of the accuracy data, 92 %
 /// and 86 % are FreeSurfer's ventricle (the rest mostly white matter, its hypointensities and
 /// background).
+/// `deep_ventricle`: the deep model's ventricle label.
 fn fill_ventricles(
     base: &mut [u8],
     base_names: &[String],
     deep: &[u8],
-    deep_names: &[String],
+    deep_ventricle: usize,
     mask: Option<&[u8]>,
     dims: [usize; 3],
 ) {
-    let Some(deep_ventricle) = deep_names.iter().position(|n| clean_name(n) == DEEP_VENTRICLE) else {
-        return;
-    };
     let is_ventricle: Vec<bool> = base_names
         .iter()
         .map(|n| {
@@ -313,17 +313,17 @@ mod tests {
             "3rd-Ventricle",
             "Left-Cerebral-White-Matter",
         ]);
-        let deep_names = names(&["BG", "Ventricle", "Cerebral-White-Matter"]);
+        // the deep model: 0 background, 1 ventricle, 2 white matter
         let mut base = vec![1, 0, 0, 0, 0, 2, 3, 0, 0, 3, 0, 0];
         let deep = vec![1, 1, 1, 1, 1, 1, 2, 1, 1, 2, 1, 1];
         let mask = [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0];
-        fill_ventricles(&mut base, &base_names, &deep, &deep_names, Some(&mask), [12, 1, 1]);
+        fill_ventricles(&mut base, &base_names, &deep, 1, Some(&mask), [12, 1, 1]);
         // x1–x2 nearer the lateral ventricle, x3–x4 nearer the 3rd; x7–x8 touch no ventricle;
         // x10 touches none either, and x11 is outside the mask
         assert_eq!(base, vec![1, 1, 1, 2, 2, 2, 3, 0, 0, 3, 0, 0]);
         // where the deep model sees no ventricle, nothing is added
         let mut base = vec![1, 0, 2];
-        fill_ventricles(&mut base, &base_names, &[1, 2, 1], &deep_names, None, [3, 1, 1]);
+        fill_ventricles(&mut base, &base_names, &[1, 2, 1], 1, None, [3, 1, 1]);
         assert_eq!(base, vec![1, 0, 2]);
     }
 
@@ -355,6 +355,15 @@ mod tests {
             assert!(
                 map[d][0].is_some() && map[d][1].is_some(),
                 "{s} has no label in the default model"
+            );
+        }
+        // the ventricle rule needs the deep model's ventricle and every ventricle of the default
+        assert!(deep.iter().any(|n| clean_name(n) == DEEP_VENTRICLE));
+        for v in VENTRICLES {
+            assert!(
+                base.iter()
+                    .any(|n| side_of(&clean_name(n)).map_or(clean_name(n), |(_, s)| s) == *v),
+                "{v} not in model21_104class"
             );
         }
     }
