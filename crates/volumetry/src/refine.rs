@@ -168,7 +168,8 @@ fn position(i: usize, [nx, ny, _]: [usize; 3]) -> [f64; 3] {
 /// A voxel the default model gave to a chosen structure that the deep model does not is
 /// released: it takes the most common label among its 26 neighbours that is not a chosen
 /// structure in the default model's labels, else the deep model's own label. Outside the
-/// brain mask every voxel becomes background.
+/// brain mask every voxel becomes background. Last, the ventricles take the unlabelled
+/// ventricle the deep model sees ([`fill_ventricles`]).
 pub fn refine(
     base: &mut [u8],
     base_names: &[String],
@@ -237,10 +238,11 @@ pub fn refine(
 /// connected to no ventricle stay background.
 ///
 /// Why: both models see the same ventricle, but the default model often leaves voxels at its
-/// edge unlabelled, and FreeSurfer labels them ventricle: of the voxels this adds on sub-01 and sub-04 of the accuracy data, 92 %
-/// and 86 % are FreeSurfer's ventricle (the rest mostly white matter, its hypointensities and
-/// background).
-/// `deep_ventricle`: the deep model's ventricle label.
+/// edge unlabelled, and FreeSurfer labels them ventricle: of the voxels this adds on sub-01
+/// and sub-04 of the accuracy data, 92 % and 86 % are FreeSurfer's ventricle (the rest mostly
+/// white matter, its hypointensities and background).
+///
+/// `deep_ventricle` is the deep model's ventricle label.
 fn fill_ventricles(
     base: &mut [u8],
     base_names: &[String],
