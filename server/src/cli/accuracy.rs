@@ -20,12 +20,17 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use norms::validity::{self, MethodValidity, Provenance, StructureValidity, ValidityTable};
 use norms::{Norms, Sex, Site};
 use serde::Serialize;
 use volumetry::composite::Composite;
 use volumetry::partial_volume::{Correction, partial_volumes};
 use volumetry::{ModelId, SegmentOptions};
+
+mod stats;
+mod validity_table;
+
+pub use stats::{StatsRow, parse_stats};
+use validity_table::{kept_by_shipped_table, write_validity};
 
 #[derive(Debug, clap::Args)]
 pub struct AccuracyArgs {
@@ -99,45 +104,6 @@ pub struct CaseReport {
     pub etiv_mm3: Option<f64>,
     pub fs_mask_mm3: Option<f64>,
     pub segment_s: f64,
-}
-
-/// One row of `aseg.stats`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StatsRow {
-    pub seg_id: u32,
-    pub voxels: f64,
-    pub volume_mm3: f64,
-    pub name: String,
-}
-
-/// `aseg.stats`: its rows and its `# Measure` lines (by short name: `eTIV`, `MaskVol`, …).
-pub fn parse_stats(text: &str) -> (Vec<StatsRow>, BTreeMap<String, f64>) {
-    let mut rows = Vec::new();
-    let mut measures = BTreeMap::new();
-    for line in text.lines() {
-        if let Some(m) = line.strip_prefix("# Measure ") {
-            let parts: Vec<&str> = m.split(',').map(str::trim).collect();
-            if let (Some(short), Some(value)) = (parts.get(1), parts.get(3).and_then(|v| v.parse().ok())) {
-                measures.insert(short.to_string(), value);
-            }
-            continue;
-        }
-        if line.starts_with('#') {
-            continue;
-        }
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if let [_, id, voxels, volume, name, ..] = f[..]
-            && let (Ok(seg_id), Ok(voxels), Ok(volume_mm3)) = (id.parse(), voxels.parse(), volume.parse())
-        {
-            rows.push(StatsRow {
-                seg_id,
-                voxels,
-                volume_mm3,
-                name: name.to_string(),
-            });
-        }
-    }
-    (rows, measures)
 }
 
 fn dice(ours: &[u8], our_value: u8, theirs: &[f32], their_value: f32) -> f64 {
@@ -487,141 +453,9 @@ pub fn run(args: &AccuracyArgs, assets: &Path) -> Result<String, String> {
     Ok(out)
 }
 
-/// One structure's validity measurements over the cases (None without a normative model).
-fn structure_validity(name: &str, rows: &[&StructureRow]) -> Option<(String, StructureValidity)> {
-    let model = Norms::embedded().model(name).ok()?;
-    let dz: Vec<f64> = rows.iter().filter_map(|r| r.delta_z).collect();
-    if dz.is_empty() {
-        return None;
-    }
-    let (delta_z_mean, delta_z_sd) = mean_sd(&dz);
-    let (ratio_mean, ratio_sd) = mean_sd(&rows.iter().map(|r| r.ratio).collect::<Vec<_>>());
-    let (dice_mean, _) = mean_sd(&rows.iter().map(|r| r.dice).collect::<Vec<_>>());
-    Some((
-        model.name.clone(),
-        StructureValidity {
-            n: dz.len(),
-            dice_mean,
-            ratio_mean,
-            ratio_sd,
-            delta_z_mean,
-            delta_z_sd,
-        },
-    ))
-}
-
-/// The figures of the structures that the shipped validity table lets keep a percentile:
-/// on brains the table was not measured on, this is the test of the withholding rule.
-fn kept_by_shipped_table(reports: &[CaseReport], by_structure: &BTreeMap<String, Vec<&StructureRow>>) -> String {
-    let Some(first) = reports.first() else {
-        return String::new();
-    };
-    let Some(method) = ValidityTable::embedded().method(&first.model, first.labelling.as_str()) else {
-        return format!(
-            "the shipped validity table has no entry for {} ({} labels): every percentile withheld\n",
-            first.model,
-            first.labelling.as_str()
-        );
-    };
-    let mut kept = Vec::new();
-    for (name, rows) in by_structure {
-        let Some((bc, measured)) = structure_validity(name, rows) else {
-            continue;
-        };
-        if method.structure(&bc).is_some_and(|v| v.judge().is_ok()) {
-            kept.push((name.as_str(), measured.delta_z_mean));
-        }
-    }
-    let mean = kept.iter().map(|(_, dz)| dz.abs()).sum::<f64>() / (kept.len().max(1) as f64);
-    let worst = kept
-        .iter()
-        .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
-        .map_or("—".to_string(), |(n, dz)| format!("{n} {dz:+.2}"));
-    format!(
-        "shipped validity table ({}): {} structures keep a percentile; over them here mean |Δz| {mean:.2}, largest |mean Δz| {worst}\n",
-        method.provenance.summary(),
-        kept.len()
-    )
-}
-
-/// Writes this model and labelling's entry of a validity table, keeping the file's others.
-fn write_validity(
-    path: &Path,
-    args: &AccuracyArgs,
-    reports: &[CaseReport],
-    by_structure: &BTreeMap<String, Vec<&StructureRow>>,
-) -> Result<(), String> {
-    let first = reports.first().ok_or("no cases")?;
-    let mut table = match std::fs::read_to_string(path) {
-        Ok(text) => ValidityTable::from_json(&text)?,
-        Err(_) => ValidityTable {
-            format: validity::FORMAT.to_string(),
-            methods: Vec::new(),
-        },
-    };
-    let labelling = first.labelling.as_str().to_string();
-    let entry = MethodValidity {
-        model: first.model.clone(),
-        labelling: labelling.clone(),
-        provenance: Provenance {
-            comparison: "Δz of `neurovol accuracy` (partial-volume-corrected volumes) against FreeSurfer's aseg.stats \
-                         Volume_mm3"
-                .to_string(),
-            data: args.source.clone(),
-            cases: args.cases.clone(),
-            command: format!(
-                "neurovol accuracy --cases {} --model {}{} --age {} --sex {} --source … --validity-out …",
-                args.cases.join(","),
-                first.model,
-                if args.upstream { " --upstream" } else { "" },
-                args.age,
-                args.sex
-            ),
-            neurovol_version: env!("CARGO_PKG_VERSION").to_string(),
-            age: args.age,
-            sex: args.sex.clone(),
-        },
-        structures: by_structure
-            .iter()
-            .filter_map(|(name, rows)| structure_validity(name, rows))
-            .collect(),
-    };
-    table
-        .methods
-        .retain(|m| !(m.model == entry.model && m.labelling == labelling));
-    table.methods.push(entry);
-    table
-        .methods
-        .sort_by(|a, b| (&a.model, &a.labelling).cmp(&(&b.model, &b.labelling)));
-    let json = serde_json::to_string_pretty(&table).map_err(|e| e.to_string())? + "\n";
-    std::fs::write(path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_aseg_stats_rows_and_measures() {
-        let text = "# Measure Mask, MaskVol, Mask Volume, 1688076.000000, mm^3\n\
-                    # Measure EstimatedTotalIntraCranialVol, eTIV, Estimated Total Intracranial Volume, 1516267.932629, mm^3\n\
-                    # ColHeaders  Index SegId NVoxels Volume_mm3 StructName normMean\n  \
-                    1   4      3129     3430.2  Left-Lateral-Ventricle            43.2547\n \
-                    12  17      4685     4531.2  Left-Hippocampus                  72.2322\n";
-        let (rows, measures) = parse_stats(text);
-        assert_eq!(rows.len(), 2);
-        assert_eq!(
-            rows[1],
-            StatsRow {
-                seg_id: 17,
-                voxels: 4685.0,
-                volume_mm3: 4531.2,
-                name: "Left-Hippocampus".into()
-            }
-        );
-        assert_eq!(measures["eTIV"], 1516267.932629);
-        assert_eq!(measures["MaskVol"], 1688076.0);
-    }
 
     #[test]
     fn dice_of_overlapping_masks() {
