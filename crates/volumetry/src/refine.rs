@@ -231,6 +231,12 @@ pub fn refine(
     }
 }
 
+/// A label's structure without its side (`Left-Lateral-Ventricle` → `Lateral-Ventricle`).
+fn side_less(name: &str) -> String {
+    let name = clean_name(name);
+    side_of(&name).map_or(name, |(_, structure)| structure)
+}
+
 /// Ventricle that the default model leaves unlabelled: inside the brain mask, a voxel without
 /// a label that the deep model calls ventricle joins the ventricle it is connected to through
 /// such voxels (breadth-first by faces from the default model's ventricles, so the nearest
@@ -251,16 +257,13 @@ fn fill_ventricles(
     mask: Option<&[u8]>,
     dims: [usize; 3],
 ) {
-    let is_ventricle: Vec<bool> = base_names
+    let ventricle: Vec<bool> = base_names
         .iter()
-        .map(|n| {
-            let n = clean_name(n);
-            let structure = side_of(&n).map_or(n, |(_, s)| s);
-            VENTRICLES.contains(&structure.as_str())
-        })
+        .map(|n| VENTRICLES.contains(&side_less(n).as_str()))
         .collect();
-    let is_ventricle = |l: u8| is_ventricle.get(l as usize).copied().unwrap_or(false);
-    let mut queue: VecDeque<usize> = (0..base.len()).filter(|&i| is_ventricle(base[i])).collect();
+    let mut queue: VecDeque<usize> = (0..base.len())
+        .filter(|&i| ventricle.get(base[i] as usize).copied().unwrap_or(false))
+        .collect();
     while let Some(i) = queue.pop_front() {
         let label = base[i];
         for j in face_neighbours(i, dims) {
@@ -362,11 +365,7 @@ mod tests {
         // the ventricle rule needs the deep model's ventricle and every ventricle of the default
         assert!(deep.iter().any(|n| clean_name(n) == DEEP_VENTRICLE));
         for v in VENTRICLES {
-            assert!(
-                base.iter()
-                    .any(|n| side_of(&clean_name(n)).map_or(clean_name(n), |(_, s)| s) == *v),
-                "{v} not in model21_104class"
-            );
+            assert!(base.iter().any(|n| side_less(n) == *v), "{v} not in model21_104class");
         }
     }
 }
